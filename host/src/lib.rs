@@ -1,0 +1,31 @@
+//! Refundry's reference host: runs provider refund plugins (WebAssembly components of the
+//! `refundry:provider` contract) with only the capabilities it grants them, under limits.
+//!
+//! Along the data path: [`runtime::Refundry`] (providers and their plugins) -> [`plugin::Plugin`]
+//! (a fresh instance per operation) -> [`engine::Engine`] (wasmtime, pooling allocator, epoch
+//! time slicing, memory cap) -> [`caps`] (http, clock, storage, config, log) -> the provider.
+
+#![deny(missing_docs)]
+
+#[allow(missing_docs)]
+pub mod bindings;
+pub mod caps;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+mod limits;
+pub mod money;
+pub mod plugin;
+pub mod runtime;
+pub mod secret;
+pub mod view;
+
+pub use bindings::types::{
+    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
+    RefusalKind, Retryable, WebhookError, WebhookEvent,
+};
+pub use config::Config;
+pub use error::{LoadError, PluginError};
+pub use limits::MemoryLimitExceeded;
+pub use runtime::{OperationError, Refundry, StartError};

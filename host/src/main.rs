@@ -1,0 +1,322 @@
+//! `refundry`: the host's command line. It parses arguments and wires library pieces together;
+//! the logic lives in the `refundry_host` library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use refundry_host::view::{ProviderInfoView, RefundErrorView, RefundView, WebhookEventView};
+use refundry_host::{
+    Config, Money, OperationError, RefundLookup, RefundRequest, Refundry, engine::Engine, money,
+    runtime,
+};
+
+#[derive(Parser)]
+#[command(name = "refundry", version, about = "Provider refunds through sandboxed WebAssembly plugins")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "refundry.toml")]
+    config: PathBuf,
+    /// Print machine-readable JSON instead of readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log line format (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or look up refunds.
+    #[command(subcommand)]
+    Refund(RefundCommand),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Check webhooks a provider sent.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Run a provider simulator on loopback.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Verify and parse a captured webhook with the provider's plugin.
+    Parse {
+        /// Provider id, as configured.
+        #[arg(long)]
+        provider: String,
+        /// A header as received, `Name: value` (repeat for each).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// File holding the raw request body.
+        #[arg(long)]
+        body_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RefundCommand {
+    /// Ask a provider to refund (part of) a payment.
+    Create(CreateArgs),
+    /// Look a refund up at the provider.
+    Get(GetArgs),
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Provider id, as configured.
+    #[arg(long)]
+    provider: String,
+    /// The provider's id of the original payment.
+    #[arg(long)]
+    original_transaction_id: String,
+    /// Amount in major units with the currency's decimals (`1500.00` KES, `5000` UGX).
+    #[arg(long)]
+    amount: String,
+    /// ISO 4217 currency code.
+    #[arg(long)]
+    currency: String,
+    /// Your unique id for this refund (the idempotency key).
+    #[arg(long)]
+    external_refund_id: String,
+    /// Reason shown to the provider.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Your order id, for providers that want one.
+    #[arg(long)]
+    order_id: Option<String>,
+}
+
+#[derive(Args)]
+#[group(id = "lookup", required = true, multiple = false, args = ["id", "external_refund_id"])]
+struct GetArgs {
+    /// Provider id, as configured.
+    #[arg(long)]
+    provider: String,
+    /// The provider's refund id.
+    #[arg(long)]
+    id: Option<String>,
+    /// Your external refund id.
+    #[arg(long)]
+    external_refund_id: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show what a plugin component says of itself and what it imports.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// The MFS Africa refund API simulator.
+    MfsAfrica(MfsAfricaArgs),
+}
+
+#[derive(Args)]
+struct MfsAfricaArgs {
+    /// Loopback port to listen on (0 picks a free one; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// API key the simulator accepts.
+    #[arg(long, env = "MFS_AFRICA_API_KEY")]
+    api_key: String,
+    /// Request signing secret.
+    #[arg(long, env = "MFS_AFRICA_API_SECRET", hide_env_values = true)]
+    api_secret: String,
+    /// Webhook signing secret.
+    #[arg(long, env = "MFS_AFRICA_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// Where signed webhooks are sent.
+    #[arg(long)]
+    callback_url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REFUNDRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Refund(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let host = Refundry::start(&config).await?;
+            let outcome = match cmd {
+                RefundCommand::Create(a) => {
+                    let amount_minor = money::parse_decimal(&a.amount, &a.currency)?;
+                    let req = RefundRequest {
+                        original_transaction_id: a.original_transaction_id,
+                        external_refund_id: a.external_refund_id,
+                        amount: Money {
+                            amount_minor,
+                            currency: a.currency,
+                        },
+                        reason: a.reason,
+                        order_id: a.order_id,
+                    };
+                    host.create_refund(&a.provider, &req).await
+                }
+                RefundCommand::Get(a) => {
+                    let lookup = match (a.id, a.external_refund_id) {
+                        (Some(id), _) => RefundLookup::ProviderRefundId(id),
+                        (None, Some(ext)) => RefundLookup::ExternalRefundId(ext),
+                        (None, None) => unreachable!("clap requires one of --id, --external-refund-id"),
+                    };
+                    host.get_refund(&a.provider, &lookup).await
+                }
+            };
+            print_outcome(cli.json, outcome)
+        }
+        Command::Webhook(WebhookCommand::Parse {
+            provider,
+            headers,
+            body_file,
+        }) => {
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                        .with_context(|| format!("--header {h:?} is not `Name: value`"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let body = std::fs::read(&body_file)
+                .with_context(|| format!("reading {}", body_file.display()))?;
+            let config = Config::load(&cli.config)?;
+            let host = Refundry::start(&config).await?;
+            match host.parse_webhook(&provider, &headers, &body).await {
+                Ok(event) => {
+                    let v = WebhookEventView::from(&event);
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        println!("event         {} ({})", v.event_id, v.event_type);
+                        println!("occurred      {}", v.occurred_at.as_deref().unwrap_or("-"));
+                        println!("refund        {}", v.refund.provider_refund_id);
+                        println!("status        {}", v.refund.status);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(OperationError::Webhook(e)) => {
+                    let message = runtime::describe_webhook_error(&e);
+                    if cli.json {
+                        println!("{}", serde_json::json!({ "error": message }));
+                    } else {
+                        println!("rejected: {message}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Plugin(PluginCommand::Inspect { file }) => {
+            let engine = Engine::new(Default::default())?;
+            let (info, component) = runtime::inspect(&engine, &file).await?;
+            let view = ProviderInfoView::from(&info);
+            if cli.json {
+                let out = serde_json::json!({
+                    "describe": view, "imports": component.imports,
+                    "sha256": component.sha256, "size_bytes": component.size,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("provider      {} ({})", view.id, view.display_name);
+                println!("version       {}", view.version);
+                println!("currencies    {}", view.currencies.join(", "));
+                println!("partial       {}", view.partial_refunds);
+                println!("multiple      {}", view.multiple_refunds);
+                let window = view.refund_window_days.map_or("none".into(), |d| format!("{d} days"));
+                println!("window        {window}");
+                println!("size          {} bytes", component.size);
+                println!("sha256        {}", component.sha256);
+                println!("imports");
+                for i in &component.imports {
+                    println!("  {i}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(SandboxCommand::MfsAfrica(a)) => {
+            let mut config =
+                refundry_sandbox::mfs_africa::Config::new(a.api_key, a.api_secret, a.webhook_secret);
+            config.callback_url = a.callback_url;
+            let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
+            refundry_sandbox::mfs_africa::serve_forever(config, addr)
+                .await
+                .context("MFS Africa sandbox")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints a refund or the reason there is none. Exit code 1 for a provider refusal or failure,
+/// so scripts can tell it from a usage or configuration error (2).
+fn print_outcome(json: bool, outcome: Result<refundry_host::Refund, OperationError>) -> Result<ExitCode> {
+    match outcome {
+        Ok(refund) => {
+            let v = RefundView::from(&refund);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("refund        {}", v.provider_refund_id);
+                println!("status        {} ({})", v.status, v.provider_status);
+                println!("amount        {} {}", v.amount_display, v.currency);
+                println!("original      {}", v.original_transaction_id);
+                println!("external id   {}", v.external_refund_id.as_deref().unwrap_or("-"));
+                if let Some(reason) = &v.failure_reason {
+                    println!("failure       {reason}");
+                }
+                println!("created       {}", v.created_at.as_deref().unwrap_or("-"));
+                println!("updated       {}", v.updated_at.as_deref().unwrap_or("-"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(OperationError::Refund(e)) => {
+            let v = RefundErrorView::from(&e);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "error": v }))?);
+            } else {
+                println!("{}", runtime::describe_refund_error(&e));
+            }
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

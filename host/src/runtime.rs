@@ -1,0 +1,260 @@
+//! [`Refundry`]: the engine, the database and every configured provider's plugin, wired together.
+//! This is what a gateway embeds, and what the `refundry` binary drives.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bindings::types::{
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+};
+use crate::caps::http::{ReqwestTransport, Transport};
+use crate::caps::{Clock, ConfigCap, HttpCap, LogCap, ProviderCaps, StorageCap, SystemClock};
+use crate::config::{Config, HttpLimits, ProviderConfig};
+use crate::db::{Database, DbError};
+use crate::engine::{Engine, EngineError};
+use crate::error::{LoadError, PluginError};
+use crate::plugin::{Plugin, PluginComponent};
+use crate::secret::Redactor;
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine failed to start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A provider's plugin could not be loaded.
+    #[error("provider {provider}: {source}")]
+    Plugin {
+        /// Provider id.
+        provider: String,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+}
+
+/// Why an operation did not produce its result.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// No provider with that id is configured.
+    #[error("no provider {0:?} is configured")]
+    UnknownProvider(String),
+    /// The plugin failed (trap, deadline, memory cap).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The provider (or the plugin on its behalf) refused or failed the refund operation.
+    #[error("{}", describe_refund_error(.0))]
+    Refund(RefundError),
+    /// The webhook was not accepted.
+    #[error("webhook rejected: {}", describe_webhook_error(.0))]
+    Webhook(WebhookError),
+}
+
+/// The Refundry host: providers, their plugins, and the capabilities granted to them.
+pub struct Refundry {
+    engine: Engine,
+    db: Database,
+    providers: BTreeMap<String, Plugin>,
+}
+
+impl Refundry {
+    /// Starts the engine, opens the database and loads every configured provider, with the system clock.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Refundry::start`], with another clock (tests freeze or skew it).
+    pub async fn start_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let engine = Engine::new(config.engine)?;
+        let db = Database::open(config.database.as_deref())?;
+        let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::new());
+        let mut providers = BTreeMap::new();
+        for (id, provider) in &config.providers {
+            let fail = |source| StartError::Plugin {
+                provider: id.clone(),
+                source,
+            };
+            let component =
+                Arc::new(PluginComponent::from_file(&engine, &provider.plugin).map_err(fail)?);
+            let caps = provider_caps(
+                provider,
+                config.http,
+                transport.clone(),
+                db.clone(),
+                clock.clone(),
+            );
+            let plugin = Plugin::bind(engine.clone(), component, caps, Some(id))
+                .await
+                .map_err(fail)?;
+            tracing::info!(
+                provider = %id, version = %plugin.info().version,
+                sha256 = %plugin.component().sha256, "plugin loaded"
+            );
+            providers.insert(id.clone(), plugin);
+        }
+        Ok(Self {
+            engine,
+            db,
+            providers,
+        })
+    }
+
+    /// The engine plugins run in.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The host database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The plugin serving `provider`.
+    pub fn provider(&self, provider: &str) -> Result<&Plugin, OperationError> {
+        self.providers
+            .get(provider)
+            .ok_or_else(|| OperationError::UnknownProvider(provider.to_owned()))
+    }
+
+    /// What each configured provider's plugin says of itself.
+    pub fn providers(&self) -> impl Iterator<Item = (&str, &ProviderInfo)> {
+        self.providers.iter().map(|(id, p)| (id.as_str(), p.info()))
+    }
+
+    /// Asks `provider` to refund.
+    pub async fn create_refund(
+        &self,
+        provider: &str,
+        req: &RefundRequest,
+    ) -> Result<Refund, OperationError> {
+        self.provider(provider)?
+            .create_refund(req)
+            .await?
+            .map_err(OperationError::Refund)
+    }
+
+    /// Looks a refund up at `provider`.
+    pub async fn get_refund(
+        &self,
+        provider: &str,
+        lookup: &RefundLookup,
+    ) -> Result<Refund, OperationError> {
+        self.provider(provider)?
+            .get_refund(lookup)
+            .await?
+            .map_err(OperationError::Refund)
+    }
+
+    /// Verifies and parses a webhook `provider` sent.
+    pub async fn parse_webhook(
+        &self,
+        provider: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<WebhookEvent, OperationError> {
+        self.provider(provider)?
+            .parse_webhook(headers, body)
+            .await?
+            .map_err(OperationError::Webhook)
+    }
+}
+
+/// The capabilities granted to one provider's plugin.
+pub fn provider_caps(
+    provider: &ProviderConfig,
+    limits: HttpLimits,
+    transport: Arc<dyn Transport>,
+    db: Database,
+    clock: Arc<dyn Clock>,
+) -> Arc<ProviderCaps> {
+    let redactor = Redactor::new(provider.secrets.values());
+    let provider = Arc::new(provider.clone());
+    Arc::new(ProviderCaps {
+        http: HttpCap::new(
+            transport,
+            Some(provider.base_url.clone()),
+            limits,
+            redactor.clone(),
+            provider.id.clone(),
+        ),
+        clock,
+        storage: StorageCap::new(db, provider.id.clone()),
+        log: LogCap::new(provider.id.clone(), redactor),
+        config: ConfigCap::new(provider),
+    })
+}
+
+/// Loads a component for inspection: compiled, import-checked, and `describe()`d with no network,
+/// no configuration and throw-away storage.
+pub async fn inspect(
+    engine: &Engine,
+    path: &std::path::Path,
+) -> Result<(ProviderInfo, Arc<PluginComponent>), LoadError> {
+    let component = Arc::new(PluginComponent::from_file(engine, path)?);
+    let db = Database::open(None).map_err(|e| LoadError::Contract(e.to_string()))?;
+    let caps = Arc::new(ProviderCaps {
+        http: HttpCap::new(
+            Arc::new(ReqwestTransport::new()),
+            None,
+            HttpLimits::default(),
+            Redactor::default(),
+            "inspect".into(),
+        ),
+        clock: Arc::new(SystemClock),
+        storage: StorageCap::new(db, "inspect".into()),
+        config: ConfigCap::new(Arc::new(ProviderConfig {
+            id: "inspect".into(),
+            plugin: path.to_owned(),
+            base_url: reqwest::Url::parse("http://invalid.invalid").expect("a valid literal URL"),
+            settings: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        })),
+        log: LogCap::new("inspect".into(), Redactor::default()),
+    });
+    // Inspection has no configured provider id to check against: take the one it gives.
+    let plugin = Plugin::bind(engine.clone(), component.clone(), caps, None).await?;
+    Ok((plugin.info().clone(), component))
+}
+
+/// A one-line description of a refund error.
+pub fn describe_refund_error(e: &RefundError) -> String {
+    match e {
+        RefundError::Refused(r) => format!(
+            "refused ({:?}{}): {}",
+            r.kind,
+            r.provider_code
+                .as_deref()
+                .map(|c| format!(", provider code {c}"))
+                .unwrap_or_default(),
+            r.message
+        ),
+        RefundError::Retryable(r) => format!(
+            "retryable{}: {}{}",
+            r.provider_code
+                .as_deref()
+                .map(|c| format!(" (provider code {c})"))
+                .unwrap_or_default(),
+            r.message,
+            r.retry_after_ms
+                .map(|ms| format!(" (retry after {ms} ms)"))
+                .unwrap_or_default()
+        ),
+        RefundError::UnknownOutcome(m) => format!("outcome unknown: {m}"),
+    }
+}
+
+/// A one-line description of a webhook error.
+pub fn describe_webhook_error(e: &WebhookError) -> String {
+    match e {
+        WebhookError::MissingHeader(h) => format!("missing header {h}"),
+        WebhookError::InvalidSignature => "invalid signature".into(),
+        WebhookError::StaleTimestamp(s) => format!("timestamp {s} s away from the host clock"),
+        WebhookError::Malformed(m) => format!("malformed: {m}"),
+    }
+}

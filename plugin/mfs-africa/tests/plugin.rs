@@ -1,0 +1,799 @@
+//! The plugin's flows, run natively against `FakeHost` with the JSON fixtures in `fixtures/`.
+
+use refundry_mfs_africa::{MfsAfrica, sign};
+use refundry_sdk::http::{self, HttpError, Method};
+use refundry_sdk::testing::{FakeHost, response};
+use refundry_sdk::{
+    Host, Level, Money, Provider, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus,
+    Refusal, RefusalKind, Retryable, WebhookError,
+};
+
+/// 2026-11-25T10:15:30Z (`date -u -d 2026-11-25T10:15:30Z +%s`).
+const NOW: i64 = 1_795_601_730_000;
+const BASE: &str = "http://127.0.0.1:8080";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn host(
+    responder: impl Fn(&http::Request) -> Result<http::Response, HttpError> + Send + Sync + 'static,
+) -> FakeHost {
+    FakeHost::new()
+        .with_now_ms(NOW)
+        .with_config("base_url", BASE)
+        .with_config("api_key", "test_api_key")
+        .with_config("api_secret", "test_api_secret")
+        .with_config("webhook_secret", "test_webhook_secret")
+        .with_responder(responder)
+}
+
+fn answering(status: u16, body: Vec<u8>) -> FakeHost {
+    host(move |_| Ok(response(status, &[], body.clone())))
+}
+
+fn request() -> RefundRequest {
+    RefundRequest {
+        original_transaction_id: "txn_8f2k1".into(),
+        external_refund_id: "order-991-r1".into(),
+        amount: Money {
+            amount_minor: 150_000,
+            currency: "KES".into(),
+        },
+        reason: Some("customer_return".into()),
+        order_id: Some("order-991".into()),
+    }
+}
+
+fn pending_refund() -> Refund {
+    Refund {
+        provider_refund_id: "rfnd_abc123".into(),
+        external_refund_id: Some("order-991-r1".into()),
+        original_transaction_id: "txn_8f2k1".into(),
+        amount: Money {
+            amount_minor: 150_000,
+            currency: "KES".into(),
+        },
+        status: RefundStatus::Pending,
+        provider_status: "pending".into(),
+        failure_reason: None,
+        created_at: Some(NOW + 1_000),
+        updated_at: Some(NOW + 1_000),
+    }
+}
+
+fn headers(req: &http::Request) -> Vec<(&str, &str)> {
+    req.headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[test]
+fn create_sends_the_byte_exact_signed_request() {
+    let host = answering(201, fixture("refund_pending.json"));
+    let refund = MfsAfrica::create_refund(&host, request()).unwrap();
+    assert_eq!(refund, pending_refund());
+
+    let sent = host.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, Method::Post);
+    assert_eq!(sent[0].url, "http://127.0.0.1:8080/v1/refunds");
+    let body = fixture("create_request.json");
+    assert_eq!(sent[0].body.as_deref(), Some(body.trim_ascii_end()));
+    // Signature: see sign.rs `create_request_known_answer` for how it was computed.
+    assert_eq!(
+        headers(&sent[0]),
+        [
+            ("X-Api-Key", "test_api_key"),
+            ("X-Timestamp", "2026-11-25T10:15:30Z"),
+            (
+                "X-Signature",
+                "e96f561edaf97bba3cbc1c9657d353a91b451a7fd8d64cff8e5069f8c2ec0bc6"
+            ),
+            ("Content-Type", "application/json"),
+        ]
+    );
+}
+
+#[test]
+fn create_replay_200_is_the_existing_refund() {
+    let host = answering(200, fixture("refund_pending.json"));
+    assert_eq!(
+        MfsAfrica::create_refund(&host, request()),
+        Ok(pending_refund())
+    );
+}
+
+#[test]
+fn create_omits_absent_reason_and_formats_zero_digit_currencies() {
+    let host = answering(201, fixture("refund_failed.json"));
+    let mut req = request();
+    req.reason = None;
+    req.amount = Money {
+        amount_minor: 5000,
+        currency: "UGX".into(),
+    };
+    let refund = MfsAfrica::create_refund(&host, req).unwrap();
+    assert_eq!(refund.amount.amount_minor, 5000);
+    assert_eq!(refund.status, RefundStatus::Failed);
+    assert_eq!(refund.failure_reason.as_deref(), Some("wallet_closed"));
+    // 13:15:31+03:00 is 10:15:31Z.
+    assert_eq!(refund.created_at, Some(NOW + 1_000));
+    assert_eq!(
+        host.requests()[0].body.as_deref(),
+        Some(&br#"{"original_transaction_id":"txn_8f2k1","refund_amount":"5000","currency":"UGX","external_refund_id":"order-991-r1"}"#[..])
+    );
+}
+
+#[test]
+fn base_url_path_prefix_is_part_of_the_signed_path() {
+    let mut host = answering(201, fixture("refund_pending.json"));
+    host.set_config("base_url", "https://mfs.example/api/");
+    MfsAfrica::create_refund(&host, request()).unwrap();
+    let sent = &host.requests()[0];
+    assert_eq!(sent.url, "https://mfs.example/api/v1/refunds");
+    let expected = sign::signed_headers(
+        "test_api_key",
+        b"test_api_secret",
+        "POST",
+        "/api/v1/refunds",
+        "2026-11-25T10:15:30Z",
+        sent.body.as_deref(),
+    );
+    assert_eq!(sent.headers, expected);
+}
+
+fn refused_before_call(kind: RefusalKind) -> impl Fn(&RefundError) -> bool {
+    move |e| matches!(e, RefundError::Refused(Refusal { kind: k, provider_code: None, http_status: None, .. }) if *k == kind)
+}
+
+#[test]
+fn invalid_requests_are_refused_before_any_call() {
+    type Change = Box<dyn Fn(&mut RefundRequest)>;
+    let cases: Vec<(Change, RefusalKind)> = vec![
+        (
+            Box::new(|r| r.external_refund_id = String::new()),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.external_refund_id = "a".repeat(65)),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.external_refund_id = "a b".into()),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.external_refund_id = "r/1".into()),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.external_refund_id = "é".into()),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.original_transaction_id = String::new()),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.reason = Some("é".repeat(256))),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.amount.amount_minor = 0),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.amount.amount_minor = -100),
+            RefusalKind::InvalidRequest,
+        ),
+        (
+            Box::new(|r| r.amount.currency = "PEN".into()),
+            RefusalKind::CurrencyMismatch,
+        ),
+        (
+            Box::new(|r| r.amount.currency = "kes".into()),
+            RefusalKind::CurrencyMismatch,
+        ),
+    ];
+    for (i, (change, kind)) in cases.into_iter().enumerate() {
+        let host = answering(201, fixture("refund_pending.json"));
+        let mut req = request();
+        change(&mut req);
+        let err = MfsAfrica::create_refund(&host, req).unwrap_err();
+        assert!(refused_before_call(kind)(&err), "case {i}: {err:?}");
+        assert!(host.requests().is_empty(), "case {i} sent a request");
+    }
+    // The limits themselves are allowed.
+    let host = answering(201, fixture("refund_pending.json"));
+    let mut req = request();
+    req.external_refund_id = "A-z_9".repeat(12) + "abcd";
+    req.reason = Some("é".repeat(255));
+    assert!(MfsAfrica::create_refund(&host, req).is_ok());
+}
+
+#[test]
+fn missing_configuration_is_an_authentication_refusal() {
+    for key in ["base_url", "api_key", "api_secret"] {
+        let mut host = answering(201, fixture("refund_pending.json"));
+        host.remove_config(key);
+        let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::Authentication)(&err),
+            "{key}: {err:?}"
+        );
+        assert!(format!("{err:?}").contains(key));
+        let err =
+            MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("x".into())).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::Authentication)(&err),
+            "{key}: {err:?}"
+        );
+        assert!(host.requests().is_empty());
+    }
+    let mut host = answering(201, fixture("refund_pending.json"));
+    host.set_config("base_url", "127.0.0.1:8080");
+    let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+    assert!(
+        refused_before_call(RefusalKind::Authentication)(&err),
+        "{err:?}"
+    );
+}
+
+fn error_body(code: &str) -> Vec<u8> {
+    format!(r#"{{"error": {{"code": "{code}", "message": "msg {code}"}}, "trace_id": "tr_1"}}"#)
+        .into_bytes()
+}
+
+fn refused(kind: RefusalKind, code: &str, status: u16) -> RefundError {
+    RefundError::Refused(Refusal {
+        kind,
+        provider_code: Some(code.into()),
+        message: format!("msg {code} (trace_id tr_1)"),
+        http_status: Some(status),
+    })
+}
+
+fn retryable(code: &str, status: u16, retry_after_ms: Option<u64>) -> RefundError {
+    RefundError::Retryable(Retryable {
+        provider_code: Some(code.into()),
+        message: format!("msg {code} (trace_id tr_1)"),
+        http_status: Some(status),
+        retry_after_ms,
+    })
+}
+
+#[test]
+fn every_error_row_is_mapped() {
+    use RefusalKind as K;
+    let rows = [
+        (
+            400,
+            "invalid_request",
+            refused(K::InvalidRequest, "invalid_request", 400),
+        ),
+        (
+            401,
+            "invalid_api_key",
+            refused(K::Authentication, "invalid_api_key", 401),
+        ),
+        (
+            401,
+            "invalid_signature",
+            refused(K::Authentication, "invalid_signature", 401),
+        ),
+        (
+            401,
+            "timestamp_out_of_range",
+            refused(K::Authentication, "timestamp_out_of_range", 401),
+        ),
+        (
+            403,
+            "ip_not_allowed",
+            refused(K::Forbidden, "ip_not_allowed", 403),
+        ),
+        (
+            404,
+            "invalid_transaction",
+            refused(K::InvalidTransaction, "invalid_transaction", 404),
+        ),
+        (
+            409,
+            "duplicate_external_refund_id",
+            refused(K::IdempotencyConflict, "duplicate_external_refund_id", 409),
+        ),
+        (
+            422,
+            "amount_exceeded",
+            refused(K::AmountExceeded, "amount_exceeded", 422),
+        ),
+        (
+            422,
+            "currency_mismatch",
+            refused(K::CurrencyMismatch, "currency_mismatch", 422),
+        ),
+        (
+            422,
+            "transaction_not_settled",
+            refused(K::NotSettled, "transaction_not_settled", 422),
+        ),
+        (
+            422,
+            "refund_window_expired",
+            refused(K::WindowExpired, "refund_window_expired", 422),
+        ),
+        (429, "rate_limited", retryable("rate_limited", 429, None)),
+        (
+            500,
+            "internal_error",
+            retryable("internal_error", 500, None),
+        ),
+        (
+            502,
+            "service_unavailable",
+            retryable("service_unavailable", 502, None),
+        ),
+        (
+            503,
+            "service_unavailable",
+            retryable("service_unavailable", 503, None),
+        ),
+        (
+            500,
+            "internal_error",
+            retryable("internal_error", 500, None),
+        ),
+        // Codes outside the spec: the status class decides, the code is kept.
+        (418, "teapot", refused(K::Other, "teapot", 418)),
+        (
+            422,
+            "wallet_frozen",
+            refused(K::Other, "wallet_frozen", 422),
+        ),
+        (
+            504,
+            "gateway_timeout",
+            retryable("gateway_timeout", 504, None),
+        ),
+        (429, "slow_down", retryable("slow_down", 429, None)),
+    ];
+    for (status, code, expected) in rows {
+        let host = answering(status, error_body(code));
+        assert_eq!(
+            MfsAfrica::create_refund(&host, request()),
+            Err(expected),
+            "{status} {code}"
+        );
+    }
+}
+
+#[test]
+fn rate_limit_carries_retry_after() {
+    let host = host(|_| {
+        Ok(response(
+            429,
+            &[("retry-after", "7")],
+            error_body("rate_limited"),
+        ))
+    });
+    assert_eq!(
+        MfsAfrica::create_refund(&host, request()),
+        Err(retryable("rate_limited", 429, Some(7_000)))
+    );
+    let host = host_with_header("Retry-After", "soon");
+    assert_eq!(
+        MfsAfrica::create_refund(&host, request()),
+        Err(retryable("rate_limited", 429, None))
+    );
+}
+
+fn host_with_header(name: &'static str, value: &'static str) -> FakeHost {
+    host(move |_| Ok(response(429, &[(name, value)], error_body("rate_limited"))))
+}
+
+#[test]
+fn error_fixture_keeps_message_and_trace_id() {
+    let host = answering(422, fixture("error_amount_exceeded.json"));
+    assert_eq!(
+        MfsAfrica::create_refund(&host, request()),
+        Err(RefundError::Refused(Refusal {
+            kind: RefusalKind::AmountExceeded,
+            provider_code: Some("amount_exceeded".into()),
+            message: "refund amount exceeds the refundable balance (trace_id tr_9x8y7)".into(),
+            http_status: Some(422),
+        }))
+    );
+}
+
+#[test]
+fn error_without_provider_body_goes_by_status() {
+    let host = answering(400, b"<html>bad gateway</html>".to_vec());
+    let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RefundError::Refused(Refusal {
+                kind: RefusalKind::Other,
+                provider_code: None,
+                http_status: Some(400),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let host = answering(502, Vec::new());
+    let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RefundError::Retryable(Retryable {
+                provider_code: None,
+                http_status: Some(502),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn success_bodies_that_do_not_parse_are_unknown_outcomes() {
+    let pending = String::from_utf8(fixture("refund_pending.json")).unwrap();
+    let bodies = [
+        b"not json".to_vec(),
+        b"{}".to_vec(),
+        pending.replace("\"pending\"", "\"on_hold\"").into_bytes(),
+        pending.replace("\"1500.00\"", "\"1500\"").into_bytes(),
+        pending.replace("\"1500.00\"", "\"1500.5\"").into_bytes(),
+        pending
+            .replace("\"2026-11-25T10:15:31Z\"", "\"yesterday\"")
+            .into_bytes(),
+    ];
+    for body in bodies {
+        let host = answering(201, body.clone());
+        let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+        assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
+        let host = answering(200, body);
+        let err =
+            MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_abc123".into()))
+                .unwrap_err();
+        assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
+    }
+    // A success status the spec does not use is not a refund either.
+    let host = answering(202, fixture("refund_pending.json"));
+    let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
+    assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
+}
+
+#[test]
+fn transport_failures_depend_on_the_operation() {
+    let failures = [
+        HttpError::ConnectFailed("refused".into()),
+        HttpError::Timeout,
+        HttpError::Transport("reset".into()),
+        HttpError::ResponseTooLarge(1 << 20),
+        HttpError::Denied("not allowed".into()),
+        HttpError::InvalidRequest("bad header".into()),
+    ];
+    for failure in failures {
+        let f = failure.clone();
+        let host = host(move |_| Err(f.clone()));
+        let create = MfsAfrica::create_refund(&host, request()).unwrap_err();
+        let get =
+            MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-1".into())).unwrap_err();
+        let is_retryable = |e: &RefundError| {
+            matches!(
+                e,
+                RefundError::Retryable(Retryable {
+                    provider_code: None,
+                    http_status: None,
+                    retry_after_ms: None,
+                    ..
+                })
+            )
+        };
+        let is_config = |e: &RefundError| matches!(e, RefundError::Refused(Refusal { kind: RefusalKind::Other, provider_code: None, http_status: None, message }) if message.starts_with("configuration"));
+        match failure {
+            HttpError::ConnectFailed(_) => {
+                assert!(is_retryable(&create), "{create:?}");
+                assert!(is_retryable(&get), "{get:?}");
+            }
+            HttpError::Timeout | HttpError::Transport(_) | HttpError::ResponseTooLarge(_) => {
+                assert!(
+                    matches!(create, RefundError::UnknownOutcome(_)),
+                    "{create:?}"
+                );
+                assert!(is_retryable(&get), "{get:?}");
+            }
+            HttpError::Denied(_) | HttpError::InvalidRequest(_) => {
+                assert!(is_config(&create), "{create:?}");
+                assert!(is_config(&get), "{get:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn get_by_provider_id() {
+    let host = answering(200, fixture("refund_failed.json"));
+    let refund =
+        MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_ugx777".into())).unwrap();
+    assert_eq!(refund.provider_refund_id, "rfnd_ugx777");
+    assert_eq!(
+        refund.amount,
+        Money {
+            amount_minor: 5000,
+            currency: "UGX".into()
+        }
+    );
+    assert_eq!(refund.provider_status, "failed");
+    assert_eq!(refund.updated_at, Some(NOW + 32_000));
+    let sent = &host.requests()[0];
+    assert_eq!(
+        (sent.method, sent.url.as_str()),
+        (Method::Get, "http://127.0.0.1:8080/v1/refunds/rfnd_ugx777")
+    );
+    assert_eq!(sent.body, None);
+    let expected = sign::signed_headers(
+        "test_api_key",
+        b"test_api_secret",
+        "GET",
+        "/v1/refunds/rfnd_ugx777",
+        "2026-11-25T10:15:30Z",
+        None,
+    );
+    assert_eq!(sent.headers, expected);
+    assert_eq!(expected.len(), 3, "no Content-Type without a body");
+}
+
+#[test]
+fn get_by_provider_id_encodes_the_path_segment() {
+    let host = answering(200, fixture("refund_pending.json"));
+    MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("a/b c?".into())).unwrap();
+    assert_eq!(
+        host.requests()[0].url,
+        "http://127.0.0.1:8080/v1/refunds/a%2Fb%20c%3F"
+    );
+}
+
+#[test]
+fn get_unknown_refund_is_not_found() {
+    let host = answering(404, error_body("refund_not_found"));
+    assert_eq!(
+        MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_x".into())),
+        Err(refused(RefusalKind::NotFound, "refund_not_found", 404))
+    );
+}
+
+#[test]
+fn get_by_external_id() {
+    let host = answering(200, fixture("refund_list.json"));
+    let refund =
+        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("order-991-r1".into()))
+            .unwrap();
+    assert_eq!(refund.status, RefundStatus::Processed);
+    assert_eq!(refund.provider_refund_id, "rfnd_abc123");
+    let sent = &host.requests()[0];
+    assert_eq!(
+        sent.url,
+        "http://127.0.0.1:8080/v1/refunds?external_refund_id=order-991-r1"
+    );
+    // Signature: see sign.rs `get_request_known_answer_has_no_content_type`.
+    assert_eq!(
+        headers(sent),
+        [
+            ("X-Api-Key", "test_api_key"),
+            ("X-Timestamp", "2026-11-25T10:15:30Z"),
+            (
+                "X-Signature",
+                "18d0b01f4769d662f8b9f277b571a7752fd884e899e13cb7358b82de386a9e27"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn get_by_external_id_not_found_or_invalid() {
+    let host = answering(200, fixture("refund_list_empty.json"));
+    let err =
+        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into())).unwrap_err();
+    assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
+
+    // A list naming another external id is not an answer about ours.
+    let host = answering(200, fixture("refund_list.json"));
+    let err =
+        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into())).unwrap_err();
+    assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
+
+    let host = answering(200, fixture("refund_list.json"));
+    for bad in ["", "a&b=c", "r 1", "x".repeat(65).as_str()] {
+        let err =
+            MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId(bad.into())).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::InvalidRequest)(&err),
+            "{bad:?}: {err:?}"
+        );
+    }
+    assert!(host.requests().is_empty());
+}
+
+#[test]
+fn describe_matches_the_spec() {
+    let info = MfsAfrica::describe();
+    assert_eq!(info.id, "mfs-africa");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.currencies.len(), 13);
+    assert!(
+        info.currencies
+            .iter()
+            .all(|c| refundry_sdk::money::exponent(c).is_some())
+    );
+    assert!(info.partial_refunds && info.multiple_refunds);
+    assert_eq!(info.refund_window_days, Some(180));
+}
+
+// --- webhooks ---
+
+const WEBHOOK_TS: &str = "2026-11-25T10:20:00Z";
+const WEBHOOK_TS_MS: i64 = NOW + 270_000;
+/// See sign.rs `webhook_known_answer` for how it was computed.
+const WEBHOOK_SIG: &str = "9d732ba2a4743f2e149064a33f1e032a4f1f5da237559018c456568a896081c3";
+
+fn webhook_headers(sig: &str, ts: &str, event_id: &str) -> Vec<(String, String)> {
+    vec![
+        // Names as a proxy might deliver them: any case.
+        ("x-mfs-signature".into(), sig.into()),
+        ("X-MFS-TIMESTAMP".into(), ts.into()),
+        ("X-Mfs-Event-Id".into(), event_id.into()),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+fn webhook_host(now: i64) -> FakeHost {
+    host(|_| panic!("webhooks make no calls")).with_now_ms(now)
+}
+
+#[test]
+fn valid_webhook_is_parsed() {
+    let host = webhook_host(WEBHOOK_TS_MS + 10_000);
+    let body = fixture("webhook_processed.json");
+    let event = MfsAfrica::parse_webhook(
+        &host,
+        &webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"),
+        &body,
+    )
+    .unwrap();
+    assert_eq!(event.event_id, "evt_01");
+    assert_eq!(event.event_type, "refund.status_changed");
+    assert_eq!(event.occurred_at, Some(WEBHOOK_TS_MS));
+    assert_eq!(event.refund.status, RefundStatus::Processed);
+    assert_eq!(event.refund.updated_at, Some(WEBHOOK_TS_MS));
+    assert_eq!(event.refund.amount.amount_minor, 150_000);
+}
+
+#[test]
+fn forged_webhooks_are_rejected() {
+    let host = webhook_host(WEBHOOK_TS_MS);
+    let body = fixture("webhook_processed.json");
+    let mut tampered = body.clone();
+    tampered[body.len() - 5] = b' ';
+    let other_secret = sign::webhook_signature(b"guess", WEBHOOK_TS, &body);
+    for (sig, ts, body) in [
+        (WEBHOOK_SIG, WEBHOOK_TS, &tampered),
+        (WEBHOOK_SIG, "2026-11-25T10:20:01Z", &body),
+        (other_secret.as_str(), WEBHOOK_TS, &body),
+        (&WEBHOOK_SIG.to_uppercase(), WEBHOOK_TS, &body),
+        ("", WEBHOOK_TS, &body),
+    ] {
+        assert_eq!(
+            MfsAfrica::parse_webhook(&host, &webhook_headers(sig, ts, "evt_01"), body),
+            Err(WebhookError::InvalidSignature)
+        );
+    }
+}
+
+#[test]
+fn stale_webhooks_are_rejected_either_way() {
+    let body = fixture("webhook_processed.json");
+    let headers = webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01");
+    for (offset_ms, expected) in [
+        (300_000, None),
+        (-300_000, None),
+        (301_000, Some(301)),
+        (-301_000, Some(-301)),
+        (86_400_000, Some(86_400)),
+    ] {
+        let host = webhook_host(WEBHOOK_TS_MS + offset_ms);
+        let got = MfsAfrica::parse_webhook(&host, &headers, &body);
+        match expected {
+            None => assert!(got.is_ok(), "{offset_ms}: {got:?}"),
+            Some(s) => assert_eq!(got, Err(WebhookError::StaleTimestamp(s)), "{offset_ms}"),
+        }
+    }
+}
+
+#[test]
+fn missing_headers_are_named() {
+    let host = webhook_host(WEBHOOK_TS_MS);
+    let body = fixture("webhook_processed.json");
+    for name in ["X-MFS-Signature", "X-MFS-Timestamp", "X-MFS-Event-Id"] {
+        let headers: Vec<_> = webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01")
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
+            .collect();
+        assert_eq!(
+            MfsAfrica::parse_webhook(&host, &headers, &body),
+            Err(WebhookError::MissingHeader(name.into()))
+        );
+    }
+}
+
+#[test]
+fn malformed_but_signed_webhooks_are_malformed() {
+    let host = webhook_host(WEBHOOK_TS_MS);
+    let good = String::from_utf8(fixture("webhook_processed.json")).unwrap();
+    let cases = [
+        ("evt_01", "not json".to_string()),
+        ("evt_01", r#"{"event_id": "evt_01"}"#.to_string()),
+        ("evt_02", good.clone()),
+        ("evt_01", good.replace("\"processed\"", "\"settled\"")),
+        ("evt_01", good.replace("\"1500.00\"", "\"1500.0\"")),
+        (
+            "evt_01",
+            good.replace(
+                "\"occurred_at\": \"2026-11-25T10:20:00Z\"",
+                "\"occurred_at\": \"now\"",
+            ),
+        ),
+    ];
+    for (event_id, body) in cases {
+        let sig = sign::webhook_signature(b"test_webhook_secret", WEBHOOK_TS, body.as_bytes());
+        let got = MfsAfrica::parse_webhook(
+            &host,
+            &webhook_headers(&sig, WEBHOOK_TS, event_id),
+            body.as_bytes(),
+        );
+        assert!(
+            matches!(got, Err(WebhookError::Malformed(_))),
+            "{event_id} {body}: {got:?}"
+        );
+    }
+    // A signed but unparseable timestamp is malformed too, not stale.
+    let sig = sign::webhook_signature(b"test_webhook_secret", "yesterday", good.as_bytes());
+    let got = MfsAfrica::parse_webhook(
+        &host,
+        &webhook_headers(&sig, "yesterday", "evt_01"),
+        good.as_bytes(),
+    );
+    assert!(matches!(got, Err(WebhookError::Malformed(_))), "{got:?}");
+}
+
+#[test]
+fn webhook_without_secret_is_rejected_and_logged() {
+    let mut host = webhook_host(WEBHOOK_TS_MS);
+    host.remove_config("webhook_secret");
+    let body = fixture("webhook_processed.json");
+    assert_eq!(
+        MfsAfrica::parse_webhook(
+            &host,
+            &webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"),
+            &body
+        ),
+        Err(WebhookError::InvalidSignature)
+    );
+    let logs = host.logs();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].level, Level::Error);
+    assert!(logs[0].message.contains("webhook_secret"));
+}
+
+#[test]
+fn fake_host_clock_is_what_gets_signed() {
+    let host = answering(201, fixture("refund_pending.json"));
+    host.advance_ms(61_500);
+    MfsAfrica::create_refund(&host, request()).unwrap();
+    assert_eq!(host.requests()[0].headers[1].1, "2026-11-25T10:16:31Z");
+    assert_eq!(host.now_ms(), NOW + 61_500);
+}

@@ -1,0 +1,216 @@
+//! Guest SDK for Refundry provider plugins.
+//!
+//! A plugin implements [`Provider`] against a [`Host`] and registers it with [`export_provider!`]:
+//!
+//! ```ignore
+//! struct MyProvider;
+//! impl refundry_sdk::Provider for MyProvider { /* describe, create_refund, get_refund, parse_webhook */ }
+//! refundry_sdk::export_provider!(MyProvider);
+//! ```
+//!
+//! The WIT bindings are generated here and kept private; the contract's types are re-exported at
+//! the crate root (and the HTTP types in [`http`]) under their generated names. Because the logic
+//! only sees a `&impl Host`, the same plugin crate also builds natively (as an rlib) and runs with
+//! [`testing::FakeHost`] in unit tests and in the host's native benchmark.
+#![deny(missing_docs)]
+
+pub mod crypto;
+mod host;
+pub mod money;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+pub mod time;
+
+pub use host::Host;
+#[cfg(any(target_arch = "wasm32", doc))]
+pub use host::WasmHost;
+
+pub use __private::wit::refundry::provider::log::Level;
+pub use __private::wit::refundry::provider::storage::StorageError;
+pub use __private::wit::refundry::provider::types::{
+    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
+    RefusalKind, Retryable, WebhookError, WebhookEvent,
+};
+
+/// The HTTP capability's types (what a plugin sends and what comes back) and small helpers.
+pub mod http {
+    pub use crate::__private::wit::refundry::provider::http::{
+        HttpError, Method, Request, Response,
+    };
+
+    impl Method {
+        /// The method's name as sent on the wire and used in signatures (`GET`, `POST`).
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Method::Get => "GET",
+                Method::Post => "POST",
+                Method::Put => "PUT",
+                Method::Patch => "PATCH",
+                Method::Delete => "DELETE",
+            }
+        }
+    }
+
+    /// The value of the first header named `name`, compared case-insensitively (HTTP header
+    /// names are; webhooks arrive with names in any case, responses with lower-case names).
+    pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn method_names() {
+            assert_eq!(Method::Get.as_str(), "GET");
+            assert_eq!(Method::Post.as_str(), "POST");
+            assert_eq!(Method::Delete.as_str(), "DELETE");
+        }
+
+        #[test]
+        fn header_lookup_ignores_case() {
+            let headers = vec![
+                ("retry-after".to_string(), "7".to_string()),
+                ("X-MFS-Event-Id".to_string(), "evt_1".to_string()),
+                ("x-mfs-event-id".to_string(), "evt_2".to_string()),
+            ];
+            assert_eq!(header(&headers, "Retry-After"), Some("7"));
+            assert_eq!(header(&headers, "x-mfs-event-id"), Some("evt_1"));
+            assert_eq!(header(&headers, "X-Missing"), None);
+        }
+    }
+}
+
+/// A provider's refund logic. All functions are associated (no `self`): the host runs each
+/// operation on a fresh instance, so there is no state to keep but what [`Host`] storage holds.
+pub trait Provider {
+    /// What this plugin is: id, version, currencies, refund rules. Must not use the host.
+    fn describe() -> ProviderInfo;
+
+    /// Asks the provider to refund `req`.
+    fn create_refund(host: &impl Host, req: RefundRequest) -> Result<Refund, RefundError>;
+
+    /// Looks a refund up at the provider.
+    fn get_refund(host: &impl Host, lookup: RefundLookup) -> Result<Refund, RefundError>;
+
+    /// Verifies and parses a webhook: `headers` as received (names in any case), `body` raw.
+    fn parse_webhook(
+        host: &impl Host,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<WebhookEvent, WebhookError>;
+}
+
+/// Exports `$ty` (a type implementing [`Provider`]) as the component's `provider` interface,
+/// running it with [`WasmHost`].
+///
+/// Invoke it once per plugin crate, at module level. The export functions exist only when
+/// compiling for `wasm32`: natively the macro only checks that `$ty` implements [`Provider`], and
+/// the plugin crate is a plain library, so several plugins can be linked into one binary (the
+/// host's benchmark) without their export symbols clashing. On wasm, each export first installs (once per instance) a panic hook
+/// that writes the panic message and location to the host log at error level before the trap.
+#[macro_export]
+macro_rules! export_provider {
+    ($ty:ty) => {
+        // Checked on every target, so a native `cargo check` catches a type that is no provider;
+        // a closure that is never called emits no code and no symbol.
+        const _: fn() = || {
+            fn assert_provider<P: $crate::Provider>() {}
+            assert_provider::<$ty>();
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            // wit-bindgen's export macro takes an identifier, not a type: name the adapter.
+            type __RefundryGuest = $crate::__private::Adapter<$ty>;
+            $crate::__private::wit::__export_refund_plugin!(
+                __RefundryGuest with_types_in $crate::__private::wit
+            );
+        };
+    };
+}
+
+/// Implementation details of [`export_provider!`]; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// The generated bindings. Public only so that [`export_provider!`](crate::export_provider)
+    /// can reach them from the plugin crate.
+    #[allow(missing_docs, clippy::all)]
+    pub mod wit {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "refund-plugin",
+            // wit-bindgen already derives Clone (records, variants) and implements Debug; equality
+            // lets plugin tests compare whole refunds and errors.
+            additional_derives: [PartialEq, Eq, Clone],
+            // The export macro is invoked from plugin crates (through `export_provider!`)...
+            pub_export_macro: true,
+            export_macro_name: "__export_refund_plugin",
+            // ...where the bindings are found at this path.
+            default_bindings_module: "::refundry_sdk::__private::wit",
+        });
+    }
+
+    /// Adapts a [`Provider`](crate::Provider) to the generated export trait.
+    pub struct Adapter<P>(core::marker::PhantomData<P>);
+
+    #[cfg(target_arch = "wasm32")]
+    mod adapter {
+        use super::Adapter;
+        use super::wit::exports::refundry::provider::provider::Guest;
+        use crate::{
+            Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
+            WasmHost, WebhookError, WebhookEvent,
+        };
+
+        /// Reports a panic through the `log` import: with `panic = "abort"` the instance traps
+        /// right after, and without this the host would only see `unreachable`.
+        fn install_panic_hook() {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                std::panic::set_hook(Box::new(|info| {
+                    let message = info
+                        .payload_as_str()
+                        .unwrap_or("(non-string panic payload)");
+                    let location = info
+                        .location()
+                        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                        .unwrap_or_default();
+                    WasmHost.log(
+                        Level::Error,
+                        &format!("plugin panicked: {message}"),
+                        &[("location", &location)],
+                    );
+                }));
+            });
+        }
+
+        impl<P: Provider> Guest for Adapter<P> {
+            fn describe() -> ProviderInfo {
+                install_panic_hook();
+                P::describe()
+            }
+
+            fn create_refund(req: RefundRequest) -> Result<Refund, RefundError> {
+                install_panic_hook();
+                P::create_refund(&WasmHost, req)
+            }
+
+            fn get_refund(lookup: RefundLookup) -> Result<Refund, RefundError> {
+                install_panic_hook();
+                P::get_refund(&WasmHost, lookup)
+            }
+
+            fn parse_webhook(
+                headers: Vec<(String, String)>,
+                body: Vec<u8>,
+            ) -> Result<WebhookEvent, WebhookError> {
+                install_panic_hook();
+                P::parse_webhook(&WasmHost, &headers, &body)
+            }
+        }
+    }
+}

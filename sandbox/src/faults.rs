@@ -1,0 +1,330 @@
+//! Fault injection queue, shared by every provider simulator.
+//!
+//! Two kinds of faults are kept apart:
+//! - request faults ([`RequestFault`]) apply to the next API requests that passed authentication
+//!   and the IP allowlist (never to `/_sandbox/` control requests). They are queued in order: a
+//!   `status` fault for 2 requests followed by a `delay` fault for 1 request answers the next two
+//!   requests with the status and delays the third.
+//! - webhook faults are counters: the next N events are dropped or duplicated, the next N delivery
+//!   attempts fail without being sent.
+//!
+//! What a status fault looks like on the wire (error code, body) is the provider module's business.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The statuses a `status` fault may inject.
+pub const INJECTABLE_STATUSES: [u16; 4] = [429, 500, 502, 503];
+
+/// The longest delay a `delay` fault may ask for: long enough for any client timeout, short enough
+/// that a forgotten fault does not hang a test run.
+pub const MAX_DELAY: Duration = Duration::from_secs(120);
+
+/// Seconds given in `Retry-After` for a 429 fault that does not say.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
+
+/// A fault as asked for on `POST /_sandbox/faults` (tagged by `kind`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultSpec {
+    /// The next `count` API requests are answered with `status` and the provider's error body.
+    Status {
+        /// One of [`INJECTABLE_STATUSES`].
+        status: u16,
+        /// How many requests; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+        /// Seconds for the `Retry-After` header: default 1 for 429; for 5xx the header is only
+        /// sent when this is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// The next `count` API requests are processed normally, then the answer is held for
+    /// `delay_ms` milliseconds (a client with a shorter timeout sees a timeout while the effect
+    /// of its request exists).
+    Delay {
+        /// Milliseconds to hold the answer, at most [`MAX_DELAY`].
+        delay_ms: u64,
+        /// How many requests; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// The next `count` webhook events are never delivered (not even attempted).
+    DropWebhooks {
+        /// How many events; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// The next `count` webhook events are delivered twice (same event id, same body).
+    DuplicateWebhooks {
+        /// How many events; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// The next `count` delivery attempts fail without being sent, so retries happen.
+    FailWebhooks {
+        /// How many attempts; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Why a [`FaultSpec`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    /// `count` was 0.
+    #[error("count must be at least 1")]
+    ZeroCount,
+    /// A status fault asked for a status that is not injectable.
+    #[error("status {status} cannot be injected (allowed: 429, 500, 502, 503)")]
+    Status {
+        /// The status asked for.
+        status: u16,
+    },
+    /// A delay fault asked for more than [`MAX_DELAY`].
+    #[error("delay_ms {delay_ms} is above the maximum of {max_ms}")]
+    DelayTooLong {
+        /// The delay asked for, in milliseconds.
+        delay_ms: u64,
+        /// The maximum, in milliseconds.
+        max_ms: u128,
+    },
+}
+
+impl FaultSpec {
+    /// Checks the spec's values.
+    pub fn validate(&self) -> Result<(), FaultError> {
+        let count = match *self {
+            FaultSpec::Status { status, count, .. } => {
+                if !INJECTABLE_STATUSES.contains(&status) {
+                    return Err(FaultError::Status { status });
+                }
+                count
+            }
+            FaultSpec::Delay { delay_ms, count } => {
+                if u128::from(delay_ms) > MAX_DELAY.as_millis() {
+                    return Err(FaultError::DelayTooLong {
+                        delay_ms,
+                        max_ms: MAX_DELAY.as_millis(),
+                    });
+                }
+                count
+            }
+            FaultSpec::DropWebhooks { count }
+            | FaultSpec::DuplicateWebhooks { count }
+            | FaultSpec::FailWebhooks { count } => count,
+        };
+        if count == 0 {
+            return Err(FaultError::ZeroCount);
+        }
+        Ok(())
+    }
+}
+
+/// What happens to one API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFault {
+    /// Answer with this status and the provider's error body for it, without processing.
+    Status {
+        /// 429, 500, 502 or 503.
+        status: u16,
+        /// Seconds for `Retry-After`, when the header is to be sent.
+        retry_after: Option<u64>,
+    },
+    /// Process normally, then hold the answer this long.
+    Delay(Duration),
+}
+
+/// The fault queue of one simulator. Cheap to lock; never held across an `.await`.
+#[derive(Debug, Default)]
+pub struct Faults {
+    state: Mutex<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Request faults in the order they were queued, each with the requests it still applies to.
+    requests: VecDeque<(RequestFault, u32)>,
+    drop_webhooks: u32,
+    duplicate_webhooks: u32,
+    fail_webhooks: u32,
+}
+
+impl Faults {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        // A panic while holding this lock cannot leave the counters inconsistent, so a poisoned
+        // lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Validates and queues a fault.
+    pub fn push(&self, spec: &FaultSpec) -> Result<(), FaultError> {
+        spec.validate()?;
+        let mut state = self.lock();
+        match *spec {
+            FaultSpec::Status {
+                status,
+                count,
+                retry_after,
+            } => {
+                let retry_after = match (status, retry_after) {
+                    (429, None) => Some(DEFAULT_RETRY_AFTER_SECS),
+                    (_, given) => given,
+                };
+                state.requests.push_back((
+                    RequestFault::Status {
+                        status,
+                        retry_after,
+                    },
+                    count,
+                ));
+            }
+            FaultSpec::Delay { delay_ms, count } => {
+                let fault = RequestFault::Delay(Duration::from_millis(delay_ms));
+                state.requests.push_back((fault, count));
+            }
+            FaultSpec::DropWebhooks { count } => {
+                state.drop_webhooks = state.drop_webhooks.saturating_add(count);
+            }
+            FaultSpec::DuplicateWebhooks { count } => {
+                state.duplicate_webhooks = state.duplicate_webhooks.saturating_add(count);
+            }
+            FaultSpec::FailWebhooks { count } => {
+                state.fail_webhooks = state.fail_webhooks.saturating_add(count);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every queued fault.
+    pub fn clear(&self) {
+        *self.lock() = FaultState::default();
+    }
+
+    /// The fault for the API request being handled now, if any (and counts it as used).
+    pub fn next_request(&self) -> Option<RequestFault> {
+        let mut state = self.lock();
+        let (fault, remaining) = state.requests.front_mut()?;
+        let fault = *fault;
+        *remaining -= 1;
+        if *remaining == 0 {
+            state.requests.pop_front();
+        }
+        Some(fault)
+    }
+
+    /// Whether the webhook event being queued now is to be dropped (and counts it as used).
+    pub fn take_drop_webhook(&self) -> bool {
+        take(&mut self.lock().drop_webhooks)
+    }
+
+    /// Whether the webhook event being queued now is to be delivered twice (and counts it).
+    pub fn take_duplicate_webhook(&self) -> bool {
+        take(&mut self.lock().duplicate_webhooks)
+    }
+
+    /// Whether the delivery attempt being made now is to fail unsent (and counts it).
+    pub fn take_fail_webhook_attempt(&self) -> bool {
+        take(&mut self.lock().fail_webhooks)
+    }
+}
+
+fn take(counter: &mut u32) -> bool {
+    if *counter == 0 {
+        return false;
+    }
+    *counter -= 1;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_faults_apply_in_order() {
+        let faults = Faults::new();
+        let spec: FaultSpec =
+            serde_json::from_str(r#"{"kind": "status", "status": 503, "count": 2}"#).unwrap();
+        faults.push(&spec).unwrap();
+        faults
+            .push(&FaultSpec::Delay {
+                delay_ms: 5,
+                count: 1,
+            })
+            .unwrap();
+        let unavailable = RequestFault::Status {
+            status: 503,
+            retry_after: None,
+        };
+        assert_eq!(faults.next_request(), Some(unavailable));
+        assert_eq!(faults.next_request(), Some(unavailable));
+        assert_eq!(
+            faults.next_request(),
+            Some(RequestFault::Delay(Duration::from_millis(5)))
+        );
+        assert_eq!(faults.next_request(), None);
+    }
+
+    #[test]
+    fn rate_limit_defaults_retry_after() {
+        let faults = Faults::new();
+        let spec: FaultSpec = serde_json::from_str(r#"{"kind": "status", "status": 429}"#).unwrap();
+        faults.push(&spec).unwrap();
+        assert_eq!(
+            faults.next_request(),
+            Some(RequestFault::Status {
+                status: 429,
+                retry_after: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let faults = Faults::new();
+        let bad_status = FaultSpec::Status {
+            status: 404,
+            count: 1,
+            retry_after: None,
+        };
+        assert_eq!(
+            faults.push(&bad_status),
+            Err(FaultError::Status { status: 404 })
+        );
+        assert_eq!(
+            faults.push(&FaultSpec::DropWebhooks { count: 0 }),
+            Err(FaultError::ZeroCount)
+        );
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "explode", "count": 1}"#).is_err());
+    }
+
+    #[test]
+    fn webhook_counters_and_clear() {
+        let faults = Faults::new();
+        faults.push(&FaultSpec::FailWebhooks { count: 1 }).unwrap();
+        faults
+            .push(&FaultSpec::DuplicateWebhooks { count: 2 })
+            .unwrap();
+        assert!(faults.take_fail_webhook_attempt());
+        assert!(!faults.take_fail_webhook_attempt());
+        assert!(faults.take_duplicate_webhook());
+        faults.clear();
+        assert!(!faults.take_duplicate_webhook());
+        assert!(!faults.take_drop_webhook());
+    }
+}

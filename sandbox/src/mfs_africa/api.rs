@@ -1,0 +1,222 @@
+//! The signed `/v1` API.
+//!
+//! Every request goes through [`gate`] first: count it, check `X-Api-Key`, `X-Timestamp` and
+//! `X-Signature` (401), then the IP allowlist (403), then apply the next request fault (an
+//! injected status, or a delay after normal processing). Only then does the operation run.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use super::error::ApiError;
+use super::state::Created;
+use super::wire::{self, CreateRefund, RefundList, RefundObject};
+use super::{Shared, random_id, signing};
+use crate::faults::RequestFault;
+
+/// Requests bigger than this are refused before any other check (a create body is well under
+/// 1 KiB).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Authentication, allowlist and fault injection for every `/v1` request.
+pub(super) async fn gate(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    count_request(&shared, &request);
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::InvalidRequest(format!(
+                "body unreadable or larger than {MAX_BODY_BYTES} bytes"
+            ))
+            .into_response();
+        }
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    if let Err(error) = authenticate(&shared, &parts.method, target, &parts.headers, &body) {
+        shared.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        return error.into_response();
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    match peer {
+        Some(ip) if shared.allowlist.permits(ip) => {}
+        Some(ip) => return ApiError::IpNotAllowed(ip.to_string()).into_response(),
+        // No peer address (not served over TCP): only acceptable while the list is off.
+        None if shared
+            .allowlist
+            .permits(std::net::Ipv4Addr::UNSPECIFIED.into()) => {}
+        None => return ApiError::IpNotAllowed("unknown".to_owned()).into_response(),
+    }
+    let request = Request::from_parts(parts, Body::from(body));
+    match shared.faults.next_request() {
+        None => next.run(request).await,
+        Some(RequestFault::Status {
+            status,
+            retry_after,
+        }) => injected_error(status, retry_after).into_response(),
+        Some(RequestFault::Delay(delay)) => {
+            // Processed for real first: the effect exists even if the client times out.
+            let response = next.run(request).await;
+            tokio::time::sleep(delay).await;
+            response
+        }
+    }
+}
+
+fn count_request(shared: &Shared, request: &Request) {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let counter = match (request.method(), path) {
+        (&Method::POST, Some("/v1/refunds")) => &shared.stats.create,
+        (&Method::GET, Some("/v1/refunds")) => &shared.stats.list,
+        (&Method::GET, Some("/v1/refunds/{refund_id}")) => &shared.stats.get,
+        _ => return,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The spec's three authentication checks, in order: key, timestamp, signature.
+fn authenticate(
+    shared: &Shared,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let api_key = header("x-api-key").ok_or(ApiError::InvalidApiKey)?;
+    if !signing::constant_time_eq(&shared.config.api_key, api_key) {
+        return Err(ApiError::InvalidApiKey);
+    }
+    let timestamp = header("x-timestamp")
+        .ok_or_else(|| ApiError::TimestampOutOfRange("X-Timestamp header is missing".to_owned()))?;
+    let parsed = signing::parse_timestamp(timestamp).ok_or_else(|| {
+        ApiError::TimestampOutOfRange(
+            "X-Timestamp must be RFC 3339 UTC with seconds precision, e.g. 2026-11-25T10:15:30Z"
+                .to_owned(),
+        )
+    })?;
+    let now = Utc::now();
+    if !signing::timestamp_in_window(parsed, now) {
+        return Err(ApiError::TimestampOutOfRange(format!(
+            "X-Timestamp {timestamp} is more than 300 s from server time {}",
+            crate::time::rfc3339_seconds(now)
+        )));
+    }
+    let signature = header("x-signature").ok_or(ApiError::InvalidSignature)?;
+    let expected = signing::request_signature(
+        &shared.config.api_secret,
+        method.as_str(),
+        target,
+        timestamp,
+        body,
+    );
+    if !signing::constant_time_eq(&expected, signature) {
+        return Err(ApiError::InvalidSignature);
+    }
+    Ok(())
+}
+
+/// The spec's error for an injected status.
+fn injected_error(status: u16, retry_after: Option<u64>) -> ApiError {
+    match status {
+        429 => ApiError::RateLimited {
+            retry_after: retry_after.unwrap_or(crate::faults::DEFAULT_RETRY_AFTER_SECS),
+        },
+        500 => ApiError::Internal { retry_after },
+        // 502 and 503 (the fault queue accepts nothing else).
+        _ => ApiError::ServiceUnavailable {
+            status,
+            retry_after,
+        },
+    }
+}
+
+/// `POST /v1/refunds`.
+pub(super) async fn create_refund(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request = match CreateRefund::from_body(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let created = shared
+        .ledger()
+        .create_refund(request, random_id("rfnd_"), Utc::now());
+    match created {
+        Ok(Created::New(refund)) => {
+            tracing::info!(refund_id = %refund.refund_id, "refund created");
+            (StatusCode::CREATED, Json(RefundObject::from(&refund))).into_response()
+        }
+        Ok(Created::Replay(refund)) => {
+            (StatusCode::OK, Json(RefundObject::from(&refund))).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `GET /v1/refunds/{refund_id}`.
+pub(super) async fn get_refund(
+    State(shared): State<Arc<Shared>>,
+    Path(refund_id): Path<String>,
+) -> Response {
+    let found = shared.ledger().refund(&refund_id).map(RefundObject::from);
+    match found {
+        Some(refund) => Json(refund).into_response(),
+        None => ApiError::RefundNotFound(refund_id).into_response(),
+    }
+}
+
+/// `GET /v1/refunds?external_refund_id=...`.
+pub(super) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
+        Ok(Query(query)) => query,
+        Err(_) => {
+            return ApiError::InvalidRequest("malformed query string".to_owned()).into_response();
+        }
+    };
+    let Some(external_id) = query.get("external_refund_id") else {
+        return ApiError::InvalidRequest(
+            "external_refund_id query parameter is required".to_owned(),
+        )
+        .into_response();
+    };
+    if !wire::is_valid_external_id(external_id) {
+        return ApiError::InvalidRequest(
+            "external_refund_id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"
+                .to_owned(),
+        )
+        .into_response();
+    }
+    let data = shared
+        .ledger()
+        .refunds_by_external_id(external_id)
+        .into_iter()
+        .map(RefundObject::from)
+        .collect();
+    Json(RefundList { data }).into_response()
+}
+
+/// Any path the simulator does not serve.
+pub(super) async fn unknown_endpoint(method: Method, uri: Uri) -> Response {
+    ApiError::NotFound(format!("{method} {}", uri.path())).into_response()
+}

@@ -1,0 +1,229 @@
+//! Simulator of the MFS Africa refund API, following `specs/mfs-africa.md` (the wire contract).
+//!
+//! API (`/v1/...`, signed): create a refund, get one by id, list by external id; see [`api`]'s
+//! handlers for the order of checks. Control (`/_sandbox/...`, unauthenticated): seed
+//! transactions, move refunds (which emits signed webhooks), inject faults, set the IP allowlist
+//! and the callback URL, read deliveries, refunds and counters.
+//!
+//! Choices where the spec is silent:
+//! - a missing or unparseable `X-Timestamp` is answered 401 `timestamp_out_of_range` (the client
+//!   must fix its clock or its formatting either way; no 400 for an auth header).
+//! - unknown paths under the API answer 404 with code `not_found` in the spec's error body.
+//! - amounts with leading zeros (`"015.00"`) are `invalid_request`, like every other
+//!   non-canonical form.
+
+mod api;
+mod control;
+mod error;
+mod money;
+mod signing;
+mod state;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+
+use crate::allowlist::IpAllowlist;
+use crate::faults::Faults;
+use crate::webhooks::{self, Dispatcher, DispatcherConfig};
+use crate::{SandboxError, SandboxHandle};
+
+/// The spec's limit for a receiver to answer a webhook ("answer 2xx within 10 s").
+const WEBHOOK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Credentials and behaviour of one MFS Africa simulator.
+#[derive(Clone)]
+pub struct Config {
+    /// The `X-Api-Key` clients must send.
+    pub api_key: String,
+    /// The request signing secret.
+    pub api_secret: String,
+    /// The webhook signing secret.
+    pub webhook_secret: String,
+    /// Where signed webhooks go; `None` = no webhooks sent (can be set later via the control API).
+    pub callback_url: Option<String>,
+    /// The delay before webhook retry n is `webhook_retry_base * 2^(n-1)`; default 1 s, tests use
+    /// about 20 ms.
+    pub webhook_retry_base: Duration,
+    /// Webhook delivery attempts per event, first one included; default 5 (the spec says the
+    /// provider retries up to 5 times).
+    pub webhook_max_attempts: u32,
+}
+
+impl Config {
+    /// A configuration with these credentials, no callback URL, a 1 s retry base and 5 attempts.
+    pub fn new(
+        api_key: impl Into<String>,
+        api_secret: impl Into<String>,
+        webhook_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            api_key: api_key.into(),
+            api_secret: api_secret.into(),
+            webhook_secret: webhook_secret.into(),
+            callback_url: None,
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_max_attempts: 5,
+        }
+    }
+}
+
+/// Secrets are redacted: a configuration can be logged safely.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("callback_url", &self.callback_url)
+            .field("webhook_retry_base", &self.webhook_retry_base)
+            .field("webhook_max_attempts", &self.webhook_max_attempts)
+            .finish()
+    }
+}
+
+/// Starts a simulator on `addr` (`127.0.0.1:0` for a free port) in the current tokio runtime.
+pub async fn start(config: Config, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
+    let faults = Arc::new(Faults::new());
+    let webhook_secret = config.webhook_secret.clone();
+    let signer: webhooks::Signer =
+        Arc::new(move |event, at| webhook_headers(&webhook_secret, event, at));
+    let dispatcher = Dispatcher::new(
+        DispatcherConfig {
+            callback_url: config.callback_url.clone(),
+            retry_base: config.webhook_retry_base,
+            max_attempts: config.webhook_max_attempts,
+            attempt_timeout: WEBHOOK_ATTEMPT_TIMEOUT,
+        },
+        signer,
+        Arc::clone(&faults),
+    )
+    .map_err(SandboxError::HttpClient)?;
+    let shared = Arc::new(Shared {
+        config,
+        ledger: Mutex::new(state::Ledger::default()),
+        faults,
+        allowlist: IpAllowlist::new(),
+        webhooks: dispatcher.clone(),
+        stats: Stats::default(),
+    });
+    crate::spawn_server(router(shared), addr, dispatcher).await
+}
+
+/// Starts a simulator on `addr`, prints exactly one line to stdout once bound,
+/// `refundry-sandbox mfs-africa listening on http://127.0.0.1:PORT`, and serves until the process
+/// is killed.
+pub async fn serve_forever(config: Config, addr: SocketAddr) -> Result<(), SandboxError> {
+    use std::io::Write as _;
+    let handle = start(config, addr).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "refundry-sandbox mfs-africa listening on {}",
+            handle.base_url()
+        )?;
+        stdout.flush()?;
+    }
+    handle.run_until_stopped().await
+}
+
+/// The headers of one webhook attempt: the spec's `X-MFS-*` headers, signed for the attempt time.
+fn webhook_headers(
+    webhook_secret: &str,
+    event: &webhooks::Event,
+    at: DateTime<Utc>,
+) -> Vec<(String, String)> {
+    let timestamp = crate::time::rfc3339_seconds(at);
+    let signature = signing::webhook_signature(webhook_secret, &timestamp, &event.body);
+    vec![
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+        ("X-MFS-Event-Id".to_owned(), event.event_id.clone()),
+        ("X-MFS-Timestamp".to_owned(), timestamp),
+        ("X-MFS-Signature".to_owned(), signature),
+    ]
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/refunds",
+            post(api::create_refund).get(api::list_refunds),
+        )
+        .route("/v1/refunds/{refund_id}", get(api::get_refund))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            api::gate,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(control::router())
+        .fallback(api::unknown_endpoint)
+        .with_state(shared)
+}
+
+/// State shared by all handlers of one simulator.
+pub(crate) struct Shared {
+    config: Config,
+    ledger: Mutex<state::Ledger>,
+    faults: Arc<Faults>,
+    allowlist: IpAllowlist,
+    webhooks: Dispatcher,
+    stats: Stats,
+}
+
+impl Shared {
+    /// The ledger; hold the guard only within synchronous code.
+    fn ledger(&self) -> MutexGuard<'_, state::Ledger> {
+        // Ledger methods check everything before they change anything, so a panic cannot leave
+        // it half-updated: a poisoned lock is still usable.
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a `refund.status_changed` webhook for `refund` (if a callback URL is set).
+    fn emit_status_changed(&self, refund: &state::Refund, at: DateTime<Utc>) {
+        let event_id = random_id("evt_");
+        let body = wire::WebhookBody {
+            event_id: event_id.clone(),
+            event_type: wire::STATUS_CHANGED,
+            occurred_at: crate::time::rfc3339_seconds(at),
+            data: wire::RefundObject::from(refund),
+        };
+        let body = match serde_json::to_vec(&body) {
+            Ok(body) => body,
+            Err(error) => {
+                // Serialising plain strings cannot fail; log rather than panic if it ever does.
+                tracing::error!(%error, "cannot serialise webhook body");
+                return;
+            }
+        };
+        let outcome = self.webhooks.enqueue(webhooks::Event {
+            event_id,
+            refund_id: refund.refund_id.clone(),
+            body: body.into(),
+        });
+        tracing::debug!(refund_id = %refund.refund_id, ?outcome, "status change webhook");
+    }
+}
+
+/// Request counters, for `GET /_sandbox/stats`.
+#[derive(Debug, Default)]
+struct Stats {
+    create: AtomicU64,
+    get: AtomicU64,
+    list: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
+/// `prefix` followed by 24 random lowercase hex digits (96 bits).
+pub(crate) fn random_id(prefix: &str) -> String {
+    format!("{prefix}{}", hex::encode(rand::random::<[u8; 12]>()))
+}

@@ -1,0 +1,311 @@
+//! `cargo xtask demo`: real refunds through the real plugin in the real host, against the sandbox.
+//!
+//! Everything runs as separate processes on loopback ports chosen at run time: the sandbox
+//! (`refundry sandbox mfs-africa --port 0`), and the host for each step (`refundry refund ...`).
+//! The credentials are random for each run and reach both through the environment, as they would
+//! in production. Every step states what it expects; the demo exits non-zero if any step differs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::build;
+
+/// A child process killed when dropped, so a failed demo leaves nothing running.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One row of the table.
+struct Step {
+    what: String,
+    expected: String,
+    observed: String,
+    ok: bool,
+}
+
+/// A captured webhook: headers and raw body.
+type Captured = (Vec<(String, String)>, Vec<u8>);
+
+pub fn run() -> Result<()> {
+    build::plugins()?;
+    let refundry = build::host_binary()?;
+    tokio::runtime::Runtime::new()?.block_on(mfs_africa(&refundry))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(v)
+}
+
+/// Starts a loopback receiver that captures every webhook it gets; returns its URL.
+async fn webhook_receiver() -> Result<(String, mpsc::UnboundedReceiver<Captured>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/webhooks/{provider}",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                let _ = tx.send((headers, body.to_vec()));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, rx))
+}
+
+/// Starts `refundry sandbox <provider> --port 0` and reads the URL it prints.
+fn start_sandbox(bin: &Path, provider: &str, env: &[(&str, String)], callback: &str) -> Result<(Guard, String)> {
+    let mut child = Command::new(bin)
+        .args(["sandbox", provider, "--port", "0", "--callback-url", callback])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("sandbox stdout")?;
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .with_context(|| format!("sandbox did not print its URL (printed {line:?})"))?
+        .to_owned();
+    Ok((guard, url))
+}
+
+/// Runs the host CLI with `--json`; returns its exit code and parsed output.
+fn host(bin: &Path, config: &Path, env: &[(&str, String)], args: &[&str]) -> Result<(i32, Value)> {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .with_context(|| format!("running refundry {}", args.join(" ")))?;
+    let code = out.status.code().unwrap_or(-1);
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        json!({ "stderr": String::from_utf8_lossy(&out.stderr).trim().to_string() })
+    });
+    Ok((code, value))
+}
+
+async fn control(client: &reqwest::Client, url: String, body: Value) -> Result<Value> {
+    let resp = client.post(&url).json(&body).send().await?;
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("sandbox control {url} answered {status}: {value}");
+    }
+    Ok(value)
+}
+
+fn write_config(dir: &Path, provider: &str, plugin: &Path, base_url: &str, keys: &[(&str, &str, &str)]) -> Result<PathBuf> {
+    let mut toml = format!(
+        "[database]\npath = \"demo.db\"\n\n[providers.{provider}]\nplugin = {plugin:?}\n[providers.{provider}.settings]\nbase_url = \"{base_url}\"\n"
+    );
+    toml.push_str(&format!("[providers.{provider}.secrets]\n"));
+    for (key, _, var) in keys {
+        toml.push_str(&format!("{key} = \"env:{var}\"\n"));
+    }
+    let path = dir.join("refundry.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+fn refund_field<'a>(v: &'a Value, field: &str) -> &'a str {
+    v.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+fn describe(code: i32, v: &Value) -> String {
+    if code == 0 {
+        format!(
+            "{} {} {} {}",
+            refund_field(v, "provider_refund_id"),
+            refund_field(v, "status"),
+            refund_field(v, "amount_display"),
+            refund_field(v, "currency")
+        )
+    } else if let Some(e) = v.get("error") {
+        format!(
+            "{} {} ({})",
+            e.get("kind").and_then(Value::as_str).unwrap_or(""),
+            e.get("refusal").and_then(Value::as_str).unwrap_or(""),
+            e.get("provider_code").and_then(Value::as_str).unwrap_or("")
+        )
+    } else {
+        format!("exit {code}: {v}")
+    }
+}
+
+async fn mfs_africa(bin: &Path) -> Result<()> {
+    let provider = "mfs-africa";
+    let env = vec![
+        ("MFS_AFRICA_API_KEY", format!("demo-{}", random_hex(4))),
+        ("MFS_AFRICA_API_SECRET", random_hex(32)),
+        ("MFS_AFRICA_WEBHOOK_SECRET", random_hex(32)),
+    ];
+    let (receiver_url, mut webhooks) = webhook_receiver().await?;
+    let (_sandbox, base_url) = start_sandbox(bin, provider, &env, &format!("{receiver_url}/webhooks/{provider}"))?;
+    let dir = std::env::temp_dir().join(format!("refundry-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = write_config(
+        &dir,
+        provider,
+        &build::plugins_dir().join(format!("{provider}.wasm")),
+        &base_url,
+        &[
+            ("api_key", "", "MFS_AFRICA_API_KEY"),
+            ("api_secret", "", "MFS_AFRICA_API_SECRET"),
+            ("webhook_secret", "", "MFS_AFRICA_WEBHOOK_SECRET"),
+        ],
+    )?;
+    println!("\nMFS Africa: sandbox at {base_url}, plugin {}\n", build::plugins_dir().join("mfs-africa.wasm").display());
+
+    let client = reqwest::Client::new();
+    let run_id = random_hex(3);
+    let txn = format!("txn_demo_{run_id}");
+    let completed = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    control(&client, format!("{base_url}/_sandbox/transactions"), json!({
+        "transaction_id": txn, "amount": "5000.00", "currency": "KES", "completed_at": completed, "settled": true
+    })).await?;
+    let mut steps = vec![Step {
+        what: format!("seed original payment {txn}"),
+        expected: "5000.00 KES, settled".into(),
+        observed: "seeded".into(),
+        ok: true,
+    }];
+    let r1 = format!("demo-{run_id}-r1");
+    let r2 = format!("demo-{run_id}-r2");
+    let r3 = format!("demo-{run_id}-r3");
+    let create = |ext: &str, amount: &str| -> Result<(i32, Value)> {
+        host(bin, &config, &env, &[
+            "refund", "create", "--provider", provider, "--original-transaction-id", &txn,
+            "--amount", amount, "--currency", "KES", "--external-refund-id", ext, "--reason", "customer_return",
+        ])
+    };
+
+    let (code, first) = create(&r1, "2000.00")?;
+    let r1_id = refund_field(&first, "provider_refund_id").to_owned();
+    steps.push(Step {
+        what: format!("partial refund {r1} of 2000.00"),
+        expected: "pending 2000.00 KES".into(),
+        observed: describe(code, &first),
+        ok: code == 0 && refund_field(&first, "status") == "pending" && refund_field(&first, "amount_display") == "2000.00",
+    });
+    let (code, v) = create(&r2, "3000.00")?;
+    steps.push(Step {
+        what: format!("second partial {r2} of 3000.00 (reaches the total)"),
+        expected: "pending 3000.00 KES".into(),
+        observed: describe(code, &v),
+        ok: code == 0 && refund_field(&v, "status") == "pending",
+    });
+    let (code, v) = create(&r3, "0.01")?;
+    steps.push(Step {
+        what: format!("over-refund {r3} of 0.01"),
+        expected: "refused amount-exceeded (amount_exceeded)".into(),
+        observed: describe(code, &v),
+        ok: code == 1 && v["error"]["provider_code"] == "amount_exceeded",
+    });
+    let (code, v) = create(&r1, "2000.00")?;
+    steps.push(Step {
+        what: format!("replay {r1} with the same amount"),
+        expected: format!("the same refund {r1_id}, no new money"),
+        observed: describe(code, &v),
+        ok: code == 0 && !r1_id.is_empty() && refund_field(&v, "provider_refund_id") == r1_id,
+    });
+    let (code, v) = create(&r1, "2500.00")?;
+    steps.push(Step {
+        what: format!("reuse {r1} with another amount"),
+        expected: "refused idempotency-conflict (duplicate_external_refund_id)".into(),
+        observed: describe(code, &v),
+        ok: code == 1 && v["error"]["provider_code"] == "duplicate_external_refund_id",
+    });
+    let moved = control(&client, format!("{base_url}/_sandbox/refunds/{r1_id}/status"), json!({"status": "processed"})).await;
+    steps.push(Step {
+        what: format!("sandbox moves {r1_id} to processed"),
+        expected: "processed".into(),
+        observed: match &moved { Ok(v) => refund_field(v, "status").to_owned(), Err(e) => e.to_string() },
+        ok: moved.as_ref().is_ok_and(|v| refund_field(v, "status") == "processed"),
+    });
+    let (code, v) = host(bin, &config, &env, &["refund", "get", "--provider", provider, "--id", &r1_id])?;
+    steps.push(Step {
+        what: format!("status query of {r1_id}"),
+        expected: "processed".into(),
+        observed: describe(code, &v),
+        ok: code == 0 && refund_field(&v, "status") == "processed",
+    });
+    let webhook = tokio::time::timeout(Duration::from_secs(15), webhooks.recv()).await;
+    let (observed, ok) = match webhook {
+        Ok(Some((headers, body))) => {
+            let body_path = dir.join("webhook.json");
+            std::fs::write(&body_path, &body)?;
+            let mut args: Vec<String> = ["webhook", "parse", "--provider", provider, "--body-file"]
+                .iter().map(|s| s.to_string()).collect();
+            args.push(body_path.display().to_string());
+            for (k, v) in headers.iter().filter(|(k, _)| k.starts_with("x-mfs-")) {
+                args.push("--header".into());
+                args.push(format!("{k}: {v}"));
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, v) = host(bin, &config, &env, &refs)?;
+            let status = v["refund"]["status"].as_str().unwrap_or("");
+            (
+                format!("{} {} -> {}", v["event_id"].as_str().unwrap_or("?"), v["event_type"].as_str().unwrap_or("?"), if code == 0 { status } else { "rejected" }),
+                code == 0 && status == "processed" && v["refund"]["provider_refund_id"] == r1_id.as_str(),
+            )
+        }
+        _ => ("no webhook within 15 s".into(), false),
+    };
+    steps.push(Step {
+        what: "webhook received, verified and parsed".into(),
+        expected: format!("signature valid, {r1_id} processed"),
+        observed,
+        ok,
+    });
+    print_table(&steps);
+    let _ = std::fs::remove_dir_all(&dir);
+    let failed = steps.iter().filter(|s| !s.ok).count();
+    if failed > 0 {
+        bail!("{failed} demo step(s) did not behave as expected");
+    }
+    println!("\nAll {} steps behaved as expected.", steps.len());
+    Ok(())
+}
+
+fn print_table(steps: &[Step]) {
+    let w1 = steps.iter().map(|s| s.what.len()).max().unwrap_or(0);
+    let w2 = steps.iter().map(|s| s.expected.len()).max().unwrap_or(0);
+    let w3 = steps.iter().map(|s| s.observed.len()).max().unwrap_or(0);
+    println!("  # | {:w1$} | {:w2$} | {:w3$} | ok", "step", "expected", "observed");
+    println!("{}", "-".repeat(w1 + w2 + w3 + 18));
+    for (i, s) in steps.iter().enumerate() {
+        println!(
+            "{:>3} | {:w1$} | {:w2$} | {:w3$} | {}",
+            i + 1,
+            s.what,
+            s.expected,
+            s.observed,
+            if s.ok { "yes" } else { "NO" }
+        );
+    }
+}
