@@ -51,7 +51,9 @@ pub enum ConfigError {
         message: String,
     },
     /// A value names an environment variable that is not set.
-    #[error("providers.{provider}.{table}.{key} = \"env:{var}\", but the environment variable {var} is not set")]
+    #[error(
+        "providers.{provider}.{table}.{key} = \"env:{var}\", but the environment variable {var} is not set"
+    )]
     MissingEnv {
         /// Provider id.
         provider: String,
@@ -388,9 +390,12 @@ api_secret = "env:TEST_SECRET"
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::parse(text, Path::new("test.toml"), Path::new("/etc/refundry"), |var| {
-            env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
-        })
+        Config::parse(
+            text,
+            Path::new("test.toml"),
+            Path::new("/etc/refundry"),
+            |var| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()),
+        )
     }
 
     #[test]
@@ -401,7 +406,10 @@ api_secret = "env:TEST_SECRET"
         assert_eq!(c.http.timeout, Duration::from_secs(10));
         assert_eq!(c.database, Some(PathBuf::from("/etc/refundry/refundry.db")));
         let p = &c.providers["mfs-africa"];
-        assert_eq!(p.plugin, PathBuf::from("/etc/refundry/plugins/mfs-africa.wasm"));
+        assert_eq!(
+            p.plugin,
+            PathBuf::from("/etc/refundry/plugins/mfs-africa.wasm")
+        );
         assert_eq!(p.get("api_key"), Some("key-1"));
         assert_eq!(p.get("api_secret"), Some("s3cr3t"));
         assert_eq!(p.get("nope"), None);
@@ -418,17 +426,30 @@ api_secret = "env:TEST_SECRET"
     #[test]
     fn base_url_is_required_and_checked() {
         let no_url = "[providers.p]\nplugin = \"p.wasm\"\n";
-        assert!(matches!(parse(no_url, &[]), Err(ConfigError::MissingBaseUrl { .. })));
-        let bad = "[providers.p]\nplugin = \"p.wasm\"\n[providers.p.settings]\nbase_url = \"ftp://x\"\n";
-        assert!(matches!(parse(bad, &[]), Err(ConfigError::BadBaseUrl { .. })));
+        assert!(matches!(
+            parse(no_url, &[]),
+            Err(ConfigError::MissingBaseUrl { .. })
+        ));
+        let bad =
+            "[providers.p]\nplugin = \"p.wasm\"\n[providers.p.settings]\nbase_url = \"ftp://x\"\n";
+        assert!(matches!(
+            parse(bad, &[]),
+            Err(ConfigError::BadBaseUrl { .. })
+        ));
     }
 
     #[test]
     fn unknown_keys_and_bad_limits_are_refused() {
-        assert!(matches!(parse("[engine]\nfoo = 1\n", &[]), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            parse("[engine]\nfoo = 1\n", &[]),
+            Err(ConfigError::Parse { .. })
+        ));
         assert!(matches!(
             parse("[engine]\ndeadline_ms = 0\n", &[]),
-            Err(ConfigError::BadLimit { key: "engine.deadline_ms", .. })
+            Err(ConfigError::BadLimit {
+                key: "engine.deadline_ms",
+                ..
+            })
         ));
     }
 }

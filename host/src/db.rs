@@ -73,7 +73,10 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql} PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
     }
     Ok(())
 }

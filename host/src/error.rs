@@ -62,7 +62,9 @@ pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     NotAComponent(String),
     /// The component imports something the contract does not grant.
-    #[error("component imports {import:?}, which is outside the refundry:provider contract (allowed: {allowed})")]
+    #[error(
+        "component imports {import:?}, which is outside the refundry:provider contract (allowed: {allowed})"
+    )]
     ForbiddenImport {
         /// The import's name.
         import: String,

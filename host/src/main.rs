@@ -14,7 +14,11 @@ use refundry_host::{
 };
 
 #[derive(Parser)]
-#[command(name = "refundry", version, about = "Provider refunds through sandboxed WebAssembly plugins")]
+#[command(
+    name = "refundry",
+    version,
+    about = "Provider refunds through sandboxed WebAssembly plugins"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = "refundry.toml")]
@@ -101,13 +105,16 @@ struct CreateArgs {
 }
 
 #[derive(Args)]
-#[group(id = "lookup", required = true, multiple = false, args = ["id", "external_refund_id"])]
 struct GetArgs {
     /// Provider id, as configured.
     #[arg(long)]
     provider: String,
     /// The provider's refund id.
-    #[arg(long)]
+    #[arg(
+        long,
+        required_unless_present = "external_refund_id",
+        conflicts_with = "external_refund_id"
+    )]
     id: Option<String>,
     /// Your external refund id.
     #[arg(long)]
@@ -197,7 +204,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let lookup = match (a.id, a.external_refund_id) {
                         (Some(id), _) => RefundLookup::ProviderRefundId(id),
                         (None, Some(ext)) => RefundLookup::ExternalRefundId(ext),
-                        (None, None) => unreachable!("clap requires one of --id, --external-refund-id"),
+                        (None, None) => {
+                            unreachable!("clap requires one of --id, --external-refund-id")
+                        }
                     };
                     host.get_refund(&a.provider, &lookup).await
                 }
@@ -262,7 +271,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("currencies    {}", view.currencies.join(", "));
                 println!("partial       {}", view.partial_refunds);
                 println!("multiple      {}", view.multiple_refunds);
-                let window = view.refund_window_days.map_or("none".into(), |d| format!("{d} days"));
+                let window = view
+                    .refund_window_days
+                    .map_or("none".into(), |d| format!("{d} days"));
                 println!("window        {window}");
                 println!("size          {} bytes", component.size);
                 println!("sha256        {}", component.sha256);
@@ -274,8 +285,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(SandboxCommand::MfsAfrica(a)) => {
-            let mut config =
-                refundry_sandbox::mfs_africa::Config::new(a.api_key, a.api_secret, a.webhook_secret);
+            let mut config = refundry_sandbox::mfs_africa::Config::new(
+                a.api_key,
+                a.api_secret,
+                a.webhook_secret,
+            );
             config.callback_url = a.callback_url;
             let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
             refundry_sandbox::mfs_africa::serve_forever(config, addr)
@@ -288,7 +302,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Prints a refund or the reason there is none. Exit code 1 for a provider refusal or failure,
 /// so scripts can tell it from a usage or configuration error (2).
-fn print_outcome(json: bool, outcome: Result<refundry_host::Refund, OperationError>) -> Result<ExitCode> {
+fn print_outcome(
+    json: bool,
+    outcome: Result<refundry_host::Refund, OperationError>,
+) -> Result<ExitCode> {
     match outcome {
         Ok(refund) => {
             let v = RefundView::from(&refund);
@@ -299,7 +316,10 @@ fn print_outcome(json: bool, outcome: Result<refundry_host::Refund, OperationErr
                 println!("status        {} ({})", v.status, v.provider_status);
                 println!("amount        {} {}", v.amount_display, v.currency);
                 println!("original      {}", v.original_transaction_id);
-                println!("external id   {}", v.external_refund_id.as_deref().unwrap_or("-"));
+                println!(
+                    "external id   {}",
+                    v.external_refund_id.as_deref().unwrap_or("-")
+                );
                 if let Some(reason) = &v.failure_reason {
                     println!("failure       {reason}");
                 }
@@ -311,7 +331,10 @@ fn print_outcome(json: bool, outcome: Result<refundry_host::Refund, OperationErr
         Err(OperationError::Refund(e)) => {
             let v = RefundErrorView::from(&e);
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "error": v }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "error": v }))?
+                );
             } else {
                 println!("{}", runtime::describe_refund_error(&e));
             }

@@ -8,7 +8,9 @@ pub enum MoneyError {
     #[error("unknown currency {0:?} (expected an ISO 4217 code such as KES, UGX, PEN)")]
     UnknownCurrency(String),
     /// The text is not a plain positive decimal with the currency's number of decimals.
-    #[error("amount {amount:?} is not a positive decimal with exactly {digits} decimals for {currency}")]
+    #[error(
+        "amount {amount:?} is not a positive decimal with exactly {digits} decimals for {currency}"
+    )]
     BadAmount {
         /// The text given.
         amount: String,
@@ -97,7 +99,10 @@ mod tests {
             ("1,000.00", "KES"),
             ("99999999999999999999.00", "KES"),
         ] {
-            assert!(parse_decimal(amount, currency).is_err(), "{amount} {currency}");
+            assert!(
+                parse_decimal(amount, currency).is_err(),
+                "{amount} {currency}"
+            );
         }
         assert_eq!(
             parse_decimal("1.00", "XYZ"),

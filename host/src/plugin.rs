@@ -248,7 +248,9 @@ impl Plugin {
             let stats = OpStats {
                 peak_memory: store.data().memory.peak(),
             };
-            answer.map(|a| (a, stats)).map_err(|e| self.call_error(op, e))
+            answer
+                .map(|a| (a, stats))
+                .map_err(|e| self.call_error(op, e))
         };
         // The instance yields at every epoch tick, so this fires on time even for a plugin that
         // never returns; dropping `work` drops its store and frees the pool slot.

@@ -75,7 +75,14 @@ fn ensure_wasm_target() -> Result<()> {
 /// Builds every plugin and writes its component to `target/plugins/<id>.wasm`; returns the paths.
 pub fn plugins() -> Result<Vec<PathBuf>> {
     ensure_wasm_target()?;
-    let mut args = vec!["build", "--quiet", "--target", WASM_TARGET, "--profile", "plugin"];
+    let mut args = vec![
+        "build",
+        "--quiet",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        "plugin",
+    ];
     for (krate, _) in PLUGINS {
         args.extend(["-p", krate]);
     }
@@ -100,7 +107,11 @@ pub fn plugins() -> Result<Vec<PathBuf>> {
             .with_context(|| format!("encoding {krate} as a component"))?;
         let path = out_dir.join(format!("{id}.wasm"));
         std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("plugin {id}: {} ({} bytes)", path.display(), component.len());
+        eprintln!(
+            "plugin {id}: {} ({} bytes)",
+            path.display(),
+            component.len()
+        );
         written.push(path);
     }
     Ok(written)
@@ -108,6 +119,16 @@ pub fn plugins() -> Result<Vec<PathBuf>> {
 
 /// Builds the `refundry` binary (debug) and returns its path.
 pub fn host_binary() -> Result<PathBuf> {
-    cargo(&["build", "--quiet", "-p", "refundry-host", "--bin", "refundry"], &[])?;
+    cargo(
+        &[
+            "build",
+            "--quiet",
+            "-p",
+            "refundry-host",
+            "--bin",
+            "refundry",
+        ],
+        &[],
+    )?;
     Ok(target_dir().join("debug").join("refundry"))
 }

@@ -53,17 +53,24 @@ async fn webhook_receiver() -> Result<(String, mpsc::UnboundedReceiver<Captured>
     let (tx, rx) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
         "/webhooks/{provider}",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let headers = headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                    .collect();
-                let _ = tx.send((headers, body.to_vec()));
-                axum::http::StatusCode::OK
-            }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let _ = tx.send((headers, body.to_vec()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -72,9 +79,21 @@ async fn webhook_receiver() -> Result<(String, mpsc::UnboundedReceiver<Captured>
 }
 
 /// Starts `refundry sandbox <provider> --port 0` and reads the URL it prints.
-fn start_sandbox(bin: &Path, provider: &str, env: &[(&str, String)], callback: &str) -> Result<(Guard, String)> {
+fn start_sandbox(
+    bin: &Path,
+    provider: &str,
+    env: &[(&str, String)],
+    callback: &str,
+) -> Result<(Guard, String)> {
     let mut child = Command::new(bin)
-        .args(["sandbox", provider, "--port", "0", "--callback-url", callback])
+        .args([
+            "sandbox",
+            provider,
+            "--port",
+            "0",
+            "--callback-url",
+            callback,
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -103,9 +122,9 @@ fn host(bin: &Path, config: &Path, env: &[(&str, String)], args: &[&str]) -> Res
         .output()
         .with_context(|| format!("running refundry {}", args.join(" ")))?;
     let code = out.status.code().unwrap_or(-1);
-    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        json!({ "stderr": String::from_utf8_lossy(&out.stderr).trim().to_string() })
-    });
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(
+        |_| json!({ "stderr": String::from_utf8_lossy(&out.stderr).trim().to_string() }),
+    );
     Ok((code, value))
 }
 
@@ -119,7 +138,13 @@ async fn control(client: &reqwest::Client, url: String, body: Value) -> Result<V
     Ok(value)
 }
 
-fn write_config(dir: &Path, provider: &str, plugin: &Path, base_url: &str, keys: &[(&str, &str, &str)]) -> Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    provider: &str,
+    plugin: &Path,
+    base_url: &str,
+    keys: &[(&str, &str, &str)],
+) -> Result<PathBuf> {
     let mut toml = format!(
         "[database]\npath = \"demo.db\"\n\n[providers.{provider}]\nplugin = {plugin:?}\n[providers.{provider}.settings]\nbase_url = \"{base_url}\"\n"
     );
@@ -165,7 +190,12 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
         ("MFS_AFRICA_WEBHOOK_SECRET", random_hex(32)),
     ];
     let (receiver_url, mut webhooks) = webhook_receiver().await?;
-    let (_sandbox, base_url) = start_sandbox(bin, provider, &env, &format!("{receiver_url}/webhooks/{provider}"))?;
+    let (_sandbox, base_url) = start_sandbox(
+        bin,
+        provider,
+        &env,
+        &format!("{receiver_url}/webhooks/{provider}"),
+    )?;
     let dir = std::env::temp_dir().join(format!("refundry-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = write_config(
@@ -179,12 +209,16 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
             ("webhook_secret", "", "MFS_AFRICA_WEBHOOK_SECRET"),
         ],
     )?;
-    println!("\nMFS Africa: sandbox at {base_url}, plugin {}\n", build::plugins_dir().join("mfs-africa.wasm").display());
+    println!(
+        "\nMFS Africa: sandbox at {base_url}, plugin {}\n",
+        build::plugins_dir().join("mfs-africa.wasm").display()
+    );
 
     let client = reqwest::Client::new();
     let run_id = random_hex(3);
     let txn = format!("txn_demo_{run_id}");
-    let completed = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let completed = (chrono::Utc::now() - chrono::Duration::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     control(&client, format!("{base_url}/_sandbox/transactions"), json!({
         "transaction_id": txn, "amount": "5000.00", "currency": "KES", "completed_at": completed, "settled": true
     })).await?;
@@ -198,10 +232,27 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
     let r2 = format!("demo-{run_id}-r2");
     let r3 = format!("demo-{run_id}-r3");
     let create = |ext: &str, amount: &str| -> Result<(i32, Value)> {
-        host(bin, &config, &env, &[
-            "refund", "create", "--provider", provider, "--original-transaction-id", &txn,
-            "--amount", amount, "--currency", "KES", "--external-refund-id", ext, "--reason", "customer_return",
-        ])
+        host(
+            bin,
+            &config,
+            &env,
+            &[
+                "refund",
+                "create",
+                "--provider",
+                provider,
+                "--original-transaction-id",
+                &txn,
+                "--amount",
+                amount,
+                "--currency",
+                "KES",
+                "--external-refund-id",
+                ext,
+                "--reason",
+                "customer_return",
+            ],
+        )
     };
 
     let (code, first) = create(&r1, "2000.00")?;
@@ -210,7 +261,9 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
         what: format!("partial refund {r1} of 2000.00"),
         expected: "pending 2000.00 KES".into(),
         observed: describe(code, &first),
-        ok: code == 0 && refund_field(&first, "status") == "pending" && refund_field(&first, "amount_display") == "2000.00",
+        ok: code == 0
+            && refund_field(&first, "status") == "pending"
+            && refund_field(&first, "amount_display") == "2000.00",
     });
     let (code, v) = create(&r2, "3000.00")?;
     steps.push(Step {
@@ -240,14 +293,29 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
         observed: describe(code, &v),
         ok: code == 1 && v["error"]["provider_code"] == "duplicate_external_refund_id",
     });
-    let moved = control(&client, format!("{base_url}/_sandbox/refunds/{r1_id}/status"), json!({"status": "processed"})).await;
+    let moved = control(
+        &client,
+        format!("{base_url}/_sandbox/refunds/{r1_id}/status"),
+        json!({"status": "processed"}),
+    )
+    .await;
     steps.push(Step {
         what: format!("sandbox moves {r1_id} to processed"),
         expected: "processed".into(),
-        observed: match &moved { Ok(v) => refund_field(v, "status").to_owned(), Err(e) => e.to_string() },
-        ok: moved.as_ref().is_ok_and(|v| refund_field(v, "status") == "processed"),
+        observed: match &moved {
+            Ok(v) => refund_field(v, "status").to_owned(),
+            Err(e) => e.to_string(),
+        },
+        ok: moved
+            .as_ref()
+            .is_ok_and(|v| refund_field(v, "status") == "processed"),
     });
-    let (code, v) = host(bin, &config, &env, &["refund", "get", "--provider", provider, "--id", &r1_id])?;
+    let (code, v) = host(
+        bin,
+        &config,
+        &env,
+        &["refund", "get", "--provider", provider, "--id", &r1_id],
+    )?;
     steps.push(Step {
         what: format!("status query of {r1_id}"),
         expected: "processed".into(),
@@ -260,7 +328,9 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
             let body_path = dir.join("webhook.json");
             std::fs::write(&body_path, &body)?;
             let mut args: Vec<String> = ["webhook", "parse", "--provider", provider, "--body-file"]
-                .iter().map(|s| s.to_string()).collect();
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             args.push(body_path.display().to_string());
             for (k, v) in headers.iter().filter(|(k, _)| k.starts_with("x-mfs-")) {
                 args.push("--header".into());
@@ -270,8 +340,15 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
             let (code, v) = host(bin, &config, &env, &refs)?;
             let status = v["refund"]["status"].as_str().unwrap_or("");
             (
-                format!("{} {} -> {}", v["event_id"].as_str().unwrap_or("?"), v["event_type"].as_str().unwrap_or("?"), if code == 0 { status } else { "rejected" }),
-                code == 0 && status == "processed" && v["refund"]["provider_refund_id"] == r1_id.as_str(),
+                format!(
+                    "{} {} -> {}",
+                    v["event_id"].as_str().unwrap_or("?"),
+                    v["event_type"].as_str().unwrap_or("?"),
+                    if code == 0 { status } else { "rejected" }
+                ),
+                code == 0
+                    && status == "processed"
+                    && v["refund"]["provider_refund_id"] == r1_id.as_str(),
             )
         }
         _ => ("no webhook within 15 s".into(), false),
@@ -296,7 +373,10 @@ fn print_table(steps: &[Step]) {
     let w1 = steps.iter().map(|s| s.what.len()).max().unwrap_or(0);
     let w2 = steps.iter().map(|s| s.expected.len()).max().unwrap_or(0);
     let w3 = steps.iter().map(|s| s.observed.len()).max().unwrap_or(0);
-    println!("  # | {:w1$} | {:w2$} | {:w3$} | ok", "step", "expected", "observed");
+    println!(
+        "  # | {:w1$} | {:w2$} | {:w3$} | ok",
+        "step", "expected", "observed"
+    );
     println!("{}", "-".repeat(w1 + w2 + w3 + 18));
     for (i, s) in steps.iter().enumerate() {
         println!(

@@ -160,7 +160,9 @@ impl HttpCap {
         let url = reqwest::Url::parse(&req.url)
             .map_err(|e| HttpError::InvalidRequest(format!("bad url: {e}")))?;
         let Some(origin) = &self.origin else {
-            return Err(HttpError::Denied("this plugin is granted no network access".into()));
+            return Err(HttpError::Denied(
+                "this plugin is granted no network access".into(),
+            ));
         };
         let same_origin = url.scheme() == origin.scheme()
             && url.host_str() == origin.host_str()
@@ -173,12 +175,16 @@ impl HttpCap {
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(HttpError::Denied("credentials in the url are not allowed".into()));
+            return Err(HttpError::Denied(
+                "credentials in the url are not allowed".into(),
+            ));
         }
         for (name, _) in &req.headers {
             let lower = name.to_ascii_lowercase();
             if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-                return Err(HttpError::Denied(format!("header {name} is set by the host")));
+                return Err(HttpError::Denied(format!(
+                    "header {name} is set by the host"
+                )));
             }
         }
         Ok(url)
@@ -296,7 +302,10 @@ mod tests {
     #[test]
     fn only_the_configured_origin_is_allowed() {
         let c = cap("http://127.0.0.1:8080");
-        assert!(c.check(&get("http://127.0.0.1:8080/v1/refunds?x=1", &[])).is_ok());
+        assert!(
+            c.check(&get("http://127.0.0.1:8080/v1/refunds?x=1", &[]))
+                .is_ok()
+        );
         for other in [
             "http://127.0.0.2:8080/v1",
             "http://127.0.0.1:8081/v1",
@@ -304,9 +313,15 @@ mod tests {
             "http://localhost:8080/v1",
             "http://user:pw@127.0.0.1:8080/v1",
         ] {
-            assert!(matches!(c.check(&get(other, &[])), Err(HttpError::Denied(_))), "{other}");
+            assert!(
+                matches!(c.check(&get(other, &[])), Err(HttpError::Denied(_))),
+                "{other}"
+            );
         }
-        assert!(matches!(c.check(&get("not a url", &[])), Err(HttpError::InvalidRequest(_))));
+        assert!(matches!(
+            c.check(&get("not a url", &[])),
+            Err(HttpError::InvalidRequest(_))
+        ));
     }
 
     #[test]
@@ -318,19 +333,35 @@ mod tests {
     #[test]
     fn host_and_hop_by_hop_headers_are_refused() {
         let c = cap("http://127.0.0.1:8080");
-        for h in ["Host", "content-length", "Transfer-Encoding", "Connection", "Upgrade"] {
+        for h in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+        ] {
             let r = get("http://127.0.0.1:8080/", &[(h, "x")]);
             assert!(matches!(c.check(&r), Err(HttpError::Denied(_))), "{h}");
         }
-        assert!(c.check(&get("http://127.0.0.1:8080/", &[("X-Api-Key", "k")])).is_ok());
+        assert!(
+            c.check(&get("http://127.0.0.1:8080/", &[("X-Api-Key", "k")]))
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn unreachable_port_is_a_connect_failure() {
         // Bind then drop a listener to get a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let origin = format!("http://127.0.0.1:{port}");
-        let err = cap(&origin).send(get(&format!("{origin}/x"), &[])).await.unwrap_err();
+        let err = cap(&origin)
+            .send(get(&format!("{origin}/x"), &[]))
+            .await
+            .unwrap_err();
         assert!(matches!(err, HttpError::ConnectFailed(_)), "{err:?}");
     }
 }
