@@ -13,6 +13,8 @@ wasmtime::component::bindgen!({
     // Exports are called from async code (the host is a tokio service); async exports let the
     // guest yield at `http.send` without blocking the runtime.
     exports: { default: async },
+    // Refunds and errors are compared in tests and by the state machine.
+    additional_derives: [PartialEq, Eq],
 });
 
 pub use exports::refundry::provider::provider as guest;

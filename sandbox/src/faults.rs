@@ -4,11 +4,20 @@
 //! - request faults ([`RequestFault`]) apply to the next API requests that passed authentication
 //!   and the IP allowlist (never to `/_sandbox/` control requests). They are queued in order: a
 //!   `status` fault for 2 requests followed by a `delay` fault for 1 request answers the next two
-//!   requests with the status and delays the third.
+//!   requests with the status and delays the third. The request faults are:
+//!   - `status` (429, 500, 502 or 503): answered with that status and the provider's own error
+//!     code for it, without processing the request;
+//!   - `error` (any status 400..=599 with any `[a-z_]+` code, known to the provider or not):
+//!     answered with exactly that status and code in the provider's error body, without
+//!     processing the request, so that every row of a provider's error table (and codes a client
+//!     has never seen) can be produced on demand;
+//!   - `delay`: processed normally, then the answer is held back.
 //! - webhook faults are counters: the next N events are dropped or duplicated, the next N delivery
 //!   attempts fail without being sent.
 //!
-//! What a status fault looks like on the wire (error code, body) is the provider module's business.
+//! What a `status` or `error` fault looks like on the wire (error code, body) is the provider
+//! module's business. Both send `Retry-After` when `retry_after` is given, and always for 429
+//! (default [`DEFAULT_RETRY_AFTER_SECS`]).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -19,11 +28,14 @@ use serde::{Deserialize, Serialize};
 /// The statuses a `status` fault may inject.
 pub const INJECTABLE_STATUSES: [u16; 4] = [429, 500, 502, 503];
 
+/// The statuses an `error` fault may inject: any client or server error.
+pub const ERROR_FAULT_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
+
 /// The longest delay a `delay` fault may ask for: long enough for any client timeout, short enough
 /// that a forgotten fault does not hang a test run.
 pub const MAX_DELAY: Duration = Duration::from_secs(120);
 
-/// Seconds given in `Retry-After` for a 429 fault that does not say.
+/// Seconds given in `Retry-After` for a 429 `status` or `error` fault that does not say.
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// A fault as asked for on `POST /_sandbox/faults` (tagged by `kind`).
@@ -38,6 +50,21 @@ pub enum FaultSpec {
         #[serde(default = "one")]
         count: u32,
         /// Seconds for the `Retry-After` header: default 1 for 429; for 5xx the header is only
+        /// sent when this is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// The next `count` API requests are answered with `status` and an error body carrying `code`,
+    /// whether or not the provider knows that code.
+    Error {
+        /// An HTTP status in [`ERROR_FAULT_STATUSES`].
+        status: u16,
+        /// The error code to send: non-empty, lowercase ASCII letters and `_` only.
+        code: String,
+        /// How many requests; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+        /// Seconds for the `Retry-After` header: default 1 for 429; otherwise the header is only
         /// sent when this is given.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
@@ -88,6 +115,18 @@ pub enum FaultError {
         /// The status asked for.
         status: u16,
     },
+    /// An error fault asked for a status outside [`ERROR_FAULT_STATUSES`].
+    #[error("error fault status {status} is not an HTTP error status (allowed: 400..=599)")]
+    ErrorStatus {
+        /// The status asked for.
+        status: u16,
+    },
+    /// An error fault asked for an empty code or one with characters other than `[a-z_]`.
+    #[error("error fault code {code:?} is invalid: it must be non-empty and match [a-z_]+")]
+    ErrorCode {
+        /// The code asked for.
+        code: String,
+    },
     /// A delay fault asked for more than [`MAX_DELAY`].
     #[error("delay_ms {delay_ms} is above the maximum of {max_ms}")]
     DelayTooLong {
@@ -101,17 +140,31 @@ pub enum FaultError {
 impl FaultSpec {
     /// Checks the spec's values.
     pub fn validate(&self) -> Result<(), FaultError> {
-        let count = match *self {
+        let count = match self {
             FaultSpec::Status { status, count, .. } => {
-                if !INJECTABLE_STATUSES.contains(&status) {
-                    return Err(FaultError::Status { status });
+                if !INJECTABLE_STATUSES.contains(status) {
+                    return Err(FaultError::Status { status: *status });
+                }
+                count
+            }
+            FaultSpec::Error {
+                status,
+                code,
+                count,
+                ..
+            } => {
+                if !ERROR_FAULT_STATUSES.contains(status) {
+                    return Err(FaultError::ErrorStatus { status: *status });
+                }
+                if code.is_empty() || !code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    return Err(FaultError::ErrorCode { code: code.clone() });
                 }
                 count
             }
             FaultSpec::Delay { delay_ms, count } => {
-                if u128::from(delay_ms) > MAX_DELAY.as_millis() {
+                if u128::from(*delay_ms) > MAX_DELAY.as_millis() {
                     return Err(FaultError::DelayTooLong {
-                        delay_ms,
+                        delay_ms: *delay_ms,
                         max_ms: MAX_DELAY.as_millis(),
                     });
                 }
@@ -121,7 +174,7 @@ impl FaultSpec {
             | FaultSpec::DuplicateWebhooks { count }
             | FaultSpec::FailWebhooks { count } => count,
         };
-        if count == 0 {
+        if *count == 0 {
             return Err(FaultError::ZeroCount);
         }
         Ok(())
@@ -129,12 +182,22 @@ impl FaultSpec {
 }
 
 /// What happens to one API request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestFault {
     /// Answer with this status and the provider's error body for it, without processing.
     Status {
         /// 429, 500, 502 or 503.
         status: u16,
+        /// Seconds for `Retry-After`, when the header is to be sent.
+        retry_after: Option<u64>,
+    },
+    /// Answer with this status and the provider's error body carrying this code, without
+    /// processing.
+    Error {
+        /// An HTTP status in [`ERROR_FAULT_STATUSES`].
+        status: u16,
+        /// The `[a-z_]+` error code.
+        code: String,
         /// Seconds for `Retry-After`, when the header is to be sent.
         retry_after: Option<u64>,
     },
@@ -181,13 +244,26 @@ impl Faults {
                 count,
                 retry_after,
             } => {
-                let retry_after = match (status, retry_after) {
-                    (429, None) => Some(DEFAULT_RETRY_AFTER_SECS),
-                    (_, given) => given,
-                };
+                let retry_after = retry_after_for(status, retry_after);
                 state.requests.push_back((
                     RequestFault::Status {
                         status,
+                        retry_after,
+                    },
+                    count,
+                ));
+            }
+            FaultSpec::Error {
+                status,
+                ref code,
+                count,
+                retry_after,
+            } => {
+                let retry_after = retry_after_for(status, retry_after);
+                state.requests.push_back((
+                    RequestFault::Error {
+                        status,
+                        code: code.clone(),
                         retry_after,
                     },
                     count,
@@ -219,7 +295,7 @@ impl Faults {
     pub fn next_request(&self) -> Option<RequestFault> {
         let mut state = self.lock();
         let (fault, remaining) = state.requests.front_mut()?;
-        let fault = *fault;
+        let fault = fault.clone();
         *remaining -= 1;
         if *remaining == 0 {
             state.requests.pop_front();
@@ -240,6 +316,15 @@ impl Faults {
     /// Whether the delivery attempt being made now is to fail unsent (and counts it).
     pub fn take_fail_webhook_attempt(&self) -> bool {
         take(&mut self.lock().fail_webhooks)
+    }
+}
+
+/// The `Retry-After` seconds of an injected error: always sent for 429 (default 1), otherwise only
+/// when asked for.
+fn retry_after_for(status: u16, given: Option<u64>) -> Option<u64> {
+    match (status, given) {
+        (429, None) => Some(DEFAULT_RETRY_AFTER_SECS),
+        (_, given) => given,
     }
 }
 
@@ -271,7 +356,7 @@ mod tests {
             status: 503,
             retry_after: None,
         };
-        assert_eq!(faults.next_request(), Some(unavailable));
+        assert_eq!(faults.next_request(), Some(unavailable.clone()));
         assert_eq!(faults.next_request(), Some(unavailable));
         assert_eq!(
             faults.next_request(),
@@ -311,6 +396,83 @@ mod tests {
             Err(FaultError::ZeroCount)
         );
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "explode", "count": 1}"#).is_err());
+    }
+
+    #[test]
+    fn error_faults_carry_any_code() {
+        let faults = Faults::new();
+        for text in [
+            r#"{"kind": "error", "status": 422, "code": "transaction_not_settled", "count": 2}"#,
+            r#"{"kind": "error", "status": 429, "code": "rate_limited"}"#,
+            r#"{"kind": "error", "status": 418, "code": "teapot", "retry_after": 7}"#,
+        ] {
+            let spec: FaultSpec = serde_json::from_str(text).unwrap();
+            faults.push(&spec).unwrap();
+        }
+        faults
+            .push(&FaultSpec::Status {
+                status: 503,
+                count: 1,
+                retry_after: None,
+            })
+            .unwrap();
+        let error = |status, code: &str, retry_after| {
+            Some(RequestFault::Error {
+                status,
+                code: code.to_owned(),
+                retry_after,
+            })
+        };
+        assert_eq!(
+            faults.next_request(),
+            error(422, "transaction_not_settled", None)
+        );
+        assert_eq!(
+            faults.next_request(),
+            error(422, "transaction_not_settled", None)
+        );
+        assert_eq!(faults.next_request(), error(429, "rate_limited", Some(1)));
+        assert_eq!(faults.next_request(), error(418, "teapot", Some(7)));
+        assert_eq!(
+            faults.next_request(),
+            Some(RequestFault::Status {
+                status: 503,
+                retry_after: None
+            })
+        );
+        assert_eq!(faults.next_request(), None);
+    }
+
+    #[test]
+    fn invalid_error_faults_are_refused() {
+        let faults = Faults::new();
+        let error = |status, code: &str, count| FaultSpec::Error {
+            status,
+            code: code.to_owned(),
+            count,
+            retry_after: None,
+        };
+        for status in [200, 302, 399, 600] {
+            assert_eq!(
+                faults.push(&error(status, "invalid_request", 1)),
+                Err(FaultError::ErrorStatus { status })
+            );
+        }
+        for code in ["", "Invalid", "invalid-request", "code1", "é", "a b"] {
+            assert_eq!(
+                faults.push(&error(400, code, 1)),
+                Err(FaultError::ErrorCode {
+                    code: code.to_owned()
+                })
+            );
+        }
+        assert_eq!(
+            faults.push(&error(400, "invalid_request", 0)),
+            Err(FaultError::ZeroCount)
+        );
+        // The code is required.
+        assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "error", "status": 400}"#).is_err());
+        assert_eq!(faults.next_request(), None);
     }
 
     #[test]

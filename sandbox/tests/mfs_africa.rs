@@ -528,6 +528,140 @@ async fn status_faults() {
 }
 
 #[tokio::test]
+async fn error_fault_answers_then_next_request_is_processed() {
+    let sandbox = start().await;
+    sandbox.seed_default().await;
+    sandbox
+        .fault(json!({"kind": "error", "status": 400, "code": "invalid_request"}))
+        .await;
+    // Unauthenticated requests do not consume the fault.
+    let unauthenticated = sandbox
+        .api_as(
+            Method::GET,
+            "/v1/refunds/x",
+            None,
+            "pk_wrong",
+            API_SECRET,
+            &now_timestamp(),
+        )
+        .await;
+    assert_eq!(unauthenticated.status, 401);
+
+    let body = create_body("e-1", "10.00");
+    let injected = sandbox.create(&body).await;
+    assert_eq!(injected.status, 400, "{:?}", injected.body);
+    assert_eq!(injected.code(), "invalid_request");
+    let message = injected.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("injected"), "{message}");
+    assert!(injected.headers.get("retry-after").is_none());
+    // Not processed.
+    assert_eq!(sandbox.stats().await["refunds_created"], 0);
+
+    // The same (valid) request is then processed normally.
+    let created = sandbox.create(&body).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(sandbox.stats().await["refunds_created"], 1);
+
+    // Unknown codes, Retry-After, and the shared queue order with `status` faults.
+    sandbox
+        .fault(json!({"kind": "error", "status": 418, "code": "teapot", "retry_after": 7}))
+        .await;
+    sandbox
+        .fault(json!({"kind": "status", "status": 503}))
+        .await;
+    sandbox
+        .fault(json!({"kind": "error", "status": 429, "code": "rate_limited"}))
+        .await;
+    let expected = [
+        (418, "teapot", Some("7")),
+        (503, "service_unavailable", None),
+        (429, "rate_limited", Some("1")),
+    ];
+    for (status, code, retry_after) in expected {
+        let answer = sandbox
+            .api(Method::GET, "/v1/refunds?external_refund_id=e-1", None)
+            .await;
+        assert_eq!(answer.status, status);
+        assert_eq!(answer.code(), code);
+        assert_eq!(
+            answer
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            retry_after
+        );
+    }
+    let found = sandbox
+        .api(Method::GET, "/v1/refunds?external_refund_id=e-1", None)
+        .await;
+    assert_eq!(found.status, 200);
+}
+
+#[tokio::test]
+async fn error_fault_for_a_table_row_without_the_condition() {
+    let sandbox = start().await;
+    // txn_1 is settled: the 422 comes from the fault only.
+    sandbox.seed_default().await;
+    sandbox
+        .fault(
+            json!({"kind": "error", "status": 422, "code": "transaction_not_settled",
+                      "count": 2}),
+        )
+        .await;
+    let body = create_body("ns-1", "10.00");
+    for _ in 0..2 {
+        let answer = sandbox.create(&body).await;
+        assert_eq!(answer.status, 422, "{:?}", answer.body);
+        assert_eq!(answer.code(), "transaction_not_settled");
+        assert!(answer.headers.get("retry-after").is_none());
+    }
+    assert_eq!(sandbox.stats().await["refunds_created"], 0);
+    // The client retries later with the same external id: created once.
+    let created = sandbox.create(&body).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(sandbox.create(&body).await.status, 200);
+    assert_eq!(sandbox.stats().await["refunds_created"], 1);
+}
+
+#[tokio::test]
+async fn invalid_error_faults_are_refused() {
+    let sandbox = start().await;
+    sandbox.seed_default().await;
+    for (bad, mentions) in [
+        (
+            json!({"kind": "error", "status": 200, "code": "invalid_request"}),
+            "status 200",
+        ),
+        (
+            json!({"kind": "error", "status": 600, "code": "invalid_request"}),
+            "status 600",
+        ),
+        (json!({"kind": "error", "status": 400, "code": ""}), "code"),
+        (
+            json!({"kind": "error", "status": 400, "code": "Invalid-Request"}),
+            "code",
+        ),
+        (json!({"kind": "error", "status": 400}), "code"),
+        (
+            json!({"kind": "error", "status": 400, "code": "invalid_request", "count": 0}),
+            "count",
+        ),
+    ] {
+        let answer = sandbox
+            .control(Method::POST, "/_sandbox/faults", Some(bad.clone()))
+            .await;
+        assert_eq!(answer.status, 400, "{bad}");
+        let error = answer.body["error"].as_str().expect("error message");
+        assert!(error.contains(mentions), "{bad}: {error}");
+    }
+    // Nothing was queued.
+    assert_eq!(
+        sandbox.create(&create_body("ok-1", "10.00")).await.status,
+        201
+    );
+}
+
+#[tokio::test]
 async fn delay_fault_processes_then_delays() {
     let sandbox = start().await;
     sandbox.seed_default().await;

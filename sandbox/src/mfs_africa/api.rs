@@ -2,7 +2,8 @@
 //!
 //! Every request goes through [`gate`] first: count it, check `X-Api-Key`, `X-Timestamp` and
 //! `X-Signature` (401), then the IP allowlist (403), then apply the next request fault (an
-//! injected status, or a delay after normal processing). Only then does the operation run.
+//! injected `status` or `error`, answered without processing, or a `delay` after normal
+//! processing). Only then does the operation run.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,6 +74,16 @@ pub(super) async fn gate(
             status,
             retry_after,
         }) => injected_error(status, retry_after).into_response(),
+        Some(RequestFault::Error {
+            status,
+            code,
+            retry_after,
+        }) => ApiError::Injected {
+            status,
+            code,
+            retry_after,
+        }
+        .into_response(),
         Some(RequestFault::Delay(delay)) => {
             // Processed for real first: the effect exists even if the client times out.
             let response = next.run(request).await;

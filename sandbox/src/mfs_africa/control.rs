@@ -156,7 +156,9 @@ async fn set_refund_status(
     Ok(Json(RefundObject::from(&refund)).into_response())
 }
 
-/// `POST /_sandbox/faults`: queues a fault.
+/// `POST /_sandbox/faults`: queues a fault (`status`, `error`, `delay`, `drop_webhooks`,
+/// `duplicate_webhooks` or `fail_webhooks`; see [`FaultSpec`]). Invalid specs are 400 with the
+/// reason.
 async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> ControlResult {
     let spec: FaultSpec = parse(&body)?;
     shared

@@ -1,5 +1,6 @@
 //! The API's error answers: the spec's error table, with its body
-//! `{"error": {"code": "...", "message": "..."}, "trace_id": "tr_..."}`.
+//! `{"error": {"code": "...", "message": "..."}, "trace_id": "tr_..."}`, plus the errors injected
+//! by an `error` fault (any status and code, in the same body).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -77,11 +78,22 @@ pub(crate) enum ApiError {
         /// Seconds for `Retry-After`, when one is to be sent.
         retry_after: Option<u64>,
     },
+    /// Any status and code, injected by an `error` fault (the code need not be in the spec's
+    /// table, so that a client's handling of unknown codes can be tested).
+    #[error("error {code:?} injected by the sandbox (fault kind \"error\")")]
+    Injected {
+        /// An HTTP status in 400..=599 (checked by the fault queue).
+        status: u16,
+        /// The `[a-z_]+` code to send.
+        code: String,
+        /// Seconds for `Retry-After`, when one is to be sent.
+        retry_after: Option<u64>,
+    },
 }
 
 impl ApiError {
-    /// The HTTP status and `error.code` of this refusal, per the spec's table.
-    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The HTTP status and `error.code` of this refusal, per the spec's table (or as injected).
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::InvalidApiKey => (StatusCode::UNAUTHORIZED, "invalid_api_key"),
@@ -114,6 +126,11 @@ impl ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
                 "service_unavailable",
             ),
+            ApiError::Injected { status, code, .. } => (
+                // The fault queue only accepts 400..=599, which `from_u16` always takes.
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code,
+            ),
         }
     }
 
@@ -121,7 +138,8 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             ApiError::Internal { retry_after }
-            | ApiError::ServiceUnavailable { retry_after, .. } => *retry_after,
+            | ApiError::ServiceUnavailable { retry_after, .. }
+            | ApiError::Injected { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -5,6 +5,18 @@
 //! transactions, move refunds (which emits signed webhooks), inject faults, set the IP allowlist
 //! and the callback URL, read deliveries, refunds and counters.
 //!
+//! Faults (`POST /_sandbox/faults`, see [`crate::faults`]), request faults applied in queue order
+//! to API requests that passed authentication and the allowlist:
+//! - `{"kind": "status", "status": 429|500|502|503, "count": N, "retry_after": S?}`: the spec's
+//!   `rate_limited`, `internal_error` or `service_unavailable` error, request not processed;
+//! - `{"kind": "error", "status": 400..=599, "code": "[a-z_]+", "count": N, "retry_after": S?}`:
+//!   that status with `{"error": {"code": code, "message": "...injected..."}, "trace_id": ...}`,
+//!   request not processed; any row of the spec's error table, or an unknown code;
+//! - `{"kind": "delay", "delay_ms": MS, "count": N}`: processed, then answered late.
+//!
+//! `Retry-After` is sent when `retry_after` is given, and always for 429 (default 1 s). Webhook
+//! faults: `drop_webhooks`, `duplicate_webhooks`, `fail_webhooks` (each with `count`).
+//!
 //! Choices where the spec is silent:
 //! - a missing or unparseable `X-Timestamp` is answered 401 `timestamp_out_of_range` (the client
 //!   must fix its clock or its formatting either way; no 400 for an auth header).

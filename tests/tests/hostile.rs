@@ -1,0 +1,213 @@
+//! A hostile plugin in the real host: it may loop, hoard memory, reach for other hosts, panic and
+//! log secrets. The host stops each at its limit with a typed error and keeps serving.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use refundry_host::engine::Engine;
+use refundry_host::plugin::PluginComponent;
+use refundry_host::{
+    Config, LoadError, OperationError, PluginError, RefundError, Refundry, RefusalKind,
+};
+use refundry_tests::{kes_refund, plugin_path};
+
+const SECRET: &str = "hostile-secret-4f1c2b9e";
+
+fn config(extra_settings: &str) -> Config {
+    let toml = format!(
+        r#"
+[engine]
+deadline_ms = 500
+memory_limit_bytes = 8388608
+[database]
+path = ":memory:"
+[providers.hostile]
+plugin = {plugin:?}
+[providers.hostile.settings]
+base_url = "http://127.0.0.1:9"
+{extra_settings}
+[providers.hostile.secrets]
+api_secret = "{SECRET}"
+"#,
+        plugin = plugin_path("hostile").display().to_string()
+    );
+    Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None).unwrap()
+}
+
+async fn host(extra_settings: &str) -> Refundry {
+    Refundry::start(&config(extra_settings)).await.unwrap()
+}
+
+async fn run(host: &Refundry, reason: &str) -> Result<refundry_host::Refund, OperationError> {
+    let mut req = kes_refund("txn", "h-1", 100);
+    req.reason = Some(reason.into());
+    host.create_refund("hostile", &req).await
+}
+
+#[tokio::test]
+async fn endless_loop_is_stopped_at_the_deadline_and_the_host_keeps_serving() {
+    let host = host("").await;
+    let started = std::time::Instant::now();
+    let err = run(&host, "spin").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OperationError::Plugin(PluginError::DeadlineExceeded {
+                op: "create-refund",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed.as_millis() < 3_000,
+        "stopped after {elapsed:?}, deadline 500 ms"
+    );
+    let ok = run(&host, "fine").await.unwrap();
+    assert_eq!(ok.provider_refund_id, "hostile-h-1");
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_hits_the_cap() {
+    let host = host("").await;
+    let err = run(&host, "hog").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OperationError::Plugin(PluginError::MemoryLimit {
+                limit: 8_388_608,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    run(&host, "fine").await.unwrap();
+}
+
+#[tokio::test]
+async fn panic_is_a_trap_and_the_next_operation_succeeds() {
+    let host = host("").await;
+    let err = run(&host, "panic").await.unwrap_err();
+    assert!(
+        matches!(err, OperationError::Plugin(PluginError::Trap { .. })),
+        "{err:?}"
+    );
+    run(&host, "fine").await.unwrap();
+}
+
+#[tokio::test]
+async fn http_to_another_host_is_refused_without_a_connection() {
+    // A listener on another loopback address: the plugin tries to reach it.
+    let bait = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    bait.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/steal", bait.local_addr().unwrap());
+    let host = host(&format!("escape_url = \"{url}\"")).await;
+    match run(&host, "escape").await {
+        Err(OperationError::Refund(RefundError::Refused(r))) => {
+            assert_eq!(r.kind, RefusalKind::Other);
+            assert!(r.message.contains("Denied"), "{}", r.message);
+        }
+        other => panic!("expected the plugin to report a denied request, got {other:?}"),
+    }
+    assert!(
+        matches!(bait.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host connected to a host outside the allowlist"
+    );
+}
+
+#[tokio::test]
+async fn storage_persists_across_operations() {
+    let host = host("").await;
+    assert_eq!(
+        run(&host, "storage").await.unwrap().provider_refund_id,
+        "count-1"
+    );
+    assert_eq!(
+        run(&host, "storage").await.unwrap().provider_refund_id,
+        "count-2"
+    );
+}
+
+/// Collects everything written to the log.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_a_plugin_logs_are_redacted() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let host = host("").await;
+    run(&host, "log-secret").await.unwrap();
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("[redacted]"),
+        "the plugin's line was not logged: {log}"
+    );
+    assert!(!log.contains(SECRET), "secret leaked into the log: {log}");
+}
+
+#[tokio::test]
+async fn component_importing_outside_the_contract_is_refused_at_load() {
+    let engine = Engine::new(Default::default()).unwrap();
+    let wat = r#"(component
+        (import "wasi:cli/environment@0.2.0" (instance
+            (export "get-arguments" (func (result (list string))))))
+    )"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    match PluginComponent::compile(&engine, &bytes) {
+        Err(LoadError::ForbiddenImport { import, .. }) => {
+            assert_eq!(import, "wasi:cli/environment@0.2.0")
+        }
+        Err(other) => panic!("expected ForbiddenImport, got {other}"),
+        Ok(_) => panic!("a component importing WASI was loaded"),
+    }
+    assert!(matches!(
+        PluginComponent::compile(&engine, b"not wasm at all"),
+        Err(LoadError::NotAComponent(_))
+    ));
+    // A component with no imports but no exports either does not fit the world.
+    let empty = wat::parse_str("(component)").unwrap();
+    assert!(matches!(
+        PluginComponent::compile(&engine, &empty),
+        Err(LoadError::Contract(_))
+    ));
+}
+
+#[tokio::test]
+async fn plugin_configured_for_another_provider_is_refused() {
+    let toml = config("").providers["hostile"].clone();
+    let mut c = config("");
+    let mut p = toml;
+    p.id = "mfs-africa".into();
+    c.providers.clear();
+    c.providers.insert("mfs-africa".into(), p);
+    match Refundry::start(&c).await {
+        Err(refundry_host::StartError::Plugin {
+            source: LoadError::ProviderMismatch { expected, found },
+            ..
+        }) => {
+            assert_eq!(
+                (expected.as_str(), found.as_str()),
+                ("mfs-africa", "hostile")
+            );
+        }
+        Err(other) => panic!("expected ProviderMismatch, got {other}"),
+        Ok(_) => panic!("a hostile plugin was accepted as mfs-africa"),
+    }
+}
