@@ -11,6 +11,7 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Each plugin crate and the provider id its component is named after.
 pub const PLUGINS: &[(&str, &str)] = &[
     ("refundry-mfs-africa", "mfs-africa"),
+    ("refundry-pagoefectivo", "pagoefectivo"),
     ("refundry-hostile", "hostile"),
 ];
 

@@ -364,4 +364,65 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, HttpError::ConnectFailed(_)), "{err:?}");
     }
+
+    /// A one-shot HTTP server on loopback that answers any request with `response` after `delay`.
+    async fn serve_once(response: Vec<u8>, delay: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            tokio::time::sleep(delay).await;
+            let _ = socket.write_all(&response).await;
+        });
+        origin
+    }
+
+    fn limited(origin: &str, limits: HttpLimits) -> HttpCap {
+        HttpCap::new(
+            Arc::new(ReqwestTransport::new()),
+            Some(reqwest::Url::parse(origin).unwrap()),
+            limits,
+            Redactor::default(),
+            "p".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn response_over_the_cap_is_refused() {
+        let body = vec![b'x'; 2048];
+        let mut response =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        response.extend_from_slice(&body);
+        let origin = serve_once(response, Duration::ZERO).await;
+        let limits = HttpLimits {
+            max_response_bytes: 1024,
+            ..HttpLimits::default()
+        };
+        let err = limited(&origin, limits)
+            .send(get(&format!("{origin}/"), &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(err, HttpError::ResponseTooLarge(1024));
+    }
+
+    #[tokio::test]
+    async fn slow_provider_times_out() {
+        let origin = serve_once(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec(),
+            Duration::from_secs(5),
+        )
+        .await;
+        let limits = HttpLimits {
+            timeout: Duration::from_millis(100),
+            ..HttpLimits::default()
+        };
+        let err = limited(&origin, limits)
+            .send(get(&format!("{origin}/"), &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(err, HttpError::Timeout);
+    }
 }
