@@ -5,18 +5,20 @@
 //!   and the IP allowlist (never to `/_sandbox/` control requests). They are queued in order: a
 //!   `status` fault for 2 requests followed by a `delay` fault for 1 request answers the next two
 //!   requests with the status and delays the third. The request faults are:
-//!   - `status` (429, 500, 502 or 503): answered with that status and the provider's own error
-//!     code for it, without processing the request;
-//!   - `error` (any status 400..=599 with any `[a-z_]+` code, known to the provider or not):
-//!     answered with exactly that status and code in the provider's error body, without
-//!     processing the request, so that every row of a provider's error table (and codes a client
-//!     has never seen) can be produced on demand;
+//!   - `status` (by default 429, 500, 502 or 503): answered with that status and the provider's
+//!     own error code for it, without processing the request;
+//!   - `error` (any status 400..=599 with any code of the provider's shape, by default `[a-z_]+`,
+//!     known to the provider or not): answered with exactly that status and code in the
+//!     provider's error body, without processing the request, so that every row of a provider's
+//!     error table (and codes a client has never seen) can be produced on demand;
 //!   - `delay`: processed normally, then the answer is held back.
 //! - webhook faults are counters: the next N events are dropped or duplicated, the next N delivery
 //!   attempts fail without being sent.
 //!
 //! What a `status` or `error` fault looks like on the wire (error code, body) is the provider
-//! module's business. Both send `Retry-After` when `retry_after` is given, and always for 429
+//! module's business, and so is which statuses a `status` fault may ask for and what an error code
+//! looks like: a simulator whose provider has no 429, or numeric codes, says so with a
+//! [`FaultPolicy`] ([`Faults::with_policy`]); [`Faults::new`] uses [`FaultPolicy::DEFAULT`]. Both send `Retry-After` when `retry_after` is given, and always for 429
 //! (default [`DEFAULT_RETRY_AFTER_SECS`]).
 
 use std::collections::VecDeque;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The statuses a `status` fault may inject.
+/// The statuses a `status` fault may inject under [`FaultPolicy::DEFAULT`].
 pub const INJECTABLE_STATUSES: [u16; 4] = [429, 500, 502, 503];
 
 /// The statuses an `error` fault may inject: any client or server error.
@@ -44,7 +46,7 @@ pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 pub enum FaultSpec {
     /// The next `count` API requests are answered with `status` and the provider's error body.
     Status {
-        /// One of [`INJECTABLE_STATUSES`].
+        /// One of the simulator's [`FaultPolicy::statuses`] (by default [`INJECTABLE_STATUSES`]).
         status: u16,
         /// How many requests; at least 1.
         #[serde(default = "one")]
@@ -59,7 +61,8 @@ pub enum FaultSpec {
     Error {
         /// An HTTP status in [`ERROR_FAULT_STATUSES`].
         status: u16,
-        /// The error code to send: non-empty, lowercase ASCII letters and `_` only.
+        /// The error code to send, of the simulator's [`FaultPolicy::codes`] shape (by default
+        /// non-empty, lowercase ASCII letters and `_` only).
         code: String,
         /// How many requests; at least 1.
         #[serde(default = "one")]
@@ -103,6 +106,63 @@ fn one() -> u32 {
     1
 }
 
+/// The shape an `error` fault's code must have: the shape of the provider's own codes, so that an
+/// injected error is one the provider could have sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCodeFormat {
+    /// Non-empty, lowercase ASCII letters and `_` only (`invalid_request`).
+    SnakeCase,
+    /// Exactly this many ASCII digits (`"136"` for 3).
+    Digits(usize),
+}
+
+impl ErrorCodeFormat {
+    /// Whether `code` has this shape.
+    pub fn accepts(self, code: &str) -> bool {
+        match self {
+            ErrorCodeFormat::SnakeCase => {
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            }
+            ErrorCodeFormat::Digits(len) => {
+                code.len() == len && code.bytes().all(|b| b.is_ascii_digit())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCodeFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorCodeFormat::SnakeCase => f.write_str("non-empty and match [a-z_]+"),
+            ErrorCodeFormat::Digits(len) => write!(f, "exactly {len} ASCII digits"),
+        }
+    }
+}
+
+/// What a simulator's provider can express, and so which `status` and `error` faults it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultPolicy {
+    /// The statuses a `status` fault may inject (each must have an error code in the provider's
+    /// contract).
+    pub statuses: &'static [u16],
+    /// The shape of an `error` fault's code.
+    pub codes: ErrorCodeFormat,
+}
+
+impl FaultPolicy {
+    /// [`INJECTABLE_STATUSES`] and snake-case codes.
+    pub const DEFAULT: FaultPolicy = FaultPolicy {
+        statuses: &INJECTABLE_STATUSES,
+        codes: ErrorCodeFormat::SnakeCase,
+    };
+}
+
+impl Default for FaultPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// Why a [`FaultSpec`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
@@ -110,10 +170,14 @@ pub enum FaultError {
     #[error("count must be at least 1")]
     ZeroCount,
     /// A status fault asked for a status that is not injectable.
-    #[error("status {status} cannot be injected (allowed: 429, 500, 502, 503)")]
+    #[error(
+        "status {status} cannot be injected by a status fault (allowed: {allowed:?}); an error fault can send any status with an explicit code"
+    )]
     Status {
         /// The status asked for.
         status: u16,
+        /// The statuses the simulator's policy allows.
+        allowed: &'static [u16],
     },
     /// An error fault asked for a status outside [`ERROR_FAULT_STATUSES`].
     #[error("error fault status {status} is not an HTTP error status (allowed: 400..=599)")]
@@ -121,11 +185,13 @@ pub enum FaultError {
         /// The status asked for.
         status: u16,
     },
-    /// An error fault asked for an empty code or one with characters other than `[a-z_]`.
-    #[error("error fault code {code:?} is invalid: it must be non-empty and match [a-z_]+")]
+    /// An error fault asked for a code not of the provider's shape.
+    #[error("error fault code {code:?} is invalid: it must be {expected}")]
     ErrorCode {
         /// The code asked for.
         code: String,
+        /// The shape the simulator's policy asks for.
+        expected: ErrorCodeFormat,
     },
     /// A delay fault asked for more than [`MAX_DELAY`].
     #[error("delay_ms {delay_ms} is above the maximum of {max_ms}")]
@@ -138,12 +204,20 @@ pub enum FaultError {
 }
 
 impl FaultSpec {
-    /// Checks the spec's values.
+    /// Checks the spec's values under [`FaultPolicy::DEFAULT`].
     pub fn validate(&self) -> Result<(), FaultError> {
+        self.validate_for(&FaultPolicy::DEFAULT)
+    }
+
+    /// Checks the spec's values under `policy`.
+    pub fn validate_for(&self, policy: &FaultPolicy) -> Result<(), FaultError> {
         let count = match self {
             FaultSpec::Status { status, count, .. } => {
-                if !INJECTABLE_STATUSES.contains(status) {
-                    return Err(FaultError::Status { status: *status });
+                if !policy.statuses.contains(status) {
+                    return Err(FaultError::Status {
+                        status: *status,
+                        allowed: policy.statuses,
+                    });
                 }
                 count
             }
@@ -156,8 +230,11 @@ impl FaultSpec {
                 if !ERROR_FAULT_STATUSES.contains(status) {
                     return Err(FaultError::ErrorStatus { status: *status });
                 }
-                if code.is_empty() || !code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                    return Err(FaultError::ErrorCode { code: code.clone() });
+                if !policy.codes.accepts(code) {
+                    return Err(FaultError::ErrorCode {
+                        code: code.clone(),
+                        expected: policy.codes,
+                    });
                 }
                 count
             }
@@ -196,7 +273,7 @@ pub enum RequestFault {
     Error {
         /// An HTTP status in [`ERROR_FAULT_STATUSES`].
         status: u16,
-        /// The `[a-z_]+` error code.
+        /// The error code, of the simulator's [`FaultPolicy::codes`] shape.
         code: String,
         /// Seconds for `Retry-After`, when the header is to be sent.
         retry_after: Option<u64>,
@@ -208,6 +285,7 @@ pub enum RequestFault {
 /// The fault queue of one simulator. Cheap to lock; never held across an `.await`.
 #[derive(Debug, Default)]
 pub struct Faults {
+    policy: FaultPolicy,
     state: Mutex<FaultState>,
 }
 
@@ -221,9 +299,22 @@ struct FaultState {
 }
 
 impl Faults {
-    /// An empty queue.
+    /// An empty queue accepting faults under [`FaultPolicy::DEFAULT`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue accepting faults under `policy`.
+    pub fn with_policy(policy: FaultPolicy) -> Self {
+        Self {
+            policy,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The policy faults are validated against.
+    pub fn policy(&self) -> &FaultPolicy {
+        &self.policy
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
@@ -234,9 +325,9 @@ impl Faults {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Validates and queues a fault.
+    /// Validates (under this queue's policy) and queues a fault.
     pub fn push(&self, spec: &FaultSpec) -> Result<(), FaultError> {
-        spec.validate()?;
+        spec.validate_for(&self.policy)?;
         let mut state = self.lock();
         match *spec {
             FaultSpec::Status {
@@ -389,7 +480,10 @@ mod tests {
         };
         assert_eq!(
             faults.push(&bad_status),
-            Err(FaultError::Status { status: 404 })
+            Err(FaultError::Status {
+                status: 404,
+                allowed: &INJECTABLE_STATUSES
+            })
         );
         assert_eq!(
             faults.push(&FaultSpec::DropWebhooks { count: 0 }),
@@ -462,7 +556,8 @@ mod tests {
             assert_eq!(
                 faults.push(&error(400, code, 1)),
                 Err(FaultError::ErrorCode {
-                    code: code.to_owned()
+                    code: code.to_owned(),
+                    expected: ErrorCodeFormat::SnakeCase
                 })
             );
         }
@@ -472,6 +567,57 @@ mod tests {
         );
         // The code is required.
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind": "error", "status": 400}"#).is_err());
+        assert_eq!(faults.next_request(), None);
+    }
+
+    #[test]
+    fn a_policy_narrows_statuses_and_shapes_codes() {
+        let faults = Faults::with_policy(FaultPolicy {
+            statuses: &[500, 503],
+            codes: ErrorCodeFormat::Digits(3),
+        });
+        let status = |status| FaultSpec::Status {
+            status,
+            count: 1,
+            retry_after: None,
+        };
+        let error = |code: &str| FaultSpec::Error {
+            status: 422,
+            code: code.to_owned(),
+            count: 1,
+            retry_after: None,
+        };
+        for refused in [429, 502] {
+            let outcome = faults.push(&status(refused));
+            assert_eq!(
+                outcome,
+                Err(FaultError::Status {
+                    status: refused,
+                    allowed: &[500, 503]
+                })
+            );
+            assert!(outcome.unwrap_err().to_string().contains("[500, 503]"));
+        }
+        for code in ["", "13", "1366", "13a", "invalid_request", "１３６"] {
+            assert_eq!(
+                faults.push(&error(code)),
+                Err(FaultError::ErrorCode {
+                    code: code.to_owned(),
+                    expected: ErrorCodeFormat::Digits(3)
+                }),
+                "{code:?}"
+            );
+        }
+        faults.push(&status(503)).unwrap();
+        faults.push(&error("136")).unwrap();
+        assert!(matches!(
+            faults.next_request(),
+            Some(RequestFault::Status { status: 503, .. })
+        ));
+        assert!(matches!(
+            faults.next_request(),
+            Some(RequestFault::Error { status: 422, ref code, .. }) if code == "136"
+        ));
         assert_eq!(faults.next_request(), None);
     }
 

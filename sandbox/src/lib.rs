@@ -1,11 +1,13 @@
 //! Stateful simulators of provider refund APIs, for tests, the demo and `refundry sandbox`.
 //!
-//! Each provider has one module (today [`mfs_africa`]) that reads that provider's wire contract
-//! (`specs/<provider>.md`) independently of the plugins and the SDK: the sandbox shares no code with
-//! them, so that a misreading on either side shows up as a failing exchange. The pieces that do not
-//! depend on a provider live in their own modules and are reused by every simulator:
-//! [`faults`] (fault injection queue), [`webhooks`] (outbound signed delivery with retries) and
-//! [`allowlist`] (caller IP allowlist).
+//! Each provider has one module ([`mfs_africa`] and [`pagoefectivo`]) that reads that provider's
+//! wire contract (`specs/<provider>.md`) independently of the plugins and the SDK: the sandbox
+//! shares no code with them, so that a misreading on either side shows up as a failing exchange.
+//! The pieces that do not depend on a provider live in their own modules and are reused by every
+//! simulator: [`faults`] (fault injection queue, with a per-provider [`faults::FaultPolicy`]),
+//! [`webhooks`] (outbound signed delivery with retries), [`allowlist`] (caller IP allowlist), and
+//! the crate-private `control` (the common `/_sandbox/` routes: faults, allowlist, webhook
+//! configuration and deliveries) and `time` (date formatting).
 //!
 //! A simulator is started with its module's `start` function and answers through a
 //! [`SandboxHandle`]. Tests and the demo drive it over plain HTTP control endpoints under
@@ -13,8 +15,10 @@
 #![deny(missing_docs)]
 
 pub mod allowlist;
+mod control;
 pub mod faults;
 pub mod mfs_africa;
+pub mod pagoefectivo;
 mod time;
 pub mod webhooks;
 

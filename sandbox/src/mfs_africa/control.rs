@@ -1,4 +1,6 @@
-//! The unauthenticated `/_sandbox` control API used by tests and the demo.
+//! The MFS Africa part of the unauthenticated `/_sandbox` control API used by tests and the demo;
+//! faults, the IP allowlist and webhook configuration and deliveries are served by
+//! [`crate::control`].
 //!
 //! Bodies are JSON; bad input is 400 `{"error": "..."}`, unknown ids 404, illegal refund moves 409.
 
@@ -13,40 +15,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::state::{RefundStatus, Transaction, TransitionError};
 use super::wire::{RefundList, RefundObject};
 use super::{Shared, money};
-use crate::faults::FaultSpec;
+use crate::control::{ControlError, ControlResult, parse};
 
-/// A refused control request.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub(super) struct ControlError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ControlError {
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ControlError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-type ControlResult = Result<Response, ControlError>;
-
-/// The control routes.
+/// The control routes (the MFS Africa ones and the common ones).
 pub(super) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_sandbox/transactions", post(seed_transaction))
@@ -55,15 +31,8 @@ pub(super) fn router() -> Router<Arc<Shared>> {
             "/_sandbox/refunds/{refund_id}/status",
             post(set_refund_status),
         )
-        .route("/_sandbox/faults", post(add_fault).delete(clear_faults))
-        .route("/_sandbox/ip-allowlist", post(set_allowlist))
-        .route("/_sandbox/webhooks/config", post(set_webhook_config))
-        .route("/_sandbox/webhooks/deliveries", get(deliveries))
         .route("/_sandbox/stats", get(stats))
-}
-
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(body).map_err(|e| ControlError::bad_request(format!("bad body: {e}")))
+        .merge(crate::control::router::<Shared>())
 }
 
 #[derive(Deserialize)]
@@ -147,79 +116,10 @@ async fn set_refund_status(
             TransitionError::NotFound(_) => StatusCode::NOT_FOUND,
             TransitionError::Illegal { .. } => StatusCode::CONFLICT,
         };
-        ControlError {
-            status,
-            message: error.to_string(),
-        }
+        ControlError::new(status, error.to_string())
     })?;
     shared.emit_status_changed(&refund, now);
     Ok(Json(RefundObject::from(&refund)).into_response())
-}
-
-/// `POST /_sandbox/faults`: queues a fault (`status`, `error`, `delay`, `drop_webhooks`,
-/// `duplicate_webhooks` or `fail_webhooks`; see [`FaultSpec`]). Invalid specs are 400 with the
-/// reason.
-async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> ControlResult {
-    let spec: FaultSpec = parse(&body)?;
-    shared
-        .faults
-        .push(&spec)
-        .map_err(|e| ControlError::bad_request(e.to_string()))?;
-    Ok((StatusCode::CREATED, Json(json!({ "queued": spec }))).into_response())
-}
-
-/// `DELETE /_sandbox/faults`: clears every queued fault.
-async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
-    shared.faults.clear();
-    Json(json!({ "cleared": true })).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Allowlist {
-    allowed: Vec<String>,
-}
-
-/// `POST /_sandbox/ip-allowlist`: sets the allowlist (empty = off).
-async fn set_allowlist(State(shared): State<Arc<Shared>>, body: Bytes) -> ControlResult {
-    let list: Allowlist = parse(&body)?;
-    let allowed = shared
-        .allowlist
-        .set(&list.allowed)
-        .map_err(|e| ControlError::bad_request(e.to_string()))?;
-    let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-    Ok(Json(json!({ "allowed": allowed })).into_response())
-}
-
-/// `POST /_sandbox/webhooks/config`: `{"callback_url": "http://..."}` or `null` to stop.
-async fn set_webhook_config(State(shared): State<Arc<Shared>>, body: Bytes) -> ControlResult {
-    let value: Value = parse(&body)?;
-    // The key is required, so that a misspelt key does not silently switch webhooks off.
-    let url = match value.as_object().map(|o| (o.len(), o.get("callback_url"))) {
-        Some((1, Some(Value::Null))) => None,
-        Some((1, Some(Value::String(url)))) => {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| ControlError::bad_request(format!("callback_url: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ControlError::bad_request(
-                    "callback_url must be an http or https URL",
-                ));
-            }
-            Some(url.clone())
-        }
-        _ => {
-            return Err(ControlError::bad_request(
-                "body must be {\"callback_url\": \"http://...\"} or {\"callback_url\": null}",
-            ));
-        }
-    };
-    shared.webhooks.set_callback_url(url.clone());
-    Ok(Json(json!({ "callback_url": url })).into_response())
-}
-
-/// `GET /_sandbox/webhooks/deliveries`: every delivery attempt, oldest first.
-async fn deliveries(State(shared): State<Arc<Shared>>) -> Response {
-    Json(shared.webhooks.deliveries()).into_response()
 }
 
 /// `GET /_sandbox/refunds`: every refund, oldest first.

@@ -1,6 +1,6 @@
 //! Simulator of the MFS Africa refund API, following `specs/mfs-africa.md` (the wire contract).
 //!
-//! API (`/v1/...`, signed): create a refund, get one by id, list by external id; see [`api`]'s
+//! API (`/v1/...`, signed): create a refund, get one by id, list by external id; see `api.rs`'s
 //! handlers for the order of checks. Control (`/_sandbox/...`, unauthenticated): seed
 //! transactions, move refunds (which emits signed webhooks), inject faults, set the IP allowlist
 //! and the callback URL, read deliveries, refunds and counters.
@@ -188,6 +188,18 @@ pub(crate) struct Shared {
     allowlist: IpAllowlist,
     webhooks: Dispatcher,
     stats: Stats,
+}
+
+impl crate::control::Controlled for Shared {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+    fn allowlist(&self) -> &IpAllowlist {
+        &self.allowlist
+    }
+    fn webhooks(&self) -> &Dispatcher {
+        &self.webhooks
+    }
 }
 
 impl Shared {
