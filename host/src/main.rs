@@ -1,7 +1,6 @@
 //! `refundry`: the host's command line. It parses arguments and wires library pieces together;
 //! the logic lives in the `refundry_host` library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,6 +50,7 @@ enum Command {
     #[command(subcommand)]
     Webhook(WebhookCommand),
     /// Run a provider simulator on loopback.
+    #[cfg(feature = "sandbox")]
     #[command(subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -130,12 +130,39 @@ enum PluginCommand {
     },
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Subcommand)]
 enum SandboxCommand {
     /// The MFS Africa refund API simulator.
     MfsAfrica(MfsAfricaArgs),
+    /// The PagoEfectivo refund API simulator.
+    Pagoefectivo(PagoEfectivoArgs),
 }
 
+#[cfg(feature = "sandbox")]
+#[derive(Args)]
+struct PagoEfectivoArgs {
+    /// Loopback port to listen on (0 picks a free one; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Service id the simulator accepts.
+    #[arg(long, env = "PAGOEFECTIVO_ID_SERVICE")]
+    id_service: u64,
+    /// Access key the simulator accepts.
+    #[arg(long, env = "PAGOEFECTIVO_ACCESS_KEY")]
+    access_key: String,
+    /// Secret key (authorization hash, request and notification signatures).
+    #[arg(long, env = "PAGOEFECTIVO_SECRET_KEY", hide_env_values = true)]
+    secret_key: String,
+    /// Where signed notifications are sent.
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Lifetime of the tokens it issues, in seconds.
+    #[arg(long, default_value_t = 7200)]
+    token_lifetime_secs: u64,
+}
+
+#[cfg(feature = "sandbox")]
 #[derive(Args)]
 struct MfsAfricaArgs {
     /// Loopback port to listen on (0 picks a free one; the URL is printed).
@@ -284,6 +311,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(SandboxCommand::MfsAfrica(a)) => {
             let mut config = refundry_sandbox::mfs_africa::Config::new(
                 a.api_key,
@@ -291,10 +319,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.webhook_secret,
             );
             config.callback_url = a.callback_url;
-            let addr = SocketAddr::from(([127, 0, 0, 1], a.port));
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
             refundry_sandbox::mfs_africa::serve_forever(config, addr)
                 .await
                 .context("MFS Africa sandbox")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(SandboxCommand::Pagoefectivo(a)) => {
+            let mut config = refundry_sandbox::pagoefectivo::Config::new(
+                a.id_service,
+                a.access_key,
+                a.secret_key,
+            );
+            config.notification_url = a.callback_url;
+            config.token_lifetime = std::time::Duration::from_secs(a.token_lifetime_secs);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
+            refundry_sandbox::pagoefectivo::serve_forever(config, addr)
+                .await
+                .context("PagoEfectivo sandbox")?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -40,7 +40,94 @@ type Captured = (Vec<(String, String)>, Vec<u8>);
 pub fn run() -> Result<()> {
     build::plugins()?;
     let refundry = build::host_binary()?;
-    tokio::runtime::Runtime::new()?.block_on(mfs_africa(&refundry))
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut failed = 0;
+    for story in [mfs_africa(), pagoefectivo()] {
+        failed += runtime.block_on(walk(&refundry, &story))?;
+    }
+    if failed > 0 {
+        bail!("{failed} demo step(s) did not behave as expected");
+    }
+    println!("\nEvery step behaved as expected for every provider.");
+    Ok(())
+}
+
+/// What differs between providers in the same refund story.
+struct Story {
+    provider: &'static str,
+    name: &'static str,
+    /// Environment shared by the sandbox and the host: (variable, value).
+    env: Vec<(&'static str, String)>,
+    /// Host config keys read from the environment: (key, variable, is secret).
+    keys: Vec<(&'static str, &'static str, bool)>,
+    currency: &'static str,
+    /// Control call seeding the original payment of 5000.00: (path, body without the id).
+    seed: (&'static str, Value),
+    /// Extra arguments every `refund create` needs.
+    create_args: Vec<&'static str>,
+    over_refund_code: &'static str,
+    conflict_code: &'static str,
+    /// The provider's word for "processed" in its control API.
+    processed_word: &'static str,
+    /// Prefix of the webhook headers the plugin verifies.
+    webhook_headers: &'static str,
+}
+
+fn mfs_africa() -> Story {
+    Story {
+        provider: "mfs-africa",
+        name: "MFS Africa",
+        env: vec![
+            ("MFS_AFRICA_API_KEY", format!("demo-{}", random_hex(4))),
+            ("MFS_AFRICA_API_SECRET", random_hex(32)),
+            ("MFS_AFRICA_WEBHOOK_SECRET", random_hex(32)),
+        ],
+        keys: vec![
+            ("api_key", "MFS_AFRICA_API_KEY", true),
+            ("api_secret", "MFS_AFRICA_API_SECRET", true),
+            ("webhook_secret", "MFS_AFRICA_WEBHOOK_SECRET", true),
+        ],
+        currency: "KES",
+        seed: (
+            "transactions",
+            json!({"amount": "5000.00", "currency": "KES", "settled": true}),
+        ),
+        create_args: vec![],
+        over_refund_code: "amount_exceeded",
+        conflict_code: "duplicate_external_refund_id",
+        processed_word: "processed",
+        webhook_headers: "x-mfs-",
+    }
+}
+
+fn pagoefectivo() -> Story {
+    Story {
+        provider: "pagoefectivo",
+        name: "PagoEfectivo",
+        env: vec![
+            (
+                "PAGOEFECTIVO_ID_SERVICE",
+                (1000 + rand::random::<u16>() % 9000).to_string(),
+            ),
+            ("PAGOEFECTIVO_ACCESS_KEY", format!("AK-{}", random_hex(4))),
+            ("PAGOEFECTIVO_SECRET_KEY", random_hex(32)),
+        ],
+        keys: vec![
+            ("id_service", "PAGOEFECTIVO_ID_SERVICE", false),
+            ("access_key", "PAGOEFECTIVO_ACCESS_KEY", false),
+            ("secret_key", "PAGOEFECTIVO_SECRET_KEY", true),
+        ],
+        currency: "PEN",
+        seed: (
+            "payments",
+            json!({"amount": "5000.00", "currency": "PEN", "paid": true}),
+        ),
+        create_args: vec!["--order-id", "ORDER-991"],
+        over_refund_code: "132",
+        conflict_code: "131",
+        processed_word: "completed",
+        webhook_headers: "pe-",
+    }
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -138,20 +225,22 @@ async fn control(client: &reqwest::Client, url: String, body: Value) -> Result<V
     Ok(value)
 }
 
-fn write_config(
-    dir: &Path,
-    provider: &str,
-    plugin: &Path,
-    base_url: &str,
-    keys: &[(&str, &str, &str)],
-) -> Result<PathBuf> {
-    let mut toml = format!(
-        "[database]\npath = \"demo.db\"\n\n[providers.{provider}]\nplugin = {plugin:?}\n[providers.{provider}.settings]\nbase_url = \"{base_url}\"\n"
-    );
-    toml.push_str(&format!("[providers.{provider}.secrets]\n"));
-    for (key, _, var) in keys {
-        toml.push_str(&format!("{key} = \"env:{var}\"\n"));
+fn write_config(dir: &Path, story: &Story, plugin: &Path, base_url: &str) -> Result<PathBuf> {
+    let provider = story.provider;
+    let mut settings = format!("base_url = \"{base_url}\"\n");
+    let mut secrets = String::new();
+    for (key, var, secret) in &story.keys {
+        let line = format!("{key} = \"env:{var}\"\n");
+        if *secret {
+            secrets.push_str(&line)
+        } else {
+            settings.push_str(&line)
+        }
     }
+    let toml = format!(
+        "[database]\npath = \"demo.db\"\n\n[providers.{provider}]\nplugin = {plugin:?}\n\
+         [providers.{provider}.settings]\n{settings}[providers.{provider}.secrets]\n{secrets}"
+    );
     let path = dir.join("refundry.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
@@ -182,49 +271,38 @@ fn describe(code: i32, v: &Value) -> String {
     }
 }
 
-async fn mfs_africa(bin: &Path) -> Result<()> {
-    let provider = "mfs-africa";
-    let env = vec![
-        ("MFS_AFRICA_API_KEY", format!("demo-{}", random_hex(4))),
-        ("MFS_AFRICA_API_SECRET", random_hex(32)),
-        ("MFS_AFRICA_WEBHOOK_SECRET", random_hex(32)),
-    ];
+/// Walks one provider through the story; returns how many steps did not behave as expected.
+async fn walk(bin: &Path, story: &Story) -> Result<usize> {
+    let provider = story.provider;
+    let env = &story.env;
+    let currency = story.currency;
     let (receiver_url, mut webhooks) = webhook_receiver().await?;
-    let (_sandbox, base_url) = start_sandbox(
-        bin,
-        provider,
-        &env,
-        &format!("{receiver_url}/webhooks/{provider}"),
-    )?;
-    let dir = std::env::temp_dir().join(format!("refundry-demo-{}", std::process::id()));
+    let callback = format!("{receiver_url}/webhooks/{provider}");
+    let (_sandbox, base_url) = start_sandbox(bin, provider, env, &callback)?;
+    let dir = std::env::temp_dir().join(format!("refundry-demo-{}-{provider}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = write_config(
-        &dir,
-        provider,
-        &build::plugins_dir().join(format!("{provider}.wasm")),
-        &base_url,
-        &[
-            ("api_key", "", "MFS_AFRICA_API_KEY"),
-            ("api_secret", "", "MFS_AFRICA_API_SECRET"),
-            ("webhook_secret", "", "MFS_AFRICA_WEBHOOK_SECRET"),
-        ],
-    )?;
+    let plugin = build::plugins_dir().join(format!("{provider}.wasm"));
+    let config = write_config(&dir, story, &plugin, &base_url)?;
     println!(
-        "\nMFS Africa: sandbox at {base_url}, plugin {}\n",
-        build::plugins_dir().join("mfs-africa.wasm").display()
+        "\n{}: sandbox at {base_url}, plugin {}\n",
+        story.name,
+        plugin.display()
     );
 
     let client = reqwest::Client::new();
     let run_id = random_hex(3);
-    let txn = format!("txn_demo_{run_id}");
-    let completed = (chrono::Utc::now() - chrono::Duration::days(2))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    control(&client, format!("{base_url}/_sandbox/transactions"), json!({
-        "transaction_id": txn, "amount": "5000.00", "currency": "KES", "completed_at": completed, "settled": true
-    })).await?;
+    let txn = format!("{}", 81_000_000 + rand::random::<u32>() % 1_000_000);
+    let (seed_path, mut seed_body) = story.seed.clone();
+    seed_body["transaction_id"] = json!(txn);
+    control(
+        &client,
+        format!("{base_url}/_sandbox/{seed_path}"),
+        seed_body,
+    )
+    .await?;
     let mut steps = vec![Step {
         what: format!("seed original payment {txn}"),
-        expected: "5000.00 KES, settled".into(),
+        expected: format!("5000.00 {currency}, settled"),
         observed: "seeded".into(),
         ok: true,
     }];
@@ -232,34 +310,31 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
     let r2 = format!("demo-{run_id}-r2");
     let r3 = format!("demo-{run_id}-r3");
     let create = |ext: &str, amount: &str| -> Result<(i32, Value)> {
-        host(
-            bin,
-            &config,
-            &env,
-            &[
-                "refund",
-                "create",
-                "--provider",
-                provider,
-                "--original-transaction-id",
-                &txn,
-                "--amount",
-                amount,
-                "--currency",
-                "KES",
-                "--external-refund-id",
-                ext,
-                "--reason",
-                "customer_return",
-            ],
-        )
+        let mut args = vec![
+            "refund",
+            "create",
+            "--provider",
+            provider,
+            "--original-transaction-id",
+            &txn,
+            "--amount",
+            amount,
+            "--currency",
+            currency,
+            "--external-refund-id",
+            ext,
+            "--reason",
+            "customer_return",
+        ];
+        args.extend(&story.create_args);
+        host(bin, &config, env, &args)
     };
 
     let (code, first) = create(&r1, "2000.00")?;
     let r1_id = refund_field(&first, "provider_refund_id").to_owned();
     steps.push(Step {
         what: format!("partial refund {r1} of 2000.00"),
-        expected: "pending 2000.00 KES".into(),
+        expected: format!("pending 2000.00 {currency}"),
         observed: describe(code, &first),
         ok: code == 0
             && refund_field(&first, "status") == "pending"
@@ -268,16 +343,16 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
     let (code, v) = create(&r2, "3000.00")?;
     steps.push(Step {
         what: format!("second partial {r2} of 3000.00 (reaches the total)"),
-        expected: "pending 3000.00 KES".into(),
+        expected: format!("pending 3000.00 {currency}"),
         observed: describe(code, &v),
         ok: code == 0 && refund_field(&v, "status") == "pending",
     });
     let (code, v) = create(&r3, "0.01")?;
     steps.push(Step {
         what: format!("over-refund {r3} of 0.01"),
-        expected: "refused amount-exceeded (amount_exceeded)".into(),
+        expected: format!("refused amount-exceeded ({})", story.over_refund_code),
         observed: describe(code, &v),
-        ok: code == 1 && v["error"]["provider_code"] == "amount_exceeded",
+        ok: code == 1 && v["error"]["provider_code"] == story.over_refund_code,
     });
     let (code, v) = create(&r1, "2000.00")?;
     steps.push(Step {
@@ -289,33 +364,30 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
     let (code, v) = create(&r1, "2500.00")?;
     steps.push(Step {
         what: format!("reuse {r1} with another amount"),
-        expected: "refused idempotency-conflict (duplicate_external_refund_id)".into(),
+        expected: format!("refused idempotency-conflict ({})", story.conflict_code),
         observed: describe(code, &v),
-        ok: code == 1 && v["error"]["provider_code"] == "duplicate_external_refund_id",
+        ok: code == 1 && v["error"]["provider_code"] == story.conflict_code,
     });
+    let word = story.processed_word;
     let moved = control(
         &client,
         format!("{base_url}/_sandbox/refunds/{r1_id}/status"),
-        json!({"status": "processed"}),
+        json!({"status": word}),
     )
     .await;
     steps.push(Step {
-        what: format!("sandbox moves {r1_id} to processed"),
-        expected: "processed".into(),
+        what: format!("sandbox moves {r1_id} to {word}"),
+        expected: word.into(),
         observed: match &moved {
             Ok(v) => refund_field(v, "status").to_owned(),
             Err(e) => e.to_string(),
         },
         ok: moved
             .as_ref()
-            .is_ok_and(|v| refund_field(v, "status") == "processed"),
+            .is_ok_and(|v| refund_field(v, "status") == word),
     });
-    let (code, v) = host(
-        bin,
-        &config,
-        &env,
-        &["refund", "get", "--provider", provider, "--id", &r1_id],
-    )?;
+    let get = ["refund", "get", "--provider", provider, "--id", &r1_id];
+    let (code, v) = host(bin, &config, env, &get)?;
     steps.push(Step {
         what: format!("status query of {r1_id}"),
         expected: "processed".into(),
@@ -332,12 +404,15 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
                 .map(|s| s.to_string())
                 .collect();
             args.push(body_path.display().to_string());
-            for (k, v) in headers.iter().filter(|(k, _)| k.starts_with("x-mfs-")) {
+            for (k, v) in headers
+                .iter()
+                .filter(|(k, _)| k.starts_with(story.webhook_headers))
+            {
                 args.push("--header".into());
                 args.push(format!("{k}: {v}"));
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let (code, v) = host(bin, &config, &env, &refs)?;
+            let (code, v) = host(bin, &config, env, &refs)?;
             let status = v["refund"]["status"].as_str().unwrap_or("");
             (
                 format!(
@@ -361,12 +436,7 @@ async fn mfs_africa(bin: &Path) -> Result<()> {
     });
     print_table(&steps);
     let _ = std::fs::remove_dir_all(&dir);
-    let failed = steps.iter().filter(|s| !s.ok).count();
-    if failed > 0 {
-        bail!("{failed} demo step(s) did not behave as expected");
-    }
-    println!("\nAll {} steps behaved as expected.", steps.len());
-    Ok(())
+    Ok(steps.iter().filter(|s| !s.ok).count())
 }
 
 fn print_table(steps: &[Step]) {
