@@ -10,7 +10,7 @@ use std::time::Duration;
 use refundry_host::caps::{Clock, SystemClock};
 use refundry_host::{Config, Money, RefundRequest, Refundry};
 use refundry_sandbox::SandboxHandle;
-use refundry_sandbox::mfs_africa;
+use refundry_sandbox::{mfs_africa, pagoefectivo};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -63,13 +63,55 @@ fn rand_u128() -> u128 {
     (u128::from(a) << 64) | u128::from(h.finish())
 }
 
+/// The `/_sandbox/` control endpoints of a running simulator.
+pub struct Control {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl Control {
+    /// Controls for the simulator at `base_url`.
+    pub fn new(base_url: String) -> Self {
+        Self {
+            base_url,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs a control request and returns the answer; panics unless it succeeds.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/_sandbox/{path}", self.base_url);
+        let resp = self.client.post(&url).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(
+            status.is_success(),
+            "control {path} answered {status}: {value}"
+        );
+        value
+    }
+
+    /// GETs a control resource.
+    pub async fn get(&self, path: &str) -> Value {
+        let url = format!("{}/_sandbox/{path}", self.base_url);
+        self.client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
 /// A running MFS Africa sandbox and its credentials.
 pub struct MfsSandbox {
     /// The server.
     pub handle: SandboxHandle,
     /// Its credentials.
     pub creds: Credentials,
-    client: reqwest::Client,
+    control: Control,
 }
 
 impl MfsSandbox {
@@ -86,10 +128,11 @@ impl MfsSandbox {
         let handle = mfs_africa::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("sandbox starts");
+        let control = Control::new(handle.base_url());
         Self {
             handle,
             creds,
-            client: reqwest::Client::new(),
+            control,
         }
     }
 
@@ -100,28 +143,12 @@ impl MfsSandbox {
 
     /// POSTs a control request and returns the answer; panics unless it succeeds.
     pub async fn control(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.base_url());
-        let resp = self.client.post(&url).json(&body).send().await.unwrap();
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "control {path} answered {status}: {value}"
-        );
-        value
+        self.control.post(path, body).await
     }
 
     /// GETs a control resource.
     pub async fn inspect(&self, path: &str) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.base_url());
-        self.client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.control.get(path).await
     }
 
     /// Seeds an original transaction.
@@ -177,6 +204,136 @@ webhook_secret = "{webhook_secret}"
         Refundry::start_with_clock(&self.host_config(creds, extra_toml), clock)
             .await
             .expect("host starts")
+    }
+}
+
+/// PagoEfectivo credentials: service id, access key, secret key.
+#[derive(Clone)]
+pub struct PeCredentials {
+    /// `id_service`.
+    pub id_service: u64,
+    /// `access_key`.
+    pub access_key: String,
+    /// `secret_key`.
+    pub secret_key: String,
+}
+
+/// A running PagoEfectivo sandbox and its credentials.
+pub struct PeSandbox {
+    /// The server.
+    pub handle: SandboxHandle,
+    /// Its credentials.
+    pub creds: PeCredentials,
+    /// Its control endpoints.
+    pub control: Control,
+}
+
+impl PeSandbox {
+    /// Starts a sandbox on a free loopback port, with fast notification retries.
+    pub async fn start(notification_url: Option<String>) -> Self {
+        let c = Credentials::random();
+        let creds = PeCredentials {
+            id_service: 1024 + (rand_u128() % 1000) as u64,
+            access_key: c.api_key,
+            secret_key: c.api_secret,
+        };
+        let mut config = pagoefectivo::Config::new(
+            creds.id_service,
+            creds.access_key.clone(),
+            creds.secret_key.clone(),
+        );
+        config.notification_url = notification_url;
+        config.webhook_retry_base = Duration::from_millis(20);
+        let handle = pagoefectivo::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("sandbox starts");
+        let control = Control::new(handle.base_url());
+        Self {
+            handle,
+            creds,
+            control,
+        }
+    }
+
+    /// Seeds an original payment `days_ago` days back.
+    pub async fn seed(&self, id: &str, amount: &str, currency: &str, days_ago: i64, paid: bool) {
+        let paid_at = (chrono::Utc::now() - chrono::Duration::days(days_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.control
+            .post(
+                "payments",
+                json!({"transaction_id": id, "amount": amount, "currency": currency,
+                       "paid_at": paid_at, "paid": paid}),
+            )
+            .await;
+    }
+
+    /// How many authorizations the sandbox has answered.
+    pub async fn authorizations(&self) -> u64 {
+        self.control.get("stats").await["authorizations"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// A host configuration for this sandbox's PagoEfectivo provider.
+    pub fn host_config(&self, creds: &PeCredentials, extra_toml: &str) -> Config {
+        let toml = format!(
+            r#"
+{extra_toml}
+[providers.pagoefectivo]
+plugin = {plugin:?}
+[providers.pagoefectivo.settings]
+base_url = "{base_url}"
+id_service = "{id_service}"
+access_key = "{access_key}"
+[providers.pagoefectivo.secrets]
+secret_key = "{secret_key}"
+"#,
+            plugin = plugin_path("pagoefectivo").display().to_string(),
+            base_url = self.handle.base_url(),
+            id_service = creds.id_service,
+            access_key = creds.access_key,
+            secret_key = creds.secret_key,
+        );
+        Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None)
+            .expect("test config parses")
+    }
+
+    /// A host with these credentials and clock; `extra_toml` may set `[database] path`
+    /// (default: in memory).
+    pub async fn host_with(
+        &self,
+        creds: &PeCredentials,
+        clock: Arc<dyn Clock>,
+        extra_toml: &str,
+    ) -> Refundry {
+        let extra = if extra_toml.contains("[database]") {
+            extra_toml.to_owned()
+        } else {
+            format!("[database]\npath = \":memory:\"\n{extra_toml}")
+        };
+        Refundry::start_with_clock(&self.host_config(creds, &extra), clock)
+            .await
+            .expect("host starts")
+    }
+
+    /// A host with the right credentials and the system clock.
+    pub async fn host(&self) -> Refundry {
+        self.host_with(&self.creds, Arc::new(SystemClock), "").await
+    }
+}
+
+/// A refund request in PEN with an order id, as PagoEfectivo wants.
+pub fn pen_refund(txn: &str, external_id: &str, amount_minor: i64) -> RefundRequest {
+    RefundRequest {
+        original_transaction_id: txn.into(),
+        external_refund_id: external_id.into(),
+        amount: Money {
+            amount_minor,
+            currency: "PEN".into(),
+        },
+        reason: Some("producto devuelto".into()),
+        order_id: Some(format!("ORDER-{external_id}")),
     }
 }
 
