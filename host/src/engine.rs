@@ -58,7 +58,11 @@ impl Engine {
             .total_stacks(n)
             .max_memory_size(limits.memory_limit)
             .linear_memory_keep_resident(KEEP_RESIDENT.min(limits.memory_limit))
-            .table_keep_resident(4096);
+            .table_keep_resident(4096)
+            // The fiber stack an async call runs on is reused the same way.
+            .async_stack_keep_resident(KEEP_RESIDENT)
+            // Reset only the pages an instance dirtied (Linux 6.7+; ignored elsewhere).
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)

@@ -1,4 +1,14 @@
 //! The `storage` capability: a small key-value store per provider, in the host's SQLite database.
+//!
+//! Reads are served from a write-through cache in memory: a plugin reads its cached token on
+//! every operation, and a round trip to SQLite's blocking thread would cost more than the whole
+//! refund's logic. Writes reach SQLite before they are cached, so a restart loses nothing. The
+//! cache assumes this process is the database's only writer of plugin storage (if two hosts
+//! share a file, one may read a value the other has replaced; for a token that costs one
+//! re-authorization).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::OptionalExtension;
 
@@ -15,29 +25,52 @@ pub const MAX_VALUE: usize = 64 * 1024;
 pub struct StorageCap {
     db: Database,
     provider: String,
+    /// Values read or written so far (`None`: known to be absent).
+    cache: Arc<Mutex<HashMap<String, Option<Vec<u8>>>>>,
 }
 
 impl StorageCap {
     /// The storage of one provider. Other providers' keys are invisible to it.
     pub fn new(db: Database, provider: String) -> Self {
-        Self { db, provider }
+        Self {
+            db,
+            provider,
+            cache: Arc::default(),
+        }
+    }
+
+    fn cached(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.cache.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember(&self, key: String, value: Option<Vec<u8>>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, value);
+        }
     }
 
     /// The value under `key`.
     pub async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StorageError> {
         check_key(&key)?;
+        if let Some(value) = self.cached(&key) {
+            return Ok(value);
+        }
         let provider = self.provider.clone();
-        self.db
+        let k = key.clone();
+        let value = self
+            .db
             .run(move |c| {
                 c.query_row(
                     "SELECT value FROM plugin_kv WHERE provider = ?1 AND key = ?2",
-                    (&provider, &key),
+                    (&provider, &k),
                     |r| r.get(0),
                 )
                 .optional()
             })
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.remember(key, value.clone());
+        Ok(value)
     }
 
     /// Stores `value` under `key`.
@@ -48,34 +81,38 @@ impl StorageCap {
         }
         let provider = self.provider.clone();
         let now = chrono::Utc::now().timestamp_millis();
+        let (k, v) = (key.clone(), value.clone());
         self.db
             .run(move |c| {
                 c.execute(
                     "INSERT INTO plugin_kv (provider, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (provider, key) DO UPDATE SET value = excluded.value,
                      updated_at = excluded.updated_at",
-                    (&provider, &key, &value, now),
+                    (&provider, &k, &v, now),
                 )
             })
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.remember(key, Some(value));
+        Ok(())
     }
 
     /// Removes `key`.
     pub async fn delete(&self, key: String) -> Result<(), StorageError> {
         check_key(&key)?;
         let provider = self.provider.clone();
+        let k = key.clone();
         self.db
             .run(move |c| {
                 c.execute(
                     "DELETE FROM plugin_kv WHERE provider = ?1 AND key = ?2",
-                    (&provider, &key),
+                    (&provider, &k),
                 )
             })
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.remember(key, None);
+        Ok(())
     }
 }
 
@@ -107,6 +144,28 @@ mod tests {
         assert_eq!(a.get("token".into()).await.unwrap(), Some(b"A2".to_vec()));
         a.delete("token".into()).await.unwrap();
         assert_eq!(a.get("token".into()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn writes_reach_the_database_and_survive_a_new_cache() {
+        let db = Database::open(None).unwrap();
+        let first = StorageCap::new(db.clone(), "p".into());
+        assert_eq!(first.get("token".into()).await.unwrap(), None);
+        first.set("token".into(), b"T1".to_vec()).await.unwrap();
+        // A new capability (as after a restart) has an empty cache and reads the database.
+        let second = StorageCap::new(db, "p".into());
+        assert_eq!(
+            second.get("token".into()).await.unwrap(),
+            Some(b"T1".to_vec())
+        );
+        second.delete("token".into()).await.unwrap();
+        assert_eq!(
+            StorageCap::new(second.db.clone(), "p".into())
+                .get("token".into())
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
