@@ -226,8 +226,8 @@ pub async fn inspect(
 pub fn describe_refund_error(e: &RefundError) -> String {
     match e {
         RefundError::Refused(r) => format!(
-            "refused ({:?}{}): {}",
-            r.kind,
+            "refused ({}{}): {}",
+            crate::view::refusal_word(r.kind),
             r.provider_code
                 .as_deref()
                 .map(|c| format!(", provider code {c}"))
