@@ -5,6 +5,7 @@
 //! `authentication` (the kind whose remedy is "fix the configuration"), never a panic; a webhook
 //! that cannot be verified for want of `webhook_secret` is `invalid-signature`, logged at error.
 
+use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
@@ -40,6 +41,15 @@ enum Op {
     Get,
 }
 
+impl Op {
+    fn effect(self) -> errors::Effect {
+        match self {
+            Op::Create => errors::Effect::Write,
+            Op::Get => errors::Effect::Read,
+        }
+    }
+}
+
 /// Everything that can stop a create or get, mapped once into [`RefundError`].
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -67,52 +77,21 @@ enum Error {
     NotFound { id: String },
 }
 
-fn refusal(kind: RefusalKind, message: String) -> RefundError {
-    RefundError::Refused(Refusal {
-        kind,
-        provider_code: None,
-        message,
-        http_status: None,
-    })
-}
-
-fn retry(message: String) -> RefundError {
-    RefundError::Retryable(Retryable {
-        provider_code: None,
-        message,
-        http_status: None,
-        retry_after_ms: None,
-    })
-}
-
 impl From<Error> for RefundError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
             // Both are fixed by the operator, which is what `authentication` tells them.
             Error::Config { .. } | Error::Clock { .. } => {
-                refusal(RefusalKind::Authentication, message)
+                errors::refused(RefusalKind::Authentication, message)
             }
-            Error::InvalidRequest { .. } => refusal(RefusalKind::InvalidRequest, message),
-            Error::UnsupportedCurrency { .. } => refusal(RefusalKind::CurrencyMismatch, message),
-            Error::NotFound { .. } => refusal(RefusalKind::NotFound, message),
+            Error::InvalidRequest { .. } => errors::refused(RefusalKind::InvalidRequest, message),
+            Error::UnsupportedCurrency { .. } => {
+                errors::refused(RefusalKind::CurrencyMismatch, message)
+            }
+            Error::NotFound { .. } => errors::refused(RefusalKind::NotFound, message),
             Error::BadAnswer { .. } => RefundError::UnknownOutcome(message),
-            Error::Http { source, op } => match (source, op) {
-                // Nothing was sent: safe to send again.
-                (HttpError::ConnectFailed(_), _) => retry(message),
-                // The request may have arrived: only a lookup can tell whether a refund exists.
-                (HttpError::Timeout | HttpError::Transport(_), Op::Create)
-                | (HttpError::ResponseTooLarge(_), Op::Create) => {
-                    RefundError::UnknownOutcome(message)
-                }
-                // A read changes nothing at the provider: safe to repeat whatever happened to it.
-                (HttpError::Timeout | HttpError::Transport(_), Op::Get)
-                | (HttpError::ResponseTooLarge(_), Op::Get) => retry(message),
-                // The host refused our request: a configuration problem no retry fixes.
-                (HttpError::Denied(_) | HttpError::InvalidRequest(_), _) => {
-                    refusal(RefusalKind::Other, format!("configuration: {message}"))
-                }
-            },
+            Error::Http { source, op } => errors::from_http(&source, op.effect(), message),
             Error::Provider {
                 status,
                 code,

@@ -12,6 +12,7 @@
 //! token is cached, or once when the provider answers `106` (token expired or unknown).
 
 use refundry_sdk::crypto::sha256_hex;
+use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
@@ -56,6 +57,16 @@ enum Op {
     Get,
 }
 
+impl Op {
+    /// An authorization changes no refund, so a lost answer to it is as safe as one to a read.
+    fn effect(self) -> errors::Effect {
+        match self {
+            Op::Create => errors::Effect::Write,
+            Op::Get | Op::Authorize => errors::Effect::Read,
+        }
+    }
+}
+
 /// Everything that can stop a create or get, mapped once into [`RefundError`].
 #[derive(Debug, thiserror::Error)]
 enum Error {
@@ -83,58 +94,25 @@ enum Error {
     NotFound { id: String },
 }
 
-fn refusal(kind: RefusalKind, message: String) -> RefundError {
-    RefundError::Refused(Refusal {
-        kind,
-        provider_code: None,
-        message,
-        http_status: None,
-    })
-}
-
-fn retry(message: String) -> RefundError {
-    RefundError::Retryable(Retryable {
-        provider_code: None,
-        message,
-        http_status: None,
-        retry_after_ms: None,
-    })
-}
-
 impl From<Error> for RefundError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
             // Both are fixed by the operator, which is what `authentication` tells them.
             Error::Config { .. } | Error::Clock { .. } => {
-                refusal(RefusalKind::Authentication, message)
+                errors::refused(RefusalKind::Authentication, message)
             }
-            Error::InvalidRequest { .. } => refusal(RefusalKind::InvalidRequest, message),
-            Error::UnsupportedCurrency { .. } => refusal(RefusalKind::CurrencyMismatch, message),
-            Error::NotFound { .. } => refusal(RefusalKind::NotFound, message),
+            Error::InvalidRequest { .. } => errors::refused(RefusalKind::InvalidRequest, message),
+            Error::UnsupportedCurrency { .. } => {
+                errors::refused(RefusalKind::CurrencyMismatch, message)
+            }
+            Error::NotFound { .. } => errors::refused(RefusalKind::NotFound, message),
             // An odd authorization answer: no refund was asked for yet, so asking again is safe.
             Error::BadAnswer {
                 op: Op::Authorize, ..
-            } => retry(message),
+            } => errors::retryable(message),
             Error::BadAnswer { .. } => RefundError::UnknownOutcome(message),
-            Error::Http { source, op } => match (source, op) {
-                // Nothing was sent: safe to send again.
-                (HttpError::ConnectFailed(_), _) => retry(message),
-                // The request may have arrived: only a lookup can tell whether a refund exists.
-                (
-                    HttpError::Timeout | HttpError::Transport(_) | HttpError::ResponseTooLarge(_),
-                    Op::Create,
-                ) => RefundError::UnknownOutcome(message),
-                // A read or an authorization changes no refund: safe to repeat.
-                (
-                    HttpError::Timeout | HttpError::Transport(_) | HttpError::ResponseTooLarge(_),
-                    Op::Get | Op::Authorize,
-                ) => retry(message),
-                // The host refused our request: a configuration problem no retry fixes.
-                (HttpError::Denied(_) | HttpError::InvalidRequest(_), _) => {
-                    refusal(RefusalKind::Other, format!("configuration: {message}"))
-                }
-            },
+            Error::Http { source, op } => errors::from_http(&source, op.effect(), message),
             Error::Provider {
                 status,
                 code,

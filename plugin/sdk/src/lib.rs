@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod crypto;
+pub mod errors;
 mod host;
 pub mod money;
 #[cfg(not(target_arch = "wasm32"))]
