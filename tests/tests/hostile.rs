@@ -86,13 +86,17 @@ async fn unbounded_memory_growth_hits_the_cap() {
 }
 
 #[tokio::test]
-async fn panic_is_a_trap_and_the_next_operation_succeeds() {
+async fn panic_is_reported_then_trapped_and_the_next_operation_succeeds() {
+    let (captured, _guard) = capture_logs();
     let host = host("").await;
     let err = run(&host, "panic").await.unwrap_err();
     assert!(
         matches!(err, OperationError::Plugin(PluginError::Trap { .. })),
         "{err:?}"
     );
+    // The SDK's panic hook reported the message through `log` before the trap.
+    let log = captured.text();
+    assert!(log.contains("hostile plugin panicked on purpose"), "{log}");
     run(&host, "fine").await.unwrap();
 }
 
@@ -143,18 +147,29 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn secrets_a_plugin_logs_are_redacted() {
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Sends this thread's log lines (the test runtime is single-threaded) to a buffer.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn secrets_a_plugin_logs_are_redacted() {
+    let (captured, _guard) = capture_logs();
     let host = host("").await;
     run(&host, "log-secret").await.unwrap();
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("[redacted]"),
         "the plugin's line was not logged: {log}"
