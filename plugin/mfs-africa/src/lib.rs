@@ -9,8 +9,8 @@ use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
-    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, Refusal,
-    RefusalKind, Retryable, WebhookError, WebhookEvent, money,
+    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
+    RefusalKind, WebhookError, WebhookEvent, money,
 };
 
 pub mod sign;
@@ -97,20 +97,10 @@ impl From<Error> for RefundError {
                 code,
                 message,
                 retry_after_ms,
-            } => match refusal_kind(code.as_deref().map(ErrorCode::parse), status) {
-                Some(kind) => RefundError::Refused(Refusal {
-                    kind,
-                    provider_code: code,
-                    message,
-                    http_status: Some(status),
-                }),
-                None => RefundError::Retryable(Retryable {
-                    provider_code: code,
-                    message,
-                    http_status: Some(status),
-                    retry_after_ms,
-                }),
-            },
+            } => {
+                let kind = refusal_kind(code.as_deref().map(ErrorCode::parse), status);
+                errors::from_answer(kind, code, message, status, retry_after_ms)
+            }
         }
     }
 }

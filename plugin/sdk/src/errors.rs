@@ -54,6 +54,31 @@ pub fn from_http(error: &HttpError, effect: Effect, message: impl Into<String>) 
     }
 }
 
+/// The provider answered with an error: a final refusal of `kind`, or retryable when `kind` is
+/// `None` (a provider fault or rate limit), keeping the provider's code, message and HTTP status.
+pub fn from_answer(
+    kind: Option<RefusalKind>,
+    provider_code: Option<String>,
+    message: String,
+    http_status: u16,
+    retry_after_ms: Option<u64>,
+) -> RefundError {
+    match kind {
+        Some(kind) => RefundError::Refused(Refusal {
+            kind,
+            provider_code,
+            message,
+            http_status: Some(http_status),
+        }),
+        None => RefundError::Retryable(Retryable {
+            provider_code,
+            message,
+            http_status: Some(http_status),
+            retry_after_ms,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +113,37 @@ mod tests {
             denied,
             RefundError::Refused(Refusal { kind: RefusalKind::Other, ref message, .. })
                 if message.starts_with("configuration:")
+        ));
+    }
+
+    #[test]
+    fn answers_keep_the_providers_code_and_status() {
+        let refused = from_answer(
+            Some(RefusalKind::AmountExceeded),
+            Some("132".into()),
+            "m".into(),
+            422,
+            None,
+        );
+        assert!(matches!(
+            refused,
+            RefundError::Refused(Refusal { kind: RefusalKind::AmountExceeded, http_status: Some(422), ref provider_code, .. })
+                if provider_code.as_deref() == Some("132")
+        ));
+        let retry = from_answer(
+            None,
+            Some("rate_limited".into()),
+            "m".into(),
+            429,
+            Some(7_000),
+        );
+        assert!(matches!(
+            retry,
+            RefundError::Retryable(Retryable {
+                retry_after_ms: Some(7_000),
+                http_status: Some(429),
+                ..
+            })
         ));
     }
 }
