@@ -174,15 +174,7 @@ impl Plugin {
     /// gets a fresh instance so no state leaks between refunds); it exists to measure what
     /// instantiation costs.
     pub async fn warm(&self) -> Result<WarmPlugin, PluginError> {
-        let op = "warm";
-        let state = PluginState::new(self.caps.clone(), op, self.engine.memory_cap());
-        let mut store = self.engine.store(state);
-        let instance = self
-            .component
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| self.instantiate_error(op, e))?;
+        let (store, instance) = self.instantiate("warm").await?;
         Ok(WarmPlugin {
             store,
             instance,
@@ -221,14 +213,7 @@ impl Plugin {
         let op = call.name();
         let deadline = self.engine.limits().deadline;
         let work = async {
-            let state = PluginState::new(self.caps.clone(), op, self.engine.memory_cap());
-            let mut store = self.engine.store(state);
-            let instance = self
-                .component
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| self.instantiate_error(op, e))?;
+            let (mut store, instance) = self.instantiate(op).await?;
             let guest = instance.refundry_provider_provider();
             let answer = match call {
                 Call::Describe => guest.call_describe(&mut store).await.map(Answer::Describe),
@@ -263,6 +248,22 @@ impl Plugin {
                     deadline,
                 })
             })
+    }
+
+    /// A fresh store (with this engine's limits) and instance for operation `op`.
+    async fn instantiate(
+        &self,
+        op: &'static str,
+    ) -> Result<(wasmtime::Store<PluginState>, crate::bindings::RefundPlugin), PluginError> {
+        let state = PluginState::new(self.caps.clone(), op, self.engine.memory_cap());
+        let mut store = self.engine.store(state);
+        let instance = self
+            .component
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| self.instantiate_error(op, e))?;
+        Ok((store, instance))
     }
 
     fn instantiate_error(&self, op: &'static str, e: wasmtime::Error) -> PluginError {
