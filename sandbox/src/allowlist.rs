@@ -3,8 +3,11 @@
 //! Providers commonly accept API calls only from merchant IPs registered with them; an empty list
 //! here means the check is off.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
+
+use axum::extract::ConnectInfo;
+use axum::http::Extensions;
 
 /// Why an allowlist was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,11 +64,41 @@ impl IpAllowlist {
         let allowed = self.lock();
         allowed.is_empty() || allowed.contains(&peer.to_canonical())
     }
+
+    /// Checks the caller of a request (its `ConnectInfo` in `extensions`). `Err` carries the
+    /// caller's address as text, for the provider's refusal. A request with no peer address (not
+    /// served over TCP) is only let through while the list is off.
+    pub fn check_caller(&self, extensions: &Extensions) -> Result<(), String> {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        match peer {
+            Some(ip) if self.permits(ip) => Ok(()),
+            Some(ip) => Err(ip.to_string()),
+            None if self.lock().is_empty() => Ok(()),
+            None => Err("unknown".to_owned()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_is_read_from_connect_info() {
+        let list = IpAllowlist::new();
+        let mut ext = Extensions::new();
+        assert_eq!(list.check_caller(&ext), Ok(()));
+        ext.insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        assert_eq!(list.check_caller(&ext), Ok(()));
+        list.set(&["203.0.113.7"]).unwrap();
+        assert_eq!(list.check_caller(&ext), Err("127.0.0.1".to_owned()));
+        assert_eq!(
+            list.check_caller(&Extensions::new()),
+            Err("unknown".to_owned())
+        );
+    }
 
     #[test]
     fn empty_list_permits_everyone_and_list_restricts() {

@@ -6,13 +6,12 @@
 //! processing). Only then does the operation run.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -54,18 +53,8 @@ pub(super) async fn gate(
         shared.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
         return error.into_response();
     }
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    match peer {
-        Some(ip) if shared.allowlist.permits(ip) => {}
-        Some(ip) => return ApiError::IpNotAllowed(ip.to_string()).into_response(),
-        // No peer address (not served over TCP): only acceptable while the list is off.
-        None if shared
-            .allowlist
-            .permits(std::net::Ipv4Addr::UNSPECIFIED.into()) => {}
-        None => return ApiError::IpNotAllowed("unknown".to_owned()).into_response(),
+    if let Err(caller) = shared.allowlist.check_caller(&parts.extensions) {
+        return ApiError::IpNotAllowed(caller).into_response();
     }
     let request = Request::from_parts(parts, Body::from(body));
     match shared.faults.next_request() {
