@@ -364,10 +364,6 @@ fn get(host: &impl Host, lookup: &RefundLookup) -> Result<Refund, Error> {
     }
 }
 
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Result<&'h str, WebhookError> {
-    http::header(headers, name).ok_or_else(|| WebhookError::MissingHeader(name.to_owned()))
-}
-
 impl Provider for MfsAfrica {
     fn describe() -> ProviderInfo {
         ProviderInfo {
@@ -394,9 +390,9 @@ impl Provider for MfsAfrica {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<WebhookEvent, WebhookError> {
-        let signature = header(headers, "X-MFS-Signature")?;
-        let timestamp = header(headers, "X-MFS-Timestamp")?;
-        let event_id = header(headers, "X-MFS-Event-Id")?;
+        let signature = http::required_header(headers, "X-MFS-Signature")?;
+        let timestamp = http::required_header(headers, "X-MFS-Timestamp")?;
+        let event_id = http::required_header(headers, "X-MFS-Event-Id")?;
         let Some(secret) = host.config("webhook_secret").filter(|s| !s.is_empty()) else {
             host.log(
                 Level::Error,

@@ -582,8 +582,7 @@ impl Provider for PagoEfectivo {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<WebhookEvent, WebhookError> {
-        let signature = http::header(headers, "PE-Signature")
-            .ok_or_else(|| WebhookError::MissingHeader("PE-Signature".to_owned()))?;
+        let signature = http::required_header(headers, "PE-Signature")?;
         let Some(secret) = host.config("secret_key").filter(|s| !s.is_empty()) else {
             host.log(
                 Level::Error,

@@ -61,6 +61,15 @@ pub mod http {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of a header the provider always sends (compared case-insensitively); its
+    /// absence is the webhook error `missing-header(name)`.
+    pub fn required_header<'h>(
+        headers: &'h [(String, String)],
+        name: &str,
+    ) -> Result<&'h str, crate::WebhookError> {
+        header(headers, name).ok_or_else(|| crate::WebhookError::MissingHeader(name.to_owned()))
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
