@@ -10,10 +10,27 @@
 //! max_response_bytes = 1048576
 //!
 //! [database]
-//! path = "refundry.db"           # relative to this file; ":memory:" for none
+//! path = "refundry.db"           # the ledger; relative to this file; ":memory:" for none
+//!
+//! [server]                       # `refundry serve`
+//! listen = "127.0.0.1:8700"
+//! [server.tokens.gateway]        # bearer tokens (>= 16 characters) and their scopes
+//! token = "env:REFUNDRY_GATEWAY_TOKEN"
+//! scopes = ["refunds"]           # "refunds" and/or "admin"
+//!
+//! [retry]                        # retryable failures while creating a refund
+//! attempts = 3
+//! backoff_ms = [250, 1000]       # waits between attempts; the last repeats
+//! max_wait_ms = 5000             # cap, also on a provider's retry-after
+//!
+//! [janitor]                      # drives pending and unknown refunds to a final status
+//! interval_ms = 1000
+//! backoff_ms = [60000, 300000, 1800000, 7200000, 21600000]
+//! concurrency = 16
 //!
 //! [providers.mfs-africa]
-//! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file
+//! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file ("native:<id>" links
+//!                                                # the plugin crate in: benchmark builds only)
 //! [providers.mfs-africa.settings]
 //! base_url = "http://127.0.0.1:8080"
 //! [providers.mfs-africa.secrets]
@@ -51,15 +68,9 @@ pub enum ConfigError {
         message: String,
     },
     /// A value names an environment variable that is not set.
-    #[error(
-        "providers.{provider}.{table}.{key} = \"env:{var}\", but the environment variable {var} is not set"
-    )]
+    #[error("{key} = \"env:{var}\", but the environment variable {var} is not set")]
     MissingEnv {
-        /// Provider id.
-        provider: String,
-        /// `settings` or `secrets`.
-        table: &'static str,
-        /// The key whose value was missing.
+        /// The key whose value was missing, as a dotted path (`providers.p.secrets.api_secret`).
         key: String,
         /// The variable name.
         var: String,
@@ -77,6 +88,14 @@ pub enum ConfigError {
         provider: String,
         /// The value given.
         value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `[server]` setting is wrong.
+    #[error("server.{key}: {reason}")]
+    BadServer {
+        /// The key.
+        key: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -138,6 +157,9 @@ pub struct ProviderConfig {
     pub id: String,
     /// Path of the plugin component.
     pub plugin: PathBuf,
+    /// `plugin = "native:<name>"`: the plugin crate linked into the host instead of a component
+    /// (only in a build with the `native-plugins` feature; the benchmark baseline).
+    pub native: Option<String>,
     /// The provider's `base_url`, which bounds where the plugin may send HTTP.
     pub base_url: reqwest::Url,
     /// Plain settings, visible to the plugin.
@@ -167,6 +189,89 @@ pub struct Config {
     pub database: Option<PathBuf>,
     /// Providers by id.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The REST service.
+    pub server: ServerConfig,
+    /// Retries of retryable provider failures while creating a refund.
+    pub retry: RetryPolicy,
+    /// The background task that drives pending and unknown refunds to a final status.
+    pub janitor: JanitorConfig,
+}
+
+/// `[server]`: where `refundry serve` listens and who may call it.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address (default `127.0.0.1:8700`).
+    pub listen: std::net::SocketAddr,
+    /// Bearer tokens, by name.
+    pub tokens: Vec<ApiToken>,
+}
+
+/// What a bearer token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Create, read and export refunds.
+    Refunds,
+    /// Administer the service (plugins).
+    Admin,
+}
+
+/// One bearer token of the REST API (`[server.tokens.<name>]`).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// Its name (the table key), for logs.
+    pub name: String,
+    /// The token itself (redacted from logs).
+    pub token: Secret,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// `[retry]`: how a retryable failure of `create-refund` is retried (same key, same request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 3).
+    pub attempts: u32,
+    /// Wait before the 2nd, 3rd, ... attempt; the last value repeats (default 250 ms, 1 s). A
+    /// provider's `retry-after` is honoured when longer, up to [`RetryPolicy::max_wait`].
+    pub backoff: Vec<Duration>,
+    /// The longest wait between attempts (default 5 s).
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: vec![Duration::from_millis(250), Duration::from_secs(1)],
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[janitor]`: how often non-final refunds are checked with the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JanitorConfig {
+    /// How often it looks for refunds whose check is due (default 1 s).
+    pub interval: Duration,
+    /// Wait before the 1st, 2nd, ... check of a refund; the last value repeats (default 1 min,
+    /// 5 min, 30 min, 2 h, 6 h).
+    pub backoff: Vec<Duration>,
+    /// The most refunds checked at once (default 16).
+    pub concurrency: usize,
+}
+
+impl Default for JanitorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            backoff: [60, 300, 1800, 7200, 21600]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            concurrency: 16,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -180,6 +285,43 @@ struct RawConfig {
     database: RawDatabase,
     #[serde(default)]
     providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    janitor: RawJanitor,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    #[serde(default)]
+    tokens: BTreeMap<String, RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    token: String,
+    scopes: Vec<Scope>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    attempts: Option<u64>,
+    backoff_ms: Option<Vec<u64>>,
+    max_wait_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJanitor {
+    interval_ms: Option<u64>,
+    backoff_ms: Option<Vec<u64>>,
+    concurrency: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,10 +428,16 @@ impl Config {
                 .map(|(k, v)| (k, Secret::new(v)))
                 .collect();
             let base_url = parse_base_url(&id, settings.get("base_url"))?;
+            let native = p
+                .plugin
+                .to_str()
+                .and_then(|s| s.strip_prefix("native:"))
+                .map(str::to_owned);
             providers.insert(
                 id.clone(),
                 ProviderConfig {
                     plugin: dir.join(&p.plugin),
+                    native,
                     id,
                     base_url,
                     settings,
@@ -302,8 +450,104 @@ impl Config {
             http,
             database,
             providers,
+            server: server(raw.server, &env)?,
+            retry: retry(raw.retry)?,
+            janitor: janitor(raw.janitor)?,
         })
     }
+}
+
+fn server(
+    raw: RawServer,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let listen = match raw.listen {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8700)),
+        Some(s) => s.parse().map_err(|e| ConfigError::BadServer {
+            key: "listen".into(),
+            reason: format!("{s:?} is not an address:port ({e})"),
+        })?,
+    };
+    let mut tokens = Vec::new();
+    for (name, t) in raw.tokens {
+        let key = format!("server.tokens.{name}.token");
+        let value = match t.token.strip_prefix("env:") {
+            Some(var) => env(var).ok_or_else(|| ConfigError::MissingEnv {
+                key: key.clone(),
+                var: var.to_owned(),
+            })?,
+            None => t.token,
+        };
+        if value.len() < 16 {
+            return Err(ConfigError::BadServer {
+                key: format!("tokens.{name}.token"),
+                reason: "a token must be at least 16 characters".into(),
+            });
+        }
+        if t.scopes.is_empty() {
+            return Err(ConfigError::BadServer {
+                key: format!("tokens.{name}.scopes"),
+                reason: "give at least one scope (\"refunds\", \"admin\")".into(),
+            });
+        }
+        tokens.push(ApiToken {
+            name,
+            token: Secret::new(value),
+            scopes: t.scopes,
+        });
+    }
+    Ok(ServerConfig { listen, tokens })
+}
+
+fn durations(
+    key: &'static str,
+    values: Option<Vec<u64>>,
+    default: Vec<Duration>,
+) -> Result<Vec<Duration>, ConfigError> {
+    let Some(values) = values else {
+        return Ok(default);
+    };
+    if values.is_empty() || values.iter().any(|&v| v > 7 * 24 * 3_600_000) {
+        return Err(ConfigError::BadLimit {
+            key,
+            value: values.len() as u64,
+            reason: "give at least one wait, each at most 7 days",
+        });
+    }
+    Ok(values.into_iter().map(Duration::from_millis).collect())
+}
+
+fn retry(raw: RawRetry) -> Result<RetryPolicy, ConfigError> {
+    let d = RetryPolicy::default();
+    Ok(RetryPolicy {
+        attempts: limit("retry.attempts", raw.attempts, u64::from(d.attempts), 1..=10)? as u32,
+        backoff: durations("retry.backoff_ms", raw.backoff_ms, d.backoff)?,
+        max_wait: Duration::from_millis(limit(
+            "retry.max_wait_ms",
+            raw.max_wait_ms,
+            d.max_wait.as_millis() as u64,
+            0..=60_000,
+        )?),
+    })
+}
+
+fn janitor(raw: RawJanitor) -> Result<JanitorConfig, ConfigError> {
+    let d = JanitorConfig::default();
+    Ok(JanitorConfig {
+        interval: Duration::from_millis(limit(
+            "janitor.interval_ms",
+            raw.interval_ms,
+            d.interval.as_millis() as u64,
+            1..=3_600_000,
+        )?),
+        backoff: durations("janitor.backoff_ms", raw.backoff_ms, d.backoff)?,
+        concurrency: limit(
+            "janitor.concurrency",
+            raw.concurrency,
+            d.concurrency as u64,
+            1..=1024,
+        )? as usize,
+    })
 }
 
 fn limit(
@@ -336,9 +580,7 @@ fn resolve(
             Some(var) => match env(var) {
                 Some(v) => Ok((key, v)),
                 None => Err(ConfigError::MissingEnv {
-                    provider: provider.to_owned(),
-                    table,
-                    key,
+                    key: format!("providers.{provider}.{table}.{key}"),
                     var: var.to_owned(),
                 }),
             },

@@ -26,6 +26,93 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (provider, key)
     ) STRICT;",
+    // 2: the refund ledger.
+    "CREATE TABLE refunds (
+        id                      TEXT PRIMARY KEY,
+        provider                TEXT NOT NULL,
+        plugin_version          TEXT NOT NULL,
+        plugin_sha256           TEXT NOT NULL,
+        external_refund_id      TEXT NOT NULL,
+        original_transaction_id TEXT NOT NULL,
+        amount                  INTEGER NOT NULL CHECK (amount > 0),
+        currency                TEXT NOT NULL,
+        reason                  TEXT,
+        order_id                TEXT,
+        status                  TEXT NOT NULL
+            CHECK (status IN ('pending', 'processed', 'failed', 'reversed', 'unknown')),
+        provider_refund_id      TEXT,
+        provider_status         TEXT,
+        failure                 TEXT,
+        outcome                 TEXT,
+        fingerprint             TEXT NOT NULL,
+        checks                  INTEGER NOT NULL DEFAULT 0,
+        next_check_at           INTEGER,
+        created_at              INTEGER NOT NULL,
+        updated_at              INTEGER NOT NULL,
+        UNIQUE (provider, external_refund_id)
+    ) STRICT;
+    CREATE INDEX refunds_due ON refunds (next_check_at) WHERE next_check_at IS NOT NULL;
+    CREATE INDEX refunds_by_original ON refunds (provider, original_transaction_id);
+    CREATE INDEX refunds_by_provider_id ON refunds (provider, provider_refund_id);
+    CREATE INDEX refunds_by_created ON refunds (created_at);
+
+    CREATE TABLE idempotency_keys (
+        provider           TEXT NOT NULL,
+        external_refund_id TEXT NOT NULL,
+        fingerprint        TEXT NOT NULL,
+        refund_id          TEXT NOT NULL REFERENCES refunds (id),
+        created_at         INTEGER NOT NULL,
+        PRIMARY KEY (provider, external_refund_id)
+    ) STRICT;
+
+    CREATE TABLE refund_history (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        refund_id       TEXT NOT NULL REFERENCES refunds (id),
+        at              INTEGER NOT NULL,
+        source          TEXT NOT NULL CHECK (source IN ('api', 'webhook', 'janitor')),
+        from_status     TEXT,
+        to_status       TEXT NOT NULL,
+        applied         INTEGER NOT NULL,
+        provider_status TEXT,
+        detail          TEXT
+    ) STRICT;
+    CREATE INDEX refund_history_by_refund ON refund_history (refund_id, seq);
+    CREATE TRIGGER refund_history_no_update BEFORE UPDATE ON refund_history
+        BEGIN SELECT RAISE(ABORT, 'refund history is append-only'); END;
+    CREATE TRIGGER refund_history_no_delete BEFORE DELETE ON refund_history
+        BEGIN SELECT RAISE(ABORT, 'refund history is append-only'); END;
+
+    CREATE TABLE webhook_inbox (
+        provider           TEXT NOT NULL,
+        event_id           TEXT NOT NULL,
+        event_type         TEXT NOT NULL,
+        provider_refund_id TEXT,
+        external_refund_id TEXT,
+        status             TEXT NOT NULL,
+        body               BLOB NOT NULL,
+        received_at        INTEGER NOT NULL,
+        result             TEXT NOT NULL,
+        refund_id          TEXT,
+        PRIMARY KEY (provider, event_id)
+    ) STRICT;
+
+    CREATE TABLE http_exchanges (
+        seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+        refund_id        TEXT,
+        provider         TEXT NOT NULL,
+        operation        TEXT NOT NULL,
+        method           TEXT NOT NULL,
+        url              TEXT NOT NULL,
+        request_headers  TEXT NOT NULL,
+        request_body     TEXT,
+        status           INTEGER,
+        response_headers TEXT NOT NULL,
+        response_body    TEXT,
+        error            TEXT,
+        latency_ms       REAL NOT NULL,
+        sent_at          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX http_exchanges_by_refund ON http_exchanges (refund_id, seq);",
 ];
 
 /// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.

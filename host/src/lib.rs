@@ -9,14 +9,22 @@
 
 #[allow(missing_docs)]
 pub mod bindings;
+pub mod backend;
 pub mod caps;
 pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod exchange;
+pub mod ledger;
 mod limits;
 pub mod money;
+#[cfg(feature = "native-plugins")]
+pub mod native;
 pub mod plugin;
+pub mod refunds;
+mod janitor;
+mod webhooks;
 pub mod runtime;
 pub mod secret;
 pub mod view;

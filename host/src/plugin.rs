@@ -12,6 +12,7 @@ use crate::bindings::types::{
 };
 use crate::caps::{PluginState, ProviderCaps};
 use crate::engine::{Engine, imports};
+use crate::exchange::Exchanges;
 use crate::error::{LoadError, PluginError};
 use crate::limits::MemoryLimitExceeded;
 
@@ -164,7 +165,7 @@ impl Plugin {
         &self,
         req: &RefundRequest,
     ) -> Result<(Result<Refund, RefundError>, OpStats), PluginError> {
-        match self.run_with_stats(Call::Create(req)).await? {
+        match self.run_with_stats(Call::Create(req), None).await? {
             (Answer::Refund(r), stats) => Ok((r, stats)),
             _ => unreachable!("create-refund answers with a refund"),
         }
@@ -174,12 +175,37 @@ impl Plugin {
     /// gets a fresh instance so no state leaks between refunds); it exists to measure what
     /// instantiation costs.
     pub async fn warm(&self) -> Result<WarmPlugin, PluginError> {
-        let (store, instance) = self.instantiate("warm").await?;
+        let (store, instance) = self.instantiate("warm", None).await?;
         Ok(WarmPlugin {
             store,
             instance,
             plugin: self.clone(),
         })
+    }
+
+    /// Calls `create-refund` on a fresh instance; its HTTP exchanges go to `exchanges` (those
+    /// made before a trap or the deadline included).
+    pub async fn create_refund_recorded(
+        &self,
+        req: &RefundRequest,
+        exchanges: &Exchanges,
+    ) -> Result<Result<Refund, RefundError>, PluginError> {
+        match self.run_with_stats(Call::Create(req), Some(exchanges)).await? {
+            (Answer::Refund(r), _) => Ok(r),
+            _ => unreachable!("create-refund answers with a refund"),
+        }
+    }
+
+    /// Calls `get-refund` on a fresh instance; its HTTP exchanges go to `exchanges`.
+    pub async fn get_refund_recorded(
+        &self,
+        lookup: &RefundLookup,
+        exchanges: &Exchanges,
+    ) -> Result<Result<Refund, RefundError>, PluginError> {
+        match self.run_with_stats(Call::Get(lookup), Some(exchanges)).await? {
+            (Answer::Refund(r), _) => Ok(r),
+            _ => unreachable!("get-refund answers with a refund"),
+        }
     }
 
     /// Calls `get-refund` on a fresh instance.
@@ -206,14 +232,20 @@ impl Plugin {
     }
 
     async fn run(&self, call: Call<'_>) -> Result<Answer, PluginError> {
-        self.run_with_stats(call).await.map(|(answer, _)| answer)
+        self.run_with_stats(call, None)
+            .await
+            .map(|(answer, _)| answer)
     }
 
-    async fn run_with_stats(&self, call: Call<'_>) -> Result<(Answer, OpStats), PluginError> {
+    async fn run_with_stats(
+        &self,
+        call: Call<'_>,
+        exchanges: Option<&Exchanges>,
+    ) -> Result<(Answer, OpStats), PluginError> {
         let op = call.name();
         let deadline = self.engine.limits().deadline;
         let work = async {
-            let (mut store, instance) = self.instantiate(op).await?;
+            let (mut store, instance) = self.instantiate(op, exchanges.cloned()).await?;
             let guest = instance.refundry_provider_provider();
             let answer = match call {
                 Call::Describe => guest.call_describe(&mut store).await.map(Answer::Describe),
@@ -254,8 +286,9 @@ impl Plugin {
     async fn instantiate(
         &self,
         op: &'static str,
+        exchanges: Option<Exchanges>,
     ) -> Result<(wasmtime::Store<PluginState>, crate::bindings::RefundPlugin), PluginError> {
-        let state = PluginState::new(self.caps.clone(), op, self.engine.memory_cap());
+        let state = PluginState::new(self.caps.clone(), op, self.engine.memory_cap(), exchanges);
         let mut store = self.engine.store(state);
         let instance = self
             .component

@@ -12,7 +12,9 @@ use crate::caps::{Clock, ConfigCap, HttpCap, LogCap, ProviderCaps, StorageCap, S
 use crate::config::{Config, HttpLimits, ProviderConfig};
 use crate::db::{Database, DbError};
 use crate::engine::{Engine, EngineError};
+use crate::backend::Backend;
 use crate::error::{LoadError, PluginError};
+use crate::exchange::Exchanges;
 use crate::plugin::{Plugin, PluginComponent};
 use crate::secret::Redactor;
 
@@ -57,7 +59,9 @@ pub enum OperationError {
 pub struct Refundry {
     engine: Engine,
     db: Database,
-    providers: BTreeMap<String, Plugin>,
+    providers: BTreeMap<String, Backend>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Refundry {
@@ -80,8 +84,6 @@ impl Refundry {
                 provider: id.clone(),
                 source,
             };
-            let component =
-                Arc::new(PluginComponent::from_file(&engine, &provider.plugin).map_err(fail)?);
             let caps = provider_caps(
                 provider,
                 config.http,
@@ -89,19 +91,27 @@ impl Refundry {
                 db.clone(),
                 clock.clone(),
             );
-            let plugin = Plugin::bind(engine.clone(), component, caps, Some(id))
-                .await
-                .map_err(fail)?;
+            let backend = match &provider.native {
+                Some(name) => native_backend(name, caps).map_err(fail)?,
+                None => {
+                    let component = PluginComponent::from_file(&engine, &provider.plugin);
+                    let component = Arc::new(component.map_err(fail)?);
+                    let plugin = Plugin::bind(engine.clone(), component, caps, Some(id));
+                    Backend::Wasm(plugin.await.map_err(fail)?)
+                }
+            };
             tracing::info!(
-                provider = %id, version = %plugin.info().version,
-                sha256 = %plugin.component().sha256, "plugin loaded"
+                provider = %id, version = %backend.info().version,
+                sha256 = %backend.sha256(), "plugin loaded"
             );
-            providers.insert(id.clone(), plugin);
+            providers.insert(id.clone(), backend);
         }
         Ok(Self {
             engine,
             db,
             providers,
+            transport,
+            clock,
         })
     }
 
@@ -115,8 +125,18 @@ impl Refundry {
         &self.db
     }
 
+    /// The host clock every plugin reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The transport every plugin's HTTP goes through.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
     /// The plugin serving `provider`.
-    pub fn provider(&self, provider: &str) -> Result<&Plugin, OperationError> {
+    pub fn provider(&self, provider: &str) -> Result<&Backend, OperationError> {
         self.providers
             .get(provider)
             .ok_or_else(|| OperationError::UnknownProvider(provider.to_owned()))
@@ -134,7 +154,7 @@ impl Refundry {
         req: &RefundRequest,
     ) -> Result<Refund, OperationError> {
         self.provider(provider)?
-            .create_refund(req)
+            .create_refund(req, &Exchanges::new())
             .await?
             .map_err(OperationError::Refund)
     }
@@ -146,7 +166,7 @@ impl Refundry {
         lookup: &RefundLookup,
     ) -> Result<Refund, OperationError> {
         self.provider(provider)?
-            .get_refund(lookup)
+            .get_refund(lookup, &Exchanges::new())
             .await?
             .map_err(OperationError::Refund)
     }
@@ -163,6 +183,18 @@ impl Refundry {
             .await?
             .map_err(OperationError::Webhook)
     }
+}
+
+#[cfg(feature = "native-plugins")]
+fn native_backend(name: &str, caps: Arc<ProviderCaps>) -> Result<Backend, LoadError> {
+    crate::native::NativeProvider::load(name, caps).map(Backend::Native)
+}
+
+#[cfg(not(feature = "native-plugins"))]
+fn native_backend(name: &str, _caps: Arc<ProviderCaps>) -> Result<Backend, LoadError> {
+    Err(LoadError::Contract(format!(
+        "plugin = \"native:{name}\" needs a refundry built with the native-plugins feature"
+    )))
 }
 
 /// The capabilities granted to one provider's plugin.
@@ -211,6 +243,7 @@ pub async fn inspect(
         config: ConfigCap::new(Arc::new(ProviderConfig {
             id: "inspect".into(),
             plugin: path.to_owned(),
+            native: None,
             base_url: reqwest::Url::parse("http://invalid.invalid").expect("a valid literal URL"),
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),

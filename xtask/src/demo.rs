@@ -114,7 +114,7 @@ fn pagoefectivo() -> Story {
         ],
         keys: vec![
             ("id_service", "PAGOEFECTIVO_ID_SERVICE", false),
-            ("access_key", "PAGOEFECTIVO_ACCESS_KEY", false),
+            ("access_key", "PAGOEFECTIVO_ACCESS_KEY", true),
             ("secret_key", "PAGOEFECTIVO_SECRET_KEY", true),
         ],
         currency: "PEN",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::http::{HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
+use crate::exchange::{Exchange, Exchanges};
 use crate::secret::Redactor;
 
 /// Headers the host sets itself or that control the connection (RFC 9110 §7.6.1): a plugin may
@@ -192,7 +193,21 @@ impl HttpCap {
 
     /// Sends the request once and reads the answer, within the timeout and size cap.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        self.send_recorded(req, None, 0).await
+    }
+
+    /// Like [`HttpCap::send`], and adds the redacted exchange to `exchanges` (stamped
+    /// `sent_at_ms`) when it got as far as the network.
+    pub async fn send_recorded(
+        &self,
+        req: Request,
+        exchanges: Option<&Exchanges>,
+        sent_at_ms: i64,
+    ) -> Result<Response, HttpError> {
         let url = self.check(&req)?;
+        if let Some(exchanges) = exchanges {
+            exchanges.sending();
+        }
         let started = Instant::now();
         let method = method(req.method);
         let exchange = self
@@ -203,6 +218,15 @@ impl HttpCap {
             .unwrap_or(Err(HttpError::Timeout));
         let elapsed = started.elapsed();
         self.trace(&method, &url, &result, elapsed);
+        if let Some(exchanges) = exchanges {
+            exchanges.push(Exchange::record(
+                &self.redactor,
+                &req,
+                &result,
+                elapsed,
+                sent_at_ms,
+            ));
+        }
         result
     }
 

@@ -12,6 +12,7 @@ pub mod storage;
 use std::sync::Arc;
 
 use crate::bindings;
+use crate::exchange::Exchanges;
 use crate::limits::MemoryCap;
 
 pub use self::clock::{Clock, FixedClock, SkewedClock, SystemClock};
@@ -39,12 +40,24 @@ pub struct PluginState {
     caps: Arc<ProviderCaps>,
     op: &'static str,
     pub(crate) memory: MemoryCap,
+    exchanges: Option<Exchanges>,
 }
 
 impl PluginState {
-    /// State for one operation (`op` names it in logs) with the given memory cap.
-    pub(crate) fn new(caps: Arc<ProviderCaps>, op: &'static str, memory: MemoryCap) -> Self {
-        Self { caps, op, memory }
+    /// State for one operation (`op` names it in logs) with the given memory cap; its HTTP
+    /// exchanges go to `exchanges` when given.
+    pub(crate) fn new(
+        caps: Arc<ProviderCaps>,
+        op: &'static str,
+        memory: MemoryCap,
+        exchanges: Option<Exchanges>,
+    ) -> Self {
+        Self {
+            caps,
+            op,
+            memory,
+            exchanges,
+        }
     }
 }
 
@@ -55,7 +68,11 @@ impl bindings::http::Host for PluginState {
         &mut self,
         req: bindings::http::Request,
     ) -> Result<bindings::http::Response, bindings::http::HttpError> {
-        self.caps.http.send(req).await
+        let sent_at = self.caps.clock.now_ms();
+        self.caps
+            .http
+            .send_recorded(req, self.exchanges.as_ref(), sent_at)
+            .await
     }
 }
 

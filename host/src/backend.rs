@@ -1,0 +1,88 @@
+//! What serves a provider's refund operations: its plugin as a WebAssembly component (always, in
+//! production), or, in a build with the `native-plugins` feature, the same plugin crate compiled
+//! into the host (the baseline `cargo xtask bench-service` measures the component against).
+
+use crate::bindings::types::{
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+};
+use crate::error::PluginError;
+use crate::exchange::Exchanges;
+use crate::plugin::Plugin;
+
+/// A provider's refund logic, however it is run.
+#[derive(Clone)]
+pub enum Backend {
+    /// A sandboxed component: a fresh instance per operation.
+    Wasm(Plugin),
+    /// The plugin crate linked into the host, with the same capabilities (benchmark baseline).
+    #[cfg(feature = "native-plugins")]
+    Native(crate::native::NativeProvider),
+}
+
+impl Backend {
+    /// What the plugin said of itself when it was loaded.
+    pub fn info(&self) -> &ProviderInfo {
+        match self {
+            Backend::Wasm(p) => p.info(),
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(p) => p.info(),
+        }
+    }
+
+    /// Lowercase hex SHA-256 of the component; `native` for a plugin linked into the host.
+    pub fn sha256(&self) -> &str {
+        match self {
+            Backend::Wasm(p) => &p.component().sha256,
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(_) => "native",
+        }
+    }
+
+    /// The component plugin, unless this provider runs natively.
+    pub fn plugin(&self) -> Option<&Plugin> {
+        match self {
+            Backend::Wasm(p) => Some(p),
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(_) => None,
+        }
+    }
+
+    /// `create-refund`, with its HTTP exchanges collected in `exchanges`.
+    pub async fn create_refund(
+        &self,
+        req: &RefundRequest,
+        exchanges: &Exchanges,
+    ) -> Result<Result<Refund, RefundError>, PluginError> {
+        match self {
+            Backend::Wasm(p) => p.create_refund_recorded(req, exchanges).await,
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(p) => p.create_refund(req, exchanges).await,
+        }
+    }
+
+    /// `get-refund`, with its HTTP exchanges collected in `exchanges`.
+    pub async fn get_refund(
+        &self,
+        lookup: &RefundLookup,
+        exchanges: &Exchanges,
+    ) -> Result<Result<Refund, RefundError>, PluginError> {
+        match self {
+            Backend::Wasm(p) => p.get_refund_recorded(lookup, exchanges).await,
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(p) => p.get_refund(lookup, exchanges).await,
+        }
+    }
+
+    /// `parse-webhook`.
+    pub async fn parse_webhook(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
+        match self {
+            Backend::Wasm(p) => p.parse_webhook(headers, body).await,
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(p) => p.parse_webhook(headers, body).await,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The janitor: a background task that drives every refund left `pending` or `unknown` to a final
+//! status, with or without webhooks. It asks the plugin (`get-refund`, by the provider's id when
+//! known, else by the gateway's), backs off per refund (`[janitor] backoff_ms`), and re-sends
+//! the identical create request for an `unknown` refund the provider has never seen (both
+//! providers replay on the same external id, so a re-send cannot refund twice).
+
+use std::sync::Arc;
+
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::bindings::types::{RefundError, RefundLookup, RefusalKind};
+use crate::exchange::Exchanges;
+use crate::ledger::{RefundRecord, Source, Status};
+use crate::refunds::{Classified, RefundService, ServiceError, classify, report_of, request_of};
+
+impl RefundService {
+    /// Starts the janitor in the background; it runs until the handle is aborted.
+    pub fn spawn_janitor(&self) -> JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(service.inner.janitor.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.janitor_pass().await {
+                    tracing::error!(error = %e, "janitor pass failed");
+                }
+            }
+        })
+    }
+
+    /// Checks every refund whose check is due now (at most `concurrency` at once); returns how
+    /// many it checked.
+    pub async fn janitor_pass(&self) -> Result<usize, ServiceError> {
+        let inner = &self.inner;
+        let limit = inner.janitor.concurrency * 4;
+        let due = inner
+            .ledger
+            .due(self.now_ms(), limit)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))?;
+        let due: Vec<_> = {
+            let in_flight = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            due.into_iter()
+                .filter(|(r, _)| !in_flight.contains(&r.id))
+                .collect()
+        };
+        let count = due.len();
+        let permits = Arc::new(tokio::sync::Semaphore::new(inner.janitor.concurrency));
+        let mut tasks = JoinSet::new();
+        for (refund, checks) in due {
+            let service = self.clone();
+            let permits = permits.clone();
+            let span =
+                tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
+            tasks.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    if let Err(e) = service.check(&refund, checks).await {
+                        tracing::error!(error = %e, "janitor check failed");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(count)
+    }
+
+    /// One check of one refund.
+    async fn check(&self, refund: &RefundRecord, checks: i64) -> Result<(), crate::db::DbError> {
+        let ledger = &self.inner.ledger;
+        let now = self.now_ms();
+        let next = self.next_check(now, checks + 1);
+        let backend = match self.inner.runtime.provider(&refund.provider) {
+            Ok(b) => b.clone(),
+            Err(e) => {
+                let detail = format!("not checked: {e}");
+                return ledger
+                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
+                    .await;
+            }
+        };
+        let lookup = match &refund.provider_refund_id {
+            Some(id) => RefundLookup::ProviderRefundId(id.clone()),
+            None => RefundLookup::ExternalRefundId(refund.external_refund_id.clone()),
+        };
+        let exchanges = Exchanges::new();
+        let result = backend.get_refund(&lookup, &exchanges).await;
+        ledger
+            .log_exchanges(Some(&refund.id), &refund.provider, "get-refund", exchanges.take())
+            .await?;
+        match result {
+            Ok(Ok(found)) => {
+                let report = report_of(&found);
+                if report.status == refund.status {
+                    return ledger.reschedule(&refund.id, checks + 1, next).await;
+                }
+                let outcome = match report.status {
+                    Status::Failed => crate::ledger::Outcome::Refused,
+                    _ => crate::ledger::Outcome::Created,
+                };
+                ledger
+                    .apply(
+                        &refund.id,
+                        report,
+                        Source::Janitor,
+                        Some("status check".into()),
+                        Some(outcome),
+                        now,
+                        Some(next),
+                    )
+                    .await
+                    .map(drop)
+            }
+            Ok(Err(RefundError::Refused(r)))
+                if r.kind == RefusalKind::NotFound && refund.status == Status::Unknown =>
+            {
+                tracing::info!("the provider has no such refund: re-sending the identical request");
+                self.resend(&backend, refund).await
+            }
+            Ok(Err(e)) => {
+                let detail = format!("check failed: {}", crate::runtime::describe_refund_error(&e));
+                tracing::warn!(%detail, "janitor check did not settle the refund");
+                ledger
+                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
+                    .await
+            }
+            Err(e) => {
+                let detail = format!("check failed: {e}");
+                ledger
+                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
+                    .await
+            }
+        }
+    }
+
+    /// Re-sends the recorded create request of an `unknown` refund the provider has not seen.
+    async fn resend(
+        &self,
+        backend: &crate::backend::Backend,
+        refund: &RefundRecord,
+    ) -> Result<(), crate::db::DbError> {
+        let exchanges = Exchanges::new();
+        let result = backend.create_refund(&request_of(refund), &exchanges).await;
+        let sent = exchanges.sent() > 0;
+        self.inner
+            .ledger
+            .log_exchanges(Some(&refund.id), &refund.provider, "create-refund", exchanges.take())
+            .await?;
+        let answer = match classify(result, sent) {
+            Classified::Final(answer) => answer,
+            // Not final: leave it unknown; the next check looks again.
+            Classified::Retry(f, _) => crate::refunds::Answer::Unknown(f.message),
+        };
+        self.record(refund, answer, Source::Janitor, false)
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,907 @@
+//! The ledger: refunds, their append-only history, idempotency records, the webhook inbox and
+//! the redacted log of provider HTTP exchanges, in the host's SQLite database (schema in
+//! [`crate::db`]'s migrations).
+//!
+//! Every method is one SQLite transaction on the shared connection, so checks and writes that
+//! belong together (the idempotency lookup and the insert, the remaining-amount check and the
+//! insert, a status check and its update) cannot interleave with another request's.
+
+mod types;
+
+pub use types::*;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::db::{Database, DbError};
+use crate::exchange::Exchange;
+
+/// The ledger over the host database. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    db: Database,
+}
+
+/// A refund about to be written, with its idempotency fingerprint.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    /// Refundry id to give it.
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// Version of the plugin that will serve it.
+    pub plugin_version: String,
+    /// Its component's SHA-256.
+    pub plugin_sha256: String,
+    /// Idempotency key, with `provider`.
+    pub external_refund_id: String,
+    /// The payment being refunded.
+    pub original_transaction_id: String,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// Merchant order id.
+    pub order_id: Option<String>,
+    /// Original payment amount, when the gateway gave it: refunds of it that have not failed
+    /// may not add up to more.
+    pub original_amount: Option<i64>,
+    /// Hash of every request parameter: a replay must match it.
+    pub fingerprint: String,
+    /// When it was received (ms).
+    pub now_ms: i64,
+    /// When the janitor may first look at it, should the request never get an answer (ms).
+    pub first_check_ms: i64,
+}
+
+/// What writing a new refund found.
+#[derive(Debug, Clone)]
+pub enum Begin {
+    /// Written, status `unknown`, nothing sent yet: the caller now asks the provider.
+    New(RefundRecord),
+    /// Written as `failed` by the pre-check the ledger itself runs (amount above what remains).
+    Refused(RefundRecord),
+    /// The key exists with the same parameters: its refund and first answer (`None` while the
+    /// first request has not been answered).
+    Existing(RefundRecord, Option<Outcome>),
+    /// The key exists with other parameters.
+    Conflict(String),
+}
+
+/// A status report about a refund, from the provider (through any source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Reported status.
+    pub status: Status,
+    /// The provider's refund id, when known.
+    pub provider_refund_id: Option<String>,
+    /// The provider's own status word.
+    pub provider_status: Option<String>,
+    /// Why it failed, when it did.
+    pub failure: Option<Failure>,
+}
+
+/// What applying a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether the status moved.
+    pub moved: bool,
+    /// The refund after the report.
+    pub refund: RefundRecord,
+}
+
+/// What the webhook inbox did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inboxed {
+    /// Seen before: nothing done.
+    Duplicate,
+    /// No refund matches: kept in the inbox.
+    Unmatched,
+    /// Applied (or recorded) to this refund.
+    Matched(Applied),
+}
+
+/// A webhook event to keep, as its plugin parsed it.
+#[derive(Debug, Clone)]
+pub struct InboxEvent {
+    /// Provider id.
+    pub provider: String,
+    /// The provider's event id (the dedupe key, with `provider`).
+    pub event_id: String,
+    /// The provider's event type.
+    pub event_type: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// What it says of the refund.
+    pub report: Report,
+    /// The gateway's refund id, if the event carries it.
+    pub external_refund_id: Option<String>,
+    /// When it arrived (ms).
+    pub now_ms: i64,
+}
+
+const REFUND_COLUMNS: &str = "id, provider, plugin_version, plugin_sha256, external_refund_id, \
+    original_transaction_id, amount, currency, reason, order_id, status, provider_refund_id, \
+    provider_status, failure, created_at, updated_at";
+
+impl Ledger {
+    /// The ledger in `db` (migrated when it was opened).
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Writes a new refund under its idempotency key, before any provider call; or finds the
+    /// refund that holds the key. With an original amount, refuses (recorded as failed) a refund
+    /// that would take the refunds of that payment not failed (in flight included) above it.
+    /// `refusal`, from the caller's own pre-checks, records the refund as failed with it.
+    pub async fn begin(&self, row: NewRow, refusal: Option<Failure>) -> Result<Begin, DbError> {
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let found: Option<(String, String)> = tx
+                    .query_row(
+                        "SELECT refund_id, fingerprint FROM idempotency_keys
+                         WHERE provider = ?1 AND external_refund_id = ?2",
+                        params![row.provider, row.external_refund_id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((refund_id, fingerprint)) = found {
+                    if fingerprint != row.fingerprint {
+                        return Ok(Begin::Conflict(refund_id));
+                    }
+                    let refund = get_refund(&tx, &refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    let outcome: Option<String> = tx.query_row(
+                        "SELECT outcome FROM refunds WHERE id = ?1",
+                        [&refund_id],
+                        |r| r.get(0),
+                    )?;
+                    return Ok(Begin::Existing(refund, outcome.as_deref().and_then(Outcome::parse)));
+                }
+                let refusal = refusal.or(match row.original_amount {
+                    Some(original) => {
+                        let taken: i64 = tx.query_row(
+                            "SELECT COALESCE(SUM(amount), 0) FROM refunds
+                             WHERE provider = ?1 AND original_transaction_id = ?2
+                               AND status != 'failed'",
+                            params![row.provider, row.original_transaction_id],
+                            |r| r.get(0),
+                        )?;
+                        (taken + row.amount > original).then(|| Failure {
+                            code: "amount_exceeded".into(),
+                            message: format!(
+                                "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
+                                row.amount, row.original_transaction_id, taken + row.amount, original, taken
+                            ),
+                            provider_code: None,
+                        })
+                    }
+                    None => None,
+                });
+                let (status, outcome, next_check) = match &refusal {
+                    Some(_) => (Status::Failed, Some(Outcome::Refused.as_str()), None),
+                    None => (Status::Unknown, None, Some(row.first_check_ms)),
+                };
+                let failure = refusal.as_ref().map(to_json);
+                tx.execute(
+                    "INSERT INTO refunds (id, provider, plugin_version, plugin_sha256,
+                        external_refund_id, original_transaction_id, amount, currency, reason,
+                        order_id, status, failure, outcome, fingerprint, checks, next_check_at,
+                        created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?16, ?16)",
+                    params![
+                        row.id, row.provider, row.plugin_version, row.plugin_sha256,
+                        row.external_refund_id, row.original_transaction_id, row.amount,
+                        row.currency, row.reason, row.order_id, status.as_str(), failure,
+                        outcome, row.fingerprint, next_check, row.now_ms
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO idempotency_keys (provider, external_refund_id, fingerprint, refund_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms],
+                )?;
+                let detail = match &refusal {
+                    Some(f) => format!("refused before any provider call: {}", f.code),
+                    None => "received; written before the provider call".to_owned(),
+                };
+                add_history(&tx, &row.id, row.now_ms, Source::Api, None, status, true, None, Some(&detail))?;
+                tx.commit()?;
+                let refund = get_refund(c, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                Ok(match refusal {
+                    Some(_) => Begin::Refused(refund),
+                    None => Begin::New(refund),
+                })
+            })
+            .await
+    }
+
+    /// Applies a provider report to a refund: moves it when the move is forward, records it in
+    /// the history either way, and sets when the janitor next looks (`next_check_ms`, ignored
+    /// once the refund is final). `outcome` sets the first answer if none is recorded yet.
+    pub async fn apply(
+        &self,
+        refund_id: &str,
+        report: Report,
+        source: Source,
+        detail: Option<String>,
+        outcome: Option<Outcome>,
+        now_ms: i64,
+        next_check_ms: Option<i64>,
+    ) -> Result<Applied, DbError> {
+        let refund_id = refund_id.to_owned();
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let applied = apply_report(
+                    &tx,
+                    &refund_id,
+                    &report,
+                    source,
+                    detail.as_deref(),
+                    now_ms,
+                    next_check_ms,
+                )?;
+                if let Some(o) = outcome {
+                    tx.execute(
+                        "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
+                        params![refund_id, o.as_str()],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(applied)
+            })
+            .await
+    }
+
+    /// Records an answer that did not settle the refund (outcome unknown, or a check that found
+    /// nothing new): sets the first answer if none yet, the janitor's next look, and a history
+    /// note.
+    pub async fn note(
+        &self,
+        refund_id: &str,
+        outcome: Option<Outcome>,
+        source: Source,
+        detail: String,
+        now_ms: i64,
+        checks: Option<i64>,
+        next_check_ms: i64,
+    ) -> Result<(), DbError> {
+        let refund_id = refund_id.to_owned();
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let status: String =
+                    tx.query_row("SELECT status FROM refunds WHERE id = ?1", [&refund_id], |r| {
+                        r.get(0)
+                    })?;
+                let status = Status::parse(&status).unwrap_or(Status::Unknown);
+                if let Some(o) = outcome {
+                    tx.execute(
+                        "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
+                        params![refund_id, o.as_str()],
+                    )?;
+                }
+                if !status.is_final() {
+                    tx.execute(
+                        "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
+                         WHERE id = ?1",
+                        params![refund_id, next_check_ms, checks],
+                    )?;
+                }
+                add_history(&tx, &refund_id, now_ms, source, Some(status), status, false, None, Some(&detail))?;
+                tx.commit()
+            })
+            .await
+    }
+
+    /// Sets when the janitor next looks at a refund that is not final, after `checks` checks.
+    pub async fn reschedule(
+        &self,
+        refund_id: &str,
+        checks: i64,
+        next_check_ms: i64,
+    ) -> Result<(), DbError> {
+        let refund_id = refund_id.to_owned();
+        self.db
+            .run(move |c| {
+                c.execute(
+                    "UPDATE refunds SET checks = ?2, next_check_at = ?3
+                     WHERE id = ?1 AND status IN ('pending', 'unknown')",
+                    params![refund_id, checks, next_check_ms],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    /// Refunds not final whose check is due at `now_ms`, most overdue first, with how many
+    /// checks each had.
+    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(RefundRecord, i64)>, DbError> {
+        self.db
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {REFUND_COLUMNS}, checks FROM refunds
+                     WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
+                       AND status IN ('pending', 'unknown')
+                     ORDER BY next_check_at LIMIT ?2"
+                ))?;
+                stmt.query_map(params![now_ms, limit as i64], |r| Ok((refund(r)?, r.get(16)?)))?
+                    .collect()
+            })
+            .await
+    }
+
+    /// How many refunds are not final.
+    pub async fn backlog(&self) -> Result<i64, DbError> {
+        self.db
+            .run(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM refunds WHERE status IN ('pending', 'unknown')",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+    }
+
+    /// One refund with its history.
+    pub async fn get(&self, id: &str) -> Result<Option<RefundDetail>, DbError> {
+        let id = id.to_owned();
+        self.db
+            .run(move |c| {
+                let Some(refund) = get_refund(c, &id)? else {
+                    return Ok(None);
+                };
+                let mut stmt = c.prepare_cached(
+                    "SELECT at, source, from_status, to_status, applied, provider_status, detail
+                     FROM refund_history WHERE refund_id = ?1 ORDER BY seq",
+                )?;
+                let history = stmt
+                    .query_map([&id], |r| {
+                        Ok(HistoryEntry {
+                            at: time(r.get(0)?),
+                            source: Source::parse(&r.get::<_, String>(1)?).unwrap_or(Source::Api),
+                            from: r.get::<_, Option<String>>(2)?.as_deref().and_then(Status::parse),
+                            to: status(&r.get::<_, String>(3)?),
+                            applied: r.get(4)?,
+                            provider_status: r.get(5)?,
+                            detail: r.get(6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(Some(RefundDetail { refund, history }))
+            })
+            .await
+    }
+
+    /// A page of refunds, oldest first (ids are time-ordered).
+    pub async fn list(&self, query: ListQuery) -> Result<Page, DbError> {
+        self.db
+            .run(move |c| {
+                let limit = query.limit.max(1);
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {REFUND_COLUMNS} FROM refunds
+                     WHERE (?1 IS NULL OR provider = ?1) AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)
+                       AND (?5 IS NULL OR id > ?5)
+                     ORDER BY id LIMIT ?6"
+                ))?;
+                let mut refunds = stmt
+                    .query_map(
+                        params![
+                            query.provider,
+                            query.status.map(Status::as_str),
+                            query.created_from.map(|t| t.timestamp_millis()),
+                            query.created_to.map(|t| t.timestamp_millis()),
+                            query.cursor,
+                            (limit + 1) as i64
+                        ],
+                        refund,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if refunds.len() > limit {
+                    refunds.truncate(limit);
+                    refunds.last().map(|r| r.id.clone())
+                } else {
+                    None
+                };
+                Ok(Page { refunds, next_cursor })
+            })
+            .await
+    }
+
+    /// Keeps the redacted exchanges of one plugin operation, linked to its refund.
+    pub async fn log_exchanges(
+        &self,
+        refund_id: Option<&str>,
+        provider: &str,
+        operation: &str,
+        exchanges: Vec<Exchange>,
+    ) -> Result<(), DbError> {
+        if exchanges.is_empty() {
+            return Ok(());
+        }
+        let (refund_id, provider, operation) =
+            (refund_id.map(str::to_owned), provider.to_owned(), operation.to_owned());
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO http_exchanges (refund_id, provider, operation, method, url,
+                            request_headers, request_body, status, response_headers,
+                            response_body, error, latency_ms, sent_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )?;
+                    for e in &exchanges {
+                        stmt.execute(params![
+                            refund_id,
+                            provider,
+                            operation,
+                            e.method,
+                            e.url,
+                            to_json(&e.request_headers),
+                            e.request_body,
+                            e.status,
+                            to_json(&e.response_headers),
+                            e.response_body,
+                            e.error,
+                            e.latency_ms,
+                            e.sent_at_ms
+                        ])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await
+    }
+
+    /// The exchanges made for a refund, oldest first.
+    pub async fn exchanges(&self, refund_id: &str) -> Result<Vec<ExchangeRecord>, DbError> {
+        let refund_id = refund_id.to_owned();
+        self.db
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT refund_id, provider, operation, method, url, request_headers,
+                        request_body, status, response_headers, response_body, error,
+                        latency_ms, sent_at
+                     FROM http_exchanges WHERE refund_id = ?1 ORDER BY seq",
+                )?;
+                stmt.query_map([&refund_id], |r| {
+                    Ok(ExchangeRecord {
+                        refund_id: r.get(0)?,
+                        provider: r.get(1)?,
+                        operation: r.get(2)?,
+                        exchange: Exchange {
+                            method: r.get(3)?,
+                            url: r.get(4)?,
+                            request_headers: from_json(&r.get::<_, String>(5)?),
+                            request_body: r.get(6)?,
+                            status: r.get(7)?,
+                            response_headers: from_json(&r.get::<_, String>(8)?),
+                            response_body: r.get(9)?,
+                            error: r.get(10)?,
+                            latency_ms: r.get(11)?,
+                            sent_at_ms: r.get(12)?,
+                        },
+                    })
+                })?
+                .collect()
+            })
+            .await
+    }
+
+    /// Takes a verified webhook event: dedupes it by event id, then applies it to the refund it
+    /// names (by provider refund id, else by the gateway's refund id), or keeps it unmatched.
+    pub async fn receive_webhook(&self, event: InboxEvent) -> Result<Inboxed, DbError> {
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let inserted = tx.execute(
+                    "INSERT INTO webhook_inbox (provider, event_id, event_type, provider_refund_id,
+                        external_refund_id, status, body, received_at, result)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received')
+                     ON CONFLICT (provider, event_id) DO NOTHING",
+                    params![
+                        event.provider,
+                        event.event_id,
+                        event.event_type,
+                        event.report.provider_refund_id,
+                        event.external_refund_id,
+                        event.report.status.as_str(),
+                        event.body,
+                        event.now_ms
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Ok(Inboxed::Duplicate);
+                }
+                let by_provider_id: Option<String> = match &event.report.provider_refund_id {
+                    Some(prid) => tx
+                        .query_row(
+                            "SELECT id FROM refunds WHERE provider = ?1 AND provider_refund_id = ?2",
+                            params![event.provider, prid],
+                            |r| r.get(0),
+                        )
+                        .optional()?,
+                    None => None,
+                };
+                let refund_id = match (by_provider_id, &event.external_refund_id) {
+                    (Some(id), _) => Some(id),
+                    (None, Some(ext)) => tx
+                        .query_row(
+                            "SELECT refund_id FROM idempotency_keys
+                             WHERE provider = ?1 AND external_refund_id = ?2",
+                            params![event.provider, ext],
+                            |r| r.get(0),
+                        )
+                        .optional()?,
+                    (None, None) => None,
+                };
+                let result = match refund_id {
+                    None => Inboxed::Unmatched,
+                    Some(id) => {
+                        let detail = format!("event {} ({})", event.event_id, event.event_type);
+                        Inboxed::Matched(apply_report(
+                            &tx,
+                            &id,
+                            &event.report,
+                            Source::Webhook,
+                            Some(&detail),
+                            event.now_ms,
+                            None,
+                        )?)
+                    }
+                };
+                let (word, refund_id) = match &result {
+                    Inboxed::Matched(a) => (if a.moved { "applied" } else { "recorded" }, Some(a.refund.id.clone())),
+                    _ => ("unmatched", None),
+                };
+                tx.execute(
+                    "UPDATE webhook_inbox SET result = ?3, refund_id = ?4
+                     WHERE provider = ?1 AND event_id = ?2",
+                    params![event.provider, event.event_id, word, refund_id],
+                )?;
+                tx.commit()?;
+                Ok(result)
+            })
+            .await
+    }
+
+    /// Events kept in the inbox that matched no refund, oldest first: `(provider, event id)`.
+    pub async fn unmatched_webhooks(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.db
+            .run(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT provider, event_id FROM webhook_inbox WHERE result = 'unmatched'
+                     ORDER BY received_at",
+                )?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            })
+            .await
+    }
+}
+
+/// The move rule and its bookkeeping, inside the caller's transaction.
+fn apply_report(
+    c: &Connection,
+    refund_id: &str,
+    report: &Report,
+    source: Source,
+    detail: Option<&str>,
+    now_ms: i64,
+    next_check_ms: Option<i64>,
+) -> Result<Applied, rusqlite::Error> {
+    let before = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let moved = before.status.can_move_to(report.status);
+    if moved {
+        let next_check = if report.status.is_final() {
+            None
+        } else {
+            next_check_ms
+        };
+        c.execute(
+            "UPDATE refunds SET status = ?2,
+                provider_refund_id = COALESCE(?3, provider_refund_id),
+                provider_status = COALESCE(?4, provider_status),
+                failure = ?5, updated_at = ?6, next_check_at = ?7,
+                checks = CASE WHEN ?7 IS NULL THEN checks ELSE 0 END
+             WHERE id = ?1",
+            params![
+                refund_id,
+                report.status.as_str(),
+                report.provider_refund_id,
+                report.provider_status,
+                report.failure.as_ref().map(to_json),
+                now_ms,
+                next_check
+            ],
+        )?;
+    } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
+        // Not a move, but the provider's id is worth keeping (lookups by it are cheaper).
+        c.execute(
+            "UPDATE refunds SET provider_refund_id = ?2 WHERE id = ?1",
+            params![refund_id, report.provider_refund_id],
+        )?;
+    }
+    add_history(
+        c,
+        refund_id,
+        now_ms,
+        source,
+        Some(before.status),
+        report.status,
+        moved,
+        report.provider_status.as_deref(),
+        detail,
+    )?;
+    if !moved && before.status != report.status {
+        tracing::warn!(
+            refund_id, from = before.status.as_str(), to = report.status.as_str(),
+            source = source.as_str(), "status report would move the refund backwards: recorded, not applied"
+        );
+    }
+    let refund = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(Applied { moved, refund })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_history(
+    c: &Connection,
+    refund_id: &str,
+    at: i64,
+    source: Source,
+    from: Option<Status>,
+    to: Status,
+    applied: bool,
+    provider_status: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), rusqlite::Error> {
+    c.prepare_cached(
+        "INSERT INTO refund_history (refund_id, at, source, from_status, to_status, applied,
+            provider_status, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        refund_id,
+        at,
+        source.as_str(),
+        from.map(Status::as_str),
+        to.as_str(),
+        applied,
+        provider_status,
+        detail
+    ])?;
+    Ok(())
+}
+
+fn get_refund(c: &Connection, id: &str) -> Result<Option<RefundRecord>, rusqlite::Error> {
+    c.prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"))?
+        .query_row([id], refund)
+        .optional()
+}
+
+fn refund(r: &Row<'_>) -> Result<RefundRecord, rusqlite::Error> {
+    Ok(RefundRecord {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        plugin_version: r.get(2)?,
+        plugin_sha256: r.get(3)?,
+        external_refund_id: r.get(4)?,
+        original_transaction_id: r.get(5)?,
+        amount: r.get(6)?,
+        currency: r.get(7)?,
+        reason: r.get(8)?,
+        order_id: r.get(9)?,
+        status: status(&r.get::<_, String>(10)?),
+        provider_refund_id: r.get(11)?,
+        provider_status: r.get(12)?,
+        failure: r.get::<_, Option<String>>(13)?.map(|f| from_json(&f)),
+        created_at: time(r.get(14)?),
+        updated_at: time(r.get(15)?),
+    })
+}
+
+fn status(word: &str) -> Status {
+    // Only this module writes the column, with `Status::as_str`.
+    Status::parse(word).unwrap_or(Status::Unknown)
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("ledger values serialise")
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ext: &str, amount: i64, original: Option<i64>) -> NewRow {
+        NewRow {
+            id: format!("rf_{}", uuid::Uuid::now_v7().simple()),
+            provider: "p".into(),
+            plugin_version: "1.0.0".into(),
+            plugin_sha256: "abc".into(),
+            external_refund_id: ext.into(),
+            original_transaction_id: "txn-1".into(),
+            amount,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original_amount: original,
+            fingerprint: format!("fp-{ext}-{amount}"),
+            now_ms: 1_000,
+            first_check_ms: 2_000,
+        }
+    }
+
+    fn ledger() -> Ledger {
+        Ledger::new(Database::open(None).unwrap())
+    }
+
+    fn report(status: Status) -> Report {
+        Report {
+            status,
+            provider_refund_id: Some("pr-1".into()),
+            provider_status: Some(status.as_str().to_uppercase()),
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn status_only_moves_forward() {
+        use Status::*;
+        let forward = [
+            (Unknown, Pending),
+            (Unknown, Processed),
+            (Unknown, Failed),
+            (Unknown, Reversed),
+            (Pending, Processed),
+            (Pending, Failed),
+            (Processed, Reversed),
+        ];
+        for from in Status::ALL {
+            for to in Status::ALL {
+                assert_eq!(from.can_move_to(to), forward.contains(&(from, to)), "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_written_once_and_replays_or_conflicts() {
+        let l = ledger();
+        let Begin::New(first) = l.begin(row("e1", 100, None), None).await.unwrap() else {
+            panic!("a new key is written");
+        };
+        assert_eq!(first.status, Status::Unknown);
+        match l.begin(row("e1", 100, None), None).await.unwrap() {
+            Begin::Existing(r, None) => assert_eq!(r.id, first.id),
+            other => panic!("same parameters replay, got {other:?}"),
+        }
+        match l.begin(row("e1", 101, None), None).await.unwrap() {
+            Begin::Conflict(id) => assert_eq!(id, first.id),
+            other => panic!("other parameters conflict, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn refunds_not_failed_never_exceed_the_original() {
+        let l = ledger();
+        assert!(matches!(l.begin(row("a", 600, Some(1000)), None).await.unwrap(), Begin::New(_)));
+        let Begin::Refused(r) = l.begin(row("b", 500, Some(1000)), None).await.unwrap() else {
+            panic!("600 in flight + 500 > 1000 is refused");
+        };
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(r.failure.unwrap().code, "amount_exceeded");
+        // A failed refund gives its amount back.
+        let Begin::New(c) = l.begin(row("c", 400, Some(1000)), None).await.unwrap() else {
+            panic!("600 + 400 fits");
+        };
+        l.apply(&c.id, report(Status::Failed), Source::Api, None, Some(Outcome::Refused), 3_000, None)
+            .await
+            .unwrap();
+        assert!(matches!(l.begin(row("d", 400, Some(1000)), None).await.unwrap(), Begin::New(_)));
+    }
+
+    #[tokio::test]
+    async fn backwards_reports_are_recorded_not_applied() {
+        let l = ledger();
+        let Begin::New(r) = l.begin(row("e", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        let apply = |s| l.apply(&r.id, report(s), Source::Webhook, None, None, 5_000, Some(9_000));
+        assert!(apply(Status::Pending).await.unwrap().moved);
+        assert!(apply(Status::Processed).await.unwrap().moved);
+        let late = apply(Status::Pending).await.unwrap();
+        assert!(!late.moved);
+        assert_eq!(late.refund.status, Status::Processed);
+        let history = l.get(&r.id).await.unwrap().unwrap().history;
+        let applied: Vec<_> = history.iter().map(|h| (h.to, h.applied)).collect();
+        assert_eq!(
+            applied,
+            [
+                (Status::Unknown, true),
+                (Status::Pending, true),
+                (Status::Processed, true),
+                (Status::Pending, false)
+            ]
+        );
+        // Final: the janitor no longer sees it.
+        assert!(l.due(i64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn history_is_append_only() {
+        let l = ledger();
+        l.begin(row("h", 100, None), None).await.unwrap();
+        let err = l
+            .db
+            .run(|c| c.execute("UPDATE refund_history SET applied = 0", []))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_deduplicated_and_kept_when_unmatched() {
+        let l = ledger();
+        let Begin::New(r) = l.begin(row("w", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        let event = |id: &str, prid: &str| InboxEvent {
+            provider: "p".into(),
+            event_id: id.into(),
+            event_type: "refund.processed".into(),
+            body: b"{}".to_vec(),
+            report: Report {
+                provider_refund_id: Some(prid.into()),
+                ..report(Status::Processed)
+            },
+            external_refund_id: Some("w".into()),
+            now_ms: 7_000,
+        };
+        assert!(matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id));
+        assert_eq!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Duplicate);
+        let mut stray = event("ev2", "pr-other");
+        stray.external_refund_id = Some("nobody".into());
+        assert_eq!(l.receive_webhook(stray).await.unwrap(), Inboxed::Unmatched);
+        assert_eq!(l.unmatched_webhooks().await.unwrap(), [("p".to_owned(), "ev2".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_cursor() {
+        let l = ledger();
+        for i in 0..5 {
+            l.begin(row(&format!("k{i}"), 100, None), None).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = l
+                .list(ListQuery { limit: 2, cursor, ..Default::default() })
+                .await
+                .unwrap();
+            seen.extend(page.refunds.iter().map(|r| r.external_refund_id.clone()));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
+        let failed = l
+            .list(ListQuery { status: Some(Status::Failed), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert!(failed.refunds.is_empty());
+    }
+}

@@ -1,0 +1,721 @@
+//! The refund orchestrator: every refund is written to the ledger before any provider call,
+//! is idempotent on provider + external refund id, is pre-checked against the original payment,
+//! retries retryable failures, and only ever moves its status forward.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+use utoipa::ToSchema;
+
+use crate::backend::Backend;
+use crate::bindings::types::{
+    Money, Refund, RefundError, RefundRequest, RefundStatus, WebhookError,
+};
+use crate::caps::{Clock, SystemClock};
+use crate::config::{Config, JanitorConfig, RetryPolicy};
+use crate::error::PluginError;
+use crate::exchange::Exchanges;
+use crate::ledger::{
+    Begin, ExchangeRecord, Failure, Ledger, ListQuery, NewRow, Outcome, Page, RefundDetail,
+    RefundRecord, Report, Source, Status,
+};
+use crate::runtime::{Refundry, StartError};
+
+/// A refund request, as the gateway sends it (`POST /v1/refunds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRefund {
+    /// Provider id (`mfs-africa`, `pagoefectivo`).
+    pub provider: String,
+    /// The gateway's id for this refund: with `provider`, the idempotency key.
+    pub external_refund_id: String,
+    /// The payment to refund, as the provider knows it.
+    pub original_transaction_id: String,
+    /// Amount in minor units (cents), positive.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The merchant's order id (PagoEfectivo requires it: its `transactionCode`).
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// The original payment, when the gateway knows it: checked before any provider call.
+    #[serde(default)]
+    pub original: Option<OriginalPayment>,
+}
+
+/// The payment being refunded, as the gateway recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginalPayment {
+    /// Amount paid, in minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// When the payment completed (RFC 3339).
+    pub completed_at: DateTime<Utc>,
+    /// Whether the provider has settled it; a refund of an unsettled payment is refused.
+    #[serde(default)]
+    pub settled: Option<bool>,
+}
+
+/// The answer to a create request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The refund as recorded.
+    pub refund: RefundRecord,
+    /// The first answer's outcome (a replay gets the same).
+    pub outcome: Outcome,
+    /// Whether this answer replays an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// Why a create request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// No such provider is configured (HTTP 404).
+    #[error("no provider {0:?} is configured")]
+    UnknownProvider(String),
+    /// A field is missing or wrong (HTTP 400).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as named in the request.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key was used before with other parameters (HTTP 409); nothing was sent.
+    #[error("external_refund_id was already used for refund {refund_id} with other parameters")]
+    IdempotencyConflict {
+        /// The refund that holds the key.
+        refund_id: String,
+    },
+    /// The ledger failed (HTTP 500).
+    #[error("ledger: {0}")]
+    Internal(String),
+}
+
+/// What became of an accepted webhook (HTTP 200 in every case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAccepted {
+    /// The event moved a refund.
+    Applied {
+        /// The refund.
+        refund_id: String,
+        /// Its new status.
+        status: Status,
+    },
+    /// The event was recorded in the refund's history, but did not move it (same status, late
+    /// or backwards).
+    Recorded {
+        /// The refund.
+        refund_id: String,
+    },
+    /// This event id was received before.
+    Duplicate,
+    /// No refund matches the event: kept in the inbox and logged.
+    Unmatched,
+}
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookIntakeError {
+    /// No such provider is configured (HTTP 404).
+    #[error("no provider {0:?} is configured")]
+    UnknownProvider(String),
+    /// The plugin refused it: missing header, bad signature or stale timestamp (HTTP 401),
+    /// malformed (HTTP 400).
+    #[error("webhook rejected: {}", crate::runtime::describe_webhook_error(.0))]
+    Rejected(WebhookError),
+    /// The plugin failed (HTTP 500).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The ledger failed (HTTP 500).
+    #[error("ledger: {0}")]
+    Internal(String),
+}
+
+/// A failure of the ledger behind a read (HTTP 500).
+#[derive(Debug, thiserror::Error)]
+#[error("ledger: {0}")]
+pub struct ServiceError(pub String);
+
+/// The refund service: the host runtime, the ledger, and the rules. Cheap to clone.
+#[derive(Clone)]
+pub struct RefundService {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) runtime: Refundry,
+    pub(crate) ledger: Ledger,
+    retry: RetryPolicy,
+    pub(crate) janitor: JanitorConfig,
+    keys: KeyLocks,
+    /// Refunds whose create request is being served in this process: the janitor leaves them be.
+    pub(crate) in_flight: Mutex<HashSet<String>>,
+}
+
+/// What the provider's answer to a create request comes to.
+pub(crate) enum Answer {
+    /// The provider took it (any status, failed included).
+    Took(Refund),
+    /// Refused, finally.
+    Refused(Failure),
+    /// Still retryable after the last attempt.
+    Unavailable(Failure),
+    /// The request may have reached the provider; no answer.
+    Unknown(String),
+    /// The plugin failed before anything was sent.
+    PluginFailed(Failure),
+}
+
+impl RefundService {
+    /// Starts the host runtime (engine, ledger, plugins) from `config`, with the system clock.
+    /// The janitor is not started: call [`RefundService::spawn_janitor`].
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`RefundService::start`], with another clock.
+    pub async fn start_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let runtime = Refundry::start_with_clock(config, clock).await?;
+        let ledger = Ledger::new(runtime.database().clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime,
+                ledger,
+                retry: config.retry.clone(),
+                janitor: config.janitor.clone(),
+                keys: KeyLocks::default(),
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The host runtime: providers and their plugins.
+    pub fn runtime(&self) -> &Refundry {
+        &self.inner.runtime
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.runtime.clock().now_ms()
+    }
+
+    /// When the janitor should look at a refund after `checks` earlier checks.
+    pub(crate) fn next_check(&self, now_ms: i64, checks: i64) -> i64 {
+        let backoff = &self.inner.janitor.backoff;
+        let i = (checks.max(0) as usize).min(backoff.len() - 1);
+        now_ms + backoff[i].as_millis() as i64
+    }
+
+    /// Creates (or replays) a refund.
+    pub async fn create(&self, req: NewRefund) -> Result<Created, CreateError> {
+        let backend = self
+            .inner
+            .runtime
+            .provider(&req.provider)
+            .map_err(|_| CreateError::UnknownProvider(req.provider.clone()))?
+            .clone();
+        validate(&req, &backend)?;
+        let now = self.now_ms();
+        let refusal = precheck(&req, &backend, now);
+        // One request per key at a time in this process: a concurrent replay waits for the first
+        // answer and then gets it, instead of racing it to the provider.
+        let _key = self
+            .inner
+            .keys
+            .lock(format!("{}\0{}", req.provider, req.external_refund_id))
+            .await;
+        let row = NewRow {
+            id: format!("rf_{}", uuid::Uuid::now_v7().simple()),
+            provider: req.provider.clone(),
+            plugin_version: backend.info().version.clone(),
+            plugin_sha256: backend.sha256().to_owned(),
+            external_refund_id: req.external_refund_id.clone(),
+            original_transaction_id: req.original_transaction_id.clone(),
+            amount: req.amount,
+            currency: req.currency.clone(),
+            reason: req.reason.clone(),
+            order_id: req.order_id.clone(),
+            original_amount: req.original.as_ref().map(|o| o.amount),
+            fingerprint: fingerprint(&req),
+            now_ms: now,
+            // Time enough for every attempt; after that an unanswered refund is the janitor's.
+            first_check_ms: now + self.create_budget().as_millis() as i64,
+        };
+        let begun = self.inner.ledger.begin(row, refusal).await.map_err(internal)?;
+        let refund = match begun {
+            Begin::Conflict(refund_id) => {
+                return Err(CreateError::IdempotencyConflict { refund_id });
+            }
+            Begin::Existing(refund, outcome) => {
+                return Ok(Created {
+                    refund,
+                    outcome: outcome.unwrap_or(Outcome::Unknown),
+                    replayed: true,
+                });
+            }
+            Begin::Refused(refund) => {
+                tracing::info!(
+                    refund_id = %refund.id, provider = %refund.provider,
+                    code = refund.failure.as_ref().map(|f| f.code.as_str()).unwrap_or(""),
+                    "refund refused by a pre-check; no provider call"
+                );
+                return Ok(Created {
+                    refund,
+                    outcome: Outcome::Refused,
+                    replayed: false,
+                });
+            }
+            Begin::New(refund) => refund,
+        };
+        let span = tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
+        self.mark_in_flight(&refund.id, true);
+        let result = self
+            .send_create(&backend, &refund)
+            .instrument(span)
+            .await;
+        self.mark_in_flight(&refund.id, false);
+        let outcome = result.map_err(internal)?;
+        let refund = self
+            .inner
+            .ledger
+            .get(&refund.id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| CreateError::Internal("refund vanished from the ledger".into()))?
+            .refund;
+        Ok(Created {
+            refund,
+            outcome,
+            replayed: false,
+        })
+    }
+
+    /// The longest a create request can take, every attempt and wait included.
+    fn create_budget(&self) -> Duration {
+        let retry = &self.inner.retry;
+        let attempts = retry.attempts.max(1);
+        let per_attempt = self.inner.runtime.engine().limits().deadline;
+        per_attempt * attempts + retry.max_wait * (attempts - 1) + Duration::from_secs(5)
+    }
+
+    fn mark_in_flight(&self, id: &str, on: bool) {
+        let mut set = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if on {
+            set.insert(id.to_owned());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    /// Asks the provider, with retries, and records the answer.
+    async fn send_create(&self, backend: &Backend, refund: &RefundRecord) -> Result<Outcome, crate::db::DbError> {
+        let req = request_of(refund);
+        let retry = &self.inner.retry;
+        let mut sent_before = false;
+        let mut attempt = 1;
+        let answer = loop {
+            let exchanges = Exchanges::new();
+            let result = backend.create_refund(&req, &exchanges).await;
+            sent_before |= exchanges.sent() > 0;
+            self.inner
+                .ledger
+                .log_exchanges(Some(&refund.id), &refund.provider, "create-refund", exchanges.take())
+                .await?;
+            match classify(result, sent_before) {
+                Classified::Retry(failure, retry_after) if attempt < retry.attempts => {
+                    let wait = retry_wait(retry, attempt, retry_after);
+                    tracing::warn!(
+                        attempt, wait_ms = wait.as_millis() as u64, error = %failure.message,
+                        "retryable provider failure; retrying with the same key"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Classified::Retry(failure, _) => {
+                    tracing::warn!(attempt, error = %failure.message, "provider still unavailable after the last attempt");
+                    break Answer::Unavailable(Failure {
+                        code: "provider_unavailable".into(),
+                        ..failure
+                    });
+                }
+                Classified::Final(answer) => break answer,
+            }
+        };
+        self.record(refund, answer, Source::Api, true).await
+    }
+
+    /// Records a provider answer to a create request (first or re-sent).
+    pub(crate) async fn record(
+        &self,
+        refund: &RefundRecord,
+        answer: Answer,
+        source: Source,
+        first: bool,
+    ) -> Result<Outcome, crate::db::DbError> {
+        let now = self.now_ms();
+        let ledger = &self.inner.ledger;
+        let (report, outcome, detail) = match answer {
+            Answer::Took(r) => {
+                let report = report_of(&r);
+                let outcome = if report.status == Status::Failed {
+                    Outcome::Refused
+                } else {
+                    Outcome::Created
+                };
+                (report, outcome, "provider answered")
+            }
+            Answer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),
+            Answer::Unavailable(f) => (failed(f), Outcome::Unavailable, "provider unavailable"),
+            Answer::PluginFailed(f) => (failed(f), Outcome::PluginFailed, "plugin failed"),
+            Answer::Unknown(message) => {
+                tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
+                let next = self.next_check(now, 0);
+                let outcome = first.then_some(Outcome::Unknown);
+                ledger
+                    .note(&refund.id, outcome, source, format!("outcome unknown: {message}"), now, None, next)
+                    .await?;
+                return Ok(Outcome::Unknown);
+            }
+        };
+        tracing::info!(
+            status = report.status.as_str(),
+            provider_refund_id = report.provider_refund_id.as_deref().unwrap_or(""),
+            code = report.failure.as_ref().map(|f| f.code.as_str()).unwrap_or(""),
+            "{detail}"
+        );
+        let next = self.next_check(now, 0);
+        ledger
+            .apply(&refund.id, report, source, Some(detail.into()), Some(outcome), now, Some(next))
+            .await?;
+        Ok(outcome)
+    }
+
+    /// One refund with its history; `None` when there is no such id.
+    pub async fn get(&self, id: &str) -> Result<Option<RefundDetail>, ServiceError> {
+        self.inner.ledger.get(id).await.map_err(|e| ServiceError(e.to_string()))
+    }
+
+    /// The provider HTTP exchanges made for a refund, oldest first (redacted).
+    pub async fn exchanges(&self, refund_id: &str) -> Result<Vec<ExchangeRecord>, ServiceError> {
+        self.inner
+            .ledger
+            .exchanges(refund_id)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
+    }
+
+    /// A page of refunds.
+    pub async fn list(&self, query: ListQuery) -> Result<Page, ServiceError> {
+        self.inner.ledger.list(query).await.map_err(|e| ServiceError(e.to_string()))
+    }
+}
+
+pub(crate) enum Classified {
+    Final(Answer),
+    Retry(Failure, Option<u64>),
+}
+
+/// Sorts a plugin's answer to `create-refund`. `sent` says whether any request of this refund
+/// reached the wire, which decides what a plugin failure means.
+pub(crate) fn classify(
+    result: Result<Result<Refund, RefundError>, PluginError>,
+    sent: bool,
+) -> Classified {
+    match result {
+        Ok(Ok(refund)) => Classified::Final(Answer::Took(refund)),
+        Ok(Err(RefundError::Refused(r))) => Classified::Final(Answer::Refused(Failure {
+            code: crate::view::refusal_word(r.kind).replace('-', "_"),
+            message: r.message,
+            provider_code: r.provider_code,
+        })),
+        Ok(Err(RefundError::Retryable(r))) => Classified::Retry(
+            Failure {
+                code: "retryable".into(),
+                message: r.message,
+                provider_code: r.provider_code,
+            },
+            r.retry_after_ms,
+        ),
+        Ok(Err(RefundError::UnknownOutcome(m))) => Classified::Final(Answer::Unknown(m)),
+        Err(e) if sent => Classified::Final(Answer::Unknown(format!(
+            "the plugin failed after sending a request: {e}"
+        ))),
+        Err(e) => Classified::Final(Answer::PluginFailed(Failure {
+            code: "plugin_error".into(),
+            message: e.to_string(),
+            provider_code: None,
+        })),
+    }
+}
+
+fn retry_wait(policy: &RetryPolicy, attempt: u32, retry_after_ms: Option<u64>) -> Duration {
+    let i = (attempt as usize - 1).min(policy.backoff.len() - 1);
+    let wait = policy.backoff[i].max(Duration::from_millis(retry_after_ms.unwrap_or(0)));
+    wait.min(policy.max_wait)
+}
+
+fn failed(f: Failure) -> Report {
+    Report {
+        status: Status::Failed,
+        provider_refund_id: None,
+        provider_status: None,
+        failure: Some(f),
+    }
+}
+
+/// What a provider's refund says, as a ledger report.
+pub(crate) fn report_of(r: &Refund) -> Report {
+    let status = Status::from(r.status);
+    Report {
+        status,
+        provider_refund_id: Some(r.provider_refund_id.clone()),
+        provider_status: Some(r.provider_status.clone()),
+        failure: (r.status == RefundStatus::Failed).then(|| Failure {
+            code: "provider_failed".into(),
+            message: r
+                .failure_reason
+                .clone()
+                .unwrap_or_else(|| "the provider failed the refund".into()),
+            provider_code: None,
+        }),
+    }
+}
+
+/// The contract request for a recorded refund: the same on every attempt and every re-send.
+pub(crate) fn request_of(r: &RefundRecord) -> RefundRequest {
+    RefundRequest {
+        original_transaction_id: r.original_transaction_id.clone(),
+        external_refund_id: r.external_refund_id.clone(),
+        amount: Money {
+            amount_minor: r.amount,
+            currency: r.currency.clone(),
+        },
+        reason: r.reason.clone(),
+        order_id: r.order_id.clone(),
+    }
+}
+
+/// A hash of every parameter of the request: a replay must carry the same.
+fn fingerprint(req: &NewRefund) -> String {
+    let json = serde_json::to_vec(req).expect("a refund request serialises");
+    hex::encode(Sha256::digest(json))
+}
+
+fn internal(e: impl std::fmt::Display) -> CreateError {
+    CreateError::Internal(e.to_string())
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> CreateError {
+    CreateError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Refuses input no provider call could make sense of.
+fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
+    let id_field = |field: &str, value: &str| {
+        if value.trim().is_empty() {
+            Err(invalid(field, "must not be empty"))
+        } else if value.len() > 128 {
+            Err(invalid(field, "must be at most 128 characters"))
+        } else if value.chars().any(char::is_control) {
+            Err(invalid(field, "must not contain control characters"))
+        } else {
+            Ok(())
+        }
+    };
+    id_field("external_refund_id", &req.external_refund_id)?;
+    id_field("original_transaction_id", &req.original_transaction_id)?;
+    if let Some(order) = &req.order_id {
+        id_field("order_id", order)?;
+    }
+    if req.amount <= 0 {
+        return Err(invalid("amount", "must be a positive number of minor units"));
+    }
+    if crate::money::exponent(&req.currency).is_none() {
+        return Err(invalid(
+            "currency",
+            format!("{:?} is not an ISO 4217 code Refundry knows", req.currency),
+        ));
+    }
+    let info = backend.info();
+    if !info.currencies.iter().any(|c| c == &req.currency) {
+        return Err(invalid(
+            "currency",
+            format!(
+                "{} does not refund {} (it refunds {})",
+                req.provider,
+                req.currency,
+                info.currencies.join(", ")
+            ),
+        ));
+    }
+    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        return Err(invalid("reason", "must be at most 500 characters"));
+    }
+    if let Some(original) = &req.original {
+        if original.amount <= 0 {
+            return Err(invalid("original.amount", "must be a positive number of minor units"));
+        }
+        if crate::money::exponent(&original.currency).is_none() {
+            return Err(invalid("original.currency", "is not an ISO 4217 code Refundry knows"));
+        }
+    }
+    Ok(())
+}
+
+/// The checks against the original payment that need no ledger: currency, settlement, window.
+/// (The remaining amount is checked by the ledger, atomically with the insert.)
+fn precheck(req: &NewRefund, backend: &Backend, now_ms: i64) -> Option<Failure> {
+    let original = req.original.as_ref()?;
+    let refuse = |code: &str, message: String| {
+        Some(Failure {
+            code: code.to_owned(),
+            message,
+            provider_code: None,
+        })
+    };
+    if original.currency != req.currency {
+        return refuse(
+            "currency_mismatch",
+            format!("the payment was in {}, the refund is in {}", original.currency, req.currency),
+        );
+    }
+    if original.settled == Some(false) {
+        return refuse("not_settled", "the payment is not settled yet".into());
+    }
+    if let Some(days) = backend.info().refund_window_days {
+        let closes = original.completed_at + chrono::Duration::days(i64::from(days));
+        if now_ms > closes.timestamp_millis() {
+            return refuse(
+                "window_expired",
+                format!(
+                    "{} refunds within {days} days of the payment; the window closed at {}",
+                    req.provider,
+                    closes.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
+        }
+    }
+    None
+}
+
+/// Per-key async locks, dropped when nobody holds or waits for them.
+#[derive(Default)]
+struct KeyLocks {
+    map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyLocks {
+    async fn lock(&self, key: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 4096 {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            match map.get(&key).and_then(Weak::upgrade) {
+                Some(l) => l,
+                None => {
+                    let l = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key, Arc::downgrade(&l));
+                    l
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::{Refusal, RefusalKind, Retryable};
+
+    #[test]
+    fn retry_waits_follow_the_policy_and_honour_retry_after() {
+        let p = RetryPolicy {
+            attempts: 3,
+            backoff: vec![Duration::from_millis(10), Duration::from_millis(40)],
+            max_wait: Duration::from_millis(100),
+        };
+        assert_eq!(retry_wait(&p, 1, None), Duration::from_millis(10));
+        assert_eq!(retry_wait(&p, 2, None), Duration::from_millis(40));
+        assert_eq!(retry_wait(&p, 5, None), Duration::from_millis(40));
+        assert_eq!(retry_wait(&p, 1, Some(70)), Duration::from_millis(70));
+        assert_eq!(retry_wait(&p, 1, Some(10_000)), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_plugin_failure_is_unknown_once_a_request_was_sent() {
+        let trap = || {
+            Err(PluginError::Trap {
+                provider: "p".into(),
+                op: "create-refund",
+                message: "boom".into(),
+            })
+        };
+        assert!(matches!(classify(trap(), true), Classified::Final(Answer::Unknown(_))));
+        assert!(matches!(classify(trap(), false), Classified::Final(Answer::PluginFailed(_))));
+    }
+
+    #[test]
+    fn refusals_keep_the_kind_and_provider_code() {
+        let refused = Ok(Err(RefundError::Refused(Refusal {
+            kind: RefusalKind::AmountExceeded,
+            provider_code: Some("E2".into()),
+            message: "too much".into(),
+            http_status: Some(422),
+        })));
+        let Classified::Final(Answer::Refused(f)) = classify(refused, true) else {
+            panic!("a refusal is final");
+        };
+        assert_eq!((f.code.as_str(), f.provider_code.as_deref()), ("amount_exceeded", Some("E2")));
+        let retry = Ok(Err(RefundError::Retryable(Retryable {
+            provider_code: None,
+            message: "busy".into(),
+            http_status: Some(503),
+            retry_after_ms: Some(5),
+        })));
+        assert!(matches!(classify(retry, false), Classified::Retry(_, Some(5))));
+    }
+
+    #[test]
+    fn the_fingerprint_covers_every_parameter() {
+        let a = NewRefund {
+            provider: "p".into(),
+            external_refund_id: "e".into(),
+            original_transaction_id: "t".into(),
+            amount: 100,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original: None,
+        };
+        let mut b = a.clone();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        b.amount = 101;
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        let mut c = a.clone();
+        c.reason = Some("x".into());
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+}

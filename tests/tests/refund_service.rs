@@ -1,0 +1,115 @@
+//! The refund service as a library (what a Rust gateway embeds), in process, against the MFS
+//! Africa sandbox on loopback: idempotency, retries, unknown outcomes and the janitor.
+
+use std::time::Duration;
+
+use refundry_host::ledger::{Outcome, Status};
+use refundry_host::refunds::{CreateError, NewRefund, RefundService};
+use refundry_tests::MfsSandbox;
+use serde_json::json;
+
+const FAST: &str = r#"
+[http]
+timeout_ms = 300
+[retry]
+attempts = 3
+backoff_ms = [10, 20]
+[janitor]
+interval_ms = 20
+backoff_ms = [50]
+"#;
+
+async fn service(sandbox: &MfsSandbox) -> RefundService {
+    let config = sandbox.host_config(&sandbox.creds, FAST);
+    RefundService::start(&config).await.expect("service starts")
+}
+
+fn refund(ext: &str, amount: i64) -> NewRefund {
+    NewRefund {
+        provider: "mfs-africa".into(),
+        external_refund_id: ext.into(),
+        original_transaction_id: "txn-svc".into(),
+        amount,
+        currency: "KES".into(),
+        reason: Some("damaged".into()),
+        order_id: None,
+        original: None,
+    }
+}
+
+async fn refunds_at_sandbox(sandbox: &MfsSandbox) -> usize {
+    sandbox.inspect("refunds").await["data"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test]
+async fn a_key_makes_one_refund_and_replays_its_first_answer() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn-svc", "100.00", "KES", 1, true).await;
+    let service = service(&sandbox).await;
+
+    let first = service.create(refund("r-1", 2_500)).await.unwrap();
+    assert_eq!((first.outcome, first.replayed), (Outcome::Created, false));
+    assert_eq!(first.refund.status, Status::Pending);
+    assert!(first.refund.provider_refund_id.is_some());
+
+    let again = service.create(refund("r-1", 2_500)).await.unwrap();
+    assert_eq!((again.outcome, again.replayed), (Outcome::Created, true));
+    assert_eq!(again.refund.id, first.refund.id);
+
+    let conflict = service.create(refund("r-1", 2_600)).await.unwrap_err();
+    assert!(matches!(conflict, CreateError::IdempotencyConflict { refund_id } if refund_id == first.refund.id));
+    assert_eq!(refunds_at_sandbox(&sandbox).await, 1);
+    let exchanges = service.exchanges(&first.refund.id).await.unwrap();
+    assert_eq!(exchanges.len(), 1, "one provider call for three requests");
+    assert_eq!(exchanges[0].operation, "create-refund");
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_then_given_up() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn-svc", "100.00", "KES", 1, true).await;
+    let service = service(&sandbox).await;
+
+    sandbox.control("faults", json!({"kind": "status", "status": 503, "count": 2})).await;
+    let ok = service.create(refund("r-retry", 1_000)).await.unwrap();
+    assert_eq!(ok.outcome, Outcome::Created, "third attempt succeeds");
+    assert_eq!(service.exchanges(&ok.refund.id).await.unwrap().len(), 3);
+
+    sandbox.control("faults", json!({"kind": "status", "status": 503, "count": 3})).await;
+    let gone = service.create(refund("r-down", 1_000)).await.unwrap();
+    assert_eq!(gone.outcome, Outcome::Unavailable);
+    assert_eq!(gone.refund.status, Status::Failed);
+    assert_eq!(gone.refund.failure.unwrap().code, "provider_unavailable");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_resolved_by_the_janitor() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn-svc", "100.00", "KES", 1, true).await;
+    let service = service(&sandbox).await;
+
+    // The sandbox makes the refund, then answers after the host's timeout.
+    sandbox.control("faults", json!({"kind": "delay", "delay_ms": 1_000})).await;
+    let lost = service.create(refund("r-lost", 1_200)).await.unwrap();
+    assert_eq!(lost.outcome, Outcome::Unknown);
+    assert_eq!(lost.refund.status, Status::Unknown);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let resolved = loop {
+        service.janitor_pass().await.unwrap();
+        let r = service.get(&lost.refund.id).await.unwrap().unwrap();
+        if r.refund.status != Status::Unknown {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "janitor never resolved it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resolved.refund.status, Status::Pending);
+    assert_eq!(refunds_at_sandbox(&sandbox).await, 1, "found by lookup, not re-sent");
+    assert!(resolved.history.iter().any(|h| h.applied && h.source == refundry_host::ledger::Source::Janitor));
+    // The replay still answers as the first answer did.
+    let replay = service.create(refund("r-lost", 1_200)).await.unwrap();
+    assert_eq!((replay.outcome, replay.refund.status), (Outcome::Unknown, Status::Pending));
+}
