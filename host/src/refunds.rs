@@ -259,7 +259,12 @@ impl RefundService {
             // Time enough for every attempt; after that an unanswered refund is the janitor's.
             first_check_ms: now + self.create_budget().as_millis() as i64,
         };
-        let begun = self.inner.ledger.begin(row, refusal).await.map_err(internal)?;
+        let begun = self
+            .inner
+            .ledger
+            .begin(row, refusal)
+            .await
+            .map_err(internal)?;
         let refund = match begun {
             Begin::Conflict(refund_id) => {
                 return Err(CreateError::IdempotencyConflict { refund_id });
@@ -285,22 +290,21 @@ impl RefundService {
             }
             Begin::New(refund) => refund,
         };
-        let span = tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
+        let span =
+            tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
         self.mark_in_flight(&refund.id, true);
-        let result = self
-            .send_create(&backend, &refund)
-            .instrument(span)
-            .await;
+        let result = self.send_create(&backend, &refund).instrument(span).await;
         self.mark_in_flight(&refund.id, false);
-        let outcome = result.map_err(internal)?;
-        let refund = self
-            .inner
-            .ledger
-            .get(&refund.id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| CreateError::Internal("refund vanished from the ledger".into()))?
-            .refund;
+        let (outcome, after) = result.map_err(internal)?;
+        let refund = match after {
+            Some(r) => r,
+            None => {
+                let detail = self.inner.ledger.get(&refund.id).await.map_err(internal)?;
+                let detail = detail
+                    .ok_or_else(|| CreateError::Internal("refund vanished from the ledger".into()))?;
+                detail.refund
+            }
+        };
         Ok(Created {
             refund,
             outcome,
@@ -317,7 +321,11 @@ impl RefundService {
     }
 
     fn mark_in_flight(&self, id: &str, on: bool) {
-        let mut set = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if on {
             set.insert(id.to_owned());
         } else {
@@ -326,7 +334,11 @@ impl RefundService {
     }
 
     /// Asks the provider, with retries, and records the answer.
-    async fn send_create(&self, backend: &Backend, refund: &RefundRecord) -> Result<Outcome, crate::db::DbError> {
+    async fn send_create(
+        &self,
+        backend: &Backend,
+        refund: &RefundRecord,
+    ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
         let req = request_of(refund);
         let retry = &self.inner.retry;
         let mut sent_before = false;
@@ -337,7 +349,12 @@ impl RefundService {
             sent_before |= exchanges.sent() > 0;
             self.inner
                 .ledger
-                .log_exchanges(Some(&refund.id), &refund.provider, "create-refund", exchanges.take())
+                .log_exchanges(
+                    Some(&refund.id),
+                    &refund.provider,
+                    "create-refund",
+                    exchanges.take(),
+                )
                 .await?;
             match classify(result, sent_before) {
                 Classified::Retry(failure, retry_after) if attempt < retry.attempts => {
@@ -362,14 +379,15 @@ impl RefundService {
         self.record(refund, answer, Source::Api, true).await
     }
 
-    /// Records a provider answer to a create request (first or re-sent).
+    /// Records a provider answer to a create request (first or re-sent); returns the outcome and,
+    /// when the answer settled it, the refund as it now is.
     pub(crate) async fn record(
         &self,
         refund: &RefundRecord,
         answer: Answer,
         source: Source,
         first: bool,
-    ) -> Result<Outcome, crate::db::DbError> {
+    ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
         let now = self.now_ms();
         let ledger = &self.inner.ledger;
         let (report, outcome, detail) = match answer {
@@ -390,27 +408,51 @@ impl RefundService {
                 let next = self.next_check(now, 0);
                 let outcome = first.then_some(Outcome::Unknown);
                 ledger
-                    .note(&refund.id, outcome, source, format!("outcome unknown: {message}"), now, None, next)
+                    .note(
+                        &refund.id,
+                        outcome,
+                        source,
+                        format!("outcome unknown: {message}"),
+                        now,
+                        None,
+                        next,
+                    )
                     .await?;
-                return Ok(Outcome::Unknown);
+                return Ok((Outcome::Unknown, None));
             }
         };
         tracing::info!(
             status = report.status.as_str(),
             provider_refund_id = report.provider_refund_id.as_deref().unwrap_or(""),
-            code = report.failure.as_ref().map(|f| f.code.as_str()).unwrap_or(""),
+            code = report
+                .failure
+                .as_ref()
+                .map(|f| f.code.as_str())
+                .unwrap_or(""),
             "{detail}"
         );
         let next = self.next_check(now, 0);
-        ledger
-            .apply(&refund.id, report, source, Some(detail.into()), Some(outcome), now, Some(next))
+        let applied = ledger
+            .apply(
+                &refund.id,
+                report,
+                source,
+                Some(detail.into()),
+                Some(outcome),
+                now,
+                Some(next),
+            )
             .await?;
-        Ok(outcome)
+        Ok((outcome, Some(applied.refund)))
     }
 
     /// One refund with its history; `None` when there is no such id.
     pub async fn get(&self, id: &str) -> Result<Option<RefundDetail>, ServiceError> {
-        self.inner.ledger.get(id).await.map_err(|e| ServiceError(e.to_string()))
+        self.inner
+            .ledger
+            .get(id)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
     }
 
     /// The provider HTTP exchanges made for a refund, oldest first (redacted).
@@ -424,7 +466,11 @@ impl RefundService {
 
     /// A page of refunds.
     pub async fn list(&self, query: ListQuery) -> Result<Page, ServiceError> {
-        self.inner.ledger.list(query).await.map_err(|e| ServiceError(e.to_string()))
+        self.inner
+            .ledger
+            .list(query)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
     }
 }
 
@@ -549,7 +595,10 @@ fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
         id_field("order_id", order)?;
     }
     if req.amount <= 0 {
-        return Err(invalid("amount", "must be a positive number of minor units"));
+        return Err(invalid(
+            "amount",
+            "must be a positive number of minor units",
+        ));
     }
     if crate::money::exponent(&req.currency).is_none() {
         return Err(invalid(
@@ -574,10 +623,16 @@ fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
     }
     if let Some(original) = &req.original {
         if original.amount <= 0 {
-            return Err(invalid("original.amount", "must be a positive number of minor units"));
+            return Err(invalid(
+                "original.amount",
+                "must be a positive number of minor units",
+            ));
         }
         if crate::money::exponent(&original.currency).is_none() {
-            return Err(invalid("original.currency", "is not an ISO 4217 code Refundry knows"));
+            return Err(invalid(
+                "original.currency",
+                "is not an ISO 4217 code Refundry knows",
+            ));
         }
     }
     Ok(())
@@ -597,7 +652,10 @@ fn precheck(req: &NewRefund, backend: &Backend, now_ms: i64) -> Option<Failure> 
     if original.currency != req.currency {
         return refuse(
             "currency_mismatch",
-            format!("the payment was in {}, the refund is in {}", original.currency, req.currency),
+            format!(
+                "the payment was in {}, the refund is in {}",
+                original.currency, req.currency
+            ),
         );
     }
     if original.settled == Some(false) {
@@ -673,8 +731,14 @@ mod tests {
                 message: "boom".into(),
             })
         };
-        assert!(matches!(classify(trap(), true), Classified::Final(Answer::Unknown(_))));
-        assert!(matches!(classify(trap(), false), Classified::Final(Answer::PluginFailed(_))));
+        assert!(matches!(
+            classify(trap(), true),
+            Classified::Final(Answer::Unknown(_))
+        ));
+        assert!(matches!(
+            classify(trap(), false),
+            Classified::Final(Answer::PluginFailed(_))
+        ));
     }
 
     #[test]
@@ -688,14 +752,20 @@ mod tests {
         let Classified::Final(Answer::Refused(f)) = classify(refused, true) else {
             panic!("a refusal is final");
         };
-        assert_eq!((f.code.as_str(), f.provider_code.as_deref()), ("amount_exceeded", Some("E2")));
+        assert_eq!(
+            (f.code.as_str(), f.provider_code.as_deref()),
+            ("amount_exceeded", Some("E2"))
+        );
         let retry = Ok(Err(RefundError::Retryable(Retryable {
             provider_code: None,
             message: "busy".into(),
             http_status: Some(503),
             retry_after_ms: Some(5),
         })));
-        assert!(matches!(classify(retry, false), Classified::Retry(_, Some(5))));
+        assert!(matches!(
+            classify(retry, false),
+            Classified::Retry(_, Some(5))
+        ));
     }
 
     #[test]

@@ -59,7 +59,9 @@ async fn a_key_makes_one_refund_and_replays_its_first_answer() {
     assert_eq!(again.refund.id, first.refund.id);
 
     let conflict = service.create(refund("r-1", 2_600)).await.unwrap_err();
-    assert!(matches!(conflict, CreateError::IdempotencyConflict { refund_id } if refund_id == first.refund.id));
+    assert!(
+        matches!(conflict, CreateError::IdempotencyConflict { refund_id } if refund_id == first.refund.id)
+    );
     assert_eq!(refunds_at_sandbox(&sandbox).await, 1);
     let exchanges = service.exchanges(&first.refund.id).await.unwrap();
     assert_eq!(exchanges.len(), 1, "one provider call for three requests");
@@ -72,12 +74,22 @@ async fn retryable_failures_are_retried_then_given_up() {
     sandbox.seed("txn-svc", "100.00", "KES", 1, true).await;
     let service = service(&sandbox).await;
 
-    sandbox.control("faults", json!({"kind": "status", "status": 503, "count": 2})).await;
+    sandbox
+        .control(
+            "faults",
+            json!({"kind": "status", "status": 503, "count": 2}),
+        )
+        .await;
     let ok = service.create(refund("r-retry", 1_000)).await.unwrap();
     assert_eq!(ok.outcome, Outcome::Created, "third attempt succeeds");
     assert_eq!(service.exchanges(&ok.refund.id).await.unwrap().len(), 3);
 
-    sandbox.control("faults", json!({"kind": "status", "status": 503, "count": 3})).await;
+    sandbox
+        .control(
+            "faults",
+            json!({"kind": "status", "status": 503, "count": 3}),
+        )
+        .await;
     let gone = service.create(refund("r-down", 1_000)).await.unwrap();
     assert_eq!(gone.outcome, Outcome::Unavailable);
     assert_eq!(gone.refund.status, Status::Failed);
@@ -91,7 +103,9 @@ async fn an_unknown_outcome_is_resolved_by_the_janitor() {
     let service = service(&sandbox).await;
 
     // The sandbox makes the refund, then answers after the host's timeout.
-    sandbox.control("faults", json!({"kind": "delay", "delay_ms": 1_000})).await;
+    sandbox
+        .control("faults", json!({"kind": "delay", "delay_ms": 1_000}))
+        .await;
     let lost = service.create(refund("r-lost", 1_200)).await.unwrap();
     assert_eq!(lost.outcome, Outcome::Unknown);
     assert_eq!(lost.refund.status, Status::Unknown);
@@ -103,13 +117,28 @@ async fn an_unknown_outcome_is_resolved_by_the_janitor() {
         if r.refund.status != Status::Unknown {
             break r;
         }
-        assert!(tokio::time::Instant::now() < deadline, "janitor never resolved it");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "janitor never resolved it"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(resolved.refund.status, Status::Pending);
-    assert_eq!(refunds_at_sandbox(&sandbox).await, 1, "found by lookup, not re-sent");
-    assert!(resolved.history.iter().any(|h| h.applied && h.source == refundry_host::ledger::Source::Janitor));
+    assert_eq!(
+        refunds_at_sandbox(&sandbox).await,
+        1,
+        "found by lookup, not re-sent"
+    );
+    assert!(
+        resolved
+            .history
+            .iter()
+            .any(|h| h.applied && h.source == refundry_host::ledger::Source::Janitor)
+    );
     // The replay still answers as the first answer did.
     let replay = service.create(refund("r-lost", 1_200)).await.unwrap();
-    assert_eq!((replay.outcome, replay.refund.status), (Outcome::Unknown, Status::Pending));
+    assert_eq!(
+        (replay.outcome, replay.refund.status),
+        (Outcome::Unknown, Status::Pending)
+    );
 }
