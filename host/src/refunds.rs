@@ -191,6 +191,15 @@ impl RefundService {
     ) -> Result<Self, StartError> {
         let runtime = Refundry::start_with_clock(config, clock).await?;
         let ledger = Ledger::new(runtime.database().clone());
+        // Refunds written but never answered were in flight when an earlier process stopped:
+        // nothing is in flight yet in this one, so the janitor may look at them at once.
+        let orphans = ledger
+            .recover_unanswered(runtime.clock().now_ms())
+            .await
+            .map_err(StartError::Database)?;
+        if orphans > 0 {
+            tracing::warn!(orphans, "refunds left unanswered by an earlier run: the janitor will resolve them");
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime,
@@ -254,7 +263,7 @@ impl RefundService {
             reason: req.reason.clone(),
             order_id: req.order_id.clone(),
             original_amount: req.original.as_ref().map(|o| o.amount),
-            fingerprint: fingerprint(&req),
+            fingerprint: req.fingerprint(),
             now_ms: now,
             // Time enough for every attempt; after that an unanswered refund is the janitor's.
             first_check_ms: now + self.create_budget().as_millis() as i64,
@@ -265,9 +274,21 @@ impl RefundService {
             .begin(row, refusal)
             .await
             .map_err(internal)?;
-        let refund = match begun {
+        let (refund, replayed) = match begun {
             Begin::Conflict(refund_id) => {
                 return Err(CreateError::IdempotencyConflict { refund_id });
+            }
+            // Never answered, and not in flight here: its request died with an earlier process.
+            // The gateway's retry resumes it with the identical request (the provider replays on
+            // the same external id, so this cannot refund twice).
+            Begin::Existing(refund, None)
+                if refund.status == Status::Unknown && !self.is_in_flight(&refund.id) =>
+            {
+                tracing::info!(
+                    refund_id = %refund.id, provider = %refund.provider,
+                    "resuming a refund whose request was never answered"
+                );
+                (refund, true)
             }
             Begin::Existing(refund, outcome) => {
                 return Ok(Created {
@@ -288,13 +309,22 @@ impl RefundService {
                     replayed: false,
                 });
             }
-            Begin::New(refund) => refund,
+            Begin::New(refund) => (refund, false),
         };
         let span =
             tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
-        self.mark_in_flight(&refund.id, true);
-        let result = self.send_create(&backend, &refund).instrument(span).await;
-        self.mark_in_flight(&refund.id, false);
+        // The provider call runs as its own task: if the caller goes away (a client disconnects),
+        // the answer is still recorded.
+        let service = self.clone();
+        let sent = refund.clone();
+        let task = tokio::spawn(
+            async move {
+                let _in_flight = InFlight::mark(&service, &sent.id);
+                service.send_create(&backend, &sent).await
+            }
+            .instrument(span),
+        );
+        let result = task.await.map_err(internal)?;
         let (outcome, after) = result.map_err(internal)?;
         let refund = match after {
             Some(r) => r,
@@ -308,8 +338,13 @@ impl RefundService {
         Ok(Created {
             refund,
             outcome,
-            replayed: false,
+            replayed,
         })
+    }
+
+    fn is_in_flight(&self, id: &str) -> bool {
+        let set = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(id)
     }
 
     /// The longest a create request can take, every attempt and wait included.
@@ -320,18 +355,6 @@ impl RefundService {
         per_attempt * attempts + retry.max_wait * (attempts - 1) + Duration::from_secs(5)
     }
 
-    fn mark_in_flight(&self, id: &str, on: bool) {
-        let mut set = self
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if on {
-            set.insert(id.to_owned());
-        } else {
-            set.remove(id);
-        }
-    }
 
     /// Asks the provider, with retries, and records the answer.
     async fn send_create(
@@ -559,10 +582,12 @@ pub(crate) fn request_of(r: &RefundRecord) -> RefundRequest {
     }
 }
 
-/// A hash of every parameter of the request: a replay must carry the same.
-fn fingerprint(req: &NewRefund) -> String {
-    let json = serde_json::to_vec(req).expect("a refund request serialises");
-    hex::encode(Sha256::digest(json))
+impl NewRefund {
+    /// A hash of every parameter of the request: a replay must carry the same.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a refund request serialises");
+        hex::encode(Sha256::digest(json))
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> CreateError {
@@ -677,6 +702,31 @@ fn precheck(req: &NewRefund, backend: &Backend, now_ms: i64) -> Option<Failure> 
     None
 }
 
+/// A refund's place in the in-flight set, for as long as its create request is being served.
+struct InFlight {
+    service: RefundService,
+    id: String,
+}
+
+impl InFlight {
+    fn mark(service: &RefundService, id: &str) -> Self {
+        let mut set = service.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_owned());
+        Self {
+            service: service.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let inner = &self.service.inner;
+        let mut set = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.id);
+    }
+}
+
 /// Per-key async locks, dropped when nobody holds or waits for them.
 #[derive(Default)]
 struct KeyLocks {
@@ -781,11 +831,11 @@ mod tests {
             original: None,
         };
         let mut b = a.clone();
-        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(a.fingerprint(), b.fingerprint());
         b.amount = 101;
-        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(a.fingerprint(), b.fingerprint());
         let mut c = a.clone();
         c.reason = Some("x".into());
-        assert_ne!(fingerprint(&a), fingerprint(&c));
+        assert_ne!(a.fingerprint(), c.fingerprint());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use refundry_host::ledger::{Outcome, Status};
+use refundry_host::ledger::{Begin, NewRow, Outcome, Status};
 use refundry_host::refunds::{CreateError, NewRefund, RefundService};
 use refundry_tests::MfsSandbox;
 use serde_json::json;
@@ -141,4 +141,65 @@ async fn an_unknown_outcome_is_resolved_by_the_janitor() {
         (replay.outcome, replay.refund.status),
         (Outcome::Unknown, Status::Pending)
     );
+}
+
+#[tokio::test]
+async fn refunds_left_unanswered_by_a_crash_are_resumed() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn-svc", "100.00", "KES", 1, true).await;
+    let dir = std::env::temp_dir().join(format!("refundry-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = sandbox.host_config(&sandbox.creds, FAST);
+    config.database = Some(dir.join("ledger.db"));
+
+    // A first run wrote two refunds under their keys and died before sending either.
+    {
+        let crashed = service_with(&config).await;
+        for ext in ["r-orphan-a", "r-orphan-b"] {
+            let req = refund(ext, 700);
+            let row = NewRow {
+                id: format!("rf_orphan_{ext}"),
+                provider: req.provider.clone(),
+                plugin_version: "0.1.0".into(),
+                plugin_sha256: "x".into(),
+                external_refund_id: req.external_refund_id.clone(),
+                original_transaction_id: req.original_transaction_id.clone(),
+                amount: req.amount,
+                currency: req.currency.clone(),
+                reason: req.reason.clone(),
+                order_id: None,
+                original_amount: None,
+                fingerprint: req.fingerprint(),
+                now_ms: chrono::Utc::now().timestamp_millis(),
+                first_check_ms: i64::MAX,
+            };
+            assert!(matches!(crashed.ledger().begin(row, None).await.unwrap(), Begin::New(_)));
+        }
+    }
+    let service = service_with(&config).await;
+
+    // The gateway re-sends one of them: the identical request is resumed.
+    let resumed = service.create(refund("r-orphan-a", 700)).await.unwrap();
+    assert_eq!(
+        (resumed.outcome, resumed.replayed, resumed.refund.status),
+        (Outcome::Created, true, Status::Pending)
+    );
+    // The other was made due at start: the janitor finds it unknown to the provider and re-sends it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        service.janitor_pass().await.unwrap();
+        let r = service.get("rf_orphan_r-orphan-b").await.unwrap().unwrap();
+        if r.refund.status != Status::Unknown {
+            assert_eq!(r.refund.status, Status::Pending);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "janitor never resolved it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refunds_at_sandbox(&sandbox).await, 2, "one provider refund per key");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn service_with(config: &refundry_host::Config) -> RefundService {
+    RefundService::start(config).await.expect("service starts")
 }

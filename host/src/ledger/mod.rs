@@ -273,10 +273,11 @@ impl Ledger {
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
-                let status: String =
-                    tx.query_row("SELECT status FROM refunds WHERE id = ?1", [&refund_id], |r| {
-                        r.get(0)
-                    })?;
+                let status: String = tx.query_row(
+                    "SELECT status FROM refunds WHERE id = ?1",
+                    [&refund_id],
+                    |r| r.get(0),
+                )?;
                 let status = Status::parse(&status).unwrap_or(Status::Unknown);
                 if let Some(o) = outcome {
                     tx.execute(
@@ -291,8 +292,32 @@ impl Ledger {
                         params![refund_id, next_check_ms, checks],
                     )?;
                 }
-                add_history(&tx, &refund_id, now_ms, source, Some(status), status, false, None, Some(&detail))?;
+                add_history(
+                    &tx,
+                    &refund_id,
+                    now_ms,
+                    source,
+                    Some(status),
+                    status,
+                    false,
+                    None,
+                    Some(&detail),
+                )?;
                 tx.commit()
+            })
+            .await
+    }
+
+    /// Makes every refund that was written but never answered (its request died with an earlier
+    /// process) due for the janitor at `now_ms`; returns how many there are.
+    pub async fn recover_unanswered(&self, now_ms: i64) -> Result<usize, DbError> {
+        self.db
+            .run(move |c| {
+                c.execute(
+                    "UPDATE refunds SET next_check_at = ?1
+                     WHERE status = 'unknown' AND outcome IS NULL",
+                    [now_ms],
+                )
             })
             .await
     }
@@ -319,7 +344,11 @@ impl Ledger {
 
     /// Refunds not final whose check is due at `now_ms`, most overdue first, with how many
     /// checks each had.
-    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(RefundRecord, i64)>, DbError> {
+    pub async fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
         self.db
             .run(move |c| {
                 let mut stmt = c.prepare_cached(&format!(
@@ -328,8 +357,10 @@ impl Ledger {
                        AND status IN ('pending', 'unknown')
                      ORDER BY next_check_at LIMIT ?2"
                 ))?;
-                stmt.query_map(params![now_ms, limit as i64], |r| Ok((refund(r)?, r.get(16)?)))?
-                    .collect()
+                stmt.query_map(params![now_ms, limit as i64], |r| {
+                    Ok((refund(r)?, r.get(16)?))
+                })?
+                .collect()
             })
             .await
     }
@@ -364,7 +395,10 @@ impl Ledger {
                         Ok(HistoryEntry {
                             at: time(r.get(0)?),
                             source: Source::parse(&r.get::<_, String>(1)?).unwrap_or(Source::Api),
-                            from: r.get::<_, Option<String>>(2)?.as_deref().and_then(Status::parse),
+                            from: r
+                                .get::<_, Option<String>>(2)?
+                                .as_deref()
+                                .and_then(Status::parse),
                             to: status(&r.get::<_, String>(3)?),
                             applied: r.get(4)?,
                             provider_status: r.get(5)?,
@@ -408,7 +442,10 @@ impl Ledger {
                 } else {
                     None
                 };
-                Ok(Page { refunds, next_cursor })
+                Ok(Page {
+                    refunds,
+                    next_cursor,
+                })
             })
             .await
     }
@@ -424,8 +461,11 @@ impl Ledger {
         if exchanges.is_empty() {
             return Ok(());
         }
-        let (refund_id, provider, operation) =
-            (refund_id.map(str::to_owned), provider.to_owned(), operation.to_owned());
+        let (refund_id, provider, operation) = (
+            refund_id.map(str::to_owned),
+            provider.to_owned(),
+            operation.to_owned(),
+        );
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -579,7 +619,8 @@ impl Ledger {
                     "SELECT provider, event_id FROM webhook_inbox WHERE result = 'unmatched'
                      ORDER BY received_at",
                 )?;
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
             })
             .await
     }
@@ -640,8 +681,11 @@ fn apply_report(
     )?;
     if !moved && before.status != report.status {
         tracing::warn!(
-            refund_id, from = before.status.as_str(), to = report.status.as_str(),
-            source = source.as_str(), "status report would move the refund backwards: recorded, not applied"
+            refund_id,
+            from = before.status.as_str(),
+            to = report.status.as_str(),
+            source = source.as_str(),
+            "status report would move the refund backwards: recorded, not applied"
         );
     }
     let refund = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
@@ -679,9 +723,11 @@ fn add_history(
 }
 
 fn get_refund(c: &Connection, id: &str) -> Result<Option<RefundRecord>, rusqlite::Error> {
-    c.prepare_cached(&format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"))?
-        .query_row([id], refund)
-        .optional()
+    c.prepare_cached(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE id = ?1"
+    ))?
+    .query_row([id], refund)
+    .optional()
 }
 
 fn refund(r: &Row<'_>) -> Result<RefundRecord, rusqlite::Error> {
@@ -772,7 +818,11 @@ mod tests {
         ];
         for from in Status::ALL {
             for to in Status::ALL {
-                assert_eq!(from.can_move_to(to), forward.contains(&(from, to)), "{from:?} -> {to:?}");
+                assert_eq!(
+                    from.can_move_to(to),
+                    forward.contains(&(from, to)),
+                    "{from:?} -> {to:?}"
+                );
             }
         }
     }
@@ -797,7 +847,10 @@ mod tests {
     #[tokio::test]
     async fn refunds_not_failed_never_exceed_the_original() {
         let l = ledger();
-        assert!(matches!(l.begin(row("a", 600, Some(1000)), None).await.unwrap(), Begin::New(_)));
+        assert!(matches!(
+            l.begin(row("a", 600, Some(1000)), None).await.unwrap(),
+            Begin::New(_)
+        ));
         let Begin::Refused(r) = l.begin(row("b", 500, Some(1000)), None).await.unwrap() else {
             panic!("600 in flight + 500 > 1000 is refused");
         };
@@ -807,10 +860,21 @@ mod tests {
         let Begin::New(c) = l.begin(row("c", 400, Some(1000)), None).await.unwrap() else {
             panic!("600 + 400 fits");
         };
-        l.apply(&c.id, report(Status::Failed), Source::Api, None, Some(Outcome::Refused), 3_000, None)
-            .await
-            .unwrap();
-        assert!(matches!(l.begin(row("d", 400, Some(1000)), None).await.unwrap(), Begin::New(_)));
+        l.apply(
+            &c.id,
+            report(Status::Failed),
+            Source::Api,
+            None,
+            Some(Outcome::Refused),
+            3_000,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            l.begin(row("d", 400, Some(1000)), None).await.unwrap(),
+            Begin::New(_)
+        ));
     }
 
     #[tokio::test]
@@ -819,7 +883,17 @@ mod tests {
         let Begin::New(r) = l.begin(row("e", 100, None), None).await.unwrap() else {
             panic!()
         };
-        let apply = |s| l.apply(&r.id, report(s), Source::Webhook, None, None, 5_000, Some(9_000));
+        let apply = |s| {
+            l.apply(
+                &r.id,
+                report(s),
+                Source::Webhook,
+                None,
+                None,
+                5_000,
+                Some(9_000),
+            )
+        };
         assert!(apply(Status::Pending).await.unwrap().moved);
         assert!(apply(Status::Processed).await.unwrap().moved);
         let late = apply(Status::Pending).await.unwrap();
@@ -844,11 +918,10 @@ mod tests {
     async fn history_is_append_only() {
         let l = ledger();
         l.begin(row("h", 100, None), None).await.unwrap();
-        let err = l
-            .db
-            .run(|c| c.execute("UPDATE refund_history SET applied = 0", []))
-            .await
-            .unwrap_err();
+        let err =
+            l.db.run(|c| c.execute("UPDATE refund_history SET applied = 0", []))
+                .await
+                .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
     }
 
@@ -870,25 +943,39 @@ mod tests {
             external_refund_id: Some("w".into()),
             now_ms: 7_000,
         };
-        assert!(matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id));
-        assert_eq!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Duplicate);
+        assert!(
+            matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id)
+        );
+        assert_eq!(
+            l.receive_webhook(event("ev1", "pr-w")).await.unwrap(),
+            Inboxed::Duplicate
+        );
         let mut stray = event("ev2", "pr-other");
         stray.external_refund_id = Some("nobody".into());
         assert_eq!(l.receive_webhook(stray).await.unwrap(), Inboxed::Unmatched);
-        assert_eq!(l.unmatched_webhooks().await.unwrap(), [("p".to_owned(), "ev2".to_owned())]);
+        assert_eq!(
+            l.unmatched_webhooks().await.unwrap(),
+            [("p".to_owned(), "ev2".to_owned())]
+        );
     }
 
     #[tokio::test]
     async fn pages_follow_the_cursor() {
         let l = ledger();
         for i in 0..5 {
-            l.begin(row(&format!("k{i}"), 100, None), None).await.unwrap();
+            l.begin(row(&format!("k{i}"), 100, None), None)
+                .await
+                .unwrap();
         }
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
             let page = l
-                .list(ListQuery { limit: 2, cursor, ..Default::default() })
+                .list(ListQuery {
+                    limit: 2,
+                    cursor,
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             seen.extend(page.refunds.iter().map(|r| r.external_refund_id.clone()));
@@ -899,7 +986,11 @@ mod tests {
         }
         assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
         let failed = l
-            .list(ListQuery { status: Some(Status::Failed), limit: 10, ..Default::default() })
+            .list(ListQuery {
+                status: Some(Status::Failed),
+                limit: 10,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(failed.refunds.is_empty());
