@@ -7,27 +7,30 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod backend;
 #[allow(missing_docs)]
 pub mod bindings;
-pub mod backend;
 pub mod caps;
 pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
 pub mod exchange;
+pub mod export;
+mod janitor;
 pub mod ledger;
 mod limits;
+pub mod logging;
 pub mod money;
 #[cfg(feature = "native-plugins")]
 pub mod native;
 pub mod plugin;
 pub mod refunds;
-mod janitor;
-mod webhooks;
 pub mod runtime;
 pub mod secret;
 pub mod view;
+mod webhooks;
 
 pub use bindings::types::{
     Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,

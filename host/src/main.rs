@@ -1,15 +1,22 @@
 //! `refundry`: the host's command line. It parses arguments and wires library pieces together;
 //! the logic lives in the `refundry_host` library.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use refundry_host::db::Database;
+use refundry_host::export::{self, DEFAULT_PAGE, MAX_PAGE};
+use refundry_host::ledger::{Ledger, ListQuery, Page, Status};
+use refundry_host::refunds::RefundService;
 use refundry_host::view::{ProviderInfoView, RefundErrorView, RefundView, WebhookEventView};
 use refundry_host::{
-    Config, Money, OperationError, RefundLookup, RefundRequest, Refundry, engine::Engine, money,
-    runtime,
+    Config, Money, OperationError, RefundLookup, RefundRequest, Refundry, api, engine::Engine,
+    money, runtime,
 };
 
 #[derive(Parser)]
@@ -40,9 +47,13 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the refund service: the REST API, webhook intake and the janitor.
+    Serve(ServeArgs),
     /// Create or look up refunds.
     #[command(subcommand)]
     Refund(RefundCommand),
+    /// Write every refund of a selection to a CSV or JSON file (from the database, offline).
+    Export(ExportArgs),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -71,12 +82,100 @@ enum WebhookCommand {
     },
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, overriding `[server] listen` (port 0 picks a free one; the first
+    /// line on stdout says which).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum RefundCommand {
     /// Ask a provider to refund (part of) a payment.
     Create(CreateArgs),
     /// Look a refund up at the provider.
     Get(GetArgs),
+    /// List the refunds in the database (offline: no provider is called).
+    List(ListArgs),
+}
+
+/// Which refunds (`refund list`, `export`).
+#[derive(Args)]
+struct FilterArgs {
+    /// Only this provider's.
+    #[arg(long)]
+    provider: Option<String>,
+    /// Only in this status (pending, processed, failed, reversed, unknown).
+    #[arg(long, value_parser = parse_status)]
+    status: Option<Status>,
+    /// Created at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// Created before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+}
+
+impl FilterArgs {
+    fn query(self) -> ListQuery {
+        ListQuery {
+            provider: self.provider,
+            status: self.status,
+            created_from: self.from,
+            created_to: self.to,
+            limit: DEFAULT_PAGE,
+            cursor: None,
+        }
+    }
+}
+
+fn parse_status(word: &str) -> Result<Status, String> {
+    Status::parse(word)
+        .ok_or_else(|| "expected pending, processed, failed, reversed or unknown".to_owned())
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e})"))
+}
+
+fn parse_limit(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| format!("expected an integer from 1 to {MAX_PAGE}"))
+}
+
+#[derive(Args)]
+struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// At most this many (1 to 500).
+    #[arg(long, default_value_t = DEFAULT_PAGE, value_parser = parse_limit)]
+    limit: usize,
+    /// Continue after this refund id (the `next` a previous listing printed).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// File format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Write here (replaced only once the export is complete) instead of to stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Args)]
@@ -203,12 +302,62 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // Every enclosing span's fields (refund_id, provider, method, path) on each line.
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(refundry_host::logging::FlatJson)
+            .init(),
     }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve(a) => serve(&cli.config, a).await,
+        Command::Refund(RefundCommand::List(a)) => {
+            let ledger = open_ledger(&cli.config)?;
+            let query = ListQuery {
+                limit: a.limit,
+                cursor: a.cursor,
+                ..a.filter.query()
+            };
+            let page = ledger.list(query).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print_page(&page);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(a) => {
+            let ledger = open_ledger(&cli.config)?;
+            let format = match a.format {
+                ExportFormat::Csv => export::Format::Csv,
+                ExportFormat::Json => export::Format::Json,
+            };
+            match &a.output {
+                Some(path) => {
+                    // Written beside the target and renamed at the end, so that finance never
+                    // picks up half an export.
+                    let partial = partial_path(path);
+                    let file = std::fs::File::create(&partial)
+                        .with_context(|| format!("creating {}", partial.display()))?;
+                    let out = std::io::BufWriter::new(file);
+                    let count = export_selection(&ledger, a.filter.query(), format, out).await?;
+                    std::fs::rename(&partial, path)
+                        .with_context(|| format!("renaming to {}", path.display()))?;
+                    eprintln!(
+                        "exported {count} refund{} to {}",
+                        if count == 1 { "" } else { "s" },
+                        path.display()
+                    );
+                }
+                None => {
+                    let out = std::io::BufWriter::new(std::io::stdout());
+                    export_selection(&ledger, a.filter.query(), format, out).await?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Refund(cmd) => {
             let config = Config::load(&cli.config)?;
             let host = Refundry::start(&config).await?;
@@ -227,6 +376,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     };
                     host.create_refund(&a.provider, &req).await
                 }
+                RefundCommand::List(_) => unreachable!("matched above"),
                 RefundCommand::Get(a) => {
                     let lookup = match (a.id, a.external_refund_id) {
                         (Some(id), _) => RefundLookup::ProviderRefundId(id),
@@ -384,5 +534,168 @@ fn print_outcome(
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `refundry serve`: the service on its listener until SIGINT or SIGTERM.
+async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    if config.server.tokens.is_empty() {
+        bail!(
+            "{}: [server.tokens] is empty; configure at least one bearer token \
+             (e.g. [server.tokens.gateway] token = \"env:REFUNDRY_TOKEN\", scopes = [\"refunds\"]) \
+             before serving",
+            config_path.display()
+        );
+    }
+    let service = RefundService::start(&config).await?;
+    let addr = args.listen.unwrap_or(config.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Installed before the address is announced: whoever reads the line may signal at once.
+    let shutdown = shutdown_signal()?;
+    {
+        // The first stdout line, which tests and xtask read to learn the port.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "refundry listening on http://{bound}")?;
+        out.flush()?;
+    }
+    tracing::info!(address = %bound, "listening");
+    let janitor = service.spawn_janitor();
+    let served = api::serve(service, &config.server.tokens, listener, shutdown).await;
+    janitor.abort();
+    served.context("serving")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// The ledger in the configured database, for the offline commands.
+fn open_ledger(config_path: &Path) -> Result<Ledger> {
+    let config = Config::load(config_path)?;
+    let Some(path) = config.database.as_deref() else {
+        bail!(
+            "{}: the database is in memory ([database] path = \":memory:\"), so there is \
+             nothing to read",
+            config_path.display()
+        );
+    };
+    let db = Database::open(Some(path))
+        .with_context(|| format!("opening the database {}", path.display()))?;
+    Ok(Ledger::new(db))
+}
+
+/// Writes the whole selection, page by page; the number of refunds written.
+async fn export_selection(
+    ledger: &Ledger,
+    query: ListQuery,
+    format: export::Format,
+    out: impl Write,
+) -> Result<usize> {
+    let mut writer = export::Writer::new(format, out)?;
+    let mut count = 0;
+    export::walk(
+        query,
+        |q| async move { ledger.list(q).await.map_err(anyhow::Error::from) },
+        |refunds| {
+            count += refunds.len();
+            refunds.iter().try_for_each(|r| writer.write(r))?;
+            Ok(())
+        },
+    )
+    .await?;
+    writer.finish()?;
+    Ok(count)
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// A page of refunds as a table.
+fn print_page(page: &Page) {
+    if page.refunds.is_empty() {
+        println!("no refunds");
+        return;
+    }
+    let rows: Vec<[String; 6]> = page
+        .refunds
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.provider.clone(),
+                r.status.as_str().to_owned(),
+                format!(
+                    "{} {}",
+                    money::format_minor(r.amount, &r.currency),
+                    r.currency
+                ),
+                r.external_refund_id.clone(),
+                r.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "PROVIDER",
+        "STATUS",
+        "AMOUNT",
+        "EXTERNAL ID",
+        "CREATED",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Amounts line up on the right, everything else on the left.
+            if i == 3 {
+                text.push_str(&format!("{cell:>w$}  "));
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    println!("{}", line(header));
+    for row in &rows {
+        println!(
+            "{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]].map(String::as_str))
+        );
+    }
+    if let Some(next) = &page.next_cursor {
+        println!("more: --cursor {next}");
     }
 }

@@ -1,0 +1,237 @@
+//! The REST API of `refundry serve`: JSON under `/v1`, bearer tokens with scopes, an OpenAPI
+//! document generated from the handlers.
+//!
+//! | Route | Auth | Answers |
+//! |---|---|---|
+//! | `POST /v1/refunds` | `refunds` | 201, 202, 422, 503, 500 (by outcome); 400, 404, 409 |
+//! | `GET /v1/refunds` | `refunds` | 200 (JSON page, or CSV with `format=csv`); 400 |
+//! | `GET /v1/refunds/{id}` | `refunds` | 200; 404 |
+//! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404 |
+//! | `POST /v1/webhooks/{provider}` | none (the plugin verifies the signature) | 200; 400, 401, 404 |
+//! | `GET /healthz` | none | 200 |
+//! | `GET /openapi.json` | none | 200 |
+//!
+//! Every route answers 401 without a valid token (where one is needed), 403 without the scope,
+//! 413 for a body over 64 KiB, and every error in one shape ([`error::ErrorBody`]).
+//!
+//! The handlers are generic over [`RefundApi`], which [`RefundService`] implements, so that
+//! they can be tested without plugins or a database.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod refunds;
+pub mod webhooks;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tracing::Instrument;
+
+use crate::config::ApiToken;
+use crate::ledger::{ExchangeRecord, ListQuery, Page, RefundDetail};
+use crate::refunds::{
+    CreateError, Created, NewRefund, RefundService, ServiceError, WebhookAccepted,
+    WebhookIntakeError,
+};
+use auth::Tokens;
+use error::ApiError;
+use health::ProviderHealth;
+
+/// The largest request body accepted, on every route (webhooks included): a refund request or
+/// a provider notification is a few hundred bytes, so 64 KiB is generous and bounds what one
+/// request can make the service buffer.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the API needs of the refund service. [`RefundService`] is the implementation; tests use
+/// a double.
+pub trait RefundApi: Clone + Send + Sync + 'static {
+    /// Creates (or replays) a refund.
+    fn create(&self, req: NewRefund) -> impl Future<Output = Result<Created, CreateError>> + Send;
+    /// One refund with its history.
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<RefundDetail>, ServiceError>> + Send;
+    /// A refund's provider HTTP exchanges, redacted, oldest first.
+    fn exchanges(
+        &self,
+        refund_id: &str,
+    ) -> impl Future<Output = Result<Vec<ExchangeRecord>, ServiceError>> + Send;
+    /// A page of refunds.
+    fn list(&self, query: ListQuery) -> impl Future<Output = Result<Page, ServiceError>> + Send;
+    /// Takes a provider's webhook.
+    fn webhook(
+        &self,
+        provider: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<WebhookAccepted, WebhookIntakeError>> + Send;
+    /// The loaded providers, for `/healthz`.
+    fn providers(&self) -> Vec<ProviderHealth>;
+}
+
+impl RefundApi for RefundService {
+    fn create(&self, req: NewRefund) -> impl Future<Output = Result<Created, CreateError>> + Send {
+        RefundService::create(self, req)
+    }
+
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<RefundDetail>, ServiceError>> + Send {
+        RefundService::get(self, id)
+    }
+
+    fn exchanges(
+        &self,
+        refund_id: &str,
+    ) -> impl Future<Output = Result<Vec<ExchangeRecord>, ServiceError>> + Send {
+        RefundService::exchanges(self, refund_id)
+    }
+
+    fn list(&self, query: ListQuery) -> impl Future<Output = Result<Page, ServiceError>> + Send {
+        RefundService::list(self, query)
+    }
+
+    fn webhook(
+        &self,
+        provider: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<WebhookAccepted, WebhookIntakeError>> + Send {
+        RefundService::webhook(self, provider, headers, body)
+    }
+
+    fn providers(&self) -> Vec<ProviderHealth> {
+        let runtime = self.runtime();
+        runtime
+            .providers()
+            .map(|(id, info)| ProviderHealth {
+                id: id.to_owned(),
+                version: info.version.clone(),
+                sha256: runtime
+                    .provider(id)
+                    .map(|b| b.sha256().to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// What every handler gets: the service and the tokens.
+pub struct AppState<S> {
+    /// The refund service.
+    pub service: S,
+    tokens: Arc<Tokens>,
+}
+
+impl<S: Clone> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+/// A state that knows the bearer tokens (for [`auth::Authorized`]).
+pub trait HasTokens {
+    /// The configured tokens.
+    fn tokens(&self) -> &Tokens;
+}
+
+impl<S> HasTokens for AppState<S> {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+}
+
+/// The whole API as a router: every route, the body limit, request logging, and the error shape.
+pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
+    let state = AppState {
+        service,
+        tokens: Arc::new(Tokens::new(tokens)),
+    };
+    Router::new()
+        .route("/healthz", get(health::healthz::<S>))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route(
+            "/v1/refunds",
+            post(refunds::create::<S>).get(refunds::list::<S>),
+        )
+        .route("/v1/refunds/{id}", get(refunds::get::<S>))
+        .route("/v1/refunds/{id}/exchanges", get(refunds::exchanges::<S>))
+        .route("/v1/webhooks/{provider}", post(webhooks::receive::<S>))
+        .fallback(unknown_route)
+        .with_state(state)
+        .layer(middleware::from_fn(error::shape_errors))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(trace_requests))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// `tokens` are the bearer tokens of `[server.tokens]`.
+pub fn serve<S, F>(
+    service: S,
+    tokens: &[ApiToken],
+    listener: tokio::net::TcpListener,
+    shutdown: F,
+) -> impl Future<Output = std::io::Result<()>> + Send + use<S, F>
+where
+    S: RefundApi,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = router(service, tokens);
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn unknown_route(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route {} {}", req.method(), req.uri().path()))
+}
+
+/// Middleware: one span per request with its method and path (never its body, query string or
+/// headers: the query may carry cursors and the headers a token), then its status and latency.
+/// The service adds `refund_id` and `provider` spans inside it.
+async fn trace_requests(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        caller = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    async move {
+        let response = next.run(req).await.into_response();
+        let status = response.status().as_u16();
+        // Microsecond precision is plenty, and keeps the log line short.
+        let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let span = tracing::Span::current();
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        if response.status().is_server_error() {
+            tracing::warn!("request failed");
+        } else {
+            tracing::info!("request done");
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! The OpenAPI 3 document of the API (`GET /openapi.json`), generated from the handlers'
+//! `#[utoipa::path]` attributes and the record types' `ToSchema` derives.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Refundry",
+        description = "Provider refunds through sandboxed WebAssembly plugins. Every error \
+            answer has the shape `{\"error\": {\"code\", \"message\", \"provider_code\", \"field\"}}`."
+    ),
+    paths(
+        super::refunds::create,
+        super::refunds::list,
+        super::refunds::get,
+        super::refunds::exchanges,
+        super::webhooks::receive,
+        super::health::healthz,
+        openapi_json,
+    ),
+    components(schemas(
+        super::error::ErrorBody,
+        super::error::ErrorDetail,
+        super::refunds::RefundFailureBody,
+        super::webhooks::WebhookReceipt,
+        super::health::Health,
+        super::health::ProviderHealth,
+        crate::refunds::NewRefund,
+        crate::refunds::OriginalPayment,
+        crate::ledger::RefundRecord,
+        crate::ledger::RefundDetail,
+        crate::ledger::HistoryEntry,
+        crate::ledger::Page,
+        crate::ledger::Status,
+        crate::ledger::Source,
+        crate::ledger::Failure,
+        crate::ledger::ExchangeRecord,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "refunds", description = "Refunds (bearer token with scope `refunds`; exchanges need `admin`)"),
+        (name = "webhooks", description = "Provider notifications (signed by the provider, no token)"),
+        (name = "service", description = "Liveness and the document itself"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme the refund paths require.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document as JSON, generated once (it only depends on the code).
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    })
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "service",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3 document of this API", content_type = "application/json")),
+)]
+pub async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_parses_and_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/v1/refunds", "post"),
+            ("/v1/refunds", "get"),
+            ("/v1/refunds/{id}", "get"),
+            ("/v1/refunds/{id}/exchanges", "get"),
+            ("/v1/webhooks/{provider}", "post"),
+            ("/healthz", "get"),
+            ("/openapi.json", "get"),
+        ] {
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path} missing"
+            );
+        }
+        let scheme = &doc["components"]["securitySchemes"]["bearer"];
+        assert_eq!(scheme["type"], "http");
+        assert_eq!(scheme["scheme"], "bearer");
+        let create = &doc["paths"]["/v1/refunds"]["post"];
+        assert_eq!(create["security"][0]["bearer"], serde_json::json!([]));
+        for status in [
+            "201", "202", "400", "401", "403", "404", "409", "413", "422", "503",
+        ] {
+            assert!(create["responses"].get(status).is_some(), "{status}");
+        }
+        assert!(doc["components"]["schemas"].get("RefundRecord").is_some());
+        assert!(doc["components"]["schemas"].get("NewRefund").is_some());
+    }
+}

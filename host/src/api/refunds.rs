@@ -1,0 +1,432 @@
+//! `/v1/refunds`: create, read, list and export refunds (scope `refunds`), and a refund's
+//! provider HTTP exchanges (scope `admin`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{AdminScope, Authorized, RefundsScope};
+use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody, QueryPairs};
+use super::{AppState, RefundApi};
+use crate::export::{self, DEFAULT_PAGE, Format, MAX_PAGE};
+use crate::ledger::{ExchangeRecord, ListQuery, Outcome, Page, RefundDetail, RefundRecord, Status};
+use crate::refunds::{CreateError, Created, NewRefund};
+
+/// The header that marks a replayed answer (same key, same parameters as an earlier request).
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The answer to a refund the provider did not take (HTTP 422, 503 or 500): why, and the refund
+/// as recorded (`failed`, or `unknown` while the janitor finds out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefundFailureBody {
+    /// Why: `code` is the refund's failure code.
+    pub error: ErrorDetail,
+    /// The refund.
+    pub refund: RefundRecord,
+}
+
+/// Creates a refund, or replays the first answer for a key already used with the same parameters.
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "refunds",
+    operation_id = "create_refund",
+    request_body = NewRefund,
+    responses(
+        (status = 201, description = "The provider took the refund", body = RefundRecord,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 202, description = "Outcome not known yet: the janitor finds out", body = RefundRecord),
+        (status = 400, description = "A field is missing or wrong", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
+        (status = 404, description = "No such provider (`unknown_provider`)", body = ErrorBody),
+        (status = 409, description = "The key was used with other parameters", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Refused, by a pre-check or the provider", body = RefundFailureBody),
+        (status = 500, description = "The plugin failed (with the refund) or the service did", body = RefundFailureBody),
+        (status = 503, description = "The provider stayed unavailable through every retry", body = RefundFailureBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create<S: RefundApi>(
+    _auth: Authorized<RefundsScope>,
+    State(state): State<AppState<S>>,
+    JsonBody(req): JsonBody<NewRefund>,
+) -> Result<Response, ApiError> {
+    let created = state.service.create(req).await.map_err(create_error)?;
+    Ok(created_response(created))
+}
+
+fn create_error(e: CreateError) -> ApiError {
+    match e {
+        CreateError::UnknownProvider(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_provider", e.to_string())
+                .with_field("provider")
+        }
+        CreateError::Invalid { ref field, .. } => ApiError::invalid(field.clone(), e.to_string()),
+        CreateError::IdempotencyConflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string())
+                .with_field("external_refund_id")
+        }
+        CreateError::Internal(_) => ApiError::internal(&e),
+    }
+}
+
+fn created_response(created: Created) -> Response {
+    let Created {
+        refund,
+        outcome,
+        replayed,
+    } = created;
+    let status =
+        StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let location = format!("/v1/refunds/{}", refund.id);
+    let mut response = match outcome {
+        Outcome::Created | Outcome::Unknown => (status, Json(refund)).into_response(),
+        Outcome::Refused | Outcome::Unavailable | Outcome::PluginFailed => {
+            let error = match &refund.failure {
+                Some(f) => ErrorDetail {
+                    code: f.code.clone(),
+                    message: f.message.clone(),
+                    provider_code: f.provider_code.clone(),
+                    field: None,
+                },
+                // The orchestrator records a failure with every such outcome; should one be
+                // missing, the outcome still says what kind of failure it was.
+                None => ErrorDetail {
+                    code: outcome_code(outcome).into(),
+                    message: format!("refund {}", outcome.as_str().replace('_', " ")),
+                    provider_code: None,
+                    field: None,
+                },
+            };
+            (status, Json(RefundFailureBody { error, refund })).into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    if replayed {
+        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The error code of an outcome, when the refund carries no failure.
+fn outcome_code(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Created => "created",
+        Outcome::Unknown => "unknown",
+        Outcome::Refused => "refused",
+        Outcome::Unavailable => "provider_unavailable",
+        Outcome::PluginFailed => "plugin_error",
+    }
+}
+
+/// One refund with its history.
+#[utoipa::path(
+    get,
+    path = "/v1/refunds/{id}",
+    tag = "refunds",
+    operation_id = "get_refund",
+    params(("id" = String, Path, description = "Refundry's refund id (`rf_...`)")),
+    responses(
+        (status = 200, description = "The refund and its history", body = RefundDetail),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
+        (status = 404, description = "No such refund", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get<S: RefundApi>(
+    _auth: Authorized<RefundsScope>,
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Json<RefundDetail>, ApiError> {
+    match state.service.get(&id).await {
+        Ok(Some(detail)) => Ok(Json(detail)),
+        Ok(None) => Err(no_refund(&id)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+fn no_refund(id: &str) -> ApiError {
+    ApiError::not_found(format!("no refund {id:?}"))
+}
+
+/// The provider HTTP exchanges made for a refund, redacted (secrets, credential headers and
+/// credential-like JSON fields removed), oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/refunds/{id}/exchanges",
+    tag = "refunds",
+    operation_id = "get_refund_exchanges",
+    params(("id" = String, Path, description = "Refundry's refund id (`rf_...`)")),
+    responses(
+        (status = 200, description = "The refund's exchanges, oldest first", body = Vec<ExchangeRecord>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
+        (status = 404, description = "No such refund", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn exchanges<S: RefundApi>(
+    _auth: Authorized<AdminScope>,
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ExchangeRecord>>, ApiError> {
+    match state.service.get(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(no_refund(&id)),
+        Err(e) => return Err(ApiError::internal(&e)),
+    }
+    let exchanges = state
+        .service
+        .exchanges(&id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(exchanges))
+}
+
+/// The query parameters of `GET /v1/refunds` (documentation; [`Selection::parse`] reads them).
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this provider's refunds.
+    pub provider: Option<String>,
+    /// Only refunds in this status.
+    pub status: Option<Status>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub created_to: Option<DateTime<Utc>>,
+    /// Page size, 1 to 500 (default 50). With `format=csv` and no `limit`, the whole selection.
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// A parsed `GET /v1/refunds` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The ledger query.
+    pub query: ListQuery,
+    /// The answer's format.
+    pub format: Format,
+    /// Whether `limit` was given (a CSV without one is the whole selection).
+    pub limit_given: bool,
+}
+
+impl Selection {
+    /// Reads the query parameters; an unknown one, or a bad value, is a 400 naming it. An empty
+    /// value is the same as none (`?provider=&status=` from a form).
+    pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        let mut query = ListQuery {
+            limit: DEFAULT_PAGE,
+            ..ListQuery::default()
+        };
+        let mut format = Format::Json;
+        let mut limit_given = false;
+        for (name, value) in pairs {
+            if value.is_empty() {
+                continue;
+            }
+            match name.as_str() {
+                "provider" => query.provider = Some(value),
+                "status" => {
+                    query.status = Some(Status::parse(&value).ok_or_else(|| {
+                        ApiError::invalid(
+                            "status",
+                            format!(
+                                "status {value:?} is not one of pending, processed, failed, \
+                                 reversed, unknown"
+                            ),
+                        )
+                    })?)
+                }
+                "created_from" => query.created_from = Some(parse_time("created_from", &value)?),
+                "created_to" => query.created_to = Some(parse_time("created_to", &value)?),
+                "limit" => {
+                    query.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "limit",
+                                format!("limit {value:?} is not an integer from 1 to {MAX_PAGE}"),
+                            )
+                        })?;
+                    limit_given = true;
+                }
+                "cursor" => query.cursor = Some(value),
+                "format" => {
+                    format = Format::parse(&value).ok_or_else(|| {
+                        ApiError::invalid("format", format!("format {value:?} is not json or csv"))
+                    })?
+                }
+                other => {
+                    return Err(ApiError::invalid(
+                        other,
+                        format!("unknown query parameter {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            query,
+            format,
+            limit_given,
+        })
+    }
+}
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            ApiError::invalid(
+                name,
+                format!("{name} {value:?} is not an RFC 3339 time ({e})"),
+            )
+        })
+}
+
+/// A page of refunds, oldest first; `format=csv` exports the same selection as CSV.
+#[utoipa::path(
+    get,
+    path = "/v1/refunds",
+    tag = "refunds",
+    operation_id = "list_refunds",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of refunds, or with `format=csv` the selection as CSV \
+            (every page when no `limit` is given)",
+            content((Page = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A bad parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list<S: RefundApi>(
+    _auth: Authorized<RefundsScope>,
+    State(state): State<AppState<S>>,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Response, ApiError> {
+    let selection = Selection::parse(pairs)?;
+    let service = &state.service;
+    match selection.format {
+        Format::Json => {
+            let page = service
+                .list(selection.query)
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+            Ok(Json(page).into_response())
+        }
+        Format::Csv => {
+            let mut writer =
+                export::Writer::new(Format::Csv, Vec::new()).map_err(|e| ApiError::internal(&e))?;
+            let mut write_all = |refunds: &[RefundRecord]| {
+                refunds
+                    .iter()
+                    .try_for_each(|r| writer.write(r))
+                    .map_err(|e| ApiError::internal(&e))
+            };
+            if selection.limit_given {
+                let page = service
+                    .list(selection.query)
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?;
+                write_all(&page.refunds)?;
+            } else {
+                // Finance wants the whole selection in one file.
+                export::walk(
+                    selection.query,
+                    |q| async move { service.list(q).await.map_err(|e| ApiError::internal(&e)) },
+                    write_all,
+                )
+                .await?;
+            }
+            let body = writer.finish().map_err(|e| ApiError::internal(&e))?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, Format::Csv.content_type()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"refunds.csv\"",
+                    ),
+                ],
+                body,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selection_defaults_and_values() {
+        let s = Selection::parse(vec![]).unwrap();
+        assert_eq!(s.query.limit, DEFAULT_PAGE);
+        assert_eq!(s.format, Format::Json);
+        assert!(!s.limit_given);
+
+        let s = Selection::parse(pairs(&[
+            ("provider", "mfs-africa"),
+            ("status", "pending"),
+            ("created_from", "2026-11-01T00:00:00+03:00"),
+            ("created_to", ""),
+            ("limit", "500"),
+            ("cursor", "rf_1"),
+            ("format", "csv"),
+        ]))
+        .unwrap();
+        assert_eq!(s.query.provider.as_deref(), Some("mfs-africa"));
+        assert_eq!(s.query.status, Some(Status::Pending));
+        assert_eq!(
+            s.query.created_from.unwrap().to_rfc3339(),
+            "2026-10-31T21:00:00+00:00"
+        );
+        assert_eq!(s.query.created_to, None);
+        assert_eq!(s.query.limit, 500);
+        assert_eq!(s.query.cursor.as_deref(), Some("rf_1"));
+        assert_eq!(s.format, Format::Csv);
+        assert!(s.limit_given);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (name, value) in [
+            ("status", "done"),
+            ("created_from", "yesterday"),
+            ("created_to", "2026-11-01"),
+            ("limit", "0"),
+            ("limit", "501"),
+            ("limit", "ten"),
+            ("format", "xml"),
+            ("sort", "asc"),
+        ] {
+            let e = Selection::parse(pairs(&[(name, value)])).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(e.detail.code, "invalid_request");
+            assert_eq!(e.detail.field.as_deref(), Some(name), "{name}={value}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Refunds as CSV or JSON for finance reconciliation. One writer serves both
+//! `GET /v1/refunds?format=csv` and `refundry export`, so the two files are the same.
+//!
+//! CSV columns: `id, provider, plugin_version, external_refund_id, original_transaction_id,
+//! amount, currency, amount_major, status, provider_refund_id, provider_status, failure_code,
+//! failure_message, reason, created_at, updated_at`. `amount` is in minor units, `amount_major`
+//! the same amount as a decimal in major units (`1500.00` KES; empty for a currency whose
+//! decimals the host does not know), times are RFC 3339 UTC with milliseconds, an absent value is
+//! an empty cell.
+
+use std::future::Future;
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::ledger::{ListQuery, Page, RefundRecord};
+use crate::money;
+
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest page one list call returns.
+pub const MAX_PAGE: usize = 500;
+
+/// The CSV header row.
+pub const CSV_COLUMNS: [&str; 16] = [
+    "id",
+    "provider",
+    "plugin_version",
+    "external_refund_id",
+    "original_transaction_id",
+    "amount",
+    "currency",
+    "amount_major",
+    "status",
+    "provider_refund_id",
+    "provider_status",
+    "failure_code",
+    "failure_message",
+    "reason",
+    "created_at",
+    "updated_at",
+];
+
+/// An export file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// CSV with a header row ([`CSV_COLUMNS`]).
+    Csv,
+    /// A JSON array of refund objects (as the API serializes them).
+    Json,
+}
+
+impl Format {
+    /// Parses `csv` or `json`.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    /// The media type of the file.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Writing failed.
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// The CSV writer failed.
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
+    /// A record could not be serialized.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Writes refunds to `W` in a [`Format`], one at a time: a selection of any size is written
+/// page by page, never held whole.
+pub struct Writer<W: Write> {
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    // Boxed: the CSV writer carries its buffer state inline (some 350 bytes).
+    Csv(Box<csv::Writer<W>>),
+    Json { out: W, count: usize },
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts the file (the CSV header row, or the JSON array's `[`).
+    pub fn new(format: Format, out: W) -> Result<Self, ExportError> {
+        let inner = match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record(CSV_COLUMNS)?;
+                Inner::Csv(Box::new(w))
+            }
+            Format::Json => {
+                let mut out = out;
+                out.write_all(b"[")?;
+                Inner::Json { out, count: 0 }
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Writes one refund.
+    pub fn write(&mut self, refund: &RefundRecord) -> Result<(), ExportError> {
+        match &mut self.inner {
+            Inner::Csv(w) => w.write_record(csv_row(refund))?,
+            Inner::Json { out, count } => {
+                out.write_all(if *count == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut *out, refund)?;
+                *count += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the file and hands the writer back, flushed.
+    pub fn finish(self) -> Result<W, ExportError> {
+        let mut out = match self.inner {
+            Inner::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+            Inner::Json { mut out, .. } => {
+                out.write_all(b"\n]\n")?;
+                out
+            }
+        };
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+/// One CSV row, in [`CSV_COLUMNS`] order.
+pub fn csv_row(r: &RefundRecord) -> [String; 16] {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let amount_major = money::exponent(&r.currency)
+        .map(|_| money::format_minor(r.amount, &r.currency))
+        .unwrap_or_default();
+    let failure = r.failure.as_ref();
+    [
+        r.id.clone(),
+        r.provider.clone(),
+        r.plugin_version.clone(),
+        r.external_refund_id.clone(),
+        r.original_transaction_id.clone(),
+        r.amount.to_string(),
+        r.currency.clone(),
+        amount_major,
+        r.status.as_str().to_owned(),
+        opt(&r.provider_refund_id),
+        opt(&r.provider_status),
+        failure.map(|f| f.code.clone()).unwrap_or_default(),
+        failure.map(|f| text_cell(&f.message)).unwrap_or_default(),
+        r.reason.as_deref().map(text_cell).unwrap_or_default(),
+        time(r.created_at),
+        time(r.updated_at),
+    ]
+}
+
+/// Free text (a reason the gateway passed on, a provider's error message) as a cell: a leading
+/// `=`, `+`, `-`, `@`, tab or carriage return would make a spreadsheet evaluate the cell as a
+/// formula (OWASP "CSV injection"), so such a cell starts with `'`. Ids and amounts are left
+/// as they are: reconciliation matches on them.
+fn text_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Walks a whole selection page by page: `fetch` lists one page (`query` with its cursor and
+/// a [`MAX_PAGE`] limit), `each` takes its refunds, until a page has no next cursor.
+pub async fn walk<E, F, Fut>(
+    mut query: ListQuery,
+    mut fetch: F,
+    mut each: impl FnMut(&[RefundRecord]) -> Result<(), E>,
+) -> Result<(), E>
+where
+    F: FnMut(ListQuery) -> Fut,
+    Fut: Future<Output = Result<Page, E>>,
+{
+    query.limit = MAX_PAGE;
+    loop {
+        let page = fetch(query.clone()).await?;
+        each(&page.refunds)?;
+        match page.next_cursor {
+            // A cursor that does not advance would loop forever; a ledger bug must not hang
+            // an export.
+            Some(next) if query.cursor.as_ref() != Some(&next) && !page.refunds.is_empty() => {
+                query.cursor = Some(next)
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ledger::{Failure, Status};
+
+    pub(crate) fn record(n: u32) -> RefundRecord {
+        let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        RefundRecord {
+            id: format!("rf_{n:04}"),
+            provider: "mfs-africa".into(),
+            plugin_version: "0.1.0".into(),
+            plugin_sha256: "ab".repeat(32),
+            external_refund_id: format!("ext-{n}"),
+            original_transaction_id: "tx-1".into(),
+            amount: 150_050,
+            currency: "KES".into(),
+            reason: Some("customer, said \"no\"".into()),
+            order_id: None,
+            status: Status::Failed,
+            provider_refund_id: None,
+            provider_status: Some("FAILED".into()),
+            failure: Some(Failure {
+                code: "amount_exceeded".into(),
+                message: "=cmd|' /C calc'!A0".into(),
+                provider_code: Some("E12".into()),
+            }),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn csv_has_header_and_escaped_rows() {
+        let mut w = Writer::new(Format::Csv, Vec::new()).unwrap();
+        w.write(&record(1)).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), CSV_COLUMNS.join(","));
+        assert_eq!(
+            lines.next().unwrap(),
+            "rf_0001,mfs-africa,0.1.0,ext-1,tx-1,150050,KES,1500.50,failed,,FAILED,\
+             amount_exceeded,'=cmd|' /C calc'!A0,\"customer, said \"\"no\"\"\",\
+             2026-11-25T10:00:00.500Z,2026-11-25T10:00:00.500Z"
+        );
+        assert_eq!(lines.next(), None);
+
+        // It reads back as 16 columns.
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(row.len(), 16);
+        assert_eq!(&row[13], "customer, said \"no\"");
+    }
+
+    #[test]
+    fn amount_major_is_empty_for_unknown_currency() {
+        let mut r = record(1);
+        r.currency = "XYZ".into();
+        assert_eq!(csv_row(&r)[7], "");
+        r.currency = "UGX".into();
+        r.amount = 5000;
+        assert_eq!(csv_row(&r)[7], "5000");
+    }
+
+    #[test]
+    fn json_is_an_array_of_refund_objects() {
+        let empty = Writer::new(Format::Json, Vec::new()).unwrap();
+        let text = String::from_utf8(empty.finish().unwrap()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<RefundRecord>>(&text).unwrap(),
+            []
+        );
+
+        let mut w = Writer::new(Format::Json, Vec::new()).unwrap();
+        w.write(&record(1)).unwrap();
+        w.write(&record(2)).unwrap();
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        let back: Vec<RefundRecord> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, vec![record(1), record(2)]);
+    }
+
+    #[tokio::test]
+    async fn walk_follows_cursors_to_the_end() {
+        let all: Vec<RefundRecord> = (0..1203).map(record).collect();
+        let mut seen = Vec::new();
+        let mut calls = 0;
+        walk(
+            ListQuery::default(),
+            |q: ListQuery| {
+                calls += 1;
+                let start = q
+                    .cursor
+                    .map(|c| all.iter().position(|r| r.id == c).unwrap() + 1)
+                    .unwrap_or(0);
+                let refunds: Vec<_> = all.iter().skip(start).take(q.limit).cloned().collect();
+                let next_cursor =
+                    (start + refunds.len() < all.len()).then(|| refunds.last().unwrap().id.clone());
+                async move {
+                    Ok::<_, ()>(Page {
+                        refunds,
+                        next_cursor,
+                    })
+                }
+            },
+            |page| {
+                seen.extend_from_slice(page);
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(calls, 3);
+        assert_eq!(seen, all);
+    }
+}
