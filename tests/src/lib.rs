@@ -14,6 +14,8 @@ use refundry_sandbox::{mfs_africa, pagoefectivo};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub mod service;
+
 /// The component `cargo xtask build-plugins` wrote for `id`. Panics with the command to run when
 /// it is missing, since every test here needs the real component.
 pub fn plugin_path(id: &str) -> PathBuf {

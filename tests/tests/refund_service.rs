@@ -173,7 +173,10 @@ async fn refunds_left_unanswered_by_a_crash_are_resumed() {
                 now_ms: chrono::Utc::now().timestamp_millis(),
                 first_check_ms: i64::MAX,
             };
-            assert!(matches!(crashed.ledger().begin(row, None).await.unwrap(), Begin::New(_)));
+            assert!(matches!(
+                crashed.ledger().begin(row, None).await.unwrap(),
+                Begin::New(_)
+            ));
         }
     }
     let service = service_with(&config).await;
@@ -193,10 +196,17 @@ async fn refunds_left_unanswered_by_a_crash_are_resumed() {
             assert_eq!(r.refund.status, Status::Pending);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "janitor never resolved it");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "janitor never resolved it"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(refunds_at_sandbox(&sandbox).await, 2, "one provider refund per key");
+    assert_eq!(
+        refunds_at_sandbox(&sandbox).await,
+        2,
+        "one provider refund per key"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

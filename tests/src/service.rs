@@ -1,0 +1,842 @@
+//! Harness for the end-to-end tests of `refundry serve`: the real binary as a child process on
+//! loopback, talking to both provider sandboxes (in-process, real HTTP servers on loopback that
+//! outlive a `kill -9` of the service).
+//!
+//! A [`Service`] owns a fresh temporary folder (config, SQLite database, one stderr log per run),
+//! the child process, both sandboxes and an HTTP client. Waiting is always on a condition with a
+//! deadline ([`wait_for`], [`wait_until`]), never a fixed sleep.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{MfsSandbox, PeSandbox, plugin_path};
+
+/// The provider ids as configured.
+pub const MFS: &str = "mfs-africa";
+/// The provider ids as configured.
+pub const PE: &str = "pagoefectivo";
+
+/// What a test may change in the service's configuration and start-up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `[janitor] backoff_ms` (default 200, 400, 800: fast, for tests).
+    pub janitor_backoff_ms: Vec<u64>,
+    /// `[janitor] interval_ms` (default 50).
+    pub janitor_interval_ms: u64,
+    /// `[retry] attempts` (default 3).
+    pub retry_attempts: u32,
+    /// `[retry] backoff_ms` (default 20, 50).
+    pub retry_backoff_ms: Vec<u64>,
+    /// `[http] timeout_ms` (default: the host's).
+    pub http_timeout_ms: Option<u64>,
+    /// `[engine] deadline_ms` (default: the host's).
+    pub engine_deadline_ms: Option<u64>,
+    /// `REFUNDRY_LOG` of the child (default `info`).
+    pub log_filter: String,
+    /// Whether the sandboxes' webhooks are pointed at the service once it listens (default true).
+    pub webhooks_to_service: bool,
+    /// Whether the service reaches MFS Africa through a [`LossyProxy`] (starting in
+    /// pass-through mode) instead of directly (default false).
+    pub mfs_proxy: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            janitor_backoff_ms: vec![200, 400, 800],
+            janitor_interval_ms: 50,
+            retry_attempts: 3,
+            retry_backoff_ms: vec![20, 50],
+            http_timeout_ms: None,
+            engine_deadline_ms: None,
+            log_filter: "info".into(),
+            webhooks_to_service: true,
+            mfs_proxy: false,
+        }
+    }
+}
+
+/// An HTTP answer of the service: status, headers and body (JSON when it parses, else a string).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body as JSON, or `Value::String` of the raw text when it is not JSON.
+    pub body: Value,
+    /// The raw body.
+    pub text: String,
+}
+
+impl Reply {
+    /// Whether `Idempotent-Replayed: true` was sent.
+    pub fn replayed(&self) -> bool {
+        self.headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// `body.error.code`, or "" when absent.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The refund object of a create answer: the body itself (201, 202), or `body.refund` (422).
+    pub fn refund(&self) -> &Value {
+        if self.body.get("refund").is_some_and(Value::is_object) {
+            &self.body["refund"]
+        } else {
+            &self.body
+        }
+    }
+}
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh folder under the system temp dir, unique per process and call.
+fn fresh_dir() -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "refundry-svc-{}-{n}-{nanos:08x}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create the test's temp dir");
+    dir
+}
+
+/// The `refundry` binary of the build the tests belong to: `target/<profile>/refundry`, next to
+/// the `deps/` folder holding the test executable.
+pub fn refundry_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("refundry{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p refundry-host --bin refundry` (with the same \
+         CARGO_TARGET_DIR as the tests) first",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `check` every 25 ms until it gives `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls `check` every 25 ms until it is true, or panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for(what, timeout, || {
+        let fut = check();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// A running `refundry serve` with both sandboxes.
+pub struct Service {
+    /// The MFS Africa sandbox.
+    pub mfs: MfsSandbox,
+    /// The PagoEfectivo sandbox.
+    pub pe: PeSandbox,
+    /// The base URL of the running service, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The bearer token with scope `refunds` only.
+    pub gateway_token: String,
+    /// The bearer token with scopes `refunds` and `admin`.
+    pub ops_token: String,
+    /// The options it was started with.
+    pub options: Options,
+    /// The proxy in front of the MFS Africa sandbox, when the options ask for one.
+    pub mfs_proxy: Option<LossyProxy>,
+    dir: PathBuf,
+    config_path: PathBuf,
+    child: Option<Child>,
+    runs: u32,
+    client: reqwest::Client,
+}
+
+impl Service {
+    /// Starts both sandboxes and the service with default options.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts both sandboxes and the service with `options`.
+    pub async fn start_with(options: Options) -> Self {
+        // What is missing from the build shows first, before any folder is made.
+        refundry_binary();
+        plugin_path(MFS);
+        plugin_path(PE);
+        let mfs = MfsSandbox::start(None).await;
+        let pe = PeSandbox::start(None).await;
+        let dir = fresh_dir();
+        let token = |name: &str| format!("{name}-{:032x}", crate::rand_u128());
+        let mfs_proxy = match options.mfs_proxy {
+            true => Some(LossyProxy::start(mfs.handle.addr(), false).await),
+            false => None,
+        };
+        let mut service = Self {
+            mfs_proxy,
+            mfs,
+            pe,
+            url: String::new(),
+            gateway_token: token("gw"),
+            ops_token: token("ops"),
+            options,
+            config_path: dir.join("refundry.toml"),
+            dir,
+            child: None,
+            runs: 0,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        std::fs::write(&service.config_path, service.config_toml()).unwrap();
+        // A harness mistake shows here, not as a service that will not start.
+        refundry_host::Config::load(&service.config_path).expect("the test config parses");
+        service.spawn().await;
+        service
+    }
+
+    /// The test's temporary folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("refundry.db")
+    }
+
+    /// Every configured secret value: provider secrets (the PagoEfectivo access key included, see
+    /// [`Service::config_toml`]) and both bearer tokens.
+    pub fn secrets(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("mfs api_secret", self.mfs.creds.api_secret.clone()),
+            ("mfs webhook_secret", self.mfs.creds.webhook_secret.clone()),
+            ("pagoefectivo secret_key", self.pe.creds.secret_key.clone()),
+            ("pagoefectivo access_key", self.pe.creds.access_key.clone()),
+            ("gateway token", self.gateway_token.clone()),
+            ("ops token", self.ops_token.clone()),
+        ]
+    }
+
+    /// The configuration file's text. Provider tables are the ones `MfsSandbox::host_config` and
+    /// `PeSandbox::host_config` write, except that PagoEfectivo's `access_key` is put under
+    /// `secrets`: the plugin reads it the same way, and the secrets test may then demand that it
+    /// never shows, like every other configured secret.
+    pub fn config_toml(&self) -> String {
+        let o = &self.options;
+        let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        let mut limits = match o.http_timeout_ms {
+            Some(ms) => format!("[http]\ntimeout_ms = {ms}\n"),
+            None => String::new(),
+        };
+        if let Some(ms) = o.engine_deadline_ms {
+            limits.push_str(&format!("[engine]\ndeadline_ms = {ms}\n"));
+        }
+        let mfs_base_url = match &self.mfs_proxy {
+            Some(proxy) => proxy.url.clone(),
+            None => self.mfs.base_url(),
+        };
+        format!(
+            r#"
+{limits}
+[database]
+path = {db:?}
+
+[server]
+listen = "127.0.0.1:0"
+[server.tokens.gateway]
+token = "{gateway}"
+scopes = ["refunds"]
+[server.tokens.ops]
+token = "{ops}"
+scopes = ["refunds", "admin"]
+
+[retry]
+attempts = {attempts}
+backoff_ms = [{retry_backoff}]
+
+[janitor]
+interval_ms = {interval}
+backoff_ms = [{janitor_backoff}]
+concurrency = 16
+
+[providers.mfs-africa]
+plugin = {mfs_plugin:?}
+[providers.mfs-africa.settings]
+base_url = "{mfs_base_url}"
+api_key = "{mfs_api_key}"
+[providers.mfs-africa.secrets]
+api_secret = "{mfs_api_secret}"
+webhook_secret = "{mfs_webhook_secret}"
+
+[providers.pagoefectivo]
+plugin = {pe_plugin:?}
+[providers.pagoefectivo.settings]
+base_url = "{pe_base_url}"
+id_service = "{id_service}"
+[providers.pagoefectivo.secrets]
+access_key = "{access_key}"
+secret_key = "{secret_key}"
+"#,
+            db = self.db_path().display().to_string(),
+            gateway = self.gateway_token,
+            ops = self.ops_token,
+            attempts = o.retry_attempts,
+            retry_backoff = list(&o.retry_backoff_ms),
+            interval = o.janitor_interval_ms,
+            janitor_backoff = list(&o.janitor_backoff_ms),
+            mfs_plugin = plugin_path(MFS).display().to_string(),
+            mfs_api_key = self.mfs.creds.api_key,
+            mfs_api_secret = self.mfs.creds.api_secret,
+            mfs_webhook_secret = self.mfs.creds.webhook_secret,
+            pe_plugin = plugin_path(PE).display().to_string(),
+            pe_base_url = self.pe.handle.base_url(),
+            id_service = self.pe.creds.id_service,
+            access_key = self.pe.creds.access_key,
+            secret_key = self.pe.creds.secret_key,
+        )
+    }
+
+    fn log_path(&self, run: u32) -> PathBuf {
+        self.dir.join(format!("serve-{run}.stderr.log"))
+    }
+
+    /// Spawns the binary on the config, reads its URL line and points the sandboxes' webhooks at
+    /// it (unless the options say not to).
+    async fn spawn(&mut self) {
+        let run = self.runs;
+        self.runs += 1;
+        let stderr = std::fs::File::create(self.log_path(run)).unwrap();
+        let mut child = Command::new(refundry_binary())
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&self.config_path)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("REFUNDRY_LOG", &self.options.log_filter)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn refundry serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        let line = match first {
+            Ok(Ok(Some(line))) => line,
+            other => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "refundry serve gave no URL line ({other:?}; exit status {status:?}); its \
+                     stderr:\n{}",
+                    tail(&self.log_path(run), 60)
+                );
+            }
+        };
+        let url = line
+            .strip_prefix("refundry listening on ")
+            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        self.url = url.trim_end_matches('/').to_owned();
+        // Keep reading stdout so the child never blocks on a full pipe.
+        let mut stdout_log = tokio::fs::File::create(self.dir.join(format!("serve-{run}.stdout")))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = stdout_log.write_all(line.as_bytes()).await;
+                let _ = stdout_log.write_all(b"\n").await;
+            }
+        });
+        self.child = Some(child);
+        if self.options.webhooks_to_service {
+            let mfs_hook = format!("{}/v1/webhooks/{MFS}", self.url);
+            let pe_hook = format!("{}/v1/webhooks/{PE}", self.url);
+            self.mfs
+                .control("webhooks/config", json!({ "callback_url": mfs_hook }))
+                .await;
+            self.pe
+                .control
+                .post("webhooks/config", json!({ "callback_url": pe_hook }))
+                .await;
+        }
+    }
+
+    /// `kill -9`s the service and waits for it to be gone.
+    pub async fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL refundry serve");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the service again on the same config and database (after [`Service::kill_9`]); it
+    /// listens on a new port, and the sandboxes' webhooks follow it.
+    pub async fn restart(&mut self) {
+        self.kill_9().await;
+        self.spawn().await;
+    }
+
+    /// Every stderr log line of every run so far.
+    pub fn logs(&self) -> String {
+        (0..self.runs)
+            .map(|run| std::fs::read_to_string(self.log_path(run)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The raw bytes of the SQLite database and its WAL and shared-memory files.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let path = PathBuf::from(format!("{}{suffix}", self.db_path().display()));
+            if let Ok(bytes) = std::fs::read(path) {
+                all.extend(bytes);
+            }
+        }
+        all
+    }
+
+    /// Sends a request to the service; `token` is the whole bearer token (or none).
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, reqwest::Error> {
+        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            text,
+        })
+    }
+
+    /// Like [`Service::try_send`], panicking when no answer comes.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        self.try_send(method.clone(), path, token, body, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: no answer: {e}"))
+    }
+
+    /// `POST /v1/refunds` with the gateway token; `Err` when no answer came.
+    pub async fn try_post_refund(&self, body: &Value) -> Result<Reply, reqwest::Error> {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.try_send(
+            reqwest::Method::POST,
+            "/v1/refunds",
+            Some(&self.gateway_token),
+            Some(bytes),
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /v1/refunds` with the gateway token.
+    pub async fn post_refund(&self, body: &Value) -> Reply {
+        self.try_post_refund(body)
+            .await
+            .unwrap_or_else(|e| panic!("POST /v1/refunds {body}: no answer: {e}"))
+    }
+
+    /// `GET path` with the ops token (scopes `refunds` and `admin`).
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(&self.ops_token), None)
+            .await
+    }
+
+    /// `GET /v1/refunds/{id}` (the refund and its history); panics unless 200.
+    pub async fn refund(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/v1/refunds/{id}")).await;
+        assert_eq!(reply.status, 200, "GET refund {id}: {}", reply.text);
+        reply.body
+    }
+
+    /// `GET /v1/refunds/{id}/exchanges`; panics unless 200.
+    pub async fn exchanges(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/v1/refunds/{id}/exchanges")).await;
+        assert_eq!(reply.status, 200, "GET exchanges {id}: {}", reply.text);
+        reply.body
+    }
+
+    /// Every refund of the selection `query` (e.g. `provider=mfs-africa`), following cursors with
+    /// pages of `limit`.
+    pub async fn list_all(&self, query: &str, limit: usize) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let mut path = format!("/v1/refunds?limit={limit}");
+            if !query.is_empty() {
+                path.push('&');
+                path.push_str(query);
+            }
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={}", urlencode(c)));
+            }
+            let reply = self.get(&path).await;
+            assert_eq!(reply.status, 200, "GET {path}: {}", reply.text);
+            let page = reply.body["refunds"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {path}: no refunds array: {}", reply.text));
+            assert!(
+                page.len() <= limit,
+                "page over limit {limit}: {}",
+                page.len()
+            );
+            all.extend(page.iter().cloned());
+            match reply.body["next_cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = Some(next.to_owned()),
+                _ => return all,
+            }
+        }
+        panic!("more than 10000 pages");
+    }
+
+    /// Waits until refund `id` has `status`; returns its detail.
+    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let what = format!("refund {id} to become {status}");
+        wait_for(&what, timeout, || async {
+            let refund = self.refund(id).await;
+            (refund["status"] == status).then_some(refund)
+        })
+        .await
+    }
+
+    /// The MFS Africa sandbox's refunds (`GET /_sandbox/refunds`), oldest first.
+    pub async fn mfs_refunds(&self) -> Vec<Value> {
+        data(self.mfs.inspect("refunds").await)
+    }
+
+    /// The PagoEfectivo sandbox's refunds, oldest first.
+    pub async fn pe_refunds(&self) -> Vec<Value> {
+        data(self.pe.control.get("refunds").await)
+    }
+
+    /// How many `POST /v1/refunds` the MFS Africa sandbox received (faulted ones included).
+    pub async fn mfs_create_calls(&self) -> u64 {
+        self.mfs.inspect("stats").await["requests"]["POST /v1/refunds"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// How many `POST /v1/refunds` the PagoEfectivo sandbox received (faulted ones included).
+    pub async fn pe_create_calls(&self) -> u64 {
+        self.pe.control.get("stats").await["requests"]["POST /v1/refunds"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Clears both sandboxes' fault queues.
+    pub async fn clear_faults(&self) {
+        for base in [self.mfs.base_url(), self.pe.handle.base_url()] {
+            let status = self
+                .client
+                .delete(format!("{base}/_sandbox/faults"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success(), "DELETE faults: {status}");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // The child is killed by `kill_on_drop`. Keep the folder of a failed test for a look.
+        if std::thread::panicking() {
+            eprintln!(
+                "refundry serve files kept in {} (logs: serve-N.stderr.log)",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn data(list: Value) -> Vec<Value> {
+    list["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// The last `n` lines of a file, for failure messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A `POST /v1/refunds` body for MFS Africa in KES.
+pub fn mfs_body(txn: &str, external_id: &str, amount: i64) -> Value {
+    json!({
+        "provider": MFS,
+        "external_refund_id": external_id,
+        "original_transaction_id": txn,
+        "amount": amount,
+        "currency": "KES",
+        "reason": "customer_return",
+    })
+}
+
+/// A `POST /v1/refunds` body for PagoEfectivo in PEN, with the order id it needs.
+pub fn pe_body(txn: &str, external_id: &str, amount: i64) -> Value {
+    json!({
+        "provider": PE,
+        "external_refund_id": external_id,
+        "original_transaction_id": txn,
+        "amount": amount,
+        "currency": "PEN",
+        "reason": "producto devuelto",
+        "order_id": format!("ORDER-{external_id}"),
+    })
+}
+
+/// `body` with `"original"` set: the payment as the gateway recorded it, `days_ago` days back.
+pub fn with_original(
+    mut body: Value,
+    amount: i64,
+    currency: &str,
+    days_ago: i64,
+    settled: Option<bool>,
+) -> Value {
+    let completed_at = (chrono::Utc::now() - chrono::Duration::days(days_ago))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut original =
+        json!({"amount": amount, "currency": currency, "completed_at": completed_at});
+    if let Some(settled) = settled {
+        original["settled"] = json!(settled);
+    }
+    body["original"] = original;
+    body
+}
+
+/// What a [`LossyProxy`] does with a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward bytes both ways.
+    Pass,
+    /// Read the request, then hang up without forwarding or answering.
+    Drop,
+    /// Read nothing and answer nothing, keeping the connection open until the mode changes (then
+    /// hang up): a request sent into the void, waiting.
+    Hold,
+}
+
+impl ProxyMode {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => ProxyMode::Pass,
+            1 => ProxyMode::Drop,
+            _ => ProxyMode::Hold,
+        }
+    }
+}
+
+/// A TCP proxy in front of a sandbox, so that a request can leave the host and never reach the
+/// provider ([`ProxyMode::Drop`], [`ProxyMode::Hold`]): the case a provider's own fault
+/// injection cannot make, since a sandbox only ever fails requests it received.
+pub struct LossyProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    mode: Arc<AtomicU8>,
+    /// Connections still passed before the mode becomes `Hold` (`u64::MAX`: no switch).
+    pass_budget: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    held: Arc<AtomicU64>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl LossyProxy {
+    /// A proxy to `upstream` (`127.0.0.1:PORT`), dropping from the start when `dropping`.
+    pub async fn start(upstream: std::net::SocketAddr, dropping: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let initial = if dropping {
+            ProxyMode::Drop
+        } else {
+            ProxyMode::Pass
+        };
+        let proxy = Self {
+            url,
+            mode: Arc::new(AtomicU8::new(initial as u8)),
+            pass_budget: Arc::new(AtomicU64::new(u64::MAX)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            held: Arc::new(AtomicU64::new(0)),
+            tasks: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (mode, budget, dropped, held, tasks) = (
+            proxy.mode.clone(),
+            proxy.pass_budget.clone(),
+            proxy.dropped.clone(),
+            proxy.held.clone(),
+            proxy.tasks.clone(),
+        );
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut now = ProxyMode::from_u8(mode.load(Ordering::SeqCst));
+                if now == ProxyMode::Pass {
+                    // `u64::MAX` is no budget; 0 is a budget used up.
+                    let exhausted = budget
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| match b {
+                            u64::MAX => Some(b),
+                            0 => None,
+                            b => Some(b - 1),
+                        })
+                        .is_err();
+                    if exhausted {
+                        mode.store(ProxyMode::Hold as u8, Ordering::SeqCst);
+                        now = ProxyMode::Hold;
+                    }
+                }
+                let (mode, dropped, held) = (mode.clone(), dropped.clone(), held.clone());
+                let task = tokio::spawn(async move {
+                    match now {
+                        ProxyMode::Pass => {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await
+                            {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        }
+                        ProxyMode::Drop => {
+                            // Read what the client sends (its request), then hang up.
+                            let mut buf = vec![0u8; 64 * 1024];
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(200),
+                                inbound.read(&mut buf),
+                            )
+                            .await;
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        }
+                        ProxyMode::Hold => {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            while mode.load(Ordering::SeqCst) == ProxyMode::Hold as u8 {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                });
+                tasks.lock().unwrap().push(task);
+            }
+        });
+        proxy.tasks.lock().unwrap().push(accept);
+        proxy
+    }
+
+    /// Sets what happens to new connections (and releases held ones unless `Hold`).
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.pass_budget.store(u64::MAX, Ordering::SeqCst);
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Passes `n` more new connections, then holds every later one.
+    pub fn hold_after(&self, n: u64) {
+        self.mode.store(ProxyMode::Pass as u8, Ordering::SeqCst);
+        self.pass_budget.store(n, Ordering::SeqCst);
+    }
+
+    /// Starts or stops dropping requests (connections already spliced stay so).
+    pub fn set_dropping(&self, dropping: bool) {
+        self.set_mode(if dropping {
+            ProxyMode::Drop
+        } else {
+            ProxyMode::Pass
+        });
+    }
+
+    /// How many connections were dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    /// How many connections were held.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
