@@ -520,7 +520,12 @@ fn durations(
 fn retry(raw: RawRetry) -> Result<RetryPolicy, ConfigError> {
     let d = RetryPolicy::default();
     Ok(RetryPolicy {
-        attempts: limit("retry.attempts", raw.attempts, u64::from(d.attempts), 1..=10)? as u32,
+        attempts: limit(
+            "retry.attempts",
+            raw.attempts,
+            u64::from(d.attempts),
+            1..=10,
+        )? as u32,
         backoff: durations("retry.backoff_ms", raw.backoff_ms, d.backoff)?,
         max_wait: Duration::from_millis(limit(
             "retry.max_wait_ms",

@@ -58,7 +58,12 @@ impl Exchange {
                 Some(redact_body(redactor, &r.body)),
                 None,
             ),
-            Err(e) => (None, Vec::new(), None, Some(redactor.redact(&format!("{e:?}")))),
+            Err(e) => (
+                None,
+                Vec::new(),
+                None,
+                Some(redactor.redact(&format!("{e:?}"))),
+            ),
         };
         Self {
             method: method_name(req.method).to_owned(),
@@ -131,9 +136,17 @@ fn method_name(m: Method) -> &'static str {
 /// Whether a header or JSON field name says its value is a credential.
 fn is_sensitive_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    ["authorization", "secret", "token", "signature", "password", "key", "hash"]
-        .iter()
-        .any(|w| lower.contains(w))
+    [
+        "authorization",
+        "secret",
+        "token",
+        "signature",
+        "password",
+        "key",
+        "hash",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
 }
 
 fn redact_headers(redactor: &Redactor, headers: &[(String, String)]) -> Vec<(String, String)> {
@@ -204,7 +217,14 @@ mod tests {
         });
         let e = Exchange::record(&redactor, &req, &resp, Duration::from_millis(3), 0);
         let all = serde_json::to_string(&e).unwrap();
-        for leaked in ["s3cr3t-value", "Bearer abc", "k1", "tok-123", "\"x\"", "\"t\""] {
+        for leaked in [
+            "s3cr3t-value",
+            "Bearer abc",
+            "k1",
+            "tok-123",
+            "\"x\"",
+            "\"t\"",
+        ] {
             assert!(!all.contains(leaked), "{leaked} leaked in {all}");
         }
         assert!(all.contains("10.00") && all.contains("application/json"));

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::bindings::types::{RefundError, RefundLookup, RefusalKind};
 use crate::exchange::Exchanges;
-use crate::ledger::{RefundRecord, Source, Status};
+use crate::ledger::{RefundRecord, Source, Stamp, Status};
 use crate::refunds::{Classified, RefundService, ServiceError, classify, report_of, request_of};
 
 impl RefundService {
@@ -73,13 +73,16 @@ impl RefundService {
         let ledger = &self.inner.ledger;
         let now = self.now_ms();
         let next = self.next_check(now, checks + 1);
+        // A check that leaves the refund as it was: noted in its history, next check backed off.
+        let unsettled = |detail: String| {
+            let stamp = Stamp::new(Source::Janitor, detail, now);
+            ledger.note(&refund.id, None, stamp, Some(checks + 1), next)
+        };
         let backend = match self.inner.runtime.provider(&refund.provider) {
             Ok(b) => b.clone(),
             Err(e) => {
                 let detail = format!("not checked: {e}");
-                return ledger
-                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
-                    .await;
+                return unsettled(detail).await;
             }
         };
         let lookup = match &refund.provider_refund_id {
@@ -89,7 +92,12 @@ impl RefundService {
         let exchanges = Exchanges::new();
         let result = backend.get_refund(&lookup, &exchanges).await;
         ledger
-            .log_exchanges(Some(&refund.id), &refund.provider, "get-refund", exchanges.take())
+            .log_exchanges(
+                Some(&refund.id),
+                &refund.provider,
+                "get-refund",
+                exchanges.take(),
+            )
             .await?;
         match result {
             Ok(Ok(found)) => {
@@ -105,10 +113,8 @@ impl RefundService {
                     .apply(
                         &refund.id,
                         report,
-                        Source::Janitor,
-                        Some("status check".into()),
+                        Stamp::new(Source::Janitor, "status check", now),
                         Some(outcome),
-                        now,
                         Some(next),
                     )
                     .await
@@ -121,17 +127,16 @@ impl RefundService {
                 self.resend(&backend, refund).await
             }
             Ok(Err(e)) => {
-                let detail = format!("check failed: {}", crate::runtime::describe_refund_error(&e));
+                let detail = format!(
+                    "check failed: {}",
+                    crate::runtime::describe_refund_error(&e)
+                );
                 tracing::warn!(%detail, "janitor check did not settle the refund");
-                ledger
-                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
-                    .await
+                unsettled(detail).await
             }
             Err(e) => {
                 let detail = format!("check failed: {e}");
-                ledger
-                    .note(&refund.id, None, Source::Janitor, detail, now, Some(checks + 1), next)
-                    .await
+                unsettled(detail).await
             }
         }
     }
@@ -147,7 +152,12 @@ impl RefundService {
         let sent = exchanges.sent() > 0;
         self.inner
             .ledger
-            .log_exchanges(Some(&refund.id), &refund.provider, "create-refund", exchanges.take())
+            .log_exchanges(
+                Some(&refund.id),
+                &refund.provider,
+                "create-refund",
+                exchanges.take(),
+            )
             .await?;
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,

@@ -12,8 +12,8 @@ use crate::bindings::types::{
 };
 use crate::caps::{PluginState, ProviderCaps};
 use crate::engine::{Engine, imports};
-use crate::exchange::Exchanges;
 use crate::error::{LoadError, PluginError};
+use crate::exchange::Exchanges;
 use crate::limits::MemoryLimitExceeded;
 
 /// A compiled, linked plugin component, ready to instantiate.
@@ -190,7 +190,10 @@ impl Plugin {
         req: &RefundRequest,
         exchanges: &Exchanges,
     ) -> Result<Result<Refund, RefundError>, PluginError> {
-        match self.run_with_stats(Call::Create(req), Some(exchanges)).await? {
+        match self
+            .run_with_stats(Call::Create(req), Some(exchanges))
+            .await?
+        {
             (Answer::Refund(r), _) => Ok(r),
             _ => unreachable!("create-refund answers with a refund"),
         }
@@ -202,7 +205,10 @@ impl Plugin {
         lookup: &RefundLookup,
         exchanges: &Exchanges,
     ) -> Result<Result<Refund, RefundError>, PluginError> {
-        match self.run_with_stats(Call::Get(lookup), Some(exchanges)).await? {
+        match self
+            .run_with_stats(Call::Get(lookup), Some(exchanges))
+            .await?
+        {
             (Answer::Refund(r), _) => Ok(r),
             _ => unreachable!("get-refund answers with a refund"),
         }

@@ -22,7 +22,7 @@ use crate::error::PluginError;
 use crate::exchange::Exchanges;
 use crate::ledger::{
     Begin, ExchangeRecord, Failure, Ledger, ListQuery, NewRow, Outcome, Page, RefundDetail,
-    RefundRecord, Report, Source, Status,
+    RefundRecord, Report, Source, Stamp, Status,
 };
 use crate::runtime::{Refundry, StartError};
 
@@ -198,7 +198,10 @@ impl RefundService {
             .await
             .map_err(StartError::Database)?;
         if orphans > 0 {
-            tracing::warn!(orphans, "refunds left unanswered by an earlier run: the janitor will resolve them");
+            tracing::warn!(
+                orphans,
+                "refunds left unanswered by an earlier run: the janitor will resolve them"
+            );
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -330,8 +333,9 @@ impl RefundService {
             Some(r) => r,
             None => {
                 let detail = self.inner.ledger.get(&refund.id).await.map_err(internal)?;
-                let detail = detail
-                    .ok_or_else(|| CreateError::Internal("refund vanished from the ledger".into()))?;
+                let detail = detail.ok_or_else(|| {
+                    CreateError::Internal("refund vanished from the ledger".into())
+                })?;
                 detail.refund
             }
         };
@@ -343,7 +347,11 @@ impl RefundService {
     }
 
     fn is_in_flight(&self, id: &str) -> bool {
-        let set = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.contains(id)
     }
 
@@ -354,7 +362,6 @@ impl RefundService {
         let per_attempt = self.inner.runtime.engine().limits().deadline;
         per_attempt * attempts + retry.max_wait * (attempts - 1) + Duration::from_secs(5)
     }
-
 
     /// Asks the provider, with retries, and records the answer.
     async fn send_create(
@@ -430,17 +437,8 @@ impl RefundService {
                 tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
                 let next = self.next_check(now, 0);
                 let outcome = first.then_some(Outcome::Unknown);
-                ledger
-                    .note(
-                        &refund.id,
-                        outcome,
-                        source,
-                        format!("outcome unknown: {message}"),
-                        now,
-                        None,
-                        next,
-                    )
-                    .await?;
+                let stamp = Stamp::new(source, format!("outcome unknown: {message}"), now);
+                ledger.note(&refund.id, outcome, stamp, None, next).await?;
                 return Ok((Outcome::Unknown, None));
             }
         };
@@ -459,10 +457,8 @@ impl RefundService {
             .apply(
                 &refund.id,
                 report,
-                source,
-                Some(detail.into()),
+                Stamp::new(source, detail, now),
                 Some(outcome),
-                now,
                 Some(next),
             )
             .await?;
@@ -710,7 +706,11 @@ struct InFlight {
 
 impl InFlight {
     fn mark(service: &RefundService, id: &str) -> Self {
-        let mut set = service.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = service
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.insert(id.to_owned());
         Self {
             service: service.clone(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::bindings::types::{
     ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
 };
@@ -12,7 +13,6 @@ use crate::caps::{Clock, ConfigCap, HttpCap, LogCap, ProviderCaps, StorageCap, S
 use crate::config::{Config, HttpLimits, ProviderConfig};
 use crate::db::{Database, DbError};
 use crate::engine::{Engine, EngineError};
-use crate::backend::Backend;
 use crate::error::{LoadError, PluginError};
 use crate::exchange::Exchanges;
 use crate::plugin::{Plugin, PluginComponent};

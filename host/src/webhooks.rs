@@ -2,7 +2,7 @@
 //! (deduplicated by event id), and applied to its refund under the forward-only rule. An event
 //! for a refund Refundry does not know is kept in the inbox and logged, not lost.
 
-use crate::ledger::{Inboxed, InboxEvent};
+use crate::ledger::{InboxEvent, Inboxed};
 use crate::refunds::{RefundService, WebhookAccepted, WebhookIntakeError, report_of};
 
 impl RefundService {
@@ -57,6 +57,7 @@ impl RefundService {
                 WebhookAccepted::Unmatched
             }
             Inboxed::Matched(applied) => {
+                let applied = *applied;
                 let refund = applied.refund;
                 tracing::info!(
                     refund_id = %refund.id, provider, event_id,

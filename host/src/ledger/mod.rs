@@ -83,6 +83,28 @@ pub struct Report {
     pub failure: Option<Failure>,
 }
 
+/// Who reported, what, and when: the history entry's source, detail and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// Where the report came from.
+    pub source: Source,
+    /// Anything worth keeping with it (webhook event id, error).
+    pub detail: Option<String>,
+    /// When (ms).
+    pub now_ms: i64,
+}
+
+impl Stamp {
+    /// A stamp with a detail.
+    pub fn new(source: Source, detail: impl Into<String>, now_ms: i64) -> Self {
+        Self {
+            source,
+            detail: Some(detail.into()),
+            now_ms,
+        }
+    }
+}
+
 /// What applying a report did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -100,7 +122,7 @@ pub enum Inboxed {
     /// No refund matches: kept in the inbox.
     Unmatched,
     /// Applied (or recorded) to this refund.
-    Matched(Applied),
+    Matched(Box<Applied>),
 }
 
 /// A webhook event to keep, as its plugin parsed it.
@@ -207,7 +229,8 @@ impl Ledger {
                     Some(f) => format!("refused before any provider call: {}", f.code),
                     None => "received; written before the provider call".to_owned(),
                 };
-                add_history(&tx, &row.id, row.now_ms, Source::Api, None, status, true, None, Some(&detail))?;
+                let stamp = Stamp::new(Source::Api, detail, row.now_ms);
+                add_history(&tx, &row.id, &stamp, None, status, true, None)?;
                 tx.commit()?;
                 let refund = get_refund(c, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 Ok(match refusal {
@@ -225,25 +248,15 @@ impl Ledger {
         &self,
         refund_id: &str,
         report: Report,
-        source: Source,
-        detail: Option<String>,
+        stamp: Stamp,
         outcome: Option<Outcome>,
-        now_ms: i64,
         next_check_ms: Option<i64>,
     ) -> Result<Applied, DbError> {
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
-                let applied = apply_report(
-                    &tx,
-                    &refund_id,
-                    &report,
-                    source,
-                    detail.as_deref(),
-                    now_ms,
-                    next_check_ms,
-                )?;
+                let applied = apply_report(&tx, &refund_id, &report, &stamp, next_check_ms)?;
                 if let Some(o) = outcome {
                     tx.execute(
                         "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
@@ -263,9 +276,7 @@ impl Ledger {
         &self,
         refund_id: &str,
         outcome: Option<Outcome>,
-        source: Source,
-        detail: String,
-        now_ms: i64,
+        stamp: Stamp,
         checks: Option<i64>,
         next_check_ms: i64,
     ) -> Result<(), DbError> {
@@ -292,17 +303,7 @@ impl Ledger {
                         params![refund_id, next_check_ms, checks],
                     )?;
                 }
-                add_history(
-                    &tx,
-                    &refund_id,
-                    now_ms,
-                    source,
-                    Some(status),
-                    status,
-                    false,
-                    None,
-                    Some(&detail),
-                )?;
+                add_history(&tx, &refund_id, &stamp, Some(status), status, false, None)?;
                 tx.commit()
             })
             .await
@@ -585,15 +586,9 @@ impl Ledger {
                     None => Inboxed::Unmatched,
                     Some(id) => {
                         let detail = format!("event {} ({})", event.event_id, event.event_type);
-                        Inboxed::Matched(apply_report(
-                            &tx,
-                            &id,
-                            &event.report,
-                            Source::Webhook,
-                            Some(&detail),
-                            event.now_ms,
-                            None,
-                        )?)
+                        let stamp = Stamp::new(Source::Webhook, detail, event.now_ms);
+                        let applied = apply_report(&tx, &id, &event.report, &stamp, None)?;
+                        Inboxed::Matched(Box::new(applied))
                     }
                 };
                 let (word, refund_id) = match &result {
@@ -631,12 +626,24 @@ fn apply_report(
     c: &Connection,
     refund_id: &str,
     report: &Report,
-    source: Source,
-    detail: Option<&str>,
-    now_ms: i64,
+    stamp: &Stamp,
     next_check_ms: Option<i64>,
 ) -> Result<Applied, rusqlite::Error> {
-    let before = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let mut before = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    if before.status == Status::Pending && report.status == Status::Reversed {
+        // Only a processed refund can be reversed: the provider processed it and we missed that
+        // report. Record the step it implies, then the reversal, each one forward.
+        let implied = Report {
+            status: Status::Processed,
+            failure: None,
+            ..report.clone()
+        };
+        let stamp = Stamp {
+            detail: Some("implied by a later reversed report".into()),
+            ..stamp.clone()
+        };
+        before = apply_report(c, refund_id, &implied, &stamp, next_check_ms)?.refund;
+    }
     let moved = before.status.can_move_to(report.status);
     if moved {
         let next_check = if report.status.is_final() {
@@ -657,7 +664,7 @@ fn apply_report(
                 report.provider_refund_id,
                 report.provider_status,
                 report.failure.as_ref().map(to_json),
-                now_ms,
+                stamp.now_ms,
                 next_check
             ],
         )?;
@@ -671,20 +678,18 @@ fn apply_report(
     add_history(
         c,
         refund_id,
-        now_ms,
-        source,
+        stamp,
         Some(before.status),
         report.status,
         moved,
         report.provider_status.as_deref(),
-        detail,
     )?;
     if !moved && before.status != report.status {
         tracing::warn!(
             refund_id,
             from = before.status.as_str(),
             to = report.status.as_str(),
-            source = source.as_str(),
+            source = stamp.source.as_str(),
             "status report would move the refund backwards: recorded, not applied"
         );
     }
@@ -692,17 +697,14 @@ fn apply_report(
     Ok(Applied { moved, refund })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add_history(
     c: &Connection,
     refund_id: &str,
-    at: i64,
-    source: Source,
+    stamp: &Stamp,
     from: Option<Status>,
     to: Status,
     applied: bool,
     provider_status: Option<&str>,
-    detail: Option<&str>,
 ) -> Result<(), rusqlite::Error> {
     c.prepare_cached(
         "INSERT INTO refund_history (refund_id, at, source, from_status, to_status, applied,
@@ -711,13 +713,13 @@ fn add_history(
     )?
     .execute(params![
         refund_id,
-        at,
-        source.as_str(),
+        stamp.now_ms,
+        stamp.source.as_str(),
         from.map(Status::as_str),
         to.as_str(),
         applied,
         provider_status,
-        detail
+        stamp.detail
     ])?;
     Ok(())
 }
@@ -860,13 +862,12 @@ mod tests {
         let Begin::New(c) = l.begin(row("c", 400, Some(1000)), None).await.unwrap() else {
             panic!("600 + 400 fits");
         };
+        let stamp = Stamp::new(Source::Api, "provider refused", 3_000);
         l.apply(
             &c.id,
             report(Status::Failed),
-            Source::Api,
-            None,
+            stamp,
             Some(Outcome::Refused),
-            3_000,
             None,
         )
         .await
@@ -884,15 +885,8 @@ mod tests {
             panic!()
         };
         let apply = |s| {
-            l.apply(
-                &r.id,
-                report(s),
-                Source::Webhook,
-                None,
-                None,
-                5_000,
-                Some(9_000),
-            )
+            let stamp = Stamp::new(Source::Webhook, "event", 5_000);
+            l.apply(&r.id, report(s), stamp, None, Some(9_000))
         };
         assert!(apply(Status::Pending).await.unwrap().moved);
         assert!(apply(Status::Processed).await.unwrap().moved);
@@ -912,6 +906,33 @@ mod tests {
         );
         // Final: the janitor no longer sees it.
         assert!(l.due(i64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reversal_of_a_pending_refund_records_the_processed_step_it_implies() {
+        let l = ledger();
+        let Begin::New(r) = l.begin(row("rv", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+        l.apply(&r.id, report(Status::Pending), stamp(), None, Some(9_000))
+            .await
+            .unwrap();
+        let a = l
+            .apply(&r.id, report(Status::Reversed), stamp(), None, Some(9_000))
+            .await
+            .unwrap();
+        assert!(a.moved);
+        assert_eq!(a.refund.status, Status::Reversed);
+        let history = l.get(&r.id).await.unwrap().unwrap().history;
+        let steps: Vec<_> = history.iter().map(|h| (h.from, h.to, h.applied)).collect();
+        assert_eq!(
+            steps[2..],
+            [
+                (Some(Status::Pending), Status::Processed, true),
+                (Some(Status::Processed), Status::Reversed, true)
+            ]
+        );
     }
 
     #[tokio::test]
