@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: real refunds through the real plugin in the real host, against the sandbox.
+//! `cargo xtask demo`: real refunds through the real plugin in the real host, against the sandbox:
+//! first each provider through the CLI, then both through `refundry serve` ([`crate::demo_service`]).
 //!
 //! Everything runs as separate processes on loopback ports chosen at run time: the sandbox
 //! (`refundry sandbox mfs-africa --port 0`), and the host for each step (`refundry refund ...`).
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::build;
 
 /// A child process killed when dropped, so a failed demo leaves nothing running.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -27,11 +28,11 @@ impl Drop for Guard {
 }
 
 /// One row of the table.
-struct Step {
-    what: String,
-    expected: String,
-    observed: String,
-    ok: bool,
+pub(crate) struct Step {
+    pub(crate) what: String,
+    pub(crate) expected: String,
+    pub(crate) observed: String,
+    pub(crate) ok: bool,
 }
 
 /// A captured webhook: headers and raw body.
@@ -42,9 +43,11 @@ pub fn run() -> Result<()> {
     let refundry = build::host_binary()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut failed = 0;
-    for story in [mfs_africa(), pagoefectivo()] {
-        failed += runtime.block_on(walk(&refundry, &story))?;
+    let stories = [mfs_africa(), pagoefectivo()];
+    for story in &stories {
+        failed += runtime.block_on(walk(&refundry, story))?;
     }
+    failed += runtime.block_on(crate::demo_service::walk(&refundry, &stories))?;
     if failed > 0 {
         bail!("{failed} demo step(s) did not behave as expected");
     }
@@ -53,27 +56,27 @@ pub fn run() -> Result<()> {
 }
 
 /// What differs between providers in the same refund story.
-struct Story {
-    provider: &'static str,
+pub(crate) struct Story {
+    pub(crate) provider: &'static str,
     name: &'static str,
     /// Environment shared by the sandbox and the host: (variable, value).
-    env: Vec<(&'static str, String)>,
+    pub(crate) env: Vec<(&'static str, String)>,
     /// Host config keys read from the environment: (key, variable, is secret).
-    keys: Vec<(&'static str, &'static str, bool)>,
-    currency: &'static str,
+    pub(crate) keys: Vec<(&'static str, &'static str, bool)>,
+    pub(crate) currency: &'static str,
     /// Control call seeding the original payment of 5000.00: (path, body without the id).
-    seed: (&'static str, Value),
+    pub(crate) seed: (&'static str, Value),
     /// Extra arguments every `refund create` needs.
     create_args: Vec<&'static str>,
     over_refund_code: &'static str,
     conflict_code: &'static str,
     /// The provider's word for "processed" in its control API.
-    processed_word: &'static str,
+    pub(crate) processed_word: &'static str,
     /// Prefix of the webhook headers the plugin verifies.
     webhook_headers: &'static str,
 }
 
-fn mfs_africa() -> Story {
+pub(crate) fn mfs_africa() -> Story {
     Story {
         provider: "mfs-africa",
         name: "MFS Africa",
@@ -100,7 +103,7 @@ fn mfs_africa() -> Story {
     }
 }
 
-fn pagoefectivo() -> Story {
+pub(crate) fn pagoefectivo() -> Story {
     Story {
         provider: "pagoefectivo",
         name: "PagoEfectivo",
@@ -130,7 +133,7 @@ fn pagoefectivo() -> Story {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(v)
 }
@@ -166,7 +169,7 @@ async fn webhook_receiver() -> Result<(String, mpsc::UnboundedReceiver<Captured>
 }
 
 /// Starts `refundry sandbox <provider> --port 0` and reads the URL it prints.
-fn start_sandbox(
+pub(crate) fn start_sandbox(
     bin: &Path,
     provider: &str,
     env: &[(&str, String)],
@@ -215,7 +218,7 @@ fn host(bin: &Path, config: &Path, env: &[(&str, String)], args: &[&str]) -> Res
     Ok((code, value))
 }
 
-async fn control(client: &reqwest::Client, url: String, body: Value) -> Result<Value> {
+pub(crate) async fn control(client: &reqwest::Client, url: String, body: Value) -> Result<Value> {
     let resp = client.post(&url).json(&body).send().await?;
     let status = resp.status();
     let value: Value = resp.json().await.unwrap_or(Value::Null);
@@ -439,7 +442,7 @@ async fn walk(bin: &Path, story: &Story) -> Result<usize> {
     Ok(steps.iter().filter(|s| !s.ok).count())
 }
 
-fn print_table(steps: &[Step]) {
+pub(crate) fn print_table(steps: &[Step]) {
     let w1 = steps.iter().map(|s| s.what.len()).max().unwrap_or(0);
     let w2 = steps.iter().map(|s| s.expected.len()).max().unwrap_or(0);
     let w3 = steps.iter().map(|s| s.observed.len()).max().unwrap_or(0);

@@ -2,12 +2,14 @@
 //!
 //! - `build-plugins`: installs the wasm target if missing, builds every plugin for
 //!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`.
-//! - `test`: `build-plugins`, then every test in the workspace.
-//! - `demo`: builds plugins and host, starts the sandbox and walks real refunds through it.
+//! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace.
+//! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
+//!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
 
 mod build;
 mod demo;
+mod demo_service;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -44,6 +46,8 @@ fn main() -> Result<()> {
         Command::BuildPlugins => build::plugins().map(|_| ()),
         Command::Test { args } => {
             build::plugins()?;
+            // The end-to-end tests start `refundry serve` as a child process: build it first.
+            build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)
         }
         Command::Demo => demo::run(),
