@@ -147,17 +147,8 @@ impl RefundService {
         backend: &crate::backend::Backend,
         refund: &RefundRecord,
     ) -> Result<(), crate::db::DbError> {
-        let exchanges = Exchanges::new();
-        let result = backend.create_refund(&request_of(refund), &exchanges).await;
-        let sent = exchanges.sent() > 0;
-        self.inner
-            .ledger
-            .log_exchanges(
-                Some(&refund.id),
-                &refund.provider,
-                "create-refund",
-                exchanges.take(),
-            )
+        let (result, sent) = self
+            .call_create(backend, refund, &request_of(refund))
             .await?;
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,

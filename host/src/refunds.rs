@@ -374,18 +374,8 @@ impl RefundService {
         let mut sent_before = false;
         let mut attempt = 1;
         let answer = loop {
-            let exchanges = Exchanges::new();
-            let result = backend.create_refund(&req, &exchanges).await;
-            sent_before |= exchanges.sent() > 0;
-            self.inner
-                .ledger
-                .log_exchanges(
-                    Some(&refund.id),
-                    &refund.provider,
-                    "create-refund",
-                    exchanges.take(),
-                )
-                .await?;
+            let (result, sent) = self.call_create(backend, refund, &req).await?;
+            sent_before |= sent;
             match classify(result, sent_before) {
                 Classified::Retry(failure, retry_after) if attempt < retry.attempts => {
                     let wait = retry_wait(retry, attempt, retry_after);
@@ -407,6 +397,25 @@ impl RefundService {
             }
         };
         self.record(refund, answer, Source::Api, true).await
+    }
+
+    /// One `create-refund` call, its exchanges logged against the refund; also says whether a
+    /// request reached the wire.
+    pub(crate) async fn call_create(
+        &self,
+        backend: &Backend,
+        refund: &RefundRecord,
+        req: &RefundRequest,
+    ) -> Result<(Result<Result<Refund, RefundError>, PluginError>, bool), crate::db::DbError> {
+        let exchanges = Exchanges::new();
+        let result = backend.create_refund(req, &exchanges).await;
+        let (id, provider) = (Some(refund.id.as_str()), &refund.provider);
+        let log = self
+            .inner
+            .ledger
+            .log_exchanges(id, provider, "create-refund", exchanges.take());
+        log.await?;
+        Ok((result, exchanges.sent() > 0))
     }
 
     /// Records a provider answer to a create request (first or re-sent); returns the outcome and,

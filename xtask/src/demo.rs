@@ -175,7 +175,8 @@ pub(crate) fn start_sandbox(
     env: &[(&str, String)],
     callback: &str,
 ) -> Result<(Guard, String)> {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args([
             "sandbox",
             provider,
@@ -184,19 +185,26 @@ pub(crate) fn start_sandbox(
             "--callback-url",
             callback,
         ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    spawn_announcing(&mut command, "sandbox")
+}
+
+/// Spawns a server that prints its URL on its first stdout line (`refundry sandbox`, `refundry
+/// serve`); returns it, killed on drop, and the URL.
+pub(crate) fn spawn_announcing(command: &mut Command, what: &str) -> Result<(Guard, String)> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("sandbox stdout")?;
+        .with_context(|| format!("starting the {what}"))?;
+    let stdout = child.stdout.take().context("child stdout")?;
     let guard = Guard(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .with_context(|| format!("sandbox did not print its URL (printed {line:?})"))?
+        .with_context(|| format!("the {what} did not print its URL (printed {line:?})"))?
         .to_owned();
     Ok((guard, url))
 }

@@ -7,16 +7,17 @@
 //! its webhook moves it; webhooks are then lost and the janitor finds the next refund's final
 //! status on its own; and finance exports the day as CSV.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::build;
-use crate::demo::{Guard, Step, Story, control, print_table, random_hex, start_sandbox};
+use crate::demo::{
+    Guard, Step, Story, control, print_table, random_hex, spawn_announcing, start_sandbox,
+};
 
 /// A running `refundry serve` and how to call it.
 struct Service {
@@ -70,26 +71,14 @@ impl Service {
 
 /// Starts `refundry serve` and reads the URL it prints.
 fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(Guard, String)> {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {} serve", bin.display()))?;
-    let stdout = child.stdout.take().context("serve stdout")?;
-    let guard = Guard(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .with_context(|| format!("refundry serve did not print its URL (printed {line:?})"))?
-        .to_owned();
-    Ok((guard, url))
+        .env("RUST_LOG", "warn");
+    spawn_announcing(&mut command, "refund service")
 }
 
 fn config(dir: &Path, stories: &[(&Story, String)]) -> Result<std::path::PathBuf> {
