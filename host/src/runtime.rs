@@ -92,7 +92,7 @@ impl Refundry {
                 clock.clone(),
             );
             let backend = match &provider.native {
-                Some(name) => native_backend(name, caps).map_err(fail)?,
+                Some(name) => native_backend(id, name, caps).map_err(fail)?,
                 None => {
                     let component = PluginComponent::from_file(&engine, &provider.plugin);
                     let component = Arc::new(component.map_err(fail)?);
@@ -186,12 +186,28 @@ impl Refundry {
 }
 
 #[cfg(feature = "native-plugins")]
-fn native_backend(name: &str, caps: Arc<ProviderCaps>) -> Result<Backend, LoadError> {
-    crate::native::NativeProvider::load(name, caps).map(Backend::Native)
+fn native_backend(
+    expected: &str,
+    name: &str,
+    caps: Arc<ProviderCaps>,
+) -> Result<Backend, LoadError> {
+    let native = crate::native::NativeProvider::load(name, caps)?;
+    // The same check `Plugin::bind` makes of a component: it must be the provider it serves.
+    if native.info().id != expected {
+        return Err(LoadError::ProviderMismatch {
+            expected: expected.to_owned(),
+            found: native.info().id.clone(),
+        });
+    }
+    Ok(Backend::Native(native))
 }
 
 #[cfg(not(feature = "native-plugins"))]
-fn native_backend(name: &str, _caps: Arc<ProviderCaps>) -> Result<Backend, LoadError> {
+fn native_backend(
+    _expected: &str,
+    name: &str,
+    _caps: Arc<ProviderCaps>,
+) -> Result<Backend, LoadError> {
     Err(LoadError::Contract(format!(
         "plugin = \"native:{name}\" needs a refundry built with the native-plugins feature"
     )))

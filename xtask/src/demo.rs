@@ -6,9 +6,8 @@
 //! The credentials are random for each run and reach both through the environment, as they would
 //! in production. Every step states what it expects; the demo exits non-zero if any step differs.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,16 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::build;
-
-/// A child process killed when dropped, so a failed demo leaves nothing running.
-pub(crate) struct Guard(pub(crate) Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::process::{Guard, spawn_announcing};
 
 /// One row of the table.
 pub(crate) struct Step {
@@ -185,28 +175,9 @@ pub(crate) fn start_sandbox(
             "--callback-url",
             callback,
         ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(Stdio::inherit());
     spawn_announcing(&mut command, "sandbox")
-}
-
-/// Spawns a server that prints its URL on its first stdout line (`refundry sandbox`, `refundry
-/// serve`); returns it, killed on drop, and the URL.
-pub(crate) fn spawn_announcing(command: &mut Command, what: &str) -> Result<(Guard, String)> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting the {what}"))?;
-    let stdout = child.stdout.take().context("child stdout")?;
-    let guard = Guard(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .with_context(|| format!("the {what} did not print its URL (printed {line:?})"))?
-        .to_owned();
-    Ok((guard, url))
 }
 
 /// Runs the host CLI with `--json`; returns its exit code and parsed output.

@@ -8,16 +8,15 @@
 //! status on its own; and finance exports the day as CSV.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::build;
-use crate::demo::{
-    Guard, Step, Story, control, print_table, random_hex, spawn_announcing, start_sandbox,
-};
+use crate::demo::{Step, Story, control, print_table, random_hex, start_sandbox};
+use crate::process::{Guard, spawn_announcing};
 
 /// A running `refundry serve` and how to call it.
 struct Service {
@@ -77,7 +76,8 @@ fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(G
         .arg(config)
         .args(["--listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
     spawn_announcing(&mut command, "refund service")
 }
 

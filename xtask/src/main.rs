@@ -2,14 +2,18 @@
 //!
 //! - `build-plugins`: installs the wasm target if missing, builds every plugin for
 //!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`.
-//! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace.
+//! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace (and the
+//!   host's unit tests again with the `native-plugins` feature).
 //! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
 //!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
+//! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively.
 
+mod bench_service;
 mod build;
 mod demo;
 mod demo_service;
+mod process;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +43,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Send refunds at `refundry serve` (release, sandbox on loopback) with each plugin as wasm
+    /// and compiled natively into the host; print throughput, p50/p99 and wasm/native.
+    BenchService(bench_service::Args),
 }
 
 fn main() -> Result<()> {
@@ -48,12 +55,23 @@ fn main() -> Result<()> {
             build::plugins()?;
             // The end-to-end tests start `refundry serve` as a child process: build it first.
             build::host_binary()?;
-            build::cargo(&["test", "--workspace"], &args)
+            build::cargo(&["test", "--workspace"], &args)?;
+            // The benchmark baseline (plugins linked into the host) is a feature of its own.
+            let native = [
+                "test",
+                "-p",
+                "refundry-host",
+                "--features",
+                "native-plugins",
+                "--lib",
+            ];
+            build::cargo(&native, &args)
         }
         Command::Demo => demo::run(),
         Command::Bench { args } => {
             build::plugins()?;
             build::cargo(&["bench", "-p", "refundry-host"], &args)
         }
+        Command::BenchService(args) => bench_service::run(args),
     }
 }

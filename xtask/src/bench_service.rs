@@ -1,0 +1,738 @@
+//! `cargo xtask bench-service`: refunds sent at `refundry serve` on loopback, with each provider's
+//! plugin as a component (`wasm`) and, in the same run, the same plugin crate linked into the host
+//! (`native`, the `native-plugins` feature). Prints throughput and p50/p99 latency per provider and
+//! mode, and the ratio of wasm to native throughput (the goal is at least 0.9).
+//!
+//! One *run* is: a fresh sandbox for the provider (`refundry sandbox <id> --port 0`, random
+//! credentials, no webhooks), one original payment seeded per refund (so no refund scans a long
+//! list of earlier ones at the sandbox), a fresh `refundry serve` on a fresh database configured
+//! with that one provider, `--warmup` unmeasured refunds, then `--requests` measured ones from
+//! `--concurrency` clients, each `POST /v1/refunds` with its own `external_refund_id`; anything but
+//! `201` is an error, and a figure with errors is reported as invalid. Every round runs both modes
+//! for every provider, in the order wasm-native then native-wasm on alternate rounds, so drift on the
+//! machine (other builds, thermal state) lands on both modes alike.
+//!
+//! Everything runs on the same machine: the load generator, the service and the sandbox share the
+//! cores, as they share them in both modes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::build;
+use crate::demo::random_hex;
+use crate::process::{Guard, spawn_announcing};
+
+/// Options of `cargo xtask bench-service`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Measured refunds per run (one `refundry serve` process).
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Rounds; each runs every provider in both modes (an even number balances the order).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Unmeasured refunds sent to each fresh service before measuring.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Providers to measure (`mfs-africa`, `pagoefectivo`); all of them by default.
+    #[arg(long = "provider")]
+    providers: Vec<String>,
+    /// Use the release `refundry` and the components already built (skip both builds).
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// How the service runs a provider's plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The component (`plugin = "<target/plugins/id.wasm>"`).
+    Wasm,
+    /// The plugin crate linked into the host (`plugin = "native:<id>"`).
+    Native,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Wasm => "wasm",
+            Mode::Native => "native",
+        }
+    }
+
+    /// The modes of round `round`: wasm first on even rounds, native first on odd ones.
+    fn order(round: usize) -> [Mode; 2] {
+        if round.is_multiple_of(2) {
+            [Mode::Wasm, Mode::Native]
+        } else {
+            [Mode::Native, Mode::Wasm]
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// What differs between providers: credentials, seeding, and the refund request.
+struct Profile {
+    id: &'static str,
+    /// Environment shared by the sandbox and the service: (variable, value), random per run.
+    env: fn() -> Vec<(&'static str, String)>,
+    /// Config keys read from the environment: (key, variable, is secret).
+    keys: &'static [(&'static str, &'static str, bool)],
+    /// Control path that seeds an original payment, and the seed body for a transaction id.
+    seed_path: &'static str,
+    seed: fn(&str) -> Value,
+    currency: &'static str,
+    /// Whether the provider needs the merchant's order id.
+    order_id: bool,
+}
+
+/// Every refund is 10.00 of an original payment of 10.00.
+const AMOUNT_MINOR: i64 = 1000;
+const AMOUNT_TEXT: &str = "10.00";
+
+const PROFILES: &[Profile] = &[
+    Profile {
+        id: "mfs-africa",
+        env: || {
+            vec![
+                ("MFS_AFRICA_API_KEY", format!("bench-{}", random_hex(4))),
+                ("MFS_AFRICA_API_SECRET", random_hex(32)),
+                ("MFS_AFRICA_WEBHOOK_SECRET", random_hex(32)),
+            ]
+        },
+        keys: &[
+            ("api_key", "MFS_AFRICA_API_KEY", true),
+            ("api_secret", "MFS_AFRICA_API_SECRET", true),
+            ("webhook_secret", "MFS_AFRICA_WEBHOOK_SECRET", true),
+        ],
+        seed_path: "transactions",
+        seed: |txn| json!({"transaction_id": txn, "amount": AMOUNT_TEXT, "currency": "KES", "settled": true}),
+        currency: "KES",
+        order_id: false,
+    },
+    Profile {
+        id: "pagoefectivo",
+        env: || {
+            vec![
+                (
+                    "PAGOEFECTIVO_ID_SERVICE",
+                    (1000 + rand::random::<u16>() % 9000).to_string(),
+                ),
+                ("PAGOEFECTIVO_ACCESS_KEY", format!("AK-{}", random_hex(4))),
+                ("PAGOEFECTIVO_SECRET_KEY", random_hex(32)),
+            ]
+        },
+        keys: &[
+            ("id_service", "PAGOEFECTIVO_ID_SERVICE", false),
+            ("access_key", "PAGOEFECTIVO_ACCESS_KEY", true),
+            ("secret_key", "PAGOEFECTIVO_SECRET_KEY", true),
+        ],
+        seed_path: "payments",
+        seed: |txn| json!({"transaction_id": txn, "amount": AMOUNT_TEXT, "currency": "PEN", "paid": true}),
+        currency: "PEN",
+        order_id: true,
+    },
+];
+
+pub fn run(args: Args) -> Result<()> {
+    if args.requests == 0 || args.concurrency == 0 || args.rounds == 0 {
+        bail!("--requests, --concurrency and --rounds must be at least 1");
+    }
+    let profiles: Vec<&Profile> = if args.providers.is_empty() {
+        PROFILES.iter().collect()
+    } else {
+        args.providers
+            .iter()
+            .map(|p| {
+                PROFILES.iter().find(|x| x.id == p).with_context(|| {
+                    format!("unknown provider {p:?} (known: mfs-africa, pagoefectivo)")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let bin = build::target_dir().join("release").join("refundry");
+    if args.no_build {
+        if !bin.is_file() {
+            bail!("{} is missing: run without --no-build", bin.display());
+        }
+    } else {
+        build::plugins()?;
+        eprintln!(
+            "building refundry (release, --features native-plugins); the first time this takes about 5 minutes"
+        );
+        build::cargo(
+            &[
+                "build",
+                "--release",
+                "-p",
+                "refundry-host",
+                "--features",
+                "native-plugins",
+                "--bin",
+                "refundry",
+            ],
+            &[],
+        )?;
+    }
+    let dir = std::env::temp_dir().join(format!("refundry-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!(
+        "bench-service: {} measured refunds per run after {} warm-up, concurrency {}, {} round(s), {} core(s)",
+        args.requests,
+        args.warmup,
+        args.concurrency,
+        args.rounds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    // One thread for the load generator: it needs far less than the service, and leaves the
+    // other core(s) to the service and the sandbox.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut runs: Vec<Run> = Vec::new();
+    for round in 0..args.rounds {
+        for profile in &profiles {
+            for mode in Mode::order(round) {
+                let run = runtime
+                    .block_on(run_once(&bin, &dir, profile, mode, round, &args))
+                    .with_context(|| {
+                        format!(
+                            "round {} {} {mode} (logs under {})",
+                            round + 1,
+                            profile.id,
+                            dir.display()
+                        )
+                    })?;
+                println!(
+                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                    round + 1,
+                    profile.id,
+                    mode,
+                    run.throughput(),
+                    ms(percentile(&sorted(&run.latencies), 50.0)),
+                    ms(percentile(&sorted(&run.latencies), 99.0)),
+                    run.errors
+                );
+                runs.push(run);
+            }
+        }
+    }
+    let errors = report(&profiles, &runs);
+    if errors > 0 {
+        bail!(
+            "{errors} request(s) did not answer 201: the figures above are not valid (logs under {})",
+            dir.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One measured run: one service process, one provider, one mode.
+#[derive(Debug, Clone)]
+struct Run {
+    provider: &'static str,
+    mode: Mode,
+    /// Latency of every `201`, in completion order.
+    latencies: Vec<Duration>,
+    /// Requests that did not answer `201`.
+    errors: usize,
+    /// From the first request sent to the last answer read.
+    elapsed: Duration,
+}
+
+impl Run {
+    fn requests(&self) -> usize {
+        self.latencies.len() + self.errors
+    }
+
+    fn throughput(&self) -> f64 {
+        throughput(self.requests(), self.elapsed)
+    }
+}
+
+/// Requests per second.
+fn throughput(requests: usize, elapsed: Duration) -> f64 {
+    if elapsed.is_zero() {
+        0.0
+    } else {
+        requests as f64 / elapsed.as_secs_f64()
+    }
+}
+
+fn sorted(latencies: &[Duration]) -> Vec<Duration> {
+    let mut v = latencies.to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// The nearest-rank `p`th percentile (0 < p <= 100) of `sorted` (ascending): the smallest value
+/// with at least p% of the values at or below it. `None` for no values.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// Every run of one provider in one mode, taken together.
+#[derive(Debug, Clone, PartialEq)]
+struct Summary {
+    runs: usize,
+    requests: usize,
+    errors: usize,
+    /// All requests over all measured time.
+    throughput: f64,
+    /// The slowest and fastest run's throughput: how much the runs agree.
+    throughput_min: f64,
+    throughput_max: f64,
+    /// Over the pooled latencies of every run.
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+}
+
+fn summarize<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Summary {
+    let runs: Vec<&Run> = runs.into_iter().collect();
+    let requests = runs.iter().map(|r| r.requests()).sum();
+    let elapsed = runs.iter().map(|r| r.elapsed).sum();
+    let each = runs.iter().map(|r| r.throughput());
+    let latencies: Vec<Duration> = sorted(
+        &runs
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect::<Vec<_>>(),
+    );
+    Summary {
+        runs: runs.len(),
+        requests,
+        errors: runs.iter().map(|r| r.errors).sum(),
+        throughput: throughput(requests, elapsed),
+        throughput_min: each.clone().fold(f64::INFINITY, f64::min),
+        throughput_max: each.fold(0.0, f64::max),
+        p50: percentile(&latencies, 50.0),
+        p99: percentile(&latencies, 99.0),
+    }
+}
+
+/// Prints the table and the wasm/native ratios; returns the number of errors.
+fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
+    println!(
+        "\n{:<12} | {:<6} | {:>4} | {:>8} | {:>6} | {:>8} | {:>17} | {:>8} | {:>8}",
+        "provider",
+        "mode",
+        "runs",
+        "requests",
+        "errors",
+        "req/s",
+        "req/s per run",
+        "p50 ms",
+        "p99 ms"
+    );
+    println!("{}", "-".repeat(103));
+    let mut errors = 0;
+    let mut ratios = Vec::new();
+    for profile in profiles {
+        let mut by_mode = Vec::new();
+        for mode in [Mode::Wasm, Mode::Native] {
+            let s = summarize(
+                runs.iter()
+                    .filter(|r| r.provider == profile.id && r.mode == mode),
+            );
+            println!(
+                "{:<12} | {:<6} | {:>4} | {:>8} | {:>6} | {:>8.0} | {:>17} | {:>8.2} | {:>8.2}",
+                profile.id,
+                mode,
+                s.runs,
+                s.requests,
+                s.errors,
+                s.throughput,
+                format!("{:.0}-{:.0}", s.throughput_min, s.throughput_max),
+                ms(s.p50),
+                ms(s.p99)
+            );
+            errors += s.errors;
+            by_mode.push(s);
+        }
+        ratios.push((profile.id, by_mode[0].throughput / by_mode[1].throughput));
+    }
+    println!();
+    for (id, ratio) in ratios {
+        println!(
+            "{id}: wasm/native throughput {ratio:.3} ({} the goal of 0.9)",
+            if ratio >= 0.9 { "meets" } else { "below" }
+        );
+    }
+    errors
+}
+
+/// Starts `bin args` with `env`, stderr to `log`, and reads the URL it prints.
+fn start(bin: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Result<(Guard, String)> {
+    let stderr =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(stderr);
+    let what = format!("refundry {}", args.join(" "));
+    spawn_announcing(&mut command, &what).with_context(|| tail(log))
+}
+
+/// The last lines of a log file, for an error message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The service's configuration for one run: a fresh database, the bench token, one provider.
+fn write_config(
+    dir: &Path,
+    profile: &Profile,
+    mode: Mode,
+    base_url: &str,
+    token: &str,
+) -> Result<PathBuf> {
+    let id = profile.id;
+    let plugin = match mode {
+        Mode::Wasm => build::plugins_dir()
+            .join(format!("{id}.wasm"))
+            .display()
+            .to_string(),
+        Mode::Native => format!("native:{id}"),
+    };
+    let mut settings = format!("base_url = {}\n", toml_string(base_url));
+    let mut secrets = String::new();
+    for (key, var, secret) in profile.keys {
+        let line = format!("{key} = \"env:{var}\"\n");
+        if *secret {
+            secrets.push_str(&line)
+        } else {
+            settings.push_str(&line)
+        }
+    }
+    let db = dir.join("refundry.db");
+    let toml = format!(
+        "[database]\npath = {db}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [server.tokens.bench]\ntoken = {token}\nscopes = [\"refunds\"]\n\n\
+         [providers.{id}]\nplugin = {plugin}\n\n[providers.{id}.settings]\n{settings}\n\
+         [providers.{id}.secrets]\n{secrets}",
+        db = toml_string(&db.display().to_string()),
+        token = toml_string(token),
+        plugin = toml_string(&plugin),
+    );
+    let path = dir.join("refundry.toml");
+    std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// One measured run; see the module documentation.
+async fn run_once(
+    bin: &Path,
+    dir: &Path,
+    profile: &Profile,
+    mode: Mode,
+    round: usize,
+    args: &Args,
+) -> Result<Run> {
+    let dir = dir.join(format!("{}-{}-{}", round + 1, profile.id, mode));
+    std::fs::create_dir_all(&dir)?;
+    let env = (profile.env)();
+    let (_sandbox, base_url) = start(
+        bin,
+        &["sandbox", profile.id, "--port", "0"],
+        &env,
+        &dir.join("sandbox.log"),
+    )?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+
+    // Ids unique per run: `b<round><w|n>-<i>`, within the providers' 64 characters of [A-Za-z0-9_-].
+    let tag = format!("b{}{}", round + 1, &mode.name()[..1]);
+    let total = args.warmup + args.requests;
+    let txn = |i: usize| format!("{tag}-txn-{i:06}");
+    let seeds: Vec<Value> = (0..total).map(|i| (profile.seed)(&txn(i))).collect();
+    let seed_url = format!("{base_url}/_sandbox/{}", profile.seed_path);
+    let seeded = send_all(&client, &seed_url, None, &seeds, args.concurrency).await;
+    if seeded.errors > 0 {
+        bail!(
+            "seeding {} original payments: {} failed, e.g. {}",
+            total,
+            seeded.errors,
+            seeded.examples.join("; ")
+        );
+    }
+
+    let token = random_hex(24);
+    let config = write_config(&dir, profile, mode, &base_url, &token)?;
+    let config_arg = config.display().to_string();
+    let (_service, url) = start(
+        bin,
+        &["serve", "--config", &config_arg, "--listen", "127.0.0.1:0"],
+        &env,
+        &dir.join("serve.log"),
+    )?;
+    let refunds: Vec<Value> = (0..total)
+        .map(|i| {
+            let mut body = json!({
+                "provider": profile.id,
+                "external_refund_id": format!("{tag}-r-{i:06}"),
+                "original_transaction_id": txn(i),
+                "amount": AMOUNT_MINOR,
+                "currency": profile.currency,
+            });
+            if profile.order_id {
+                body["order_id"] = json!(format!("{tag}-order-{i:06}"));
+            }
+            body
+        })
+        .collect();
+    let refunds_url = format!("{url}/v1/refunds");
+    let auth = Some(format!("Bearer {token}"));
+    let (warmup, measured) = refunds.split_at(args.warmup);
+    let warm = send_all(
+        &client,
+        &refunds_url,
+        auth.as_deref(),
+        warmup,
+        args.concurrency,
+    )
+    .await;
+    if warm.errors > 0 {
+        bail!(
+            "warm-up: {} of {} refunds did not answer 201, e.g. {}",
+            warm.errors,
+            warmup.len(),
+            warm.examples.join("; ")
+        );
+    }
+    let sent = send_all(
+        &client,
+        &refunds_url,
+        auth.as_deref(),
+        measured,
+        args.concurrency,
+    )
+    .await;
+    if sent.errors > 0 {
+        eprintln!(
+            "  {} {mode}: {} error(s), e.g. {}",
+            profile.id,
+            sent.errors,
+            sent.examples.join("; ")
+        );
+    }
+    Ok(Run {
+        provider: profile.id,
+        mode,
+        latencies: sent.latencies,
+        errors: sent.errors,
+        elapsed: sent.elapsed,
+    })
+}
+
+/// What [`send_all`] saw.
+struct Sent {
+    /// Latency of every `201`.
+    latencies: Vec<Duration>,
+    errors: usize,
+    /// The first few errors, described.
+    examples: Vec<String>,
+    elapsed: Duration,
+}
+
+/// POSTs every body in `bodies` to `url` from `concurrency` clients; `201` is success.
+async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+    bodies: &[Value],
+    concurrency: usize,
+) -> Sent {
+    // Serialized up front, so the clock measures the service and not the JSON encoder.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        bodies
+            .iter()
+            .map(|b| serde_json::to_vec(b).expect("a JSON value serializes"))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.min(bodies.len()) {
+        let (client, url, bodies, next) =
+            (client.clone(), url.to_owned(), bodies.clone(), next.clone());
+        let authorization = authorization.map(str::to_owned);
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let mut req = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                if let Some(a) = &authorization {
+                    req = req.header("authorization", a);
+                }
+                let t0 = Instant::now();
+                let outcome = match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        // Read the whole answer: the latency includes it, and the connection
+                        // goes back to the pool.
+                        let body = resp.bytes().await;
+                        match (status, body) {
+                            (201, Ok(_)) => Ok(()),
+                            (s, Ok(b)) => Err(format!(
+                                "{s} {}",
+                                String::from_utf8_lossy(&b[..b.len().min(300)])
+                            )),
+                            (s, Err(e)) => Err(format!("{s}, body unreadable: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("no answer: {e}")),
+                };
+                match outcome {
+                    Ok(()) => latencies.push(t0.elapsed()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut sent = Sent {
+        latencies: Vec::with_capacity(bodies.len()),
+        errors: 0,
+        examples: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    while let Some(done) = workers.join_next().await {
+        let (latencies, errors) = done.expect("a load worker does not panic");
+        sent.latencies.extend(latencies);
+        sent.errors += errors.len();
+        let room = 3usize.saturating_sub(sent.examples.len());
+        sent.examples.extend(errors.into_iter().take(room));
+    }
+    sent.elapsed = started.elapsed();
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms_list(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let hundred: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&hundred, 50.0), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&hundred, 99.0), Some(Duration::from_millis(99)));
+        assert_eq!(
+            percentile(&hundred, 100.0),
+            Some(Duration::from_millis(100))
+        );
+        // Ten values: the 99th percentile is the largest, the median the fifth.
+        let ten = ms_list(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(percentile(&ten, 99.0), Some(Duration::from_millis(10)));
+        assert_eq!(percentile(&ten, 50.0), Some(Duration::from_millis(5)));
+        assert_eq!(
+            percentile(&ms_list(&[7]), 1.0),
+            Some(Duration::from_millis(7))
+        );
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn summary_pools_latencies_and_time() {
+        let run = |latencies: &[u64], errors, elapsed_ms| Run {
+            provider: "p",
+            mode: Mode::Wasm,
+            latencies: ms_list(latencies),
+            errors,
+            elapsed: Duration::from_millis(elapsed_ms),
+        };
+        // 4 requests in 1 s, then 4 in 2 s (one an error): 8 in 3 s.
+        let runs = [run(&[40, 10, 30, 20], 0, 1000), run(&[80, 60, 70], 1, 2000)];
+        let s = summarize(&runs);
+        assert_eq!((s.runs, s.requests, s.errors), (2, 8, 1));
+        assert!((s.throughput - 8.0 / 3.0).abs() < 1e-9, "{}", s.throughput);
+        assert_eq!((s.throughput_min, s.throughput_max), (2.0, 4.0));
+        // Pooled and sorted: 10 20 30 40 60 70 80.
+        assert_eq!(s.p50, Some(Duration::from_millis(40)));
+        assert_eq!(s.p99, Some(Duration::from_millis(80)));
+        assert_eq!(summarize(std::iter::empty()).p50, None);
+        assert_eq!(throughput(10, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn rounds_alternate_the_order() {
+        assert_eq!(Mode::order(0), [Mode::Wasm, Mode::Native]);
+        assert_eq!(Mode::order(1), [Mode::Native, Mode::Wasm]);
+    }
+
+    #[test]
+    fn config_names_the_plugin_per_mode() {
+        let dir = std::env::temp_dir().join(format!("bench-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = &PROFILES[1];
+        let native = write_config(
+            &dir,
+            p,
+            Mode::Native,
+            "http://127.0.0.1:9",
+            "t".repeat(20).as_str(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(native).unwrap();
+        assert!(text.contains("plugin = \"native:pagoefectivo\""), "{text}");
+        assert!(
+            text.contains("secret_key = \"env:PAGOEFECTIVO_SECRET_KEY\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("id_service = \"env:PAGOEFECTIVO_ID_SERVICE\""),
+            "{text}"
+        );
+        let wasm = write_config(
+            &dir,
+            p,
+            Mode::Wasm,
+            "http://127.0.0.1:9",
+            "t".repeat(20).as_str(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(wasm).unwrap();
+        assert!(text.contains("pagoefectivo.wasm\""), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
