@@ -1,0 +1,124 @@
+//! The webhook inbox: every verified provider event, deduplicated by event id, applied to the
+//! refund it names or kept unmatched.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Applied, Ledger, Report, Source, Stamp, apply_report};
+use crate::db::DbError;
+
+/// What the webhook inbox did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inboxed {
+    /// Seen before: nothing done.
+    Duplicate,
+    /// No refund matches: kept in the inbox.
+    Unmatched,
+    /// Applied (or recorded) to this refund.
+    Matched(Box<Applied>),
+}
+
+/// A webhook event to keep, as its plugin parsed it.
+#[derive(Debug, Clone)]
+pub struct InboxEvent {
+    /// Provider id.
+    pub provider: String,
+    /// The provider's event id (the dedupe key, with `provider`).
+    pub event_id: String,
+    /// The provider's event type.
+    pub event_type: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// What it says of the refund.
+    pub report: Report,
+    /// The gateway's refund id, if the event carries it.
+    pub external_refund_id: Option<String>,
+    /// When it arrived (ms).
+    pub now_ms: i64,
+}
+
+impl Ledger {
+    /// Takes a verified webhook event: dedupes it by event id, then applies it to the refund it
+    /// names (by provider refund id, else by the gateway's refund id), or keeps it unmatched.
+    pub async fn receive_webhook(&self, event: InboxEvent) -> Result<Inboxed, DbError> {
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let inserted = tx.execute(
+                    "INSERT INTO webhook_inbox (provider, event_id, event_type, provider_refund_id,
+                        external_refund_id, status, body, received_at, result)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'received')
+                     ON CONFLICT (provider, event_id) DO NOTHING",
+                    params![
+                        event.provider,
+                        event.event_id,
+                        event.event_type,
+                        event.report.provider_refund_id,
+                        event.external_refund_id,
+                        event.report.status.as_str(),
+                        event.body,
+                        event.now_ms
+                    ],
+                )?;
+                if inserted == 0 {
+                    return Ok(Inboxed::Duplicate);
+                }
+                let by_provider_id: Option<String> = match &event.report.provider_refund_id {
+                    Some(prid) => tx
+                        .query_row(
+                            "SELECT id FROM refunds WHERE provider = ?1 AND provider_refund_id = ?2",
+                            params![event.provider, prid],
+                            |r| r.get(0),
+                        )
+                        .optional()?,
+                    None => None,
+                };
+                let refund_id = match (by_provider_id, &event.external_refund_id) {
+                    (Some(id), _) => Some(id),
+                    (None, Some(ext)) => tx
+                        .query_row(
+                            "SELECT refund_id FROM idempotency_keys
+                             WHERE provider = ?1 AND external_refund_id = ?2",
+                            params![event.provider, ext],
+                            |r| r.get(0),
+                        )
+                        .optional()?,
+                    (None, None) => None,
+                };
+                let result = match refund_id {
+                    None => Inboxed::Unmatched,
+                    Some(id) => {
+                        let detail = format!("event {} ({})", event.event_id, event.event_type);
+                        let stamp = Stamp::new(Source::Webhook, detail, event.now_ms);
+                        let applied = apply_report(&tx, &id, &event.report, &stamp, None)?;
+                        Inboxed::Matched(Box::new(applied))
+                    }
+                };
+                let (word, refund_id) = match &result {
+                    Inboxed::Matched(a) => (if a.moved { "applied" } else { "recorded" }, Some(a.refund.id.clone())),
+                    _ => ("unmatched", None),
+                };
+                tx.execute(
+                    "UPDATE webhook_inbox SET result = ?3, refund_id = ?4
+                     WHERE provider = ?1 AND event_id = ?2",
+                    params![event.provider, event.event_id, word, refund_id],
+                )?;
+                tx.commit()?;
+                Ok(result)
+            })
+            .await
+    }
+
+    /// Events kept in the inbox that matched no refund, oldest first: `(provider, event id)`.
+    pub async fn unmatched_webhooks(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.db
+            .run(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT provider, event_id FROM webhook_inbox WHERE result = 'unmatched'
+                     ORDER BY received_at",
+                )?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .await
+    }
+}
