@@ -97,10 +97,24 @@ impl Exchanges {
         Self::default()
     }
 
-    /// Notes that a request is about to go on the wire: from here on the provider may have it,
-    /// even if the operation is cut off before the answer (and so before [`Exchanges::push`]).
-    pub fn sending(&self) {
+    /// Notes that `req` is about to go on the wire: from here on the provider may have it. The
+    /// returned watch records the exchange when [`Watch::finish`]ed with the answer, or, if the
+    /// operation is cut off first (the plugin's deadline drops it), as cut off.
+    pub fn sending<'a>(
+        &'a self,
+        redactor: &'a Redactor,
+        req: &'a Request,
+        sent_at_ms: i64,
+    ) -> Watch<'a> {
         self.lock().sent += 1;
+        Watch {
+            exchanges: self,
+            redactor,
+            req,
+            sent_at_ms,
+            started: std::time::Instant::now(),
+            done: false,
+        }
     }
 
     /// Adds one finished exchange.
@@ -120,6 +134,49 @@ impl Exchanges {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One request on the wire; see [`Exchanges::sending`].
+pub struct Watch<'a> {
+    exchanges: &'a Exchanges,
+    redactor: &'a Redactor,
+    req: &'a Request,
+    sent_at_ms: i64,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Watch<'_> {
+    /// Records the exchange with its answer.
+    pub fn finish(mut self, result: &Result<Response, HttpError>) {
+        self.done = true;
+        let e = Exchange::record(
+            self.redactor,
+            self.req,
+            result,
+            self.started.elapsed(),
+            self.sent_at_ms,
+        );
+        self.exchanges.push(e);
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let cut = Err(HttpError::Transport(
+                "cut off before the answer: the plugin operation ended (deadline)".into(),
+            ));
+            let e = Exchange::record(
+                self.redactor,
+                self.req,
+                &cut,
+                self.started.elapsed(),
+                self.sent_at_ms,
+            );
+            self.exchanges.push(e);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::http::{HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
-use crate::exchange::{Exchange, Exchanges};
+use crate::exchange::Exchanges;
 use crate::secret::Redactor;
 
 /// Headers the host sets itself or that control the connection (RFC 9110 §7.6.1): a plugin may
@@ -205,9 +205,7 @@ impl HttpCap {
         sent_at_ms: i64,
     ) -> Result<Response, HttpError> {
         let url = self.check(&req)?;
-        if let Some(exchanges) = exchanges {
-            exchanges.sending();
-        }
+        let watch = exchanges.map(|e| e.sending(&self.redactor, &req, sent_at_ms));
         let started = Instant::now();
         let method = method(req.method);
         let exchange = self
@@ -218,14 +216,8 @@ impl HttpCap {
             .unwrap_or(Err(HttpError::Timeout));
         let elapsed = started.elapsed();
         self.trace(&method, &url, &result, elapsed);
-        if let Some(exchanges) = exchanges {
-            exchanges.push(Exchange::record(
-                &self.redactor,
-                &req,
-                &result,
-                elapsed,
-                sent_at_ms,
-            ));
+        if let Some(watch) = watch {
+            watch.finish(&result);
         }
         result
     }
