@@ -42,7 +42,8 @@ pub const CSV_COLUMNS: [&str; 16] = [
 ];
 
 /// An export file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Format {
     /// CSV with a header row ([`CSV_COLUMNS`]).
     Csv,

@@ -37,6 +37,8 @@ pub struct NewRefund {
     /// The payment to refund, as the provider knows it.
     pub original_transaction_id: String,
     /// Amount in minor units (cents), positive.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
     /// ISO 4217 code.
     pub currency: String,
@@ -56,6 +58,8 @@ pub struct NewRefund {
 #[serde(deny_unknown_fields)]
 pub struct OriginalPayment {
     /// Amount paid, in minor units.
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
     /// ISO 4217 code.
     pub currency: String,
@@ -64,6 +68,21 @@ pub struct OriginalPayment {
     /// Whether the provider has settled it; a refund of an unsettled payment is refused.
     #[serde(default)]
     pub settled: Option<bool>,
+}
+
+/// An amount in minor units: a JSON integer. `100.0` is the same JSON number as `100` and is
+/// taken; `100.5` is no whole number of minor units and is refused.
+fn minor_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number of minor units"
+        ))),
+    }
 }
 
 /// The answer to a create request.
@@ -825,6 +844,23 @@ mod tests {
             classify(retry, false),
             Classified::Retry(_, Some(5))
         ));
+    }
+
+    #[test]
+    fn amounts_are_whole_minor_units() {
+        let parse = |amount: &str| {
+            serde_json::from_str::<NewRefund>(&format!(
+                r#"{{"provider": "p", "external_refund_id": "e", "original_transaction_id": "t",
+                    "amount": {amount}, "currency": "KES"}}"#
+            ))
+            .map(|r| r.amount)
+        };
+        assert_eq!(parse("150").unwrap(), 150);
+        assert_eq!(parse("150.0").unwrap(), 150);
+        let err = parse("150.5").unwrap_err().to_string();
+        assert!(err.contains("whole number of minor units"), "{err}");
+        assert!(parse("\"150\"").is_err());
+        assert!(parse("1e300").is_err());
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(G
         .arg(config)
         .args(["--listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "warn")
+        .env("REFUNDRY_LOG", "warn")
         .stderr(Stdio::inherit());
     spawn_announcing(&mut command, "refund service")
 }

@@ -203,13 +203,16 @@ async fn unknown_route(req: Request) -> ApiError {
 
 /// Middleware: one span per request with its method and path (never its body, query string or
 /// headers: the query may carry cursors and the headers a token), then its status and latency.
-/// The service adds `refund_id` and `provider` spans inside it.
+/// The handlers record `refund_id` and `provider` once they know them (the service's own spans
+/// inside carry them too), so the request's last line names its refund.
 async fn trace_requests(req: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %req.uri().path(),
         caller = tracing::field::Empty,
+        refund_id = tracing::field::Empty,
+        provider = tracing::field::Empty,
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     );

@@ -57,7 +57,10 @@ pub async fn create<S: RefundApi>(
     State(state): State<AppState<S>>,
     JsonBody(req): JsonBody<NewRefund>,
 ) -> Result<Response, ApiError> {
+    let span = tracing::Span::current();
+    span.record("provider", req.provider.as_str());
     let created = state.service.create(req).await.map_err(create_error)?;
+    span.record("refund_id", created.refund.id.as_str());
     Ok(created_response(created))
 }
 
@@ -197,7 +200,7 @@ pub async fn exchanges<S: RefundApi>(
 #[derive(Debug, Clone, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only this provider's refunds.
+    /// Only this provider's refunds (empty: no filter, as a form sends it).
     pub provider: Option<String>,
     /// Only refunds in this status.
     pub status: Option<Status>,
@@ -206,11 +209,12 @@ pub struct ListParams {
     /// Created before (RFC 3339).
     pub created_to: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50). With `format=csv` and no `limit`, the whole selection.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// `json` (default) or `csv`.
-    pub format: Option<String>,
+    pub format: Option<Format>,
 }
 
 /// A parsed `GET /v1/refunds` query.
@@ -226,7 +230,8 @@ pub struct Selection {
 
 impl Selection {
     /// Reads the query parameters; an unknown one, or a bad value, is a 400 naming it. An empty
-    /// value is the same as none (`?provider=&status=` from a form).
+    /// `provider` or `cursor` is the same as none (`?provider=` from a form); the typed ones
+    /// (status, times, limit, format) must be valid when given, as the OpenAPI document says.
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
         let mut query = ListQuery {
             limit: DEFAULT_PAGE,
@@ -235,7 +240,7 @@ impl Selection {
         let mut format = Format::Json;
         let mut limit_given = false;
         for (name, value) in pairs {
-            if value.is_empty() {
+            if value.is_empty() && matches!(name.as_str(), "provider" | "cursor") {
                 continue;
             }
             match name.as_str() {
@@ -392,7 +397,6 @@ mod tests {
             ("provider", "mfs-africa"),
             ("status", "pending"),
             ("created_from", "2026-11-01T00:00:00+03:00"),
-            ("created_to", ""),
             ("limit", "500"),
             ("cursor", "rf_1"),
             ("format", "csv"),
@@ -414,6 +418,8 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         for (name, value) in [
+            ("status", ""),
+            ("created_to", ""),
             ("status", "done"),
             ("created_from", "yesterday"),
             ("created_to", "2026-11-01"),

@@ -58,6 +58,8 @@ pub async fn receive<S: RefundApi>(
             )
         })
         .collect();
+    let span = tracing::Span::current();
+    span.record("provider", provider.as_str());
     let accepted = state
         .service
         .webhook(&provider, headers, body.to_vec())
@@ -69,6 +71,9 @@ pub async fn receive<S: RefundApi>(
         WebhookAccepted::Duplicate => ("duplicate", None),
         WebhookAccepted::Unmatched => ("unmatched", None),
     };
+    if let Some(id) = &refund_id {
+        span.record("refund_id", id.as_str());
+    }
     Ok(Json(WebhookReceipt {
         status: status.into(),
         refund_id,
