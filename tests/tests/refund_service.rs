@@ -222,11 +222,20 @@ async fn a_request_cut_off_by_the_plugin_deadline_is_unknown_and_logged() {
     let service = service_with(&sandbox.host_config(&sandbox.creds, extra)).await;
 
     // The sandbox makes the refund and holds its answer past the plugin's deadline.
-    sandbox.control("faults", json!({"kind": "delay", "delay_ms": 1_500})).await;
+    sandbox
+        .control("faults", json!({"kind": "delay", "delay_ms": 1_500}))
+        .await;
     let cut = service.create(refund("r-cut", 900)).await.unwrap();
-    assert_eq!((cut.outcome, cut.refund.status), (Outcome::Unknown, Status::Unknown));
+    assert_eq!(
+        (cut.outcome, cut.refund.status),
+        (Outcome::Unknown, Status::Unknown)
+    );
     let exchanges = service.exchanges(&cut.refund.id).await.unwrap();
-    assert_eq!(exchanges.len(), 1, "the request that was cut off is in the log");
+    assert_eq!(
+        exchanges.len(),
+        1,
+        "the request that was cut off is in the log"
+    );
     let error = exchanges[0].exchange.error.as_deref().unwrap_or("");
     assert!(error.contains("cut off"), "{error}");
     assert_eq!(exchanges[0].exchange.status, None);
