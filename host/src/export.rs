@@ -8,7 +8,6 @@
 //! decimals the host does not know), times are RFC 3339 UTC with milliseconds, an absent value is
 //! an empty cell.
 
-use std::future::Future;
 use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -127,6 +126,15 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Pushes everything written so far to `W` (a streamed export sends it on).
+    pub fn flush(&mut self) -> Result<(), ExportError> {
+        match &mut self.inner {
+            Inner::Csv(w) => w.flush()?,
+            Inner::Json { out, .. } => out.flush()?,
+        }
+        Ok(())
+    }
+
     /// Ends the file and hands the writer back, flushed.
     pub fn finish(self) -> Result<W, ExportError> {
         let mut out = match self.inner {
@@ -138,6 +146,29 @@ impl<W: Write> Writer<W> {
         };
         out.flush()?;
         Ok(out)
+    }
+}
+
+/// An in-memory sink that an export writes into and a streamed response drains, page by page.
+#[derive(Debug, Clone, Default)]
+pub struct Chunks(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Chunks {
+    /// Takes what was written since the last take.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -184,28 +215,35 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Walks a whole selection page by page: `fetch` lists one page (`query` with its cursor and
-/// a [`MAX_PAGE`] limit), `each` takes its refunds, until a page has no next cursor.
-pub async fn walk<E, F, Fut>(
-    mut query: ListQuery,
-    mut fetch: F,
-    mut each: impl FnMut(&[RefundRecord]) -> Result<(), E>,
-) -> Result<(), E>
-where
-    F: FnMut(ListQuery) -> Fut,
-    Fut: Future<Output = Result<Page, E>>,
-{
-    query.limit = MAX_PAGE;
-    loop {
-        let page = fetch(query.clone()).await?;
-        each(&page.refunds)?;
-        match page.next_cursor {
-            // A cursor that does not advance would loop forever; a ledger bug must not hang
-            // an export.
-            Some(next) if query.cursor.as_ref() != Some(&next) && !page.refunds.is_empty() => {
-                query.cursor = Some(next)
+/// A whole selection, page by page: [`Pager::next_query`] is the query of the next page
+/// (with its cursor and a [`MAX_PAGE`] limit), [`Pager::advance`] takes a page's cursor; it ends
+/// after a page with no next cursor (or one that does not advance: a ledger bug must not hang an
+/// export).
+#[derive(Debug, Clone)]
+pub struct Pager {
+    query: ListQuery,
+    done: bool,
+}
+
+impl Pager {
+    /// Pages through `query`'s selection.
+    pub fn new(mut query: ListQuery) -> Self {
+        query.limit = MAX_PAGE;
+        Self { query, done: false }
+    }
+
+    /// The query for the next page; `None` once the selection is done.
+    pub fn next_query(&self) -> Option<ListQuery> {
+        (!self.done).then(|| self.query.clone())
+    }
+
+    /// Moves past `page`.
+    pub fn advance(&mut self, page: &Page) {
+        match &page.next_cursor {
+            Some(next) if self.query.cursor.as_ref() != Some(next) && !page.refunds.is_empty() => {
+                self.query.cursor = Some(next.clone())
             }
-            _ => return Ok(()),
+            _ => self.done = true,
         }
     }
 }
@@ -292,37 +330,42 @@ pub(crate) mod tests {
         assert_eq!(back, vec![record(1), record(2)]);
     }
 
-    #[tokio::test]
-    async fn walk_follows_cursors_to_the_end() {
+    #[test]
+    fn the_pager_follows_cursors_to_the_end() {
         let all: Vec<RefundRecord> = (0..1203).map(record).collect();
         let mut seen = Vec::new();
         let mut calls = 0;
-        walk(
-            ListQuery::default(),
-            |q: ListQuery| {
-                calls += 1;
-                let start = q
-                    .cursor
-                    .map(|c| all.iter().position(|r| r.id == c).unwrap() + 1)
-                    .unwrap_or(0);
-                let refunds: Vec<_> = all.iter().skip(start).take(q.limit).cloned().collect();
-                let next_cursor =
-                    (start + refunds.len() < all.len()).then(|| refunds.last().unwrap().id.clone());
-                async move {
-                    Ok::<_, ()>(Page {
-                        refunds,
-                        next_cursor,
-                    })
-                }
-            },
-            |page| {
-                seen.extend_from_slice(page);
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
+        let mut pager = Pager::new(ListQuery::default());
+        while let Some(q) = pager.next_query() {
+            calls += 1;
+            let start = q
+                .cursor
+                .map(|c| all.iter().position(|r| r.id == c).unwrap() + 1)
+                .unwrap_or(0);
+            let refunds: Vec<_> = all.iter().skip(start).take(q.limit).cloned().collect();
+            let next_cursor =
+                (start + refunds.len() < all.len()).then(|| refunds.last().unwrap().id.clone());
+            let page = Page {
+                refunds,
+                next_cursor,
+            };
+            pager.advance(&page);
+            seen.extend(page.refunds);
+        }
         assert_eq!(calls, 3);
         assert_eq!(seen, all);
+    }
+
+    #[test]
+    fn a_cursor_that_does_not_advance_ends_the_walk() {
+        let mut pager = Pager::new(ListQuery::default());
+        let stuck = Page {
+            refunds: vec![record(1)],
+            next_cursor: Some("rf_same".into()),
+        };
+        pager.advance(&stuck);
+        assert!(pager.next_query().is_some());
+        pager.advance(&stuck);
+        assert!(pager.next_query().is_none());
     }
 }

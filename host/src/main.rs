@@ -623,16 +623,13 @@ async fn export_selection(
 ) -> Result<usize> {
     let mut writer = export::Writer::new(format, out)?;
     let mut count = 0;
-    export::walk(
-        query,
-        |q| async move { ledger.list(q).await.map_err(anyhow::Error::from) },
-        |refunds| {
-            count += refunds.len();
-            refunds.iter().try_for_each(|r| writer.write(r))?;
-            Ok(())
-        },
-    )
-    .await?;
+    let mut pager = export::Pager::new(query);
+    while let Some(q) = pager.next_query() {
+        let page = ledger.list(q).await?;
+        pager.advance(&page);
+        count += page.refunds.len();
+        page.refunds.iter().try_for_each(|r| writer.write(r))?;
+    }
     writer.finish()?;
     Ok(count)
 }

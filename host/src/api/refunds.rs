@@ -2,6 +2,7 @@
 //! provider HTTP exchanges (scope `admin`).
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -336,44 +337,75 @@ pub async fn list<S: RefundApi>(
                 .map_err(|e| ApiError::internal(&e))?;
             Ok(Json(page).into_response())
         }
-        Format::Csv => {
+        Format::Csv if selection.limit_given => {
+            let page = service
+                .list(selection.query)
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
             let mut writer =
                 export::Writer::new(Format::Csv, Vec::new()).map_err(|e| ApiError::internal(&e))?;
-            let mut write_all = |refunds: &[RefundRecord]| {
-                refunds
-                    .iter()
-                    .try_for_each(|r| writer.write(r))
-                    .map_err(|e| ApiError::internal(&e))
-            };
-            if selection.limit_given {
-                let page = service
-                    .list(selection.query)
-                    .await
-                    .map_err(|e| ApiError::internal(&e))?;
-                write_all(&page.refunds)?;
-            } else {
-                // Finance wants the whole selection in one file.
-                export::walk(
-                    selection.query,
-                    |q| async move { service.list(q).await.map_err(|e| ApiError::internal(&e)) },
-                    write_all,
-                )
-                .await?;
+            for r in &page.refunds {
+                writer.write(r).map_err(|e| ApiError::internal(&e))?;
             }
             let body = writer.finish().map_err(|e| ApiError::internal(&e))?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, Format::Csv.content_type()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"refunds.csv\"",
-                    ),
-                ],
-                body,
-            )
-                .into_response())
+            Ok(csv_response(Body::from(body)))
         }
+        // Finance wants the whole selection in one file: streamed page by page, never held.
+        Format::Csv => Ok(csv_response(csv_stream(service.clone(), selection.query))),
     }
+}
+
+fn csv_response(body: Body) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, Format::Csv.content_type()),
+        (
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"refunds.csv\"",
+        ),
+    ];
+    (headers, body).into_response()
+}
+
+/// The whole selection as CSV, written by a task one page at a time into a small channel that
+/// the response body drains: memory stays at a page or two whatever the size of the export. A
+/// failure half way cuts the body short (the status line has gone already) and is logged.
+fn csv_stream<S: RefundApi>(service: S, query: ListQuery) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    tokio::spawn(async move {
+        let chunks = export::Chunks::default();
+        let result: Result<(), String> = async {
+            let mut writer =
+                export::Writer::new(Format::Csv, chunks.clone()).map_err(|e| e.to_string())?;
+            let mut pager = export::Pager::new(query);
+            while let Some(q) = pager.next_query() {
+                let page = service.list(q).await.map_err(|e| e.to_string())?;
+                pager.advance(&page);
+                for r in &page.refunds {
+                    writer.write(r).map_err(|e| e.to_string())?;
+                }
+                writer.flush().map_err(|e| e.to_string())?;
+                let chunk = chunks.take();
+                tx.send(Ok(chunk))
+                    .await
+                    .map_err(|_| "the client went away".to_owned())?;
+            }
+            writer.finish().map_err(|e| e.to_string())?;
+            let rest = chunks.take();
+            if !rest.is_empty() {
+                let _ = tx.send(Ok(rest)).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "CSV export cut short");
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]
