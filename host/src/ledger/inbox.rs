@@ -3,7 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Applied, Ledger, Report, Source, Stamp, apply_report};
+use rusqlite::Connection;
+
+use super::{Applied, Failure, Ledger, Report, Source, Stamp, Status, apply_report};
 use crate::db::DbError;
 
 /// What the webhook inbox did with an event.
@@ -121,4 +123,52 @@ impl Ledger {
             })
             .await
     }
+}
+
+/// Applies, oldest first, the unmatched events of `provider` that named `provider_refund_id`,
+/// now that it is known to be `refund_id`'s, inside the caller's transaction.
+pub(super) fn apply_held(
+    c: &Connection,
+    provider: &str,
+    provider_refund_id: &str,
+    refund_id: &str,
+    now_ms: i64,
+) -> Result<(), rusqlite::Error> {
+    let held: Vec<(String, String, String)> = c
+        .prepare_cached(
+            "SELECT event_id, event_type, status FROM webhook_inbox
+             WHERE provider = ?1 AND provider_refund_id = ?2 AND result = 'unmatched'
+             ORDER BY received_at, rowid",
+        )?
+        .query_map(params![provider, provider_refund_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (event_id, event_type, status) in held {
+        let status = Status::parse(&status).unwrap_or(Status::Unknown);
+        let report = Report {
+            status,
+            provider_refund_id: Some(provider_refund_id.to_owned()),
+            provider_status: None,
+            failure: (status == Status::Failed).then(|| Failure {
+                code: "provider_failed".into(),
+                message: format!("the provider failed the refund (webhook event {event_id})"),
+                provider_code: None,
+            }),
+        };
+        let detail = format!("event {event_id} ({event_type}), held until its refund was known");
+        let stamp = Stamp::new(Source::Webhook, detail, now_ms);
+        let applied = apply_report(c, refund_id, &report, &stamp, None)?;
+        c.execute(
+            "UPDATE webhook_inbox SET result = ?3, refund_id = ?4
+             WHERE provider = ?1 AND event_id = ?2",
+            params![
+                provider,
+                event_id,
+                if applied.moved { "applied" } else { "recorded" },
+                refund_id
+            ],
+        )?;
+    }
+    Ok(())
 }

@@ -449,16 +449,14 @@ fn apply_report(
     }
     let moved = before.status.can_move_to(report.status);
     if moved {
-        let next_check = if report.status.is_final() {
-            None
-        } else {
-            next_check_ms
-        };
+        // A final refund leaves the janitor's queue; one still pending keeps its place in it
+        // (a webhook gives no next check) unless the caller sets a new one.
         c.execute(
             "UPDATE refunds SET status = ?2,
                 provider_refund_id = COALESCE(?3, provider_refund_id),
                 provider_status = COALESCE(?4, provider_status),
-                failure = ?5, updated_at = ?6, next_check_at = ?7,
+                failure = ?5, updated_at = ?6,
+                next_check_at = CASE WHEN ?8 THEN NULL ELSE COALESCE(?7, next_check_at) END,
                 checks = CASE WHEN ?7 IS NULL THEN checks ELSE 0 END
              WHERE id = ?1",
             params![
@@ -468,7 +466,8 @@ fn apply_report(
                 report.provider_status,
                 report.failure.as_ref().map(to_json),
                 stamp.now_ms,
-                next_check
+                next_check_ms,
+                report.status.is_final()
             ],
         )?;
     } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
@@ -495,6 +494,11 @@ fn apply_report(
             source = stamp.source.as_str(),
             "status report would move the refund backwards: recorded, not applied"
         );
+    }
+    if let (None, Some(prid)) = (&before.provider_refund_id, &report.provider_refund_id) {
+        // The provider's id is known from now on: events that named only it and came first
+        // (a webhook can beat the answer to the create request) are applied now, in order.
+        inbox::apply_held(c, &before.provider, prid, refund_id, stamp.now_ms)?;
     }
     let refund = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok(Applied { moved, refund })
@@ -735,6 +739,71 @@ mod tests {
                 (Some(Status::Pending), Status::Processed, true),
                 (Some(Status::Processed), Status::Reversed, true)
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refund_a_webhook_moves_to_pending_stays_in_the_janitors_queue() {
+        let l = ledger();
+        let Begin::New(r) = l.begin(row("q", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        let event = InboxEvent {
+            provider: "p".into(),
+            event_id: "ev-pending".into(),
+            event_type: "refund.pending".into(),
+            body: b"{}".to_vec(),
+            report: report(Status::Pending),
+            external_refund_id: Some("q".into()),
+            now_ms: 1_500,
+        };
+        assert!(matches!(l.receive_webhook(event).await.unwrap(), Inboxed::Matched(a) if a.moved));
+        let due = l.due(i64::MAX, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "still checked by the janitor");
+        assert_eq!(due[0].0.id, r.id);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_beat_its_refunds_answer_is_applied_once_the_id_is_known() {
+        let l = ledger();
+        let Begin::New(r) = l.begin(row("early", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        // The provider's webhook names only its own id, which the ledger does not know yet.
+        let early = InboxEvent {
+            provider: "p".into(),
+            event_id: "ev-early".into(),
+            event_type: "refund.processed".into(),
+            body: b"{}".to_vec(),
+            report: Report {
+                provider_refund_id: Some("pr-early".into()),
+                ..report(Status::Processed)
+            },
+            external_refund_id: None,
+            now_ms: 1_100,
+        };
+        assert_eq!(l.receive_webhook(early).await.unwrap(), Inboxed::Unmatched);
+        // Then the answer to the create request arrives: pending, with that id.
+        let answer = Report {
+            provider_refund_id: Some("pr-early".into()),
+            ..report(Status::Pending)
+        };
+        let stamp = Stamp::new(Source::Api, "provider answered", 1_200);
+        let a = l
+            .apply(&r.id, answer, stamp, None, Some(9_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.refund.status,
+            Status::Processed,
+            "the held event moved it on"
+        );
+        assert!(l.unmatched_webhooks().await.unwrap().is_empty());
+        let history = l.get(&r.id).await.unwrap().unwrap().history;
+        let last = history.last().unwrap();
+        assert_eq!(
+            (last.source, last.to, last.applied),
+            (Source::Webhook, Status::Processed, true)
         );
     }
 
