@@ -686,6 +686,78 @@ api_secret = "env:TEST_SECRET"
     }
 
     #[test]
+    fn server_tokens_retry_and_janitor_are_read_and_checked() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:0"
+[server.tokens.gateway]
+token = "env:GATEWAY_TOKEN"
+scopes = ["refunds"]
+[retry]
+attempts = 2
+backoff_ms = [5]
+[janitor]
+interval_ms = 10
+backoff_ms = [20, 40]
+"#;
+        let c = parse(text, &[("GATEWAY_TOKEN", "0123456789abcdef-gw")]).unwrap();
+        assert_eq!(c.server.listen.port(), 0);
+        assert_eq!(c.server.tokens.len(), 1);
+        assert_eq!(c.server.tokens[0].name, "gateway");
+        assert_eq!(c.server.tokens[0].token.expose(), "0123456789abcdef-gw");
+        assert_eq!(c.server.tokens[0].scopes, [Scope::Refunds]);
+        assert_eq!((c.retry.attempts, c.retry.backoff.len()), (2, 1));
+        assert_eq!(
+            c.janitor.backoff,
+            [Duration::from_millis(20), Duration::from_millis(40)]
+        );
+
+        let defaults = parse("", &[]).unwrap();
+        assert_eq!(defaults.server.listen.port(), 8700);
+        assert_eq!(defaults.retry, RetryPolicy::default());
+        assert_eq!(defaults.janitor, JanitorConfig::default());
+
+        let missing = parse(text, &[]).unwrap_err();
+        assert!(
+            matches!(&missing, ConfigError::MissingEnv { key, .. } if key == "server.tokens.gateway.token")
+        );
+        let short = parse(text, &[("GATEWAY_TOKEN", "short")]).unwrap_err();
+        assert!(
+            short.to_string().contains("at least 16 characters"),
+            "{short}"
+        );
+        let no_scope = "[server.tokens.x]\ntoken = \"0123456789abcdef-x\"\nscopes = []\n";
+        assert!(matches!(
+            parse(no_scope, &[]),
+            Err(ConfigError::BadServer { .. })
+        ));
+        let bad_scope = "[server.tokens.x]\ntoken = \"0123456789abcdef-x\"\nscopes = [\"root\"]\n";
+        assert!(matches!(
+            parse(bad_scope, &[]),
+            Err(ConfigError::Parse { .. })
+        ));
+        let bad_listen = "[server]\nlisten = \"localhost\"\n";
+        assert!(matches!(
+            parse(bad_listen, &[]),
+            Err(ConfigError::BadServer { .. })
+        ));
+        assert!(matches!(
+            parse("[retry]\nattempts = 0\n", &[]),
+            Err(ConfigError::BadLimit {
+                key: "retry.attempts",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("[janitor]\nbackoff_ms = []\n", &[]),
+            Err(ConfigError::BadLimit {
+                key: "janitor.backoff_ms",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_limits_are_refused() {
         assert!(matches!(
             parse("[engine]\nfoo = 1\n", &[]),
