@@ -217,11 +217,26 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
             ok: status == 409 && v["error"]["code"] == "idempotency_conflict",
         });
         let (status, _, v) = service.post("/v1/refunds", &body(&r2, 300_001)).await?;
+        // The ledger's history says whether the provider was asked.
+        let detail = service
+            .refund(v["refund"]["id"].as_str().unwrap_or(""))
+            .await?;
+        let not_sent = detail["history"].as_array().is_some_and(|h| {
+            h.iter().any(|e| {
+                e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("before any provider call"))
+            })
+        });
         steps.push(Step {
             what: format!("{p}: {r2} of 3000.01 (2000.00 taken of 5000.00)"),
             expected: "422 amount_exceeded, no provider call".into(),
-            observed: summary(status, &v),
-            ok: status == 422 && v["error"]["code"] == "amount_exceeded",
+            observed: format!(
+                "{}{}",
+                summary(status, &v),
+                if not_sent { ", no provider call" } else { "" }
+            ),
+            ok: status == 422 && v["error"]["code"] == "amount_exceeded" && not_sent,
         });
 
         let prid = first["provider_refund_id"].as_str().unwrap_or("");
