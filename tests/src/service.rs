@@ -631,6 +631,21 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The string at `v`; panics, naming the value, when it is not one.
+pub fn str_of(v: &Value) -> &str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+}
+
+/// Asserts that `reply` has `status`, with the body in the message.
+pub fn expect(reply: &Reply, status: u16, what: &str) {
+    assert_eq!(
+        reply.status, status,
+        "{what}: expected {status}, got {}: {}",
+        reply.status, reply.text
+    );
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn urlencode(value: &str) -> String {
     value

@@ -6,18 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use refundry_tests::service::{MFS, Options, ProxyMode, Service, mfs_body, with_original};
+use refundry_tests::service::{
+    MFS, Options, ProxyMode, Service, mfs_body, str_of as s, with_original,
+};
 use serde_json::{Value, json};
 
 const N: usize = 200;
 const TRANSACTIONS: usize = 4;
 /// Each original payment, in minor units (10,000.00 KES): far above what its refunds ask.
 const ORIGINAL: i64 = 1_000_000;
-
-fn s(v: &Value) -> &str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
-}
 
 fn key(i: usize) -> String {
     format!("crash-{i:03}")

@@ -6,26 +6,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use refundry_tests::service::{MFS, Options, PE, Reply, Service, mfs_body, pe_body, with_original};
+use refundry_tests::service::{
+    MFS, Options, PE, Reply, Service, expect, mfs_body, pe_body, str_of as s, with_original,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Generous: debug builds on a busy 2-core machine.
 const T: Duration = Duration::from_secs(30);
-
-fn s(v: &Value) -> &str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
-}
-
-/// Asserts that `reply` has `status`, with the body in the message.
-fn expect(reply: &Reply, status: u16, what: &str) {
-    assert_eq!(
-        reply.status, status,
-        "{what}: expected {status}, got {}: {}",
-        reply.status, reply.text
-    );
-}
 
 /// Asserts the fields of a refund object against the request that made it.
 fn assert_matches_request(refund: &Value, request: &Value) {

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use refundry_tests::service::{MFS, Options, PE, Reply, Service, mfs_body, pe_body, wait_until};
+use refundry_tests::service::{
+    MFS, Options, PE, Reply, Service, expect, mfs_body, pe_body, str_of as s, wait_until,
+};
 use refundry_tests::{next_webhook, webhook_receiver};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,19 +21,6 @@ fn webhooks_only() -> Options {
         janitor_backoff_ms: vec![600_000],
         ..Options::default()
     }
-}
-
-fn s(v: &Value) -> &str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
-}
-
-fn expect(reply: &Reply, status: u16, what: &str) {
-    assert_eq!(
-        reply.status, status,
-        "{what}: expected {status}, got {}: {}",
-        reply.status, reply.text
-    );
 }
 
 /// The MFS Africa webhook signature, computed here from the spec (not by the plugin or sandbox).

@@ -55,7 +55,7 @@ pub(crate) struct Story {
     pub(crate) keys: Vec<(&'static str, &'static str, bool)>,
     pub(crate) currency: &'static str,
     /// Control call seeding the original payment of 5000.00: (path, body without the id).
-    pub(crate) seed: (&'static str, Value),
+    seed: (&'static str, Value),
     /// Extra arguments every `refund create` needs.
     create_args: Vec<&'static str>,
     over_refund_code: &'static str,
@@ -64,6 +64,23 @@ pub(crate) struct Story {
     pub(crate) processed_word: &'static str,
     /// Prefix of the webhook headers the plugin verifies.
     webhook_headers: &'static str,
+}
+
+impl Story {
+    /// Seeds an original payment of 5000.00 at the sandbox, under a random id from `base` up;
+    /// returns the id.
+    pub(crate) async fn seed_payment(
+        &self,
+        client: &reqwest::Client,
+        base_url: &str,
+        base: u32,
+    ) -> Result<String> {
+        let txn = format!("{}", base + rand::random::<u32>() % 1_000_000);
+        let (path, mut body) = self.seed.clone();
+        body["transaction_id"] = json!(txn);
+        control(client, format!("{base_url}/_sandbox/{path}"), body).await?;
+        Ok(txn)
+    }
 }
 
 pub(crate) fn mfs_africa() -> Story {
@@ -273,15 +290,7 @@ async fn walk(bin: &Path, story: &Story) -> Result<usize> {
 
     let client = reqwest::Client::new();
     let run_id = random_hex(3);
-    let txn = format!("{}", 81_000_000 + rand::random::<u32>() % 1_000_000);
-    let (seed_path, mut seed_body) = story.seed.clone();
-    seed_body["transaction_id"] = json!(txn);
-    control(
-        &client,
-        format!("{base_url}/_sandbox/{seed_path}"),
-        seed_body,
-    )
-    .await?;
+    let txn = story.seed_payment(&client, &base_url, 81_000_000).await?;
     let mut steps = vec![Step {
         what: format!("seed original payment {txn}"),
         expected: format!("5000.00 {currency}, settled"),

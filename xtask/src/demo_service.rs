@@ -162,15 +162,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
             json!({"callback_url": format!("{}/v1/webhooks/{p}", service.url)}),
         )
         .await?;
-        let txn = format!("{}", 91_000_000 + rand::random::<u32>() % 1_000_000);
-        let (seed_path, mut seed_body) = story.seed.clone();
-        seed_body["transaction_id"] = json!(txn);
-        control(
-            &client,
-            format!("{base_url}/_sandbox/{seed_path}"),
-            seed_body,
-        )
-        .await?;
+        let txn = story.seed_payment(&client, base_url, 91_000_000).await?;
         let run = random_hex(3);
         let original = json!({
             "amount": 500_000, "currency": story.currency,
