@@ -131,15 +131,15 @@ async fn intake_applies_signed_webhooks_and_refuses_bad_ones() {
             && h["applied"] == true),
         "{done}"
     );
-    let deliveries = service.mfs.inspect("webhooks/deliveries").await;
-    assert!(
+    // The sandbox records a delivery once it has read the answer, which can be a moment after
+    // the service applied the event: wait for the record.
+    wait_until("the sandbox records the service's 200", T, || async {
+        let deliveries = service.mfs.inspect("webhooks/deliveries").await;
         deliveries
             .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["status"] == 200),
-        "the service answered the delivery 200: {deliveries}"
-    );
+            .is_some_and(|d| d.iter().any(|d| d["status"] == 200))
+    })
+    .await;
 
     // Forged: signed with another secret.
     let (headers, body) = mfs_event("not-the-secret", "evt_forged", &at_sandbox, "reversed");
