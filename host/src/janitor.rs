@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::bindings::types::{RefundError, RefundLookup, RefusalKind};
 use crate::exchange::Exchanges;
-use crate::ledger::{RefundRecord, Source, Stamp, Status};
+use crate::ledger::{Outcome, RefundRecord, Source, Stamp, Status};
 use crate::refunds::{Classified, RefundService, ServiceError, classify, report_of, request_of};
 
 impl RefundService {
@@ -91,13 +91,7 @@ impl RefundService {
         };
         let exchanges = Exchanges::new();
         let result = backend.get_refund(&lookup, &exchanges).await;
-        ledger
-            .log_exchanges(
-                Some(&refund.id),
-                &refund.provider,
-                "get-refund",
-                exchanges.take(),
-            )
+        self.keep_exchanges(refund, "get-refund", &exchanges)
             .await?;
         match result {
             Ok(Ok(found)) => {
@@ -105,10 +99,7 @@ impl RefundService {
                 if report.status == refund.status {
                     return ledger.reschedule(&refund.id, checks + 1, next).await;
                 }
-                let outcome = match report.status {
-                    Status::Failed => crate::ledger::Outcome::Refused,
-                    _ => crate::ledger::Outcome::Created,
-                };
+                let outcome = Outcome::of_answer(report.status);
                 ledger
                     .apply(
                         &refund.id,

@@ -428,13 +428,27 @@ impl RefundService {
     ) -> Result<(Result<Result<Refund, RefundError>, PluginError>, bool), crate::db::DbError> {
         let exchanges = Exchanges::new();
         let result = backend.create_refund(req, &exchanges).await;
+        let sent = self
+            .keep_exchanges(refund, "create-refund", &exchanges)
+            .await?;
+        Ok((result, sent))
+    }
+
+    /// Logs the exchanges one plugin operation made for `refund`; says whether any request
+    /// reached the wire.
+    pub(crate) async fn keep_exchanges(
+        &self,
+        refund: &RefundRecord,
+        operation: &str,
+        exchanges: &Exchanges,
+    ) -> Result<bool, crate::db::DbError> {
         let (id, provider) = (Some(refund.id.as_str()), &refund.provider);
         let log = self
             .inner
             .ledger
-            .log_exchanges(id, provider, "create-refund", exchanges.take());
+            .log_exchanges(id, provider, operation, exchanges.take());
         log.await?;
-        Ok((result, exchanges.sent() > 0))
+        Ok(exchanges.sent() > 0)
     }
 
     /// Records a provider answer to a create request (first or re-sent); returns the outcome and,
@@ -451,11 +465,7 @@ impl RefundService {
         let (report, outcome, detail) = match answer {
             Answer::Took(r) => {
                 let report = report_of(&r);
-                let outcome = if report.status == Status::Failed {
-                    Outcome::Refused
-                } else {
-                    Outcome::Created
-                };
+                let outcome = Outcome::of_answer(report.status);
                 (report, outcome, "provider answered")
             }
             Answer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),

@@ -132,6 +132,16 @@ impl Outcome {
         .find(|o| o.as_str() == word)
     }
 
+    /// The outcome of a provider answer that names the refund in `status` (to a create
+    /// request, or to a check of one never answered): refused when it failed, else created.
+    pub fn of_answer(status: Status) -> Self {
+        if status == Status::Failed {
+            Outcome::Refused
+        } else {
+            Outcome::Created
+        }
+    }
+
     /// The HTTP status the REST API answers with.
     pub fn http_status(self) -> u16 {
         match self {
