@@ -229,12 +229,7 @@ impl Ledger {
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
                 let applied = apply_report(&tx, &refund_id, &report, &stamp, next_check_ms)?;
-                if let Some(o) = outcome {
-                    tx.execute(
-                        "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
-                        params![refund_id, o.as_str()],
-                    )?;
-                }
+                set_first_outcome(&tx, &refund_id, outcome)?;
                 tx.commit()?;
                 Ok(applied)
             })
@@ -262,19 +257,8 @@ impl Ledger {
                     |r| r.get(0),
                 )?;
                 let status = Status::parse(&status).unwrap_or(Status::Unknown);
-                if let Some(o) = outcome {
-                    tx.execute(
-                        "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
-                        params![refund_id, o.as_str()],
-                    )?;
-                }
-                if !status.is_final() {
-                    tx.execute(
-                        "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
-                         WHERE id = ?1",
-                        params![refund_id, next_check_ms, checks],
-                    )?;
-                }
+                set_first_outcome(&tx, &refund_id, outcome)?;
+                schedule(&tx, &refund_id, checks, next_check_ms)?;
                 add_history(&tx, &refund_id, &stamp, Some(status), status, false, None)?;
                 tx.commit()
             })
@@ -304,14 +288,7 @@ impl Ledger {
     ) -> Result<(), DbError> {
         let refund_id = refund_id.to_owned();
         self.db
-            .run(move |c| {
-                c.execute(
-                    "UPDATE refunds SET checks = ?2, next_check_at = ?3
-                     WHERE id = ?1 AND status IN ('pending', 'unknown')",
-                    params![refund_id, checks, next_check_ms],
-                )
-                .map(drop)
-            })
+            .run(move |c| schedule(c, &refund_id, Some(checks), next_check_ms))
             .await
     }
 
@@ -502,6 +479,37 @@ fn apply_report(
     }
     let refund = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok(Applied { moved, refund })
+}
+
+/// Records the first answer's outcome, unless one is recorded already.
+fn set_first_outcome(
+    c: &Connection,
+    refund_id: &str,
+    outcome: Option<Outcome>,
+) -> Result<(), rusqlite::Error> {
+    if let Some(o) = outcome {
+        c.execute(
+            "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
+            params![refund_id, o.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Sets when the janitor next looks at a refund that is not final (a final one is left alone),
+/// and its count of checks when given.
+fn schedule(
+    c: &Connection,
+    refund_id: &str,
+    checks: Option<i64>,
+    next_check_ms: i64,
+) -> Result<(), rusqlite::Error> {
+    c.execute(
+        "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
+         WHERE id = ?1 AND status IN ('pending', 'unknown')",
+        params![refund_id, next_check_ms, checks],
+    )?;
+    Ok(())
 }
 
 fn add_history(
