@@ -165,13 +165,11 @@ impl MfsSandbox {
         .await;
     }
 
-    /// A host configuration for this sandbox's MFS Africa provider, with these credentials.
-    pub fn host_config(&self, creds: &Credentials, extra_toml: &str) -> Config {
-        let toml = format!(
+    /// The `[providers.mfs-africa]` tables of a host configuration: the built plugin, with these
+    /// credentials, reaching the provider at `base_url` (this sandbox's, or a proxy's).
+    pub fn provider_toml(creds: &Credentials, base_url: &str) -> String {
+        format!(
             r#"
-[database]
-path = ":memory:"
-{extra_toml}
 [providers.mfs-africa]
 plugin = {plugin:?}
 [providers.mfs-africa.settings]
@@ -182,10 +180,17 @@ api_secret = "{api_secret}"
 webhook_secret = "{webhook_secret}"
 "#,
             plugin = plugin_path("mfs-africa").display().to_string(),
-            base_url = self.base_url(),
             api_key = creds.api_key,
             api_secret = creds.api_secret,
             webhook_secret = creds.webhook_secret,
+        )
+    }
+
+    /// A host configuration for this sandbox's MFS Africa provider, with these credentials.
+    pub fn host_config(&self, creds: &Credentials, extra_toml: &str) -> Config {
+        let toml = format!(
+            "[database]\npath = \":memory:\"\n{extra_toml}\n{}",
+            Self::provider_toml(creds, &self.base_url())
         );
         Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None)
             .expect("test config parses")
@@ -277,18 +282,19 @@ impl PeSandbox {
             .unwrap()
     }
 
-    /// A host configuration for this sandbox's PagoEfectivo provider.
-    pub fn host_config(&self, creds: &PeCredentials, extra_toml: &str) -> Config {
-        let toml = format!(
+    /// The `[providers.pagoefectivo]` tables of a host configuration for this sandbox, with these
+    /// credentials. The access key is a secret (redacted from logs), as in
+    /// `examples/refundry.toml`; the plugin reads settings and secrets alike.
+    pub fn provider_toml(&self, creds: &PeCredentials) -> String {
+        format!(
             r#"
-{extra_toml}
 [providers.pagoefectivo]
 plugin = {plugin:?}
 [providers.pagoefectivo.settings]
 base_url = "{base_url}"
 id_service = "{id_service}"
-access_key = "{access_key}"
 [providers.pagoefectivo.secrets]
+access_key = "{access_key}"
 secret_key = "{secret_key}"
 "#,
             plugin = plugin_path("pagoefectivo").display().to_string(),
@@ -296,7 +302,12 @@ secret_key = "{secret_key}"
             id_service = creds.id_service,
             access_key = creds.access_key,
             secret_key = creds.secret_key,
-        );
+        )
+    }
+
+    /// A host configuration for this sandbox's PagoEfectivo provider.
+    pub fn host_config(&self, creds: &PeCredentials, extra_toml: &str) -> Config {
+        let toml = format!("{extra_toml}\n{}", self.provider_toml(creds));
         Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None)
             .expect("test config parses")
     }

@@ -258,10 +258,9 @@ impl Service {
         ]
     }
 
-    /// The configuration file's text. Provider tables are the ones `MfsSandbox::host_config` and
-    /// `PeSandbox::host_config` write, except that PagoEfectivo's `access_key` is put under
-    /// `secrets`: the plugin reads it the same way, and the secrets test may then demand that it
-    /// never shows, like every other configured secret.
+    /// The configuration file's text, with the provider tables the sandboxes' `provider_toml`
+    /// write (PagoEfectivo's `access_key` among the secrets, so the secrets test may demand that
+    /// it never shows, like every other configured secret).
     pub fn config_toml(&self) -> String {
         let o = &self.options;
         let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
@@ -300,23 +299,8 @@ interval_ms = {interval}
 backoff_ms = [{janitor_backoff}]
 concurrency = 16
 
-[providers.mfs-africa]
-plugin = {mfs_plugin:?}
-[providers.mfs-africa.settings]
-base_url = "{mfs_base_url}"
-api_key = "{mfs_api_key}"
-[providers.mfs-africa.secrets]
-api_secret = "{mfs_api_secret}"
-webhook_secret = "{mfs_webhook_secret}"
-
-[providers.pagoefectivo]
-plugin = {pe_plugin:?}
-[providers.pagoefectivo.settings]
-base_url = "{pe_base_url}"
-id_service = "{id_service}"
-[providers.pagoefectivo.secrets]
-access_key = "{access_key}"
-secret_key = "{secret_key}"
+{mfs}
+{pe}
 "#,
             db = self.db_path().display().to_string(),
             gateway = self.gateway_token,
@@ -325,15 +309,8 @@ secret_key = "{secret_key}"
             retry_backoff = list(&o.retry_backoff_ms),
             interval = o.janitor_interval_ms,
             janitor_backoff = list(&o.janitor_backoff_ms),
-            mfs_plugin = plugin_path(MFS).display().to_string(),
-            mfs_api_key = self.mfs.creds.api_key,
-            mfs_api_secret = self.mfs.creds.api_secret,
-            mfs_webhook_secret = self.mfs.creds.webhook_secret,
-            pe_plugin = plugin_path(PE).display().to_string(),
-            pe_base_url = self.pe.handle.base_url(),
-            id_service = self.pe.creds.id_service,
-            access_key = self.pe.creds.access_key,
-            secret_key = self.pe.creds.secret_key,
+            mfs = MfsSandbox::provider_toml(&self.mfs.creds, &mfs_base_url),
+            pe = self.pe.provider_toml(&self.pe.creds),
         )
     }
 
