@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::bindings::http::{HttpError, Method, Request, Response};
+use crate::bindings::http::{HttpError, Request, Response};
 use crate::secret::Redactor;
 
 /// What replaces a removed value.
@@ -66,7 +66,7 @@ impl Exchange {
             ),
         };
         Self {
-            method: method_name(req.method).to_owned(),
+            method: crate::caps::http::method(req.method).to_string(),
             url: redactor.redact(&req.url),
             request_headers: redact_headers(redactor, &req.headers),
             request_body: req.body.as_deref().map(|b| redact_body(redactor, b)),
@@ -180,16 +180,6 @@ impl Drop for Watch<'_> {
     }
 }
 
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-    }
-}
-
 /// Whether a header or JSON field name says its value is a credential.
 fn is_sensitive_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -251,6 +241,7 @@ fn redact_json(v: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::http::Method;
     use crate::secret::Secret;
 
     #[test]

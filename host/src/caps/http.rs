@@ -245,7 +245,8 @@ impl HttpCap {
     }
 }
 
-fn method(m: Method) -> reqwest::Method {
+/// The contract's method as reqwest's (and, with `as_str`, its name on the wire).
+pub(crate) fn method(m: Method) -> reqwest::Method {
     match m {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,
