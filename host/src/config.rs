@@ -28,6 +28,11 @@
 //! backoff_ms = [60000, 300000, 1800000, 7200000, 21600000]
 //! concurrency = 16
 //!
+//! [plugins]                      # provider plugin versions (see `refundry plugin --help`)
+//! cache = "plugin-cache"         # precompiled artifacts; default: beside the database file
+//! watch = "plugins"              # load .wasm files put in this folder (optional)
+//! watch_interval_ms = 1000
+//!
 //! [providers.mfs-africa]
 //! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file ("native:<id>" links
 //!                                                # the plugin crate in: benchmark builds only)
@@ -195,6 +200,20 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// The background task that drives pending and unknown refunds to a final status.
     pub janitor: JanitorConfig,
+    /// Plugin versions: the artifact cache, the watched folder.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: where compiled plugin versions are cached, and an optional folder to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginsConfig {
+    /// Precompiled artifacts (default `plugin-cache` beside the database file; none for an
+    /// in-memory database).
+    pub cache: Option<PathBuf>,
+    /// A folder whose new `.wasm` files `refundry serve` loads as versions.
+    pub watch: Option<PathBuf>,
+    /// How often the folder is looked at (default 1 s).
+    pub watch_interval: Duration,
 }
 
 /// `[server]`: where `refundry serve` listens and who may call it.
@@ -291,6 +310,16 @@ struct RawConfig {
     retry: RawRetry,
     #[serde(default)]
     janitor: RawJanitor,
+    #[serde(default)]
+    plugins: RawPlugins,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPlugins {
+    cache: Option<String>,
+    watch: Option<String>,
+    watch_interval_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -420,6 +449,7 @@ impl Config {
             Some(p) => Some(dir.join(p)),
             None => Some(dir.join("refundry.db")),
         };
+        let plugins = plugins(raw.plugins, database.as_deref(), dir)?;
         let mut providers = BTreeMap::new();
         for (id, p) in raw.providers {
             let settings = resolve(&id, "settings", p.settings, &env)?;
@@ -453,6 +483,7 @@ impl Config {
             server: server(raw.server, &env)?,
             retry: retry(raw.retry)?,
             janitor: janitor(raw.janitor)?,
+            plugins,
         })
     }
 }
@@ -497,6 +528,26 @@ fn server(
         });
     }
     Ok(ServerConfig { listen, tokens })
+}
+
+fn plugins(
+    raw: RawPlugins,
+    database: Option<&Path>,
+    dir: &Path,
+) -> Result<PluginsConfig, ConfigError> {
+    Ok(PluginsConfig {
+        cache: match raw.cache {
+            Some(c) => Some(dir.join(c)),
+            None => database.map(|db| db.parent().unwrap_or(dir).join("plugin-cache")),
+        },
+        watch: raw.watch.map(|w| dir.join(w)),
+        watch_interval: Duration::from_millis(limit(
+            "plugins.watch_interval_ms",
+            raw.watch_interval_ms,
+            1000,
+            10..=3_600_000,
+        )?),
+    })
 }
 
 fn durations(

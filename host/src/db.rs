@@ -113,6 +113,22 @@ const MIGRATIONS: &[&str] = &[
         sent_at          INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX http_exchanges_by_refund ON http_exchanges (refund_id, seq);",
+    // 3: plugin versions (the component bytes, so a restart loads the same ones) and the active
+    // version of each provider; which version served each status report.
+    "CREATE TABLE plugin_versions (
+        provider  TEXT NOT NULL,
+        version   TEXT NOT NULL,
+        sha256    TEXT NOT NULL,
+        component BLOB NOT NULL,
+        loaded_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, version)
+    ) STRICT;
+    CREATE TABLE plugin_active (
+        provider     TEXT PRIMARY KEY,
+        version      TEXT NOT NULL,
+        activated_at INTEGER NOT NULL
+    ) STRICT;
+    ALTER TABLE refund_history ADD COLUMN plugin_version TEXT;",
 ];
 
 /// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.

@@ -1,8 +1,11 @@
 //! The wasmtime engine every plugin runs in: pooling allocator, epoch-based time slicing, the
 //! contract's linker, and the import check that refuses components reaching outside the contract.
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -94,12 +97,36 @@ impl Engine {
     pub fn prepare(&self, bytes: &[u8]) -> Result<RefundPluginPre<PluginState>, LoadError> {
         let component = Component::new(&self.inner, bytes)
             .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-        check_imports(&self.inner, &component)?;
+        self.link(&component)
+    }
+
+    /// Checks that a compiled component imports only the contract, and links it.
+    pub fn link(&self, component: &Component) -> Result<RefundPluginPre<PluginState>, LoadError> {
+        check_imports(&self.inner, component)?;
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
         RefundPluginPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))
+    }
+
+    /// What a precompiled artifact must have been made for to run in this engine: a digest of
+    /// wasmtime's compatibility hash (its version and every setting that shapes compiled code).
+    pub fn artifact_key(&self) -> String {
+        /// Feeds what is hashed into SHA-256, which (unlike `DefaultHasher`) is the same in every
+        /// build, so the key can name a file.
+        struct Sha(Sha256);
+        impl std::hash::Hasher for Sha {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                unreachable!("only the digest is read")
+            }
+        }
+        let mut sha = Sha(Sha256::new());
+        self.inner.precompile_compatibility_hash().hash(&mut sha);
+        hex::encode(&sha.0.finalize()[..8])
     }
 
     /// A store for one operation: memory cap, and a yield to the runtime at every epoch tick.

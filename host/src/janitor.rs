@@ -73,24 +73,28 @@ impl RefundService {
         let ledger = &self.inner.ledger;
         let now = self.now_ms();
         let next = self.next_check(now, checks + 1);
+        // The version that created the refund while it is loaded, else the active one.
+        let Some(plugin) = self.plugin_for(refund) else {
+            let detail = format!(
+                "not checked: no provider {:?} is configured",
+                refund.provider
+            );
+            let stamp = Stamp::new(Source::Janitor, detail, now);
+            return ledger
+                .note(&refund.id, None, stamp, Some(checks + 1), next)
+                .await;
+        };
         // A check that leaves the refund as it was: noted in its history, next check backed off.
         let unsettled = |detail: String| {
-            let stamp = Stamp::new(Source::Janitor, detail, now);
+            let stamp = Stamp::new(Source::Janitor, detail, now).by(plugin.version());
             ledger.note(&refund.id, None, stamp, Some(checks + 1), next)
-        };
-        let backend = match self.inner.runtime.provider(&refund.provider) {
-            Ok(b) => b.clone(),
-            Err(e) => {
-                let detail = format!("not checked: {e}");
-                return unsettled(detail).await;
-            }
         };
         let lookup = match &refund.provider_refund_id {
             Some(id) => RefundLookup::ProviderRefundId(id.clone()),
             None => RefundLookup::ExternalRefundId(refund.external_refund_id.clone()),
         };
         let exchanges = Exchanges::new();
-        let result = backend.get_refund(&lookup, &exchanges).await;
+        let result = plugin.backend.get_refund(&lookup, &exchanges).await;
         self.keep_exchanges(refund, "get-refund", &exchanges)
             .await?;
         match result {
@@ -104,7 +108,7 @@ impl RefundService {
                     .apply(
                         &refund.id,
                         report,
-                        Stamp::new(Source::Janitor, "status check", now),
+                        Stamp::new(Source::Janitor, "status check", now).by(plugin.version()),
                         Some(outcome),
                         Some(next),
                     )
@@ -115,7 +119,7 @@ impl RefundService {
                 if r.kind == RefusalKind::NotFound && refund.status == Status::Unknown =>
             {
                 tracing::info!("the provider has no such refund: re-sending the identical request");
-                self.resend(&backend, refund).await
+                self.resend(&plugin, refund).await
             }
             Ok(Err(e)) => {
                 let detail = format!(
@@ -135,18 +139,18 @@ impl RefundService {
     /// Re-sends the recorded create request of an `unknown` refund the provider has not seen.
     async fn resend(
         &self,
-        backend: &crate::backend::Backend,
+        plugin: &crate::registry::PluginVersion,
         refund: &RefundRecord,
     ) -> Result<(), crate::db::DbError> {
         let (result, sent) = self
-            .call_create(backend, refund, &request_of(refund))
+            .call_create(plugin, refund, &request_of(refund))
             .await?;
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,
             // Not final: leave it unknown; the next check looks again.
             Classified::Retry(f, _) => crate::refunds::Answer::Unknown(f.message),
         };
-        self.record(refund, answer, Source::Janitor, false)
+        self.record(refund, answer, Source::Janitor, plugin.version(), false)
             .await
             .map(drop)
     }

@@ -27,6 +27,7 @@ pub mod money;
 pub mod native;
 pub mod plugin;
 pub mod refunds;
+pub mod registry;
 pub mod runtime;
 pub mod secret;
 pub mod view;

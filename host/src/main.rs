@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cli::plugins;
 use refundry_host::db::Database;
 use refundry_host::export::{self, DEFAULT_PAGE, MAX_PAGE};
 use refundry_host::ledger::{Ledger, ListQuery, Page, Status};
@@ -18,6 +19,10 @@ use refundry_host::{
     Config, Money, OperationError, RefundLookup, RefundRequest, Refundry, api, engine::Engine,
     money, runtime,
 };
+
+mod cli {
+    pub mod plugins;
+}
 
 #[derive(Parser)]
 #[command(
@@ -54,7 +59,7 @@ enum Command {
     Refund(RefundCommand),
     /// Write every refund of a selection to a CSV or JSON file (from the database, offline).
     Export(ExportArgs),
-    /// Work with plugin components.
+    /// Plugin components and the versions a service runs.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Check webhooks a provider sent.
@@ -227,6 +232,8 @@ enum PluginCommand {
         /// The component file.
         file: PathBuf,
     },
+    #[command(flatten)]
+    Registry(plugins::RegistryCommand),
 }
 
 #[cfg(feature = "sandbox")]
@@ -437,6 +444,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Plugin(PluginCommand::Registry(c)) => plugins::run(&cli.config, cli.json, c).await,
         Command::Plugin(PluginCommand::Inspect { file }) => {
             let engine = Engine::new(Default::default())?;
             let (info, component) = runtime::inspect(&engine, &file).await?;
@@ -569,8 +577,16 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(address = %bound, "listening");
     let janitor = service.spawn_janitor();
+    let watcher = config.plugins.watch.clone().map(|dir| {
+        tracing::info!(dir = %dir.display(), "watching for plugin files");
+        let registry = service.runtime().registry().clone();
+        refundry_host::registry::watch::spawn(registry, dir, config.plugins.watch_interval)
+    });
     let served = api::serve(service, &config.server.tokens, listener, shutdown).await;
     janitor.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     served.context("serving")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

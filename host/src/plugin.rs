@@ -31,12 +31,22 @@ impl PluginComponent {
     /// Validates, compiles and links component bytes.
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Self, LoadError> {
         let pre = engine.prepare(bytes)?;
-        Ok(Self {
+        Ok(Self::of(engine, pre, bytes))
+    }
+
+    /// Links a component already compiled from `bytes` (a precompiled artifact's).
+    pub fn link(engine: &Engine, component: &Component, bytes: &[u8]) -> Result<Self, LoadError> {
+        let pre = engine.link(component)?;
+        Ok(Self::of(engine, pre, bytes))
+    }
+
+    fn of(engine: &Engine, pre: RefundPluginPre<PluginState>, bytes: &[u8]) -> Self {
+        Self {
             imports: imports(engine.wasmtime(), pre.instance_pre().component()),
             pre,
-            sha256: hex::encode(Sha256::digest(bytes)),
+            sha256: sha256_hex(bytes),
             size: bytes.len(),
-        })
+        }
     }
 
     /// Reads, validates, compiles and links a component file.
@@ -52,6 +62,11 @@ impl PluginComponent {
     pub fn component(&self) -> &Component {
         self.pre.instance_pre().component()
     }
+}
+
+/// Lowercase hex SHA-256 of component bytes: a plugin version's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// One operation's call, and its answer.

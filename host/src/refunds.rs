@@ -24,6 +24,7 @@ use crate::ledger::{
     Begin, ExchangeRecord, Failure, Ledger, ListQuery, NewRow, Outcome, Page, RefundDetail,
     RefundRecord, Report, Source, Stamp, Status,
 };
+use crate::registry::PluginVersion;
 use crate::runtime::{Refundry, StartError};
 
 /// A refund request, as the gateway sends it (`POST /v1/refunds`).
@@ -257,15 +258,15 @@ impl RefundService {
 
     /// Creates (or replays) a refund.
     pub async fn create(&self, req: NewRefund) -> Result<Created, CreateError> {
-        let backend = self
+        // The version active now creates this refund, even if another is activated meanwhile.
+        let plugin = self
             .inner
             .runtime
             .provider(&req.provider)
-            .map_err(|_| CreateError::UnknownProvider(req.provider.clone()))?
-            .clone();
-        validate(&req, &backend)?;
+            .map_err(|_| CreateError::UnknownProvider(req.provider.clone()))?;
+        validate(&req, &plugin.backend)?;
         let now = self.now_ms();
-        let refusal = precheck(&req, &backend, now);
+        let refusal = precheck(&req, &plugin.backend, now);
         // One request per key at a time in this process: a concurrent replay waits for the first
         // answer and then gets it, instead of racing it to the provider.
         let _key = self
@@ -276,8 +277,8 @@ impl RefundService {
         let row = NewRow {
             id: format!("rf_{}", uuid::Uuid::now_v7().simple()),
             provider: req.provider.clone(),
-            plugin_version: backend.info().version.clone(),
-            plugin_sha256: backend.sha256().to_owned(),
+            plugin_version: plugin.version().to_owned(),
+            plugin_sha256: plugin.sha256().to_owned(),
             external_refund_id: req.external_refund_id.clone(),
             original_transaction_id: req.original_transaction_id.clone(),
             amount: req.amount,
@@ -296,7 +297,7 @@ impl RefundService {
             .begin(row, refusal)
             .await
             .map_err(internal)?;
-        let (refund, replayed) = match begun {
+        let (refund, replayed, plugin) = match begun {
             Begin::Conflict(refund_id) => {
                 return Err(CreateError::IdempotencyConflict { refund_id });
             }
@@ -310,7 +311,10 @@ impl RefundService {
                     refund_id = %refund.id, provider = %refund.provider,
                     "resuming a refund whose request was never answered"
                 );
-                (refund, true)
+                let plugin = self
+                    .plugin_for(&refund)
+                    .ok_or_else(|| CreateError::UnknownProvider(refund.provider.clone()))?;
+                (refund, true, plugin)
             }
             Begin::Existing(refund, outcome) => {
                 return Ok(Created {
@@ -331,7 +335,7 @@ impl RefundService {
                     replayed: false,
                 });
             }
-            Begin::New(refund) => (refund, false),
+            Begin::New(refund) => (refund, false, plugin),
         };
         let span =
             tracing::info_span!("refund", refund_id = %refund.id, provider = %refund.provider);
@@ -342,7 +346,7 @@ impl RefundService {
         let task = tokio::spawn(
             async move {
                 let _in_flight = InFlight::mark(&service, &sent.id);
-                service.send_create(&backend, &sent).await
+                service.send_create(&plugin, &sent).await
             }
             .instrument(span),
         );
@@ -382,10 +386,28 @@ impl RefundService {
         per_attempt * attempts + retry.max_wait * (attempts - 1) + Duration::from_secs(5)
     }
 
+    /// The plugin version that serves operations on an existing refund: the one that created it
+    /// while it is loaded, else the active one.
+    pub(crate) fn plugin_for(&self, refund: &RefundRecord) -> Option<Arc<PluginVersion>> {
+        let registry = self.inner.runtime.registry();
+        let serving = registry.for_refund(
+            &refund.provider,
+            &refund.plugin_version,
+            &refund.plugin_sha256,
+        )?;
+        if !serving.pinned {
+            tracing::info!(
+                created_by = %refund.plugin_version, serving = %serving.version.version(),
+                "the plugin version that created this refund is not loaded: using the active one"
+            );
+        }
+        Some(serving.version)
+    }
+
     /// Asks the provider, with retries, and records the answer.
     async fn send_create(
         &self,
-        backend: &Backend,
+        plugin: &PluginVersion,
         refund: &RefundRecord,
     ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
         let req = request_of(refund);
@@ -393,7 +415,7 @@ impl RefundService {
         let mut sent_before = false;
         let mut attempt = 1;
         let answer = loop {
-            let (result, sent) = self.call_create(backend, refund, &req).await?;
+            let (result, sent) = self.call_create(plugin, refund, &req).await?;
             sent_before |= sent;
             match classify(result, sent_before) {
                 Classified::Retry(failure, retry_after) if attempt < retry.attempts => {
@@ -415,19 +437,20 @@ impl RefundService {
                 Classified::Final(answer) => break answer,
             }
         };
-        self.record(refund, answer, Source::Api, true).await
+        self.record(refund, answer, Source::Api, plugin.version(), true)
+            .await
     }
 
     /// One `create-refund` call, its exchanges logged against the refund; also says whether a
     /// request reached the wire.
     pub(crate) async fn call_create(
         &self,
-        backend: &Backend,
+        plugin: &PluginVersion,
         refund: &RefundRecord,
         req: &RefundRequest,
     ) -> Result<(Result<Result<Refund, RefundError>, PluginError>, bool), crate::db::DbError> {
         let exchanges = Exchanges::new();
-        let result = backend.create_refund(req, &exchanges).await;
+        let result = plugin.backend.create_refund(req, &exchanges).await;
         let sent = self
             .keep_exchanges(refund, "create-refund", &exchanges)
             .await?;
@@ -452,15 +475,17 @@ impl RefundService {
     }
 
     /// Records a provider answer to a create request (first or re-sent); returns the outcome and,
-    /// when the answer settled it, the refund as it now is.
+    /// when the answer settled it, the refund as it now is. `plugin` is the version that asked.
     pub(crate) async fn record(
         &self,
         refund: &RefundRecord,
         answer: Answer,
         source: Source,
+        plugin: &str,
         first: bool,
     ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
         let now = self.now_ms();
+        let stamp = |detail: String| Stamp::new(source, detail, now).by(plugin);
         let ledger = &self.inner.ledger;
         let (report, outcome, detail) = match answer {
             Answer::Took(r) => {
@@ -475,7 +500,7 @@ impl RefundService {
                 tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
                 let next = self.next_check(now, 0);
                 let outcome = first.then_some(Outcome::Unknown);
-                let stamp = Stamp::new(source, format!("outcome unknown: {message}"), now);
+                let stamp = stamp(format!("outcome unknown: {message}"));
                 ledger.note(&refund.id, outcome, stamp, None, next).await?;
                 return Ok((Outcome::Unknown, None));
             }
@@ -495,7 +520,7 @@ impl RefundService {
             .apply(
                 &refund.id,
                 report,
-                Stamp::new(source, detail, now),
+                stamp(detail.to_owned()),
                 Some(outcome),
                 Some(next),
             )

@@ -16,6 +16,9 @@ use crate::engine::{Engine, EngineError};
 use crate::error::{LoadError, PluginError};
 use crate::exchange::Exchanges;
 use crate::plugin::{Plugin, PluginComponent};
+use crate::registry::{
+    ArtifactCache, Configured, PluginVersion, ProviderStart, Registry, RegistryError,
+};
 use crate::secret::Redactor;
 
 /// Why the host could not start.
@@ -34,7 +37,7 @@ pub enum StartError {
         provider: String,
         /// Why.
         #[source]
-        source: LoadError,
+        source: RegistryError,
     },
 }
 
@@ -59,7 +62,7 @@ pub enum OperationError {
 pub struct Refundry {
     engine: Engine,
     db: Database,
-    providers: BTreeMap<String, Backend>,
+    registry: Arc<Registry>,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
 }
@@ -78,11 +81,11 @@ impl Refundry {
         let engine = Engine::new(config.engine)?;
         let db = Database::open(config.database.as_deref())?;
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::new());
-        let mut providers = BTreeMap::new();
+        let mut providers = Vec::new();
         for (id, provider) in &config.providers {
-            let fail = |source| StartError::Plugin {
+            let fail = |source: LoadError| StartError::Plugin {
                 provider: id.clone(),
-                source,
+                source: source.into(),
             };
             let caps = provider_caps(
                 provider,
@@ -91,25 +94,26 @@ impl Refundry {
                 db.clone(),
                 clock.clone(),
             );
-            let backend = match &provider.native {
-                Some(name) => native_backend(id, name, caps).map_err(fail)?,
-                None => {
-                    let component = PluginComponent::from_file(&engine, &provider.plugin);
-                    let component = Arc::new(component.map_err(fail)?);
-                    let plugin = Plugin::bind(engine.clone(), component, caps, Some(id));
-                    Backend::Wasm(plugin.await.map_err(fail)?)
+            let plugin = match &provider.native {
+                Some(name) => {
+                    Configured::Native(native_backend(id, name, caps.clone()).map_err(fail)?)
                 }
+                None => Configured::Component(read_plugin(&provider.plugin).map_err(fail)?),
             };
-            tracing::info!(
-                provider = %id, version = %backend.info().version,
-                sha256 = %backend.sha256(), "plugin loaded"
-            );
-            providers.insert(id.clone(), backend);
+            providers.push(ProviderStart {
+                id: id.clone(),
+                caps,
+                plugin,
+            });
         }
+        let cache = ArtifactCache::new(config.plugins.cache.clone());
+        let registry = Registry::start(engine.clone(), db.clone(), cache, clock.clone(), providers)
+            .await
+            .map_err(|(provider, source)| StartError::Plugin { provider, source })?;
         Ok(Self {
             engine,
             db,
-            providers,
+            registry: Arc::new(registry),
             transport,
             clock,
         })
@@ -135,16 +139,23 @@ impl Refundry {
         &self.transport
     }
 
-    /// The plugin serving `provider`.
-    pub fn provider(&self, provider: &str) -> Result<&Backend, OperationError> {
-        self.providers
-            .get(provider)
+    /// Every provider's plugin versions.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The active version of `provider`'s plugin: what a new operation runs on.
+    pub fn provider(&self, provider: &str) -> Result<Arc<PluginVersion>, OperationError> {
+        self.registry
+            .active(provider)
             .ok_or_else(|| OperationError::UnknownProvider(provider.to_owned()))
     }
 
-    /// What each configured provider's plugin says of itself.
-    pub fn providers(&self) -> impl Iterator<Item = (&str, &ProviderInfo)> {
-        self.providers.iter().map(|(id, p)| (id.as_str(), p.info()))
+    /// Each configured provider's active plugin version.
+    pub fn providers(&self) -> impl Iterator<Item = (&str, Arc<PluginVersion>)> {
+        self.registry
+            .providers()
+            .filter_map(|id| Some((id, self.registry.active(id)?)))
     }
 
     /// Asks `provider` to refund.
@@ -154,6 +165,7 @@ impl Refundry {
         req: &RefundRequest,
     ) -> Result<Refund, OperationError> {
         self.provider(provider)?
+            .backend
             .create_refund(req, &Exchanges::new())
             .await?
             .map_err(OperationError::Refund)
@@ -166,6 +178,7 @@ impl Refundry {
         lookup: &RefundLookup,
     ) -> Result<Refund, OperationError> {
         self.provider(provider)?
+            .backend
             .get_refund(lookup, &Exchanges::new())
             .await?
             .map_err(OperationError::Refund)
@@ -179,6 +192,7 @@ impl Refundry {
         body: &[u8],
     ) -> Result<WebhookEvent, OperationError> {
         self.provider(provider)?
+            .backend
             .parse_webhook(headers, body)
             .await?
             .map_err(OperationError::Webhook)
@@ -238,6 +252,14 @@ pub fn provider_caps(
     })
 }
 
+/// Reads a configured component file.
+fn read_plugin(path: &std::path::Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Loads a component for inspection: compiled, import-checked, and `describe()`d with no network,
 /// no configuration and throw-away storage.
 pub async fn inspect(
@@ -245,8 +267,17 @@ pub async fn inspect(
     path: &std::path::Path,
 ) -> Result<(ProviderInfo, Arc<PluginComponent>), LoadError> {
     let component = Arc::new(PluginComponent::from_file(engine, path)?);
+    let caps = inspection_caps(path)?;
+    // Inspection has no configured provider id to check against: take the one it gives.
+    let plugin = Plugin::bind(engine.clone(), component.clone(), caps, None).await?;
+    Ok((plugin.info().clone(), component))
+}
+
+/// Capabilities for a plugin that is only asked to `describe()` itself: no network, no
+/// configuration, throw-away storage.
+pub(crate) fn inspection_caps(path: &std::path::Path) -> Result<Arc<ProviderCaps>, LoadError> {
     let db = Database::open(None).map_err(|e| LoadError::Contract(e.to_string()))?;
-    let caps = Arc::new(ProviderCaps {
+    Ok(Arc::new(ProviderCaps {
         http: HttpCap::new(
             Arc::new(ReqwestTransport::new()),
             None,
@@ -265,10 +296,7 @@ pub async fn inspect(
             secrets: BTreeMap::new(),
         })),
         log: LogCap::new("inspect".into(), Redactor::default()),
-    });
-    // Inspection has no configured provider id to check against: take the one it gives.
-    let plugin = Plugin::bind(engine.clone(), component.clone(), caps, None).await?;
-    Ok((plugin.info().clone(), component))
+    }))
 }
 
 /// A one-line description of a refund error.

@@ -14,13 +14,12 @@ impl RefundService {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<WebhookAccepted, WebhookIntakeError> {
-        let backend = self
+        let plugin = self
             .inner
             .runtime
             .provider(provider)
-            .map_err(|_| WebhookIntakeError::UnknownProvider(provider.to_owned()))?
-            .clone();
-        let event = match backend.parse_webhook(&headers, &body).await? {
+            .map_err(|_| WebhookIntakeError::UnknownProvider(provider.to_owned()))?;
+        let event = match plugin.backend.parse_webhook(&headers, &body).await? {
             Ok(event) => event,
             Err(e) => {
                 let error = WebhookIntakeError::Rejected(e);
@@ -39,6 +38,7 @@ impl RefundService {
                 report: report_of(&event.refund),
                 external_refund_id: event.refund.external_refund_id.clone(),
                 now_ms: self.now_ms(),
+                plugin_version: plugin.version().to_owned(),
             })
             .await
             .map_err(|e| WebhookIntakeError::Internal(e.to_string()))?;

@@ -8,11 +8,15 @@
 //! | `GET /v1/refunds/{id}` | `refunds` | 200; 404 |
 //! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404 |
 //! | `POST /v1/webhooks/{provider}` | none (the plugin verifies the signature) | 200; 400, 401, 404 |
+//! | `GET /v1/plugins` | `admin` | 200 |
+//! | `POST /v1/plugins/{provider}/versions` | `admin` | 201, 200 (already loaded); 404, 409, 413, 422 |
+//! | `POST /v1/plugins/{provider}/activate` | `admin` | 200; 400, 404 |
+//! | `DELETE /v1/plugins/{provider}/versions/{version}` | `admin` | 204; 404, 409 |
 //! | `GET /healthz` | none | 200 |
 //! | `GET /openapi.json` | none | 200 |
 //!
 //! Every route answers 401 without a valid token (where one is needed), 403 without the scope,
-//! 413 for a body over 64 KiB, and every error in one shape ([`error::ErrorBody`]).
+//! 413 for a body over 64 KiB (32 MiB for a plugin component), and every error in one shape ([`error::ErrorBody`]).
 //!
 //! The handlers are generic over [`RefundApi`], which [`RefundService`] implements, so that
 //! they can be tested without plugins or a database.
@@ -21,6 +25,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod plugins;
 pub mod refunds;
 pub mod webhooks;
 
@@ -32,7 +37,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tracing::Instrument;
 
 use crate::config::ApiToken;
@@ -41,6 +46,7 @@ use crate::refunds::{
     CreateError, Created, NewRefund, RefundService, ServiceError, WebhookAccepted,
     WebhookIntakeError,
 };
+use crate::registry::{Activated, Loaded, ProviderVersions, RegistryError};
 use auth::Tokens;
 use error::ApiError;
 use health::ProviderHealth;
@@ -76,6 +82,26 @@ pub trait RefundApi: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<WebhookAccepted, WebhookIntakeError>> + Send;
     /// The loaded providers, for `/healthz`.
     fn providers(&self) -> Vec<ProviderHealth>;
+    /// Every provider's plugin versions.
+    fn plugins(&self) -> Vec<ProviderVersions>;
+    /// Loads a component as a version of `provider`'s plugin.
+    fn load_plugin(
+        &self,
+        provider: &str,
+        component: Vec<u8>,
+    ) -> impl Future<Output = Result<Loaded, RegistryError>> + Send;
+    /// Activates a loaded version.
+    fn activate_plugin(
+        &self,
+        provider: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Activated, RegistryError>> + Send;
+    /// Removes a version that is not active.
+    fn remove_plugin(
+        &self,
+        provider: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 }
 
 impl RefundApi for RefundService {
@@ -111,18 +137,41 @@ impl RefundApi for RefundService {
     }
 
     fn providers(&self) -> Vec<ProviderHealth> {
-        let runtime = self.runtime();
-        runtime
+        self.runtime()
             .providers()
-            .map(|(id, info)| ProviderHealth {
+            .map(|(id, plugin)| ProviderHealth {
                 id: id.to_owned(),
-                version: info.version.clone(),
-                sha256: runtime
-                    .provider(id)
-                    .map(|b| b.sha256().to_owned())
-                    .unwrap_or_default(),
+                version: plugin.version().to_owned(),
+                sha256: plugin.sha256().to_owned(),
             })
             .collect()
+    }
+
+    fn plugins(&self) -> Vec<ProviderVersions> {
+        self.runtime().registry().list()
+    }
+
+    async fn load_plugin(
+        &self,
+        provider: &str,
+        component: Vec<u8>,
+    ) -> Result<Loaded, RegistryError> {
+        self.runtime()
+            .registry()
+            .load(Some(provider), component)
+            .await
+    }
+
+    async fn activate_plugin(
+        &self,
+        provider: &str,
+        version: &str,
+    ) -> Result<Activated, RegistryError> {
+        self.runtime().registry().activate(provider, version).await
+    }
+
+    async fn remove_plugin(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
+        self.runtime().registry().remove(provider, version).await
     }
 }
 
@@ -170,6 +219,19 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
         .route("/v1/refunds/{id}", get(refunds::get::<S>))
         .route("/v1/refunds/{id}/exchanges", get(refunds::exchanges::<S>))
         .route("/v1/webhooks/{provider}", post(webhooks::receive::<S>))
+        .route("/v1/plugins", get(plugins::list::<S>))
+        .route(
+            "/v1/plugins/{provider}/versions",
+            post(plugins::load::<S>).layer(DefaultBodyLimit::max(plugins::PLUGIN_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/plugins/{provider}/activate",
+            post(plugins::activate::<S>),
+        )
+        .route(
+            "/v1/plugins/{provider}/versions/{version}",
+            delete(plugins::remove::<S>),
+        )
         .fallback(unknown_route)
         .with_state(state)
         .layer(middleware::from_fn(error::shape_errors))

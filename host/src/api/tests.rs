@@ -12,6 +12,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::bindings::types::WebhookError;
 use crate::config::Scope;
+use crate::error::LoadError;
 use crate::export::tests::record;
 use crate::ledger::{Failure, Outcome, RefundRecord, Status};
 use crate::secret::Secret;
@@ -119,6 +120,45 @@ impl RefundApi for Fake {
             version: "0.1.0".into(),
             sha256: "ab".repeat(32),
         }]
+    }
+
+    fn plugins(&self) -> Vec<ProviderVersions> {
+        vec![]
+    }
+
+    async fn load_plugin(
+        &self,
+        provider: &str,
+        component: Vec<u8>,
+    ) -> Result<Loaded, RegistryError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if provider != "mfs-africa" {
+            return Err(RegistryError::UnknownProvider(provider.into()));
+        }
+        Err(RegistryError::Rejected(LoadError::NotAComponent(format!(
+            "{} bytes of junk",
+            component.len()
+        ))))
+    }
+
+    async fn activate_plugin(
+        &self,
+        provider: &str,
+        version: &str,
+    ) -> Result<Activated, RegistryError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(RegistryError::UnknownVersion {
+            provider: provider.into(),
+            version: version.into(),
+        })
+    }
+
+    async fn remove_plugin(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(RegistryError::Active {
+            provider: provider.into(),
+            version: version.into(),
+        })
     }
 }
 
@@ -684,4 +724,151 @@ async fn serve_answers_on_a_socket_and_shuts_down() {
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+fn upload(uri: &str, token: Option<&str>, body: Vec<u8>) -> Request<Body> {
+    let mut b = Request::builder().method("POST").uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.header(header::CONTENT_TYPE, "application/wasm")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn plugin_routes_need_the_admin_scope() {
+    let fake = Fake::default();
+    let uri = "/v1/plugins/mfs-africa/versions";
+    call(&fake, upload(uri, None, vec![1]))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    call(&fake, upload(uri, Some(REFUNDS_TOKEN), vec![1]))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let activate = json!({"version": "0.2.0"});
+    let a = call(
+        &fake,
+        request(
+            "POST",
+            "/v1/plugins/mfs-africa/activate",
+            Some(REFUNDS_TOKEN),
+            Some(activate),
+        ),
+    )
+    .await;
+    a.error(StatusCode::FORBIDDEN, "forbidden");
+    let a = call(
+        &fake,
+        request("GET", "/v1/plugins", Some(REFUNDS_TOKEN), None),
+    )
+    .await;
+    a.error(StatusCode::FORBIDDEN, "forbidden");
+    let a = call(
+        &fake,
+        request(
+            "DELETE",
+            "/v1/plugins/mfs-africa/versions/0.1.0",
+            Some(REFUNDS_TOKEN),
+            None,
+        ),
+    )
+    .await;
+    a.error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+
+    let a = call(
+        &fake,
+        request("GET", "/v1/plugins", Some(ADMIN_TOKEN), None),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json(), json!({"providers": []}));
+}
+
+#[tokio::test]
+async fn plugin_refusals_have_their_codes() {
+    let fake = Fake::default();
+    let a = call(
+        &fake,
+        upload(
+            "/v1/plugins/mfs-africa/versions",
+            Some(ADMIN_TOKEN),
+            vec![7; 100],
+        ),
+    )
+    .await;
+    let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, "not_a_component");
+    assert!(e["message"].as_str().unwrap().contains("100 bytes"), "{e}");
+    call(
+        &fake,
+        upload("/v1/plugins/nope/versions", Some(ADMIN_TOKEN), vec![7]),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "unknown_provider");
+    call(
+        &fake,
+        upload("/v1/plugins/mfs-africa/versions", Some(ADMIN_TOKEN), vec![]),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_request");
+    let a = call(
+        &fake,
+        request(
+            "POST",
+            "/v1/plugins/mfs-africa/activate",
+            Some(ADMIN_TOKEN),
+            Some(json!({"version": "9"})),
+        ),
+    )
+    .await;
+    a.error(StatusCode::NOT_FOUND, "unknown_version");
+    let a = call(
+        &fake,
+        request(
+            "POST",
+            "/v1/plugins/mfs-africa/activate",
+            Some(ADMIN_TOKEN),
+            Some(json!({"v": "9"})),
+        ),
+    )
+    .await;
+    a.error(StatusCode::BAD_REQUEST, "invalid_request");
+    let a = call(
+        &fake,
+        request(
+            "DELETE",
+            "/v1/plugins/mfs-africa/versions/0.1.0",
+            Some(ADMIN_TOKEN),
+            None,
+        ),
+    )
+    .await;
+    a.error(StatusCode::CONFLICT, "version_active");
+}
+
+#[tokio::test]
+async fn plugin_uploads_may_be_large_but_not_unbounded() {
+    let fake = Fake::default();
+    let uri = "/v1/plugins/mfs-africa/versions";
+    // Far over the 64 KiB of every other route, under the component limit: it reaches the service.
+    let a = call(&fake, upload(uri, Some(ADMIN_TOKEN), vec![0; 1 << 20])).await;
+    a.error(StatusCode::UNPROCESSABLE_ENTITY, "not_a_component");
+    let over = vec![0; plugins::PLUGIN_BODY_LIMIT + 1];
+    call(&fake, upload(uri, Some(ADMIN_TOKEN), over))
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Other routes keep their limit.
+    let big = json!({"version": "x".repeat(70 * 1024)});
+    let a = call(
+        &fake,
+        request(
+            "POST",
+            "/v1/plugins/mfs-africa/activate",
+            Some(ADMIN_TOKEN),
+            Some(big),
+        ),
+    )
+    .await;
+    a.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }

@@ -36,6 +36,8 @@ pub struct InboxEvent {
     pub external_refund_id: Option<String>,
     /// When it arrived (ms).
     pub now_ms: i64,
+    /// The plugin version that verified and parsed it.
+    pub plugin_version: String,
 }
 
 impl Ledger {
@@ -90,7 +92,8 @@ impl Ledger {
                     None => Inboxed::Unmatched,
                     Some(id) => {
                         let detail = format!("event {} ({})", event.event_id, event.event_type);
-                        let stamp = Stamp::new(Source::Webhook, detail, event.now_ms);
+                        let stamp = Stamp::new(Source::Webhook, detail, event.now_ms)
+                            .by(&event.plugin_version);
                         let applied = apply_report(&tx, &id, &event.report, &stamp, None)?;
                         Inboxed::Matched(Box::new(applied))
                     }

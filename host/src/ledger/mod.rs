@@ -94,6 +94,8 @@ pub struct Stamp {
     pub detail: Option<String>,
     /// When (ms).
     pub now_ms: i64,
+    /// The plugin version that produced the report, when a plugin did.
+    pub plugin_version: Option<String>,
 }
 
 impl Stamp {
@@ -103,6 +105,15 @@ impl Stamp {
             source,
             detail: Some(detail.into()),
             now_ms,
+            plugin_version: None,
+        }
+    }
+
+    /// The same stamp, naming the plugin version that produced the report.
+    pub fn by(self, plugin_version: &str) -> Self {
+        Self {
+            plugin_version: Some(plugin_version.to_owned()),
+            ..self
         }
     }
 }
@@ -337,7 +348,8 @@ impl Ledger {
                     return Ok(None);
                 };
                 let mut stmt = c.prepare_cached(
-                    "SELECT at, source, from_status, to_status, applied, provider_status, detail
+                    "SELECT at, source, from_status, to_status, applied, provider_status, detail,
+                        plugin_version
                      FROM refund_history WHERE refund_id = ?1 ORDER BY seq",
                 )?;
                 let history = stmt
@@ -353,6 +365,7 @@ impl Ledger {
                             applied: r.get(4)?,
                             provider_status: r.get(5)?,
                             detail: r.get(6)?,
+                            plugin_version: r.get(7)?,
                         })
                     })?
                     .collect::<Result<_, _>>()?;
@@ -523,8 +536,8 @@ fn add_history(
 ) -> Result<(), rusqlite::Error> {
     c.prepare_cached(
         "INSERT INTO refund_history (refund_id, at, source, from_status, to_status, applied,
-            provider_status, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            provider_status, detail, plugin_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         refund_id,
@@ -534,7 +547,8 @@ fn add_history(
         to.as_str(),
         applied,
         provider_status,
-        stamp.detail
+        stamp.detail,
+        stamp.plugin_version
     ])?;
     Ok(())
 }
@@ -764,6 +778,7 @@ mod tests {
             report: report(Status::Pending),
             external_refund_id: Some("q".into()),
             now_ms: 1_500,
+            plugin_version: "0.1.0".into(),
         };
         assert!(matches!(l.receive_webhook(event).await.unwrap(), Inboxed::Matched(a) if a.moved));
         let due = l.due(i64::MAX, 10).await.unwrap();
@@ -789,6 +804,7 @@ mod tests {
             },
             external_refund_id: None,
             now_ms: 1_100,
+            plugin_version: "0.1.0".into(),
         };
         assert_eq!(l.receive_webhook(early).await.unwrap(), Inboxed::Unmatched);
         // Then the answer to the create request arrives: pending, with that id.
@@ -843,6 +859,7 @@ mod tests {
             },
             external_refund_id: Some("w".into()),
             now_ms: 7_000,
+            plugin_version: "0.1.0".into(),
         };
         assert!(
             matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id)

@@ -238,6 +238,8 @@ pub struct HistoryEntry {
     pub provider_status: Option<String>,
     /// Anything else worth keeping (webhook event id, error).
     pub detail: Option<String>,
+    /// The plugin version that produced the report, when a plugin did.
+    pub plugin_version: Option<String>,
 }
 
 /// A refund with its history (`GET /v1/refunds/{id}`).

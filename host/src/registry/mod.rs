@@ -1,0 +1,593 @@
+//! The plugin registry: per provider, the loaded versions of its plugin and the active one.
+//!
+//! - A version is its `describe()` version plus the component's SHA-256. Loading one validates
+//!   it (contract imports, `describe()` answers, provider id, no other component already loaded
+//!   under that version), compiles it through the [`ArtifactCache`], and keeps its bytes in the
+//!   ledger, so a restart loads the same versions and the same active one.
+//! - Activation is one pointer swap under a write lock: an operation takes the active version
+//!   (an `Arc`) when it starts and finishes on it; the next one takes the new version. Rollback is
+//!   activating an earlier version.
+//! - A refund is served by the version that created it while that is loaded
+//!   ([`Registry::for_refund`]), else by the active one.
+//!
+//! Changes to one provider (load, activate, remove) are serialised, ledger first, then memory.
+
+pub mod cache;
+mod store;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::backend::Backend;
+use crate::bindings::types::ProviderInfo;
+use crate::caps::{Clock, ProviderCaps};
+use crate::db::{Database, DbError};
+use crate::engine::Engine;
+use crate::error::LoadError;
+use crate::plugin::{Plugin, PluginComponent, sha256_hex};
+pub use cache::{ArtifactCache, LoadedFrom};
+use store::StoredVersion;
+
+/// Why a registry change was refused. Each refusal changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No such provider is configured (HTTP 404).
+    #[error("no provider {0:?} is configured")]
+    UnknownProvider(String),
+    /// The component is not a plugin of this contract, or not of this provider (HTTP 422).
+    #[error("plugin refused: {0}")]
+    Rejected(#[from] LoadError),
+    /// Another component is already loaded under this version (HTTP 409).
+    #[error(
+        "{provider} version {version} is already loaded with sha256 {loaded}; this component \
+         (sha256 {offered}) must carry another version"
+    )]
+    VersionConflict {
+        /// Provider id.
+        provider: String,
+        /// The version both claim.
+        version: String,
+        /// Hash of the loaded one.
+        loaded: String,
+        /// Hash of the one offered.
+        offered: String,
+    },
+    /// No such version is loaded (HTTP 404).
+    #[error("{provider} has no version {version} loaded")]
+    UnknownVersion {
+        /// Provider id.
+        provider: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// The active version cannot be removed (HTTP 409).
+    #[error("{provider} version {version} is active: activate another version first")]
+    Active {
+        /// Provider id.
+        provider: String,
+        /// The active version.
+        version: String,
+    },
+    /// The provider runs a plugin linked into the host, which has no versions to swap (HTTP 409).
+    #[error("{0} runs a plugin linked into the host (native:); it has no component versions")]
+    Native(String),
+    /// The ledger failed (HTTP 500).
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// One loaded version of a provider's plugin.
+pub struct PluginVersion {
+    /// What runs it.
+    pub backend: Backend,
+    /// How its code was obtained.
+    pub loaded_from: LoadedFrom,
+    /// When it was first loaded (ms), as the ledger recorded it.
+    pub loaded_at: i64,
+    /// How long this process took to compile (or read) and bind it.
+    pub load_time: Duration,
+}
+
+impl PluginVersion {
+    /// The version `describe()` gave.
+    pub fn version(&self) -> &str {
+        &self.backend.info().version
+    }
+
+    /// SHA-256 of the component (`native` for a linked-in plugin).
+    pub fn sha256(&self) -> &str {
+        self.backend.sha256()
+    }
+
+    /// A serializable view, `active` or not.
+    pub fn view(&self, provider: &str, active: bool) -> VersionView {
+        let info = self.backend.info();
+        VersionView {
+            provider: provider.to_owned(),
+            version: info.version.clone(),
+            sha256: self.sha256().to_owned(),
+            size: self.backend.plugin().map_or(0, |p| p.component().size),
+            active,
+            loaded_at: DateTime::from_timestamp_millis(self.loaded_at).unwrap_or_default(),
+            loaded_from: self.loaded_from,
+            load_ms: self.load_time.as_secs_f64() * 1e3,
+            describe: Describe::from(info),
+        }
+    }
+}
+
+/// A loaded version, as the admin API and CLI show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    /// Provider id.
+    pub provider: String,
+    /// The plugin's version.
+    pub version: String,
+    /// SHA-256 of the component (`native` for a plugin linked into the host).
+    pub sha256: String,
+    /// Size of the component, in bytes.
+    pub size: usize,
+    /// Whether new refunds go to this version.
+    pub active: bool,
+    /// When it was first loaded.
+    pub loaded_at: DateTime<Utc>,
+    /// How this process got its compiled code.
+    pub loaded_from: LoadedFrom,
+    /// How long that took, in milliseconds.
+    pub load_ms: f64,
+    /// What the plugin says of itself.
+    pub describe: Describe,
+}
+
+/// A plugin's `describe()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Describe {
+    /// Provider id.
+    pub id: String,
+    /// Plugin version.
+    pub version: String,
+    /// Name for people.
+    pub display_name: String,
+    /// ISO 4217 codes it refunds in.
+    pub currencies: Vec<String>,
+    /// Whether a refund may be less than the payment.
+    pub partial_refunds: bool,
+    /// Whether a payment may be refunded more than once.
+    pub multiple_refunds: bool,
+    /// Days after the payment a refund is allowed, if limited.
+    pub refund_window_days: Option<u32>,
+}
+
+impl From<&ProviderInfo> for Describe {
+    fn from(i: &ProviderInfo) -> Self {
+        Self {
+            id: i.id.clone(),
+            version: i.version.clone(),
+            display_name: i.display_name.clone(),
+            currencies: i.currencies.clone(),
+            partial_refunds: i.partial_refunds,
+            multiple_refunds: i.multiple_refunds,
+            refund_window_days: i.refund_window_days,
+        }
+    }
+}
+
+/// A provider's versions (oldest first) and its active one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderVersions {
+    /// Provider id.
+    pub provider: String,
+    /// The active version.
+    pub active: String,
+    /// Every loaded version.
+    pub versions: Vec<VersionView>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Loaded {
+    /// The version, as loaded.
+    #[serde(flatten)]
+    pub version: VersionView,
+    /// False when this very component was already loaded (nothing changed).
+    pub new: bool,
+}
+
+/// What an activation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Activated {
+    /// Provider id.
+    pub provider: String,
+    /// The version now active.
+    pub active: String,
+    /// The version active before.
+    pub previous: String,
+}
+
+/// Which version serves an operation on an existing refund.
+pub struct Serving {
+    /// The version.
+    pub version: Arc<PluginVersion>,
+    /// Whether it is the one that created the refund (else that one is gone: the active one).
+    pub pinned: bool,
+}
+
+struct Slot {
+    caps: Arc<ProviderCaps>,
+    native: bool,
+    state: RwLock<SlotState>,
+    /// Serialises this provider's changes, so the ledger and memory agree on their order.
+    changes: tokio::sync::Mutex<()>,
+}
+
+struct SlotState {
+    /// By version string.
+    versions: BTreeMap<String, Arc<PluginVersion>>,
+    active: Arc<PluginVersion>,
+}
+
+/// Every configured provider's loaded versions and active one. Cheap to share (`Arc`).
+pub struct Registry {
+    engine: Engine,
+    db: Database,
+    cache: ArtifactCache,
+    clock: Arc<dyn Clock>,
+    slots: BTreeMap<String, Slot>,
+}
+
+/// One provider to start the registry with.
+pub struct ProviderStart {
+    /// Provider id.
+    pub id: String,
+    /// Its capabilities.
+    pub caps: Arc<ProviderCaps>,
+    /// The configured plugin: a component's bytes, or a backend linked into the host.
+    pub plugin: Configured,
+}
+
+/// The plugin a provider's configuration names.
+pub enum Configured {
+    /// Component bytes (from `plugin = "file.wasm"`).
+    Component(Vec<u8>),
+    /// A plugin linked into the host (`plugin = "native:<id>"`).
+    Native(Backend),
+}
+
+impl Registry {
+    /// Loads every provider's stored versions and its configured plugin. The configured
+    /// component, when the ledger does not have it yet, is stored and made active (a deploy that
+    /// changes the file means it); otherwise the stored active version stays active.
+    pub async fn start(
+        engine: Engine,
+        db: Database,
+        cache: ArtifactCache,
+        clock: Arc<dyn Clock>,
+        providers: Vec<ProviderStart>,
+    ) -> Result<Self, (String, RegistryError)> {
+        let mut registry = Self {
+            engine,
+            db,
+            cache,
+            clock,
+            slots: BTreeMap::new(),
+        };
+        for p in providers {
+            let id = p.id.clone();
+            let slot = registry.start_slot(p).await.map_err(|e| (id.clone(), e))?;
+            registry.slots.insert(id, slot);
+        }
+        Ok(registry)
+    }
+
+    async fn start_slot(&self, p: ProviderStart) -> Result<Slot, RegistryError> {
+        let bytes = match p.plugin {
+            Configured::Native(backend) => {
+                let version = Arc::new(PluginVersion {
+                    backend,
+                    loaded_from: LoadedFrom::Native,
+                    loaded_at: self.clock.now_ms(),
+                    load_time: Duration::ZERO,
+                });
+                return Ok(Slot::new(p.caps, true, version));
+            }
+            Configured::Component(bytes) => bytes,
+        };
+        let (stored, stored_active) = store::stored(&self.db, &p.id).await?;
+        let mut versions = BTreeMap::new();
+        for s in stored {
+            let v = self
+                .compile(&p.id, &p.caps, s.component, s.loaded_at)
+                .await?;
+            versions.insert(v.version().to_owned(), Arc::new(v));
+        }
+        let sha = sha256_hex(&bytes);
+        let configured = versions.values().find(|v| v.sha256() == sha).cloned();
+        let active = match (configured, stored_active.and_then(|a| versions.get(&a))) {
+            (Some(_), Some(active)) => active.clone(),
+            (configured, _) => {
+                let v = match configured {
+                    Some(v) => v,
+                    None => {
+                        let v = self.compile(&p.id, &p.caps, bytes.clone(), self.clock.now_ms());
+                        let v = Arc::new(v.await?);
+                        check_conflict(&p.id, &versions, &v)?;
+                        self.store(&p.id, &v, bytes).await?;
+                        versions.insert(v.version().to_owned(), v.clone());
+                        v
+                    }
+                };
+                store::activate(&self.db, &p.id, v.version(), self.clock.now_ms()).await?;
+                v
+            }
+        };
+        for v in versions.values() {
+            tracing::info!(
+                provider = %p.id, version = %v.version(), sha256 = %v.sha256(),
+                loaded_from = ?v.loaded_from, load_ms = v.load_time.as_secs_f64() * 1e3,
+                active = Arc::ptr_eq(v, &active), "plugin version loaded"
+            );
+        }
+        let slot = Slot::new(p.caps, false, active);
+        slot.write().versions = versions;
+        Ok(slot)
+    }
+
+    /// The provider ids, in order.
+    pub fn providers(&self) -> impl Iterator<Item = &str> {
+        self.slots.keys().map(String::as_str)
+    }
+
+    /// The version new operations of `provider` go to.
+    pub fn active(&self, provider: &str) -> Option<Arc<PluginVersion>> {
+        Some(self.slots.get(provider)?.read().active.clone())
+    }
+
+    /// The version that serves a refund created by `version` (with this hash): that one while
+    /// it is loaded, else the active one.
+    pub fn for_refund(&self, provider: &str, version: &str, sha256: &str) -> Option<Serving> {
+        let state = self.slots.get(provider)?.read();
+        Some(match state.versions.get(version) {
+            Some(v) if v.sha256() == sha256 => Serving {
+                version: v.clone(),
+                pinned: true,
+            },
+            _ => Serving {
+                version: state.active.clone(),
+                pinned: false,
+            },
+        })
+    }
+
+    /// Every provider's versions.
+    pub fn list(&self) -> Vec<ProviderVersions> {
+        self.slots
+            .iter()
+            .map(|(id, slot)| {
+                let state = slot.read();
+                ProviderVersions {
+                    provider: id.clone(),
+                    active: state.active.version().to_owned(),
+                    versions: state
+                        .versions
+                        .values()
+                        .map(|v| v.view(id, Arc::ptr_eq(v, &state.active)))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Loads a component as a new version of `provider` (or of the provider it describes
+    /// itself as, when `None`). Not activated. Loading a component already loaded changes
+    /// nothing.
+    pub async fn load(
+        &self,
+        provider: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<Loaded, RegistryError> {
+        let provider = match provider {
+            Some(p) => p.to_owned(),
+            None => self.identify(&bytes).await?,
+        };
+        let slot = self.slot(&provider)?;
+        if slot.native {
+            return Err(RegistryError::Native(provider));
+        }
+        let _change = slot.changes.lock().await;
+        let sha = sha256_hex(&bytes);
+        {
+            let state = slot.read();
+            if let Some(v) = state.versions.values().find(|v| v.sha256() == sha) {
+                return Ok(Loaded {
+                    version: v.view(&provider, Arc::ptr_eq(v, &state.active)),
+                    new: false,
+                });
+            }
+        }
+        let now = self.clock.now_ms();
+        let v = Arc::new(
+            self.compile(&provider, &slot.caps, bytes.clone(), now)
+                .await?,
+        );
+        check_conflict(&provider, &slot.read().versions, &v)?;
+        self.store(&provider, &v, bytes).await?;
+        slot.write()
+            .versions
+            .insert(v.version().to_owned(), v.clone());
+        tracing::info!(
+            provider = %provider, version = %v.version(), sha256 = %v.sha256(),
+            loaded_from = ?v.loaded_from, load_ms = v.load_time.as_secs_f64() * 1e3,
+            "plugin version loaded"
+        );
+        Ok(Loaded {
+            version: v.view(&provider, false),
+            new: true,
+        })
+    }
+
+    /// Makes a loaded version the active one: the next operation uses it; operations already
+    /// running finish on the version they started with.
+    pub async fn activate(
+        &self,
+        provider: &str,
+        version: &str,
+    ) -> Result<Activated, RegistryError> {
+        let slot = self.slot(provider)?;
+        let _change = slot.changes.lock().await;
+        let next = slot
+            .read()
+            .versions
+            .get(version)
+            .cloned()
+            .ok_or_else(|| unknown_version(provider, version))?;
+        store::activate(&self.db, provider, version, self.clock.now_ms()).await?;
+        let previous = std::mem::replace(&mut slot.write().active, next);
+        tracing::info!(
+            provider, version, previous = %previous.version(), "plugin version activated"
+        );
+        Ok(Activated {
+            provider: provider.to_owned(),
+            active: version.to_owned(),
+            previous: previous.version().to_owned(),
+        })
+    }
+
+    /// Unloads a version that is not active. Refunds it created go to the active version.
+    pub async fn remove(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
+        let slot = self.slot(provider)?;
+        let _change = slot.changes.lock().await;
+        {
+            let state = slot.read();
+            if !state.versions.contains_key(version) {
+                return Err(unknown_version(provider, version));
+            }
+            if state.active.version() == version {
+                return Err(RegistryError::Active {
+                    provider: provider.to_owned(),
+                    version: version.to_owned(),
+                });
+            }
+        }
+        store::remove(&self.db, provider, version).await?;
+        slot.write().versions.remove(version);
+        tracing::info!(provider, version, "plugin version removed");
+        Ok(())
+    }
+
+    fn slot(&self, provider: &str) -> Result<&Slot, RegistryError> {
+        self.slots
+            .get(provider)
+            .ok_or_else(|| RegistryError::UnknownProvider(provider.to_owned()))
+    }
+
+    /// The provider a component says it is, from a `describe()` with no capabilities.
+    async fn identify(&self, bytes: &[u8]) -> Result<String, RegistryError> {
+        let (component, _) = self.compile_bytes(bytes.to_vec()).await?;
+        let component = Arc::new(PluginComponent::link(&self.engine, &component, bytes)?);
+        let caps = crate::runtime::inspection_caps(std::path::Path::new("(upload)"))?;
+        let plugin = Plugin::bind(self.engine.clone(), component, caps, None).await?;
+        Ok(plugin.info().id.clone())
+    }
+
+    /// Compiles (through the cache, off the async threads) and links component bytes.
+    async fn compile_bytes(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<(wasmtime::component::Component, LoadedFrom), LoadError> {
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        tokio::task::spawn_blocking(move || {
+            let sha = sha256_hex(&bytes);
+            cache.compile(&engine, &bytes, &sha)
+        })
+        .await
+        .map_err(|e| LoadError::Contract(format!("compilation task failed: {e}")))?
+    }
+
+    /// A version of `provider` from component bytes: compiled, linked, and bound to the
+    /// provider's capabilities (its `describe()` must answer and name the provider).
+    async fn compile(
+        &self,
+        provider: &str,
+        caps: &Arc<ProviderCaps>,
+        bytes: Vec<u8>,
+        loaded_at: i64,
+    ) -> Result<PluginVersion, RegistryError> {
+        let started = Instant::now();
+        let (component, loaded_from) = self.compile_bytes(bytes.clone()).await?;
+        let component = Arc::new(PluginComponent::link(&self.engine, &component, &bytes)?);
+        let plugin =
+            Plugin::bind(self.engine.clone(), component, caps.clone(), Some(provider)).await?;
+        Ok(PluginVersion {
+            backend: Backend::Wasm(plugin),
+            loaded_from,
+            loaded_at,
+            load_time: started.elapsed(),
+        })
+    }
+
+    async fn store(
+        &self,
+        provider: &str,
+        v: &PluginVersion,
+        component: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        let row = StoredVersion {
+            version: v.version().to_owned(),
+            sha256: v.sha256().to_owned(),
+            component,
+            loaded_at: v.loaded_at,
+        };
+        Ok(store::insert(&self.db, provider, &row).await?)
+    }
+}
+
+impl Slot {
+    fn new(caps: Arc<ProviderCaps>, native: bool, active: Arc<PluginVersion>) -> Self {
+        let versions = BTreeMap::from([(active.version().to_owned(), active.clone())]);
+        Self {
+            caps,
+            native,
+            state: RwLock::new(SlotState { versions, active }),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SlotState> {
+        // Every write is a single assignment or map insert/remove: a panic cannot leave the
+        // state half-changed, so a poisoned lock is still consistent.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SlotState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn check_conflict(
+    provider: &str,
+    versions: &BTreeMap<String, Arc<PluginVersion>>,
+    v: &PluginVersion,
+) -> Result<(), RegistryError> {
+    match versions.get(v.version()) {
+        Some(loaded) if loaded.sha256() != v.sha256() => Err(RegistryError::VersionConflict {
+            provider: provider.to_owned(),
+            version: v.version().to_owned(),
+            loaded: loaded.sha256().to_owned(),
+            offered: v.sha256().to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn unknown_version(provider: &str, version: &str) -> RegistryError {
+    RegistryError::UnknownVersion {
+        provider: provider.to_owned(),
+        version: version.to_owned(),
+    }
+}
