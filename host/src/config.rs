@@ -715,6 +715,37 @@ api_secret = "env:TEST_SECRET"
     }
 
     #[test]
+    fn plugins_cache_sits_beside_the_database_unless_set() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.plugins.cache, Some(PathBuf::from("/etc/refundry/plugin-cache")));
+        assert_eq!(c.plugins.watch, None);
+        assert_eq!(c.plugins.watch_interval, Duration::from_secs(1));
+        let c = parse("[database]\npath = \":memory:\"\n", &[]).unwrap();
+        assert_eq!(c.plugins.cache, None, "no database file, no default cache");
+        let text = "[plugins]\ncache = \"cache\"\nwatch = \"drop\"\nwatch_interval_ms = 50\n";
+        let c = parse(text, &[]).unwrap();
+        assert_eq!(c.plugins.cache, Some(PathBuf::from("/etc/refundry/cache")));
+        assert_eq!(c.plugins.watch, Some(PathBuf::from("/etc/refundry/drop")));
+        assert_eq!(c.plugins.watch_interval, Duration::from_millis(50));
+        assert!(matches!(
+            parse("[plugins]\nwatch_interval_ms = 0\n", &[]),
+            Err(ConfigError::BadLimit { key: "plugins.watch_interval_ms", .. })
+        ));
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/refundry.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::parse(&text, &path, path.parent().unwrap(), |_| {
+            Some("an-environment-value-0123456789".into())
+        })
+        .unwrap();
+        assert!(c.plugins.cache.unwrap().ends_with("plugin-cache"));
+        assert!(!c.providers.is_empty());
+    }
+
+    #[test]
     fn missing_env_names_the_variable() {
         let err = parse(SAMPLE, &[]).unwrap_err();
         assert!(matches!(&err, ConfigError::MissingEnv { var, .. } if var == "TEST_SECRET"));
