@@ -28,6 +28,15 @@ pub const CURRENCIES: [&str; 13] = [
     "KES", "NGN", "GHS", "TZS", "ZAR", "ZMW", "MWK", "USD", "EUR", "UGX", "XOF", "XAF", "RWF",
 ];
 
+/// The version `describe()` reports and, in the `next` build, what `X-Plugin-Version` says. The
+/// `next` feature is the plugin's second version (issue 5: the host swaps between two real
+/// versions of one provider); without it this is the crate's version.
+pub const VERSION: &str = if cfg!(feature = "next") {
+    "0.2.0"
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Spec "Webhooks": a signed timestamp more than 300 s from the host clock is rejected. Both
 /// directions, like the provider's own 401 rule: a timestamp from the future is as suspect as an
 /// old one, and a replayed webhook cannot outlive the window either way.
@@ -186,7 +195,7 @@ fn send(
     let path = &after_scheme[after_scheme.find('/').unwrap_or(after_scheme.len())..];
     let timestamp =
         time::format_rfc3339_utc(host.now_ms()).map_err(|source| Error::Clock { source })?;
-    let headers = sign::signed_headers(
+    let mut headers = sign::signed_headers(
         &config.api_key,
         config.api_secret.0.as_bytes(),
         method.as_str(),
@@ -194,6 +203,12 @@ fn send(
         &timestamp,
         body.as_deref(),
     );
+    // Not in the spec: the `next` build names its version, so that a sandbox can tell which
+    // version served a request. It goes after the spec's headers and is not signed (the spec
+    // fixes the string to sign), so a provider that ignores it sees a plain v1 request.
+    if cfg!(feature = "next") {
+        headers.push(("X-Plugin-Version".to_owned(), VERSION.to_owned()));
+    }
     host.http_send(http::Request {
         method,
         url,
@@ -368,7 +383,7 @@ impl Provider for MfsAfrica {
     fn describe() -> ProviderInfo {
         ProviderInfo {
             id: "mfs-africa".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: VERSION.into(),
             display_name: "MFS Africa".into(),
             currencies: CURRENCIES.iter().map(|c| (*c).to_owned()).collect(),
             partial_refunds: true,

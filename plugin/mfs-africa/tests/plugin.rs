@@ -63,6 +63,22 @@ fn pending_refund() -> Refund {
     }
 }
 
+/// What every request carries after the spec's signed headers: `X-Plugin-Version` in the `next`
+/// build (the plugin's second version), nothing in the default build.
+const EXTRA_HEADERS: &[(&str, &str)] = if cfg!(feature = "next") {
+    &[("X-Plugin-Version", "0.2.0")]
+} else {
+    &[]
+};
+
+/// `signed` followed by [`EXTRA_HEADERS`]: the headers of a request as sent.
+fn with_extra(signed: Vec<(String, String)>) -> Vec<(String, String)> {
+    let extra = EXTRA_HEADERS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    signed.into_iter().chain(extra).collect()
+}
+
 fn headers(req: &http::Request) -> Vec<(&str, &str)> {
     req.headers
         .iter()
@@ -82,19 +98,18 @@ fn create_sends_the_byte_exact_signed_request() {
     assert_eq!(sent[0].url, "http://127.0.0.1:8080/v1/refunds");
     let body = fixture("create_request.json");
     assert_eq!(sent[0].body.as_deref(), Some(body.trim_ascii_end()));
-    // Signature: see sign.rs `create_request_known_answer` for how it was computed.
-    assert_eq!(
-        headers(&sent[0]),
-        [
-            ("X-Api-Key", "test_api_key"),
-            ("X-Timestamp", "2026-11-25T10:15:30Z"),
-            (
-                "X-Signature",
-                "e96f561edaf97bba3cbc1c9657d353a91b451a7fd8d64cff8e5069f8c2ec0bc6"
-            ),
-            ("Content-Type", "application/json"),
-        ]
-    );
+    // Signature: see sign.rs `create_request_known_answer` for how it was computed. The same in
+    // both builds: the `next` build's extra header is not signed.
+    let signed = [
+        ("X-Api-Key", "test_api_key"),
+        ("X-Timestamp", "2026-11-25T10:15:30Z"),
+        (
+            "X-Signature",
+            "e96f561edaf97bba3cbc1c9657d353a91b451a7fd8d64cff8e5069f8c2ec0bc6",
+        ),
+        ("Content-Type", "application/json"),
+    ];
+    assert_eq!(headers(&sent[0]), [&signed[..], EXTRA_HEADERS].concat());
 }
 
 #[test]
@@ -142,7 +157,7 @@ fn base_url_path_prefix_is_part_of_the_signed_path() {
         "2026-11-25T10:15:30Z",
         sent.body.as_deref(),
     );
-    assert_eq!(sent.headers, expected);
+    assert_eq!(sent.headers, with_extra(expected));
 }
 
 fn refused_before_call(kind: RefusalKind) -> impl Fn(&RefundError) -> bool {
@@ -544,8 +559,8 @@ fn get_by_provider_id() {
         "2026-11-25T10:15:30Z",
         None,
     );
-    assert_eq!(sent.headers, expected);
     assert_eq!(expected.len(), 3, "no Content-Type without a body");
+    assert_eq!(sent.headers, with_extra(expected));
 }
 
 #[test]
@@ -581,17 +596,15 @@ fn get_by_external_id() {
         "http://127.0.0.1:8080/v1/refunds?external_refund_id=order-991-r1"
     );
     // Signature: see sign.rs `get_request_known_answer_has_no_content_type`.
-    assert_eq!(
-        headers(sent),
-        [
-            ("X-Api-Key", "test_api_key"),
-            ("X-Timestamp", "2026-11-25T10:15:30Z"),
-            (
-                "X-Signature",
-                "18d0b01f4769d662f8b9f277b571a7752fd884e899e13cb7358b82de386a9e27"
-            ),
-        ]
-    );
+    let signed = [
+        ("X-Api-Key", "test_api_key"),
+        ("X-Timestamp", "2026-11-25T10:15:30Z"),
+        (
+            "X-Signature",
+            "18d0b01f4769d662f8b9f277b571a7752fd884e899e13cb7358b82de386a9e27",
+        ),
+    ];
+    assert_eq!(headers(sent), [&signed[..], EXTRA_HEADERS].concat());
 }
 
 #[test]
@@ -623,7 +636,13 @@ fn get_by_external_id_not_found_or_invalid() {
 fn describe_matches_the_spec() {
     let info = MfsAfrica::describe();
     assert_eq!(info.id, "mfs-africa");
-    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    let version = if cfg!(feature = "next") {
+        "0.2.0"
+    } else {
+        env!("CARGO_PKG_VERSION")
+    };
+    assert_eq!(info.version, version);
+    assert_eq!(info.version, refundry_mfs_africa::VERSION);
     assert_eq!(info.currencies.len(), 13);
     assert!(
         info.currencies
@@ -632,6 +651,38 @@ fn describe_matches_the_spec() {
     );
     assert!(info.partial_refunds && info.multiple_refunds);
     assert_eq!(info.refund_window_days, Some(180));
+}
+
+#[test]
+fn only_the_next_build_names_its_version_on_every_request() {
+    let host = answering(201, fixture("refund_pending.json"));
+    MfsAfrica::create_refund(&host, request()).unwrap();
+    let host_get = answering(200, fixture("refund_pending.json"));
+    MfsAfrica::get_refund(
+        &host_get,
+        RefundLookup::ProviderRefundId("rfnd_abc123".into()),
+    )
+    .unwrap();
+    let host_list = answering(200, fixture("refund_list.json"));
+    MfsAfrica::get_refund(
+        &host_list,
+        RefundLookup::ExternalRefundId("order-991-r1".into()),
+    )
+    .unwrap();
+    let expected: &[&str] = if cfg!(feature = "next") {
+        &["0.2.0"]
+    } else {
+        &[]
+    };
+    for sent in [&host, &host_get, &host_list].map(|h| h.requests()[0].clone()) {
+        let versions: Vec<&str> = sent
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Plugin-Version"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(versions, expected, "{} {}", sent.method.as_str(), sent.url);
+    }
 }
 
 // --- webhooks ---
