@@ -8,11 +8,40 @@ use anyhow::{Context, Result, bail};
 /// The wasm target plugins build for: no WASI, so every import is the contract's.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Each plugin crate and the provider id its component is named after.
-pub const PLUGINS: &[(&str, &str)] = &[
-    ("refundry-mfs-africa", "mfs-africa"),
-    ("refundry-pagoefectivo", "pagoefectivo"),
-    ("refundry-hostile", "hostile"),
+/// One component that `plugins()` writes.
+pub struct Plugin {
+    /// The plugin crate.
+    pub krate: &'static str,
+    /// The crate's cargo feature this component is built with; `None` for its default build.
+    pub feature: Option<&'static str>,
+    /// The component's file name without `.wasm`: the provider id, plus a suffix for a feature
+    /// build.
+    pub name: &'static str,
+}
+
+/// Every component `plugins()` writes, each to `target/plugins/<name>.wasm`.
+pub const PLUGINS: &[Plugin] = &[
+    Plugin {
+        krate: "refundry-mfs-africa",
+        feature: None,
+        name: "mfs-africa",
+    },
+    // The plugin's second version, for hot-swapping between two real versions (issue 5).
+    Plugin {
+        krate: "refundry-mfs-africa",
+        feature: Some("next"),
+        name: "mfs-africa-next",
+    },
+    Plugin {
+        krate: "refundry-pagoefectivo",
+        feature: None,
+        name: "pagoefectivo",
+    },
+    Plugin {
+        krate: "refundry-hostile",
+        feature: None,
+        name: "hostile",
+    },
 ];
 
 /// The workspace root.
@@ -73,49 +102,85 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Builds every plugin and writes its component to `target/plugins/<id>.wasm`; returns the paths.
+/// Builds every entry of [`PLUGINS`] and writes its component to `target/plugins/<name>.wasm`;
+/// returns the paths.
+///
+/// Entries with the same feature share one cargo run. A cdylib's file name carries no hash of its
+/// features, so two builds of one crate write the same core module: each run's modules are turned
+/// into components before the next run can overwrite them.
 pub fn plugins() -> Result<Vec<PathBuf>> {
     ensure_wasm_target()?;
-    let mut args = vec![
+    let out_dir = plugins_dir();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut features: Vec<Option<&str>> = Vec::new();
+    for plugin in PLUGINS {
+        if !features.contains(&plugin.feature) {
+            features.push(plugin.feature);
+        }
+    }
+    let mut written = Vec::new();
+    for feature in features {
+        let group: Vec<&Plugin> = PLUGINS.iter().filter(|p| p.feature == feature).collect();
+        build_modules(&group, feature)?;
+        for plugin in group {
+            written.push(write_component(plugin, &out_dir)?);
+        }
+    }
+    Ok(written)
+}
+
+/// One cargo run building the core modules of `group`, all with `feature` (or none).
+fn build_modules(group: &[&Plugin], feature: Option<&str>) -> Result<()> {
+    let mut args: Vec<String> = [
         "build",
         "--quiet",
         "--target",
         WASM_TARGET,
         "--profile",
         "plugin",
-    ];
-    for (krate, _) in PLUGINS {
-        args.extend(["-p", krate]);
+    ]
+    .map(String::from)
+    .into();
+    for plugin in group {
+        args.extend(["-p".to_owned(), plugin.krate.to_owned()]);
     }
-    cargo(&args, &[])?;
-    let out_dir = plugins_dir();
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut written = Vec::new();
-    for (krate, id) in PLUGINS {
-        let module_path = target_dir()
-            .join(WASM_TARGET)
-            .join("plugin")
-            .join(format!("{}.wasm", krate.replace('-', "_")));
-        let module = std::fs::read(&module_path)
-            .with_context(|| format!("reading {}", module_path.display()))?;
-        // wit-bindgen embeds the world in a custom section; the encoder lifts the core module
-        // into a component whose imports and exports are exactly that world's.
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .with_context(|| format!("reading the component type embedded in {krate}"))?
-            .validate(true)
-            .encode()
-            .with_context(|| format!("encoding {krate} as a component"))?;
-        let path = out_dir.join(format!("{id}.wasm"));
-        std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "plugin {id}: {} ({} bytes)",
-            path.display(),
-            component.len()
-        );
-        written.push(path);
+    if let Some(feature) = feature {
+        // `crate/feature`, so that the feature is the named crate's whatever else is built.
+        let list: Vec<String> = group
+            .iter()
+            .map(|p| format!("{}/{feature}", p.krate))
+            .collect();
+        args.extend(["--features".to_owned(), list.join(",")]);
     }
-    Ok(written)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cargo(&args, &[])
+}
+
+/// Turns `plugin`'s freshly built core module into a component at `<out_dir>/<name>.wasm`.
+fn write_component(plugin: &Plugin, out_dir: &Path) -> Result<PathBuf> {
+    let Plugin { krate, name, .. } = plugin;
+    let module_path = target_dir()
+        .join(WASM_TARGET)
+        .join("plugin")
+        .join(format!("{}.wasm", krate.replace('-', "_")));
+    let module = std::fs::read(&module_path)
+        .with_context(|| format!("reading {}", module_path.display()))?;
+    // wit-bindgen embeds the world in a custom section; the encoder lifts the core module
+    // into a component whose imports and exports are exactly that world's.
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .with_context(|| format!("reading the component type embedded in {krate}"))?
+        .validate(true)
+        .encode()
+        .with_context(|| format!("encoding {krate} as a component"))?;
+    let path = out_dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "plugin {name}: {} ({} bytes)",
+        path.display(),
+        component.len()
+    );
+    Ok(path)
 }
 
 /// Builds the `refundry` binary (debug) and returns its path.

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own commands.
 //!
 //! - `build-plugins`: installs the wasm target if missing, builds every plugin for
-//!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`.
+//!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`
+//!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`).
 //! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace (and the
 //!   host's unit tests again with the `native-plugins` feature).
 //! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
