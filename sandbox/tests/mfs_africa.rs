@@ -125,8 +125,135 @@ async fn create_replay_and_duplicate() {
     let all = sandbox
         .control(Method::GET, "/_sandbox/refunds", None)
         .await;
-    assert_eq!(all.body, json!({ "data": [created.body] }));
+    // The control view is the refund object plus what the sandbox noted about its creation.
+    let mut noted = created.body.clone();
+    noted["created_by_plugin_version"] = Value::Null;
+    assert_eq!(all.body, json!({ "data": [noted] }));
     sandbox.handle.shutdown().await;
+}
+
+/// `(external_refund_id, created_by_plugin_version)` of every refund, from the control API.
+async fn plugin_versions(sandbox: &Sandbox) -> Vec<(String, Value)> {
+    let all = sandbox
+        .control(Method::GET, "/_sandbox/refunds", None)
+        .await;
+    all.body["data"]
+        .as_array()
+        .expect("data array")
+        .iter()
+        .map(|r| {
+            (
+                r["external_refund_id"].as_str().unwrap().to_owned(),
+                r["created_by_plugin_version"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refunds_keep_the_plugin_version_of_their_create() {
+    let sandbox = start().await;
+    sandbox.seed_default().await;
+    let create = |ext: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let sandbox = &sandbox;
+        async move {
+            sandbox
+                .api_with_headers(
+                    Method::POST,
+                    "/v1/refunds",
+                    Some(&create_body(ext, "10.00")),
+                    headers,
+                )
+                .await
+        }
+    };
+    let with_version = create("pv-1", &[("X-Plugin-Version", "0.2.0")]).await;
+    assert_eq!(with_version.status, 201, "{:?}", with_version.body);
+    assert_eq!(create("pv-2", &[]).await.status, 201);
+    // Replays answer the refund as it is: they do not change what its create sent.
+    assert_eq!(
+        create("pv-1", &[("x-plugin-version", "9.9.9")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        create("pv-2", &[("X-Plugin-Version", "0.2.0")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        plugin_versions(&sandbox).await,
+        [
+            ("pv-1".to_owned(), json!("0.2.0")),
+            ("pv-2".to_owned(), Value::Null)
+        ]
+    );
+    // Only the control listing shows it: the API's refund object stays the spec's.
+    let refund_id = with_version.body["refund_id"].as_str().unwrap();
+    let got = sandbox
+        .api(Method::GET, &format!("/v1/refunds/{refund_id}"), None)
+        .await;
+    assert_eq!(got.status, 200);
+    assert!(got.body.get("created_by_plugin_version").is_none());
+}
+
+#[tokio::test]
+async fn a_required_header_is_checked_before_anything_changes() {
+    let mut config = refundry_sandbox::mfs_africa::Config::new(API_KEY, API_SECRET, WEBHOOK_SECRET);
+    config.require_header = Some("X-Plugin-Version".into());
+    let sandbox = start_with(config).await;
+    sandbox.seed_default().await;
+    // Queued before the refused requests: they must not use it up.
+    sandbox
+        .fault(json!({"kind": "status", "status": 503, "count": 1}))
+        .await;
+    let body = create_body("rh-1", "10.00");
+
+    for (method, target, body) in [
+        (Method::POST, "/v1/refunds", Some(body.as_str())),
+        (Method::GET, "/v1/refunds?external_refund_id=rh-1", None),
+        (Method::GET, "/v1/refunds/rfnd_any", None),
+    ] {
+        let refused = sandbox.api(method.clone(), target, body).await;
+        assert_eq!(refused.status, 400, "{method} {target}: {:?}", refused.body);
+        assert_eq!(refused.code(), "invalid_request");
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("X-Plugin-Version"), "{message}");
+    }
+    // Authentication still comes first.
+    let unauthenticated = sandbox
+        .api_as(
+            Method::POST,
+            "/v1/refunds",
+            Some(&body),
+            "pk_other",
+            API_SECRET,
+            &now_timestamp(),
+        )
+        .await;
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(unauthenticated.code(), "invalid_api_key");
+    assert!(plugin_versions(&sandbox).await.is_empty());
+    assert_eq!(sandbox.stats().await["refunds_created"], 0);
+
+    // With the header (in any case), the fault answers first, then the refund is made.
+    let send = || {
+        sandbox.api_with_headers(
+            Method::POST,
+            "/v1/refunds",
+            Some(&body),
+            &[("x-plugin-version", "0.2.0")],
+        )
+    };
+    assert_eq!(send().await.status, 503);
+    let created = send().await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(
+        plugin_versions(&sandbox).await,
+        [("rh-1".to_owned(), json!("0.2.0"))]
+    );
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! The signed `/v1` API.
 //!
 //! Every request goes through [`gate`] first: count it, check `X-Api-Key`, `X-Timestamp` and
-//! `X-Signature` (401), then the IP allowlist (403), then apply the next request fault (an
-//! injected `status` or `error`, answered without processing, or a `delay` after normal
-//! processing). Only then does the operation run.
+//! `X-Signature` (401), then the IP allowlist (403), then the configured required header (400
+//! `invalid_request`), then apply the next request fault (an injected `status` or `error`,
+//! answered without processing, or a `delay` after normal processing). Only then does the
+//! operation run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +24,14 @@ use super::wire::{self, CreateRefund, RefundList, RefundObject};
 use super::{Shared, random_id, signing};
 use crate::faults::RequestFault;
 
+/// The header a plugin build names its version with (not in the spec; see `mfs_africa`'s doc).
+const PLUGIN_VERSION_HEADER: &str = "x-plugin-version";
+
 /// Requests bigger than this are refused before any other check (a create body is well under
 /// 1 KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Authentication, allowlist and fault injection for every `/v1` request.
+/// Authentication, allowlist, required header and fault injection for every `/v1` request.
 pub(super) async fn gate(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -55,6 +59,12 @@ pub(super) async fn gate(
     }
     if let Err(caller) = shared.allowlist.check_caller(&parts.extensions) {
         return ApiError::IpNotAllowed(caller).into_response();
+    }
+    // Before the faults: a refused request neither runs nor uses up a queued fault.
+    if let Some(name) = &shared.config.require_header
+        && !parts.headers.contains_key(name.as_str())
+    {
+        return ApiError::InvalidRequest(format!("the {name} header is required")).into_response();
     }
     let request = Request::from_parts(parts, Body::from(body));
     match shared.faults.next_request() {
@@ -153,15 +163,24 @@ fn injected_error(status: u16, retry_after: Option<u64>) -> ApiError {
     }
 }
 
-/// `POST /v1/refunds`.
-pub(super) async fn create_refund(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// `POST /v1/refunds`. A new refund keeps the request's `X-Plugin-Version`, if any.
+pub(super) async fn create_refund(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request = match CreateRefund::from_body(&body) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    let created = shared
-        .ledger()
-        .create_refund(request, random_id("rfnd_"), Utc::now());
+    // Lossy rather than dropped: a value that is not text still shows that a version was sent.
+    let plugin_version = headers
+        .get(PLUGIN_VERSION_HEADER)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let created =
+        shared
+            .ledger()
+            .create_refund(request, plugin_version, random_id("rfnd_"), Utc::now());
     match created {
         Ok(Created::New(refund)) => {
             tracing::info!(refund_id = %refund.refund_id, "refund created");

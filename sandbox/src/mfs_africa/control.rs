@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::state::{RefundStatus, Transaction, TransitionError};
-use super::wire::{RefundList, RefundObject};
+use super::state::{Refund, RefundStatus, Transaction, TransitionError};
+use super::wire::RefundObject;
 use super::{Shared, money};
 use crate::control::{ControlError, ControlResult, parse};
 
@@ -79,6 +79,31 @@ async fn seed_transaction(State(shared): State<Arc<Shared>>, body: Bytes) -> Con
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// A refund as the control API shows it: the spec's refund object, plus what the sandbox noted
+/// about the request that created it.
+#[derive(Serialize)]
+struct ControlRefund {
+    #[serde(flatten)]
+    refund: RefundObject,
+    /// The `X-Plugin-Version` header of the creating request; `null` when it had none.
+    created_by_plugin_version: Option<String>,
+}
+
+/// `{"data": [...]}`, like the API's list.
+#[derive(Serialize)]
+struct ControlRefundList {
+    data: Vec<ControlRefund>,
+}
+
+impl From<&Refund> for ControlRefund {
+    fn from(refund: &Refund) -> Self {
+        Self {
+            refund: RefundObject::from(refund),
+            created_by_plugin_version: refund.created_by_plugin_version.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StatusChange {
@@ -89,7 +114,8 @@ struct StatusChange {
 /// The `failure_reason` of a `failed` move that does not give one.
 const DEFAULT_FAILURE_REASON: &str = "operator_rejected";
 
-/// `POST /_sandbox/refunds/{refund_id}/status`: moves a refund and emits a webhook.
+/// `POST /_sandbox/refunds/{refund_id}/status`: moves a refund and emits a webhook; answers the
+/// refund object, the same as the webhook's `data`.
 async fn set_refund_status(
     State(shared): State<Arc<Shared>>,
     Path(refund_id): Path<String>,
@@ -122,15 +148,16 @@ async fn set_refund_status(
     Ok(Json(RefundObject::from(&refund)).into_response())
 }
 
-/// `GET /_sandbox/refunds`: every refund, oldest first.
+/// `GET /_sandbox/refunds`: `{"data": [...]}`, every refund oldest first, each the spec's refund
+/// object plus `created_by_plugin_version`.
 async fn list_refunds(State(shared): State<Arc<Shared>>) -> Response {
     let data = shared
         .ledger()
         .refunds()
         .iter()
-        .map(RefundObject::from)
+        .map(ControlRefund::from)
         .collect();
-    Json(RefundList { data }).into_response()
+    Json(ControlRefundList { data }).into_response()
 }
 
 /// `GET /_sandbox/stats`: request counters.

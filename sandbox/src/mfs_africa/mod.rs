@@ -17,6 +17,10 @@
 //! `Retry-After` is sent when `retry_after` is given, and always for 429 (default 1 s). Webhook
 //! faults: `drop_webhooks`, `duplicate_webhooks`, `fail_webhooks` (each with `count`).
 //!
+//! Not in the spec, for telling plugin versions apart (issue 5, hot-swap): each refund keeps the
+//! `X-Plugin-Version` header of the request that created it (shown by `GET /_sandbox/refunds` as
+//! `created_by_plugin_version`), and [`Config::require_header`] makes a header mandatory.
+//!
 //! Choices where the spec is silent:
 //! - a missing or unparseable `X-Timestamp` is answered 401 `timestamp_out_of_range` (the client
 //!   must fix its clock or its formatting either way; no 400 for an auth header).
@@ -66,10 +70,16 @@ pub struct Config {
     /// Webhook delivery attempts per event, first one included; default 5 (the spec says the
     /// provider retries up to 5 times).
     pub webhook_max_attempts: u32,
+    /// A header name (any case) every `/v1` request must carry, e.g. `X-Plugin-Version`, to check
+    /// that a client sends it; default `None` (the spec requires no such header). A request
+    /// without it is refused 400 `invalid_request` after the authentication and allowlist
+    /// checks, and changes nothing.
+    pub require_header: Option<String>,
 }
 
 impl Config {
-    /// A configuration with these credentials, no callback URL, a 1 s retry base and 5 attempts.
+    /// A configuration with these credentials, no callback URL, a 1 s retry base, 5 attempts and
+    /// no required header.
     pub fn new(
         api_key: impl Into<String>,
         api_secret: impl Into<String>,
@@ -82,6 +92,7 @@ impl Config {
             callback_url: None,
             webhook_retry_base: Duration::from_secs(1),
             webhook_max_attempts: 5,
+            require_header: None,
         }
     }
 }
@@ -96,6 +107,7 @@ impl std::fmt::Debug for Config {
             .field("callback_url", &self.callback_url)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_max_attempts", &self.webhook_max_attempts)
+            .field("require_header", &self.require_header)
             .finish()
     }
 }

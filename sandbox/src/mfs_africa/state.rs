@@ -77,6 +77,9 @@ pub(crate) struct Refund {
     pub(crate) failure_reason: Option<String>,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    /// The `X-Plugin-Version` header of the request that created the refund (not in the spec:
+    /// it tells plugin versions apart); `None` when that request had none.
+    pub(crate) created_by_plugin_version: Option<String>,
 }
 
 /// What a create call did.
@@ -124,9 +127,11 @@ impl Ledger {
 
     /// Creates a refund, applying the spec's checks in this order: replay or duplicate by
     /// external id, unknown transaction, currency, settlement, refund window, remaining amount.
+    /// `plugin_version` is kept on a new refund only (a replay leaves the refund as it was).
     pub(crate) fn create_refund(
         &mut self,
         request: CreateRefund,
+        plugin_version: Option<String>,
         refund_id: String,
         now: DateTime<Utc>,
     ) -> Result<Created, ApiError> {
@@ -186,6 +191,7 @@ impl Ledger {
             failure_reason: None,
             created_at: now,
             updated_at: now,
+            created_by_plugin_version: plugin_version,
         };
         let index = self.refunds.len();
         self.by_refund_id.insert(refund.refund_id.clone(), index);
@@ -287,12 +293,12 @@ mod tests {
     fn failed_refunds_free_their_amount_and_others_do_not() {
         let mut ledger = ledger();
         let Ok(Created::New(first)) =
-            ledger.create_refund(request("a", 400_000), "r1".into(), now())
+            ledger.create_refund(request("a", 400_000), None, "r1".into(), now())
         else {
             panic!("first refund refused");
         };
         assert!(matches!(
-            ledger.create_refund(request("b", 100_001), "r2".into(), now()),
+            ledger.create_refund(request("b", 100_001), None, "r2".into(), now()),
             Err(ApiError::AmountExceeded { .. })
         ));
         ledger
@@ -304,11 +310,11 @@ mod tests {
         // Reversed is not failed: still counts.
         assert!(
             ledger
-                .create_refund(request("b", 100_001), "r2".into(), now())
+                .create_refund(request("b", 100_001), None, "r2".into(), now())
                 .is_err()
         );
         let Ok(Created::New(second)) =
-            ledger.create_refund(request("c", 100_000), "r3".into(), now())
+            ledger.create_refund(request("c", 100_000), None, "r3".into(), now())
         else {
             panic!("exact remainder refused");
         };
@@ -322,9 +328,35 @@ mod tests {
             .unwrap();
         assert!(
             ledger
-                .create_refund(request("d", 100_000), "r4".into(), now())
+                .create_refund(request("d", 100_000), None, "r4".into(), now())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_refund_keeps_the_plugin_version_of_its_create() {
+        let mut ledger = ledger();
+        let Ok(Created::New(made)) =
+            ledger.create_refund(request("a", 100), Some("0.2.0".into()), "r1".into(), now())
+        else {
+            panic!("refund refused");
+        };
+        assert_eq!(made.created_by_plugin_version.as_deref(), Some("0.2.0"));
+        let Ok(Created::Replay(replayed)) =
+            ledger.create_refund(request("a", 100), None, "r2".into(), now())
+        else {
+            panic!("replay refused");
+        };
+        assert_eq!(replayed, made);
+        ledger
+            .create_refund(request("b", 100), None, "r3".into(), now())
+            .unwrap();
+        let versions: Vec<_> = ledger
+            .refunds()
+            .iter()
+            .map(|r| r.created_by_plugin_version.as_deref())
+            .collect();
+        assert_eq!(versions, [Some("0.2.0"), None]);
     }
 
     #[test]

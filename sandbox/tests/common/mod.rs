@@ -100,9 +100,24 @@ pub async fn start_with(config: Config) -> Sandbox {
 impl Sandbox {
     /// A correctly signed API request.
     pub async fn api(&self, method: Method, target: &str, body: Option<&str>) -> Answer {
+        self.api_with_headers(method, target, body, &[]).await
+    }
+
+    /// A correctly signed API request that also carries `extra` headers (signing covers none).
+    pub async fn api_with_headers(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
         let timestamp = now_timestamp();
-        self.api_as(method, target, body, API_KEY, API_SECRET, &timestamp)
-            .await
+        let mut request =
+            self.signed_request(method, target, body, API_KEY, API_SECRET, &timestamp);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        answer(request.send().await.expect("request sent")).await
     }
 
     /// An API request with the given credentials and timestamp.
@@ -115,6 +130,19 @@ impl Sandbox {
         secret: &str,
         timestamp: &str,
     ) -> Answer {
+        let request = self.signed_request(method, target, body, key, secret, timestamp);
+        answer(request.send().await.expect("request sent")).await
+    }
+
+    fn signed_request(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<&str>,
+        key: &str,
+        secret: &str,
+        timestamp: &str,
+    ) -> reqwest::RequestBuilder {
         let body = body.unwrap_or("").as_bytes().to_vec();
         let signature = sign(secret, method.as_str(), target, timestamp, &body);
         let mut request = self
@@ -128,7 +156,7 @@ impl Sandbox {
                 .header("Content-Type", "application/json")
                 .body(body);
         }
-        answer(request.send().await.expect("request sent")).await
+        request
     }
 
     pub async fn create(&self, body: &str) -> Answer {
