@@ -119,6 +119,12 @@ pub struct MfsSandbox {
 impl MfsSandbox {
     /// Starts a sandbox on a free loopback port, with fast webhook retries.
     pub async fn start(callback_url: Option<String>) -> Self {
+        Self::start_with(callback_url, None).await
+    }
+
+    /// [`MfsSandbox::start`], with the sandbox refusing every API request that lacks the header
+    /// `require_header` (400 `invalid_request`, nothing changed) when it is `Some`.
+    pub async fn start_with(callback_url: Option<String>, require_header: Option<&str>) -> Self {
         let creds = Credentials::random();
         let mut config = mfs_africa::Config::new(
             creds.api_key.clone(),
@@ -127,6 +133,7 @@ impl MfsSandbox {
         );
         config.callback_url = callback_url;
         config.webhook_retry_base = Duration::from_millis(20);
+        config.require_header = require_header.map(str::to_owned);
         let handle = mfs_africa::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("sandbox starts");
@@ -153,6 +160,22 @@ impl MfsSandbox {
         self.control.get(path).await
     }
 
+    /// The `X-Plugin-Version` header the sandbox saw on the request that created refund
+    /// `refund_id` (its provider id); `None` when that request had none. Panics when the sandbox
+    /// has no such refund.
+    pub async fn created_by_plugin_version(&self, refund_id: &str) -> Option<String> {
+        let refunds = self.inspect("refunds").await;
+        let refund = refunds["data"]
+            .as_array()
+            .and_then(|data| data.iter().find(|r| r["refund_id"] == refund_id))
+            .unwrap_or_else(|| panic!("the sandbox has no refund {refund_id}: {refunds}"));
+        match &refund["created_by_plugin_version"] {
+            Value::Null => None,
+            Value::String(version) => Some(version.clone()),
+            other => panic!("created_by_plugin_version is not a string or null: {other}"),
+        }
+    }
+
     /// Seeds an original transaction.
     pub async fn seed(&self, id: &str, amount: &str, currency: &str, days_ago: i64, settled: bool) {
         let completed = (chrono::Utc::now() - chrono::Duration::days(days_ago))
@@ -168,6 +191,12 @@ impl MfsSandbox {
     /// The `[providers.mfs-africa]` tables of a host configuration: the built plugin, with these
     /// credentials, reaching the provider at `base_url` (this sandbox's, or a proxy's).
     pub fn provider_toml(creds: &Credentials, base_url: &str) -> String {
+        Self::provider_toml_for("mfs-africa", creds, base_url)
+    }
+
+    /// [`MfsSandbox::provider_toml`] with the component `plugin` (a [`plugin_path`] id, e.g.
+    /// `mfs-africa-next`) as the `mfs-africa` provider.
+    pub fn provider_toml_for(plugin: &str, creds: &Credentials, base_url: &str) -> String {
         format!(
             r#"
 [providers.mfs-africa]
@@ -179,7 +208,7 @@ api_key = "{api_key}"
 api_secret = "{api_secret}"
 webhook_secret = "{webhook_secret}"
 "#,
-            plugin = plugin_path("mfs-africa").display().to_string(),
+            plugin = plugin_path(plugin).display().to_string(),
             api_key = creds.api_key,
             api_secret = creds.api_secret,
             webhook_secret = creds.webhook_secret,
@@ -188,9 +217,14 @@ webhook_secret = "{webhook_secret}"
 
     /// A host configuration for this sandbox's MFS Africa provider, with these credentials.
     pub fn host_config(&self, creds: &Credentials, extra_toml: &str) -> Config {
+        self.host_config_for("mfs-africa", creds, extra_toml)
+    }
+
+    /// [`MfsSandbox::host_config`] with the component `plugin` as the provider.
+    fn host_config_for(&self, plugin: &str, creds: &Credentials, extra_toml: &str) -> Config {
         let toml = format!(
             "[database]\npath = \":memory:\"\n{extra_toml}\n{}",
-            Self::provider_toml(creds, &self.base_url())
+            Self::provider_toml_for(plugin, creds, &self.base_url())
         );
         Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None)
             .expect("test config parses")
@@ -198,7 +232,16 @@ webhook_secret = "{webhook_secret}"
 
     /// A host talking to this sandbox with the right credentials and the system clock.
     pub async fn host(&self) -> Refundry {
-        self.host_with(&self.creds, Arc::new(SystemClock), "").await
+        self.host_with_plugin("mfs-africa").await
+    }
+
+    /// [`MfsSandbox::host`] running the component `plugin` (a [`plugin_path`] id, e.g.
+    /// `mfs-africa-next`) as the `mfs-africa` provider.
+    pub async fn host_with_plugin(&self, plugin: &str) -> Refundry {
+        let config = self.host_config_for(plugin, &self.creds, "");
+        Refundry::start_with_clock(&config, Arc::new(SystemClock))
+            .await
+            .expect("host starts")
     }
 
     /// A host talking to this sandbox with the given credentials, clock and extra config.

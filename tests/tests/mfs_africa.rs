@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use refundry_host::Refundry;
 use refundry_host::caps::SkewedClock;
 use refundry_host::{OperationError, RefundError, RefundLookup, RefundStatus, RefusalKind};
-use refundry_tests::{Credentials, MfsSandbox, kes_refund};
+use refundry_tests::{Credentials, MfsSandbox, kes_refund, plugin_path};
 use serde_json::json;
 
 /// The refusal's kind, provider code and HTTP status; panics on anything else.
@@ -366,4 +367,60 @@ async fn unreachable_provider_is_retryable() {
             .await,
     );
     assert_eq!(r.http_status, None);
+}
+
+/// The version the component `plugin` gives from `describe()`, asked in `host`'s engine.
+async fn described_version(host: &Refundry, plugin: &str) -> String {
+    let path = plugin_path(plugin);
+    let (info, _) = refundry_host::runtime::inspect(host.engine(), &path)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    info.version
+}
+
+#[tokio::test]
+async fn the_next_version_names_itself_and_a_sandbox_can_require_it() {
+    let sandbox = MfsSandbox::start_with(None, Some("X-Plugin-Version")).await;
+    sandbox.seed("txn_v", "100.00", "KES", 1, true).await;
+    let plain = sandbox.host().await;
+    let next = sandbox.host_with_plugin("mfs-africa-next").await;
+    assert_eq!(
+        described_version(&plain, "mfs-africa").await,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(described_version(&next, "mfs-africa-next").await, "0.2.0");
+
+    let refund = next
+        .create_refund("mfs-africa", &kes_refund("txn_v", "v-1", 100))
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundStatus::Pending);
+    assert_eq!(
+        sandbox
+            .created_by_plugin_version(&refund.provider_refund_id)
+            .await
+            .as_deref(),
+        Some("0.2.0")
+    );
+    // Its reads carry the header too.
+    let found = next
+        .get_refund("mfs-africa", &RefundLookup::ExternalRefundId("v-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(found.provider_refund_id, refund.provider_refund_id);
+
+    // The plain version sends no such header: the provider refuses it and makes nothing.
+    assert_eq!(
+        refusal(
+            plain
+                .create_refund("mfs-africa", &kes_refund("txn_v", "v-2", 100))
+                .await
+        ),
+        (
+            RefusalKind::InvalidRequest,
+            Some("invalid_request".into()),
+            Some(400)
+        )
+    );
+    assert_eq!(sandbox.inspect("stats").await["refunds_created"], 1);
 }
