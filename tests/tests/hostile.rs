@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use refundry_host::engine::Engine;
 use refundry_host::plugin::PluginComponent;
+use refundry_host::registry::RegistryError;
 use refundry_host::{
     Config, LoadError, OperationError, PluginError, RefundError, Refundry, RefusalKind,
 };
@@ -214,7 +215,7 @@ async fn plugin_configured_for_another_provider_is_refused() {
     c.providers.insert("mfs-africa".into(), p);
     match Refundry::start(&c).await {
         Err(refundry_host::StartError::Plugin {
-            source: LoadError::ProviderMismatch { expected, found },
+            source: RegistryError::Rejected(LoadError::ProviderMismatch { expected, found }),
             ..
         }) => {
             assert_eq!(
