@@ -1,7 +1,8 @@
 //! Refundry's reference host: runs provider refund plugins (WebAssembly components of the
 //! `refundry:provider` contract) with only the capabilities it grants them, under limits.
 //!
-//! Along the data path: [`runtime::Refundry`] (providers and their plugins) -> [`plugin::Plugin`]
+//! Along the data path: [`runtime::Refundry`] (providers) -> [`registry::Registry`] (each
+//! provider's loaded plugin versions and the active one) -> [`plugin::Plugin`]
 //! (a fresh instance per operation) -> [`engine::Engine`] (wasmtime, pooling allocator, epoch
 //! time slicing, memory cap) -> [`caps`] (http, clock, storage, config, log) -> the provider.
 

@@ -696,7 +696,7 @@ mod tests {
             .err()
             .expect("a mismatch is refused");
         assert!(
-            matches!(&err, crate::StartError::Plugin { source: LoadError::ProviderMismatch { expected, found }, .. }
+            matches!(&err, crate::StartError::Plugin { source: crate::registry::RegistryError::Rejected(LoadError::ProviderMismatch { expected, found }), .. }
                 if expected == "pagoefectivo" && found == "mfs-africa"),
             "{err}"
         );
