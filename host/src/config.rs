@@ -717,7 +717,10 @@ api_secret = "env:TEST_SECRET"
     #[test]
     fn plugins_cache_sits_beside_the_database_unless_set() {
         let c = parse("", &[]).unwrap();
-        assert_eq!(c.plugins.cache, Some(PathBuf::from("/etc/refundry/plugin-cache")));
+        assert_eq!(
+            c.plugins.cache,
+            Some(PathBuf::from("/etc/refundry/plugin-cache"))
+        );
         assert_eq!(c.plugins.watch, None);
         assert_eq!(c.plugins.watch_interval, Duration::from_secs(1));
         let c = parse("[database]\npath = \":memory:\"\n", &[]).unwrap();
@@ -729,7 +732,10 @@ api_secret = "env:TEST_SECRET"
         assert_eq!(c.plugins.watch_interval, Duration::from_millis(50));
         assert!(matches!(
             parse("[plugins]\nwatch_interval_ms = 0\n", &[]),
-            Err(ConfigError::BadLimit { key: "plugins.watch_interval_ms", .. })
+            Err(ConfigError::BadLimit {
+                key: "plugins.watch_interval_ms",
+                ..
+            })
         ));
     }
 

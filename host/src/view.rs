@@ -128,8 +128,8 @@ impl From<&RefundError> for RefundErrorView {
     }
 }
 
-/// What a plugin says of itself, as printed.
-#[derive(Debug, Serialize)]
+/// What a plugin says of itself (its `describe()`), as printed and as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ProviderInfoView {
     /// Provider id.
     pub id: String,

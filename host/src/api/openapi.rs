@@ -50,7 +50,7 @@ use utoipa::{Modify, OpenApi};
         super::plugins::ActivateRequest,
         crate::registry::ProviderVersions,
         crate::registry::VersionView,
-        crate::registry::Describe,
+        crate::view::ProviderInfoView,
         crate::registry::Loaded,
         crate::registry::Activated,
         crate::registry::LoadedFrom,

@@ -746,35 +746,19 @@ async fn plugin_routes_need_the_admin_scope() {
     call(&fake, upload(uri, Some(REFUNDS_TOKEN), vec![1]))
         .await
         .error(StatusCode::FORBIDDEN, "forbidden");
-    let activate = json!({"version": "0.2.0"});
-    let a = call(
-        &fake,
-        request(
+    let routes = [
+        ("GET", "/v1/plugins", None),
+        (
             "POST",
             "/v1/plugins/mfs-africa/activate",
-            Some(REFUNDS_TOKEN),
-            Some(activate),
+            Some(json!({"version": "0.2.0"})),
         ),
-    )
-    .await;
-    a.error(StatusCode::FORBIDDEN, "forbidden");
-    let a = call(
-        &fake,
-        request("GET", "/v1/plugins", Some(REFUNDS_TOKEN), None),
-    )
-    .await;
-    a.error(StatusCode::FORBIDDEN, "forbidden");
-    let a = call(
-        &fake,
-        request(
-            "DELETE",
-            "/v1/plugins/mfs-africa/versions/0.1.0",
-            Some(REFUNDS_TOKEN),
-            None,
-        ),
-    )
-    .await;
-    a.error(StatusCode::FORBIDDEN, "forbidden");
+        ("DELETE", "/v1/plugins/mfs-africa/versions/0.1.0", None),
+    ];
+    for (method, uri, body) in routes {
+        let a = call(&fake, request(method, uri, Some(REFUNDS_TOKEN), body)).await;
+        a.error(StatusCode::FORBIDDEN, "forbidden");
+    }
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
 
     let a = call(

@@ -25,12 +25,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::backend::Backend;
-use crate::bindings::types::ProviderInfo;
 use crate::caps::{Clock, ProviderCaps};
 use crate::db::{Database, DbError};
 use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::plugin::{Plugin, PluginComponent, sha256_hex};
+use crate::view::ProviderInfoView;
 pub use cache::{ArtifactCache, LoadedFrom};
 use store::StoredVersion;
 
@@ -117,7 +117,7 @@ impl PluginVersion {
             loaded_at: DateTime::from_timestamp_millis(self.loaded_at).unwrap_or_default(),
             loaded_from: self.loaded_from,
             load_ms: self.load_time.as_secs_f64() * 1e3,
-            describe: Describe::from(info),
+            describe: ProviderInfoView::from(info),
         }
     }
 }
@@ -142,40 +142,7 @@ pub struct VersionView {
     /// How long that took, in milliseconds.
     pub load_ms: f64,
     /// What the plugin says of itself.
-    pub describe: Describe,
-}
-
-/// A plugin's `describe()`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Describe {
-    /// Provider id.
-    pub id: String,
-    /// Plugin version.
-    pub version: String,
-    /// Name for people.
-    pub display_name: String,
-    /// ISO 4217 codes it refunds in.
-    pub currencies: Vec<String>,
-    /// Whether a refund may be less than the payment.
-    pub partial_refunds: bool,
-    /// Whether a payment may be refunded more than once.
-    pub multiple_refunds: bool,
-    /// Days after the payment a refund is allowed, if limited.
-    pub refund_window_days: Option<u32>,
-}
-
-impl From<&ProviderInfo> for Describe {
-    fn from(i: &ProviderInfo) -> Self {
-        Self {
-            id: i.id.clone(),
-            version: i.version.clone(),
-            display_name: i.display_name.clone(),
-            currencies: i.currencies.clone(),
-            partial_refunds: i.partial_refunds,
-            multiple_refunds: i.multiple_refunds,
-            refund_window_days: i.refund_window_days,
-        }
-    }
+    pub describe: ProviderInfoView,
 }
 
 /// A provider's versions (oldest first) and its active one.
