@@ -6,12 +6,18 @@
 //! against the original payment (422, no provider call); the provider processes the refund and
 //! its webhook moves it; webhooks are then lost and the janitor finds the next refund's final
 //! status on its own; and finance exports the day as CSV.
+//!
+//! Then a hot swap of MFS Africa's plugin on the running service, with the admin token: load its
+//! second version (0.2.0, which names itself in `X-Plugin-Version`), activate it, refund through
+//! it, roll back to 0.1.0 and refund again; the refund made on 0.2.0 is still checked with 0.2.0
+//! after the rollback; removing the active version and loading another provider's component
+//! under MFS Africa are refused and change nothing.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::build;
@@ -22,7 +28,10 @@ use crate::process::{Guard, spawn_announcing};
 struct Service {
     _child: Guard,
     url: String,
+    /// Scope `refunds`: what a gateway holds.
     token: String,
+    /// Scope `admin`: what an operator holds, for `/v1/plugins`.
+    admin_token: String,
     client: reqwest::Client,
 }
 
@@ -55,6 +64,45 @@ impl Service {
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
+    /// Sends an admin request; answers its status and JSON body (`null` when it has none).
+    async fn admin(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value)> {
+        let resp = request.bearer_auth(&self.admin_token).send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `GET /v1/plugins`.
+    async fn plugins(&self) -> Result<(u16, Value)> {
+        self.admin(self.client.get(format!("{}/v1/plugins", self.url)))
+            .await
+    }
+
+    /// `POST /v1/plugins/{provider}/versions` with the component file as the body.
+    async fn upload(&self, provider: &str, file: &Path) -> Result<(u16, Value)> {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let url = format!("{}/v1/plugins/{provider}/versions", self.url);
+        self.admin(
+            self.client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                .body(bytes),
+        )
+        .await
+    }
+
+    /// `POST /v1/plugins/{provider}/activate`.
+    async fn activate(&self, provider: &str, version: &str) -> Result<(u16, Value)> {
+        let url = format!("{}/v1/plugins/{provider}/activate", self.url);
+        self.admin(self.client.post(url).json(&json!({ "version": version })))
+            .await
+    }
+
+    /// `DELETE /v1/plugins/{provider}/versions/{version}`.
+    async fn remove(&self, provider: &str, version: &str) -> Result<(u16, Value)> {
+        let url = format!("{}/v1/plugins/{provider}/versions/{version}", self.url);
+        self.admin(self.client.delete(url)).await
+    }
+
     /// Polls a refund until its status is `want` (or `secs` pass); returns the last state seen.
     async fn wait_for(&self, id: &str, want: &str, secs: u64) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -85,6 +133,7 @@ fn config(dir: &Path, stories: &[(&Story, String)]) -> Result<std::path::PathBuf
     let mut toml = String::from(
         "[database]\npath = \"service.db\"\n\n\
          [server.tokens.demo]\ntoken = \"env:REFUNDRY_DEMO_TOKEN\"\nscopes = [\"refunds\"]\n\n\
+         [server.tokens.operator]\ntoken = \"env:REFUNDRY_DEMO_ADMIN_TOKEN\"\nscopes = [\"admin\"]\n\n\
          [janitor]\ninterval_ms = 200\nbackoff_ms = [1000]\n\n",
     );
     for (story, base_url) in stories {
@@ -103,6 +152,25 @@ fn config(dir: &Path, stories: &[(&Story, String)]) -> Result<std::path::PathBuf
     let path = dir.join("service.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
+}
+
+/// The `original` of a refund request: a payment of 5000.00, settled, made yesterday. Made once
+/// per payment: its time is part of the request, so a replay must send the same one.
+fn original(story: &Story) -> Value {
+    json!({
+        "amount": 500_000, "currency": story.currency,
+        "completed_at": (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339(),
+        "settled": true,
+    })
+}
+
+/// A `POST /v1/refunds` body: `amount` (minor units) of the payment `txn`.
+fn refund_body(story: &Story, txn: &str, original: &Value, ext: &str, amount: i64) -> Value {
+    json!({
+        "provider": story.provider, "external_refund_id": ext, "original_transaction_id": txn,
+        "amount": amount, "currency": story.currency, "reason": "customer_return",
+        "order_id": "ORDER-991", "original": original,
+    })
 }
 
 fn summary(status: u16, v: &Value) -> String {
@@ -124,8 +192,11 @@ fn summary(status: u16, v: &Value) -> String {
 /// Runs the service story for both providers; returns how many steps did not behave as expected.
 pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
     let client = reqwest::Client::new();
-    let token = random_hex(24);
-    let mut env: Vec<(&str, String)> = vec![("REFUNDRY_DEMO_TOKEN", token.clone())];
+    let (token, admin_token) = (random_hex(24), random_hex(24));
+    let mut env: Vec<(&str, String)> = vec![
+        ("REFUNDRY_DEMO_TOKEN", token.clone()),
+        ("REFUNDRY_DEMO_ADMIN_TOKEN", admin_token.clone()),
+    ];
     let mut sandboxes = Vec::new();
     for story in stories {
         env.extend(story.env.iter().cloned());
@@ -146,6 +217,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         _child: child,
         url,
         token,
+        admin_token,
         client: client.clone(),
     };
     println!(
@@ -164,18 +236,8 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         .await?;
         let txn = story.seed_payment(&client, base_url, 91_000_000).await?;
         let run = random_hex(3);
-        let original = json!({
-            "amount": 500_000, "currency": story.currency,
-            "completed_at": (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339(),
-            "settled": true,
-        });
-        let body = |ext: &str, amount: i64| {
-            json!({
-                "provider": p, "external_refund_id": ext, "original_transaction_id": txn,
-                "amount": amount, "currency": story.currency, "reason": "customer_return",
-                "order_id": "ORDER-991", "original": original,
-            })
-        };
+        let original = original(story);
+        let body = |ext: &str, amount: i64| refund_body(story, &txn, &original, ext, amount);
         let (r1, r2, r3) = (
             format!("svc-{run}-1"),
             format!("svc-{run}-2"),
@@ -296,8 +358,243 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         ok: status == 200 && rows == 3 * stories.len(),
     });
     print_table(&steps);
+
+    let mut failed = steps.iter().filter(|s| !s.ok).count();
+    if let Some((story, base_url)) = pairs.iter().find(|(s, _)| s.provider == "mfs-africa") {
+        println!(
+            "\nHot swap: MFS Africa's plugin 0.1.0 -> 0.2.0 -> 0.1.0 on the running service\n"
+        );
+        let steps = swap(&service, story, base_url).await?;
+        print_table(&steps);
+        failed += steps.iter().filter(|s| !s.ok).count();
+    }
     drop(service);
     drop(sandboxes);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(steps.iter().filter(|s| !s.ok).count())
+    Ok(failed)
+}
+
+/// `provider`'s active and loaded versions in a `GET /v1/plugins` answer: `active 0.1.0 of
+/// 0.1.0, 0.2.0`.
+fn versions(list: &Value, provider: &str) -> String {
+    let found = list["providers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["provider"] == provider));
+    let Some(p) = found else {
+        return format!("no {provider}");
+    };
+    let loaded: Vec<&str> = p["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    format!(
+        "active {} of {}",
+        p["active"].as_str().unwrap_or("?"),
+        loaded.join(", ")
+    )
+}
+
+/// An admin answer as the table shows it: `<status> <error code>` when refused, else
+/// `<status> <what>`.
+fn answered(status: u16, v: &Value, what: impl FnOnce(&Value) -> String) -> String {
+    match v["error"]["code"].as_str() {
+        Some(code) => format!("{status} {code}"),
+        None => format!("{status} {}", what(v)),
+    }
+}
+
+/// The `X-Plugin-Version` the MFS Africa sandbox saw on the request that created its refund
+/// `provider_refund_id` (its control API's `created_by_plugin_version`), as a table cell.
+async fn sandbox_saw(client: &reqwest::Client, base_url: &str, provider_refund_id: &str) -> String {
+    let list: Value = match client
+        .get(format!("{base_url}/_sandbox/refunds"))
+        .send()
+        .await
+    {
+        Ok(resp) => resp.json().await.unwrap_or(Value::Null),
+        Err(e) => return format!("sandbox unreachable: {e}"),
+    };
+    let found = list["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["refund_id"] == provider_refund_id));
+    match found.map(|r| &r["created_by_plugin_version"]) {
+        None => "sandbox has no such refund".into(),
+        Some(Value::String(v)) => format!("sandbox saw X-Plugin-Version: {v}"),
+        Some(_) => "sandbox saw no X-Plugin-Version".into(),
+    }
+}
+
+/// The hot swap, on MFS Africa: load its next version, activate it, refund, roll back, refund,
+/// check the first refund later with the version that made it, then two refused changes.
+/// Answers the steps.
+async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<Step>> {
+    let p = story.provider;
+    let client = &service.client;
+    let txn = story.seed_payment(client, base_url, 93_000_000).await?;
+    let original = original(story);
+    let run = random_hex(3);
+    let (r4, r5) = (format!("svc-{run}-4"), format!("svc-{run}-5"));
+    let mut steps = Vec::new();
+
+    let (status, list) = service.plugins().await?;
+    steps.push(Step {
+        what: format!("GET /v1/plugins (admin token): {p}"),
+        expected: "200, active 0.1.0 of 0.1.0".into(),
+        observed: format!("{status}, {}", versions(&list, p)),
+        ok: status == 200 && versions(&list, p) == "active 0.1.0 of 0.1.0",
+    });
+
+    let (status, v) = service
+        .upload(p, &build::plugins_dir().join("mfs-africa-next.wasm"))
+        .await?;
+    steps.push(Step {
+        what: format!("{p}: load mfs-africa-next.wasm"),
+        expected: "201 0.2.0, not active".into(),
+        observed: answered(status, &v, |v| {
+            let active = if v["active"] == true {
+                "active"
+            } else {
+                "not active"
+            };
+            format!("{}, {active}", v["version"].as_str().unwrap_or("?"))
+        }),
+        ok: status == 201 && v["version"] == "0.2.0" && v["active"] == false,
+    });
+
+    // What an activation answers: the version now active and the one before.
+    let switched = |v: &Value| {
+        format!(
+            "active {}, was {}",
+            v["active"].as_str().unwrap_or("?"),
+            v["previous"].as_str().unwrap_or("?")
+        )
+    };
+    let (status, v) = service.activate(p, "0.2.0").await?;
+    steps.push(Step {
+        what: format!("{p}: activate 0.2.0"),
+        expected: "200 active 0.2.0, was 0.1.0".into(),
+        observed: answered(status, &v, switched),
+        ok: status == 200 && v["active"] == "0.2.0" && v["previous"] == "0.1.0",
+    });
+
+    // A refund through the active version: what the ledger recorded, what the sandbox saw.
+    let (txn, original) = (&txn, &original);
+    let refund = |ext: String| async move {
+        let (status, _, v) = service
+            .post(
+                "/v1/refunds",
+                &refund_body(story, txn, original, &ext, 50_000),
+            )
+            .await?;
+        let saw = sandbox_saw(
+            client,
+            base_url,
+            v["provider_refund_id"].as_str().unwrap_or(""),
+        )
+        .await;
+        let observed = format!(
+            "{}, plugin {}; {saw}",
+            summary(status, &v),
+            v["plugin_version"].as_str().unwrap_or("?")
+        );
+        anyhow::Ok((status, v, observed, saw))
+    };
+    let (status, v4, observed, saw) = refund(r4.clone()).await?;
+    steps.push(Step {
+        what: format!("{p}: POST refund {r4} of 500.00"),
+        expected: "201 pending, plugin 0.2.0; sandbox saw X-Plugin-Version: 0.2.0".into(),
+        observed,
+        ok: status == 201
+            && v4["plugin_version"] == "0.2.0"
+            && saw == "sandbox saw X-Plugin-Version: 0.2.0",
+    });
+
+    let (status, v) = service.activate(p, "0.1.0").await?;
+    steps.push(Step {
+        what: format!("{p}: roll back: activate 0.1.0"),
+        expected: "200 active 0.1.0, was 0.2.0".into(),
+        observed: answered(status, &v, switched),
+        ok: status == 200 && v["active"] == "0.1.0" && v["previous"] == "0.2.0",
+    });
+
+    let (status, v, observed, saw) = refund(r5.clone()).await?;
+    steps.push(Step {
+        what: format!("{p}: POST refund {r5} of 500.00"),
+        expected: "201 pending, plugin 0.1.0; sandbox saw no X-Plugin-Version".into(),
+        observed,
+        ok: status == 201
+            && v["plugin_version"] == "0.1.0"
+            && saw == "sandbox saw no X-Plugin-Version",
+    });
+
+    // The refund made on 0.2.0 turns processed after the rollback; its webhook is lost, so the
+    // janitor asks the provider, with the version that created the refund (pinning).
+    let (id4, prid4) = (
+        v4["id"].as_str().unwrap_or(""),
+        v4["provider_refund_id"].as_str().unwrap_or(""),
+    );
+    control(
+        client,
+        format!("{base_url}/_sandbox/faults"),
+        json!({"kind": "drop_webhooks", "count": 1}),
+    )
+    .await?;
+    control(
+        client,
+        format!("{base_url}/_sandbox/refunds/{prid4}/status"),
+        json!({"status": story.processed_word}),
+    )
+    .await?;
+    let v = service.wait_for(id4, "processed", 20).await?;
+    let checked_by = v["history"].as_array().and_then(|h| {
+        h.iter()
+            .find(|e| e["source"] == "janitor" && e["applied"] == true)
+            .map(|e| e["plugin_version"].as_str().unwrap_or("?"))
+    });
+    steps.push(Step {
+        what: format!("{p}: {r4} processed after the rollback"),
+        expected: "processed, by janitor with 0.2.0".into(),
+        observed: format!(
+            "{}{}",
+            v["status"].as_str().unwrap_or("?"),
+            checked_by.map_or(String::new(), |by| format!(", by janitor with {by}"))
+        ),
+        ok: v["status"] == "processed" && checked_by == Some("0.2.0"),
+    });
+
+    let (status, v) = service.remove(p, "0.1.0").await?;
+    steps.push(Step {
+        what: format!("{p}: remove 0.1.0, the active version"),
+        expected: "409 version_active".into(),
+        observed: answered(status, &v, |_| "removed".into()),
+        ok: status == 409 && v["error"]["code"] == "version_active",
+    });
+
+    let (_, before) = service.plugins().await?;
+    let (status, v) = service
+        .upload(p, &build::plugins_dir().join("pagoefectivo.wasm"))
+        .await?;
+    steps.push(Step {
+        what: format!("{p}: load pagoefectivo.wasm as {p}"),
+        expected: "422 provider_mismatch".into(),
+        observed: answered(status, &v, |v| {
+            format!("loaded {}", v["version"].as_str().unwrap_or("?"))
+        }),
+        ok: status == 422 && v["error"]["code"] == "provider_mismatch",
+    });
+    let (status, after) = service.plugins().await?;
+    let unchanged = after == before;
+    steps.push(Step {
+        what: "GET /v1/plugins after the refusal".into(),
+        expected: "200, unchanged: active 0.1.0 of 0.1.0, 0.2.0".into(),
+        observed: format!(
+            "{status}, {}: {}",
+            if unchanged { "unchanged" } else { "changed" },
+            versions(&after, p)
+        ),
+        ok: status == 200 && unchanged && versions(&after, p) == "active 0.1.0 of 0.1.0, 0.2.0",
+    });
+    Ok(steps)
 }
