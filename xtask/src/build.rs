@@ -42,6 +42,12 @@ pub const PLUGINS: &[Plugin] = &[
         feature: None,
         name: "hostile",
     },
+    // A component whose describe() traps, which the registry must refuse to load (issue 5).
+    Plugin {
+        krate: "refundry-hostile",
+        feature: Some("trap-describe"),
+        name: "hostile-trap-describe",
+    },
 ];
 
 /// The workspace root.

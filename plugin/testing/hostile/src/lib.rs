@@ -11,6 +11,9 @@
 //! - `storage`: increments the decimal counter stored under `counter` and answers `count-<n>`;
 //! - anything else: a well-behaved pending refund `hostile-<external id>`.
 //!
+//! With the cargo feature `trap-describe`, `describe()` panics: a component that fits the
+//! contract but cannot say what it is, which the host's registry must refuse to load.
+//!
 //! Never link its `spin` or `hog` paths into anything but a sandboxed test.
 
 use refundry_sdk::{
@@ -97,6 +100,9 @@ fn count(host: &impl Host, req: &RefundRequest) -> Result<Refund, RefundError> {
 
 impl Provider for Hostile {
     fn describe() -> ProviderInfo {
+        if cfg!(feature = "trap-describe") {
+            panic!("hostile plugin: describe() traps on purpose (feature trap-describe)");
+        }
         ProviderInfo {
             id: "hostile".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -229,6 +235,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "trap-describe")]
+    #[should_panic(expected = "describe() traps on purpose")]
+    fn describe_traps_with_the_feature() {
+        let _ = Hostile::describe();
+    }
+
+    #[test]
+    #[cfg(not(feature = "trap-describe"))]
     fn describe_get_and_webhook() {
         let info = Hostile::describe();
         assert_eq!(info.id, "hostile");
