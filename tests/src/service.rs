@@ -47,6 +47,11 @@ pub struct Options {
     /// Whether the service reaches MFS Africa through a [`LossyProxy`] (starting in
     /// pass-through mode) instead of directly (default false).
     pub mfs_proxy: bool,
+    /// `[plugins] watch`: a folder (relative to the test's folder) whose `.wasm` files the
+    /// service loads as they appear (default none).
+    pub plugins_watch: Option<String>,
+    /// `[plugins] watch_interval_ms` (default: the host's).
+    pub plugins_watch_interval_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -61,6 +66,8 @@ impl Default for Options {
             log_filter: "info".into(),
             webhooks_to_service: true,
             mfs_proxy: false,
+            plugins_watch: None,
+            plugins_watch_interval_ms: None,
         }
     }
 }
@@ -245,6 +252,17 @@ impl Service {
         self.dir.join("refundry.db")
     }
 
+    /// The configuration file the service runs on.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The precompiled plugin artifact folder (the host's default: `plugin-cache` beside the
+    /// database).
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.dir.join("plugin-cache")
+    }
+
     /// Every configured secret value: provider secrets (the PagoEfectivo access key included, see
     /// [`Service::config_toml`]) and both bearer tokens.
     pub fn secrets(&self) -> Vec<(&'static str, String)> {
@@ -270,6 +288,14 @@ impl Service {
         };
         if let Some(ms) = o.engine_deadline_ms {
             limits.push_str(&format!("[engine]\ndeadline_ms = {ms}\n"));
+        }
+        // The artifact cache stays at its default (`plugin-cache` beside the database).
+        limits.push_str("[plugins]\n");
+        if let Some(dir) = &o.plugins_watch {
+            limits.push_str(&format!("watch = {dir:?}\n"));
+        }
+        if let Some(ms) = o.plugins_watch_interval_ms {
+            limits.push_str(&format!("watch_interval_ms = {ms}\n"));
         }
         let mfs_base_url = match &self.mfs_proxy {
             Some(proxy) => proxy.url.clone(),
@@ -387,8 +413,33 @@ concurrency = 16
         }
     }
 
-    /// Starts the service again on the same config and database (after [`Service::kill_9`]); it
-    /// listens on a new port, and the sandboxes' webhooks follow it.
+    /// Stops the service gracefully (SIGTERM: it finishes the requests in flight) and waits for
+    /// it to exit; panics unless it exits with success within 30 s.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().expect("a running child has a pid");
+        // `kill` the command: std has no way to send SIGTERM, and this keeps libc out.
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("refundry serve stops within 30 s of SIGTERM")
+            .expect("wait for refundry serve");
+        assert!(
+            status.success(),
+            "refundry serve exited with {status} after SIGTERM; its stderr:\n{}",
+            tail(&self.log_path(self.runs - 1), 40)
+        );
+    }
+
+    /// Starts the service again on the same config and database (after [`Service::kill_9`] or
+    /// [`Service::stop`]; a running one is killed first); it listens on a new port, and the
+    /// sandboxes' webhooks follow it.
     pub async fn restart(&mut self) {
         self.kill_9().await;
         self.spawn().await;
@@ -431,9 +482,14 @@ concurrency = 16
             request = request.header(*k, *v);
         }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
+            // JSON unless the caller names another type.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                request = request.header("content-type", "application/json");
+            }
+            request = request.body(body);
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
@@ -485,6 +541,51 @@ concurrency = 16
     pub async fn get(&self, path: &str) -> Reply {
         self.send(reqwest::Method::GET, path, Some(&self.ops_token), None)
             .await
+    }
+
+    /// `GET /v1/plugins` (every provider's plugin versions and active one); panics unless 200.
+    pub async fn plugins(&self) -> Value {
+        let reply = self.get("/v1/plugins").await;
+        assert_eq!(reply.status, 200, "GET /v1/plugins: {}", reply.text);
+        reply.body
+    }
+
+    /// `POST /v1/plugins/{provider}/versions` with the ops token and `component` as the body
+    /// (`application/wasm`).
+    pub async fn load_plugin(&self, provider: &str, component: Vec<u8>) -> Reply {
+        let path = format!("/v1/plugins/{provider}/versions");
+        self.try_send(
+            reqwest::Method::POST,
+            &path,
+            Some(&self.ops_token),
+            Some(component),
+            &[("content-type", "application/wasm")],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: no answer: {e}"))
+    }
+
+    /// `POST /v1/plugins/{provider}/activate` `{"version": version}` with the ops token.
+    pub async fn activate_plugin(&self, provider: &str, version: &str) -> Reply {
+        let body = serde_json::to_vec(&json!({ "version": version })).unwrap();
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/plugins/{provider}/activate"),
+            Some(&self.ops_token),
+            Some(body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/plugins/{provider}/versions/{version}` with the ops token.
+    pub async fn remove_plugin(&self, provider: &str, version: &str) -> Reply {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/plugins/{provider}/versions/{version}"),
+            Some(&self.ops_token),
+            None,
+        )
+        .await
     }
 
     /// `GET /v1/refunds/{id}` (the refund and its history); panics unless 200.
