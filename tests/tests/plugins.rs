@@ -8,7 +8,7 @@
 //! damaged artifacts (rebuilt), the watched folder and the CLI.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -105,6 +105,12 @@ fn artifacts(service: &Service) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The SHA-256 of the component an artifact file is named after (`<sha256>-<engine key>.cwasm`).
+fn component_sha256(artifact: &Path) -> String {
+    let name = artifact.file_stem().unwrap().to_str().unwrap();
+    name.split('-').next().unwrap().to_owned()
 }
 
 /// The value of header `name` in an exchange's request headers (`[[name, value], ...]`).
@@ -534,13 +540,10 @@ async fn restart_keeps_versions_and_the_active_one_and_uses_the_cache() {
     }
 }
 
-/// Host bug (found by this test, ignored until fixed): removing the configured version
-/// (`plugin = "mfs-africa.wasm"`, 0.1.0) with 0.2.0 active, then restarting, brings 0.1.0 back
-/// and makes it active: the start-up rule "a configured component the ledger does not have is
-/// loaded and made active" cannot tell a removed version from a new deploy. The issue wants a
-/// restart to load the same versions and the same active one.
+/// Removing the configured version (`plugin = "mfs-africa.wasm"`, 0.1.0) with 0.2.0 active, then
+/// restarting, keeps it removed and 0.2.0 active: a start applies the configured file only when
+/// it changed (a deploy), so a restart loads the same versions and the same active one.
 #[tokio::test]
-#[ignore = "host bug: a restart re-adds and activates a removed configured version"]
 async fn restart_after_removing_the_configured_version_keeps_the_active_one() {
     let mut service = Service::start().await;
     load_next(&service).await;
@@ -556,6 +559,33 @@ async fn restart_after_removing_the_configured_version_keeps_the_active_one() {
         "the restart changed the versions or the active one: {after}"
     );
     assert_eq!(stable(&after), stable(&before));
+}
+
+/// A deploy: the configured file changed while the service was down. The restart loads it and
+/// makes it active, keeping the earlier version loaded for rollback; a second restart with the
+/// same file keeps an admin's rollback.
+#[tokio::test]
+async fn restart_with_another_configured_file_activates_it() {
+    let mut service = Service::start().await;
+    service.kill_9().await;
+    let config = std::fs::read_to_string(service.config_path()).unwrap();
+    let next = plugin_path("mfs-africa-next").display().to_string();
+    let old = plugin_path(MFS).display().to_string();
+    let deployed = config.replace(&format!("{old:?}"), &format!("{next:?}"));
+    assert_ne!(deployed, config, "the config names {old}");
+    std::fs::write(service.config_path(), deployed).unwrap();
+    service.restart().await;
+    let after = service.plugins().await;
+    assert_eq!(versions(&after, MFS), [V1, V2]);
+    assert_eq!(provider(&after, MFS)["active"], V2, "{after}");
+    activate(&service, V1, V2).await;
+    service.restart().await;
+    let again = service.plugins().await;
+    assert_eq!(
+        provider(&again, MFS)["active"],
+        V1,
+        "the rollback was undone: {again}"
+    );
 }
 
 /// Appends a custom section (`name`, `payload`) to a component: the same code under another hash.
@@ -799,11 +829,12 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
                 ("truncated", "corrupted")
             }
             _ => {
-                let foreign = as_from_another_wasmtime(&bytes[16 + 32..]).expect(
+                let header = refundry_host::registry::cache::HEADER_LEN;
+                let foreign = as_from_another_wasmtime(&bytes[header..]).expect(
                     "the artifact's .wasmtime.engine section is not laid out as this test \
                      expects (a wasmtime upgrade?): update as_from_another_wasmtime",
                 );
-                bytes = refundry_host::registry::cache::frame(&foreign);
+                bytes = refundry_host::registry::cache::frame(&component_sha256(path), &foreign);
                 ("made by another wasmtime", "made for another engine")
             }
         };
@@ -816,7 +847,7 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
     for (path, (how, _), bad) in &damage {
         let now = std::fs::read(path).unwrap();
         assert_ne!(&now, bad, "{how}: the artifact was not rewritten");
-        let magic = &refundry_host::registry::cache::frame(&[])[..16];
+        let magic = refundry_host::registry::cache::MAGIC;
         assert!(now.starts_with(magic), "{how}: not a framed artifact");
     }
     let logs = service.logs();
@@ -853,15 +884,11 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
     assert_all_loaded_from(&service.plugins().await, "cache");
 }
 
-/// Host bug (found by this test, ignored until fixed): the artifact cache trusts a file's name.
-/// With the artifacts of 0.1.0 and 0.2.0 exchanged (each a valid artifact of this engine, under
-/// the other component's name), a restart runs 0.2.0's code for the component stored as 0.1.0
-/// and the other way round: `GET /v1/plugins` then lists 0.1.0 with 0.2.0's hash, new refunds
-/// record a version and hash that do not match the code that ran, and `loaded_from` says
-/// `cache`. cache.rs promises "nothing read back is trusted on its name"; the frame carries a
-/// digest of the artifact but not the component hash it was compiled from.
+/// The artifact cache does not trust a file's name: with the artifacts of 0.1.0 and 0.2.0
+/// exchanged (each a valid artifact of this engine, under the other component's name), a
+/// restart would run one version's code under the other's name. The frame names the component
+/// it was built from, so both are rejected and rebuilt.
 #[tokio::test]
-#[ignore = "host bug: an artifact under another component's name is run, not rebuilt"]
 async fn artifact_under_another_components_name_is_rebuilt() {
     let mut service = Service::start().await;
     load_next(&service).await;

@@ -1,9 +1,10 @@
 //! Precompiled plugin artifacts on disk, so a version is compiled once, not at every start or
 //! load. An artifact is named by the component's SHA-256 and the engine's
 //! [`artifact_key`](crate::engine::Engine::artifact_key) (wasmtime version and settings), and
-//! framed with a digest of its own bytes. Nothing read back is trusted on its name: a file that
-//! is truncated, corrupted, or made by another wasmtime build or configuration is rejected,
-//! logged, and rebuilt from the component.
+//! framed with the SHA-256 of the component it was built from and a digest of its own bytes.
+//! Nothing read back is trusted on its name: a file that is truncated, corrupted, built from
+//! another component, or made by another wasmtime build or configuration is rejected, logged,
+//! and rebuilt from the component.
 //!
 //! The folder must be writable by the host alone: wasmtime runs a valid artifact's machine code
 //! as it is (the digest catches damage, not a forger with write access).
@@ -18,8 +19,12 @@ use wasmtime::component::Component;
 use crate::engine::Engine;
 use crate::error::LoadError;
 
-/// First bytes of every artifact file; the SHA-256 of the rest follows, then wasmtime's bytes.
-const MAGIC: &[u8; 16] = b"refundry-cwasm1\n";
+/// First bytes of every artifact file. The SHA-256 of the component it was built from follows,
+/// then the SHA-256 of wasmtime's bytes, then those bytes.
+pub const MAGIC: &[u8; 16] = b"refundry-cwasm2\n";
+
+/// Length of the frame before wasmtime's bytes.
+pub const HEADER_LEN: usize = MAGIC.len() + 32 + 32;
 
 /// How a version's compiled code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -76,7 +81,7 @@ impl ArtifactCache {
         let path = self.path(engine, sha256);
         let mut from = LoadedFrom::Compiled;
         if let Some(path) = &path {
-            match read(engine, path) {
+            match read(engine, path, sha256) {
                 Ok(Some(component)) => return Ok((component, LoadedFrom::Cache)),
                 Ok(None) => {}
                 Err(reason) => {
@@ -96,7 +101,7 @@ impl ArtifactCache {
         let component = unsafe { Component::deserialize(engine.wasmtime(), &artifact) }
             .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
         if let Some(path) = &path
-            && let Err(e) = write(path, &artifact)
+            && let Err(e) = write(path, sha256, &artifact)
         {
             // The cache only saves time: a host that cannot write it still runs.
             tracing::warn!(path = %path.display(), error = %e, "cannot write plugin artifact");
@@ -105,27 +110,39 @@ impl ArtifactCache {
     }
 }
 
-/// Frames wasmtime's artifact bytes as they are stored.
-pub fn frame(artifact: &[u8]) -> Vec<u8> {
-    let mut file = Vec::with_capacity(MAGIC.len() + 32 + artifact.len());
+/// Frames wasmtime's artifact bytes, built from the component whose hex SHA-256 is
+/// `component_sha256`, as they are stored.
+pub fn frame(component_sha256: &str, artifact: &[u8]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(HEADER_LEN + artifact.len());
     file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&component_digest(component_sha256));
     file.extend_from_slice(&Sha256::digest(artifact));
     file.extend_from_slice(artifact);
     file
 }
 
+/// The 32 bytes of a hex SHA-256 (zeros for anything else, which matches no real component).
+fn component_digest(sha256: &str) -> [u8; 32] {
+    let mut digest = [0; 32];
+    if hex::decode_to_slice(sha256, &mut digest).is_err() {
+        digest = [0; 32];
+    }
+    digest
+}
+
 /// Writes through a temporary file and a rename, so a reader never sees half an artifact.
-fn write(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+fn write(path: &Path, component_sha256: &str, artifact: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, frame(artifact))?;
+    std::fs::write(&tmp, frame(component_sha256, artifact))?;
     std::fs::rename(&tmp, path)
 }
 
-/// The artifact at `path`: `None` when there is none, an error saying why it is unusable.
-fn read(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
+/// The artifact at `path` for the component with this hash: `None` when there is none, an
+/// error saying why it is unusable.
+fn read(engine: &Engine, path: &Path, component_sha256: &str) -> Result<Option<Component>, String> {
     let file = match std::fs::read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -134,8 +151,15 @@ fn read(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
     let Some(rest) = file.strip_prefix(MAGIC.as_slice()) else {
         return Err("not a refundry artifact".into());
     };
-    if rest.len() < 32 {
+    if rest.len() < 64 {
         return Err("truncated".into());
+    }
+    let (component, rest) = rest.split_at(32);
+    if component != component_digest(component_sha256) {
+        return Err(format!(
+            "built from another component (sha256 {}), not {component_sha256}",
+            hex::encode(component)
+        ));
     }
     let (digest, artifact) = rest.split_at(32);
     if Sha256::digest(artifact).as_slice() != digest {
@@ -206,7 +230,7 @@ mod tests {
         file[last] ^= 0xff;
         std::fs::write(&path, &file).unwrap();
         assert_eq!(
-            read(&engine, &path).unwrap_err(),
+            read(&engine, &path, &sha).unwrap_err(),
             "corrupted: its bytes do not match their digest"
         );
         assert_eq!(
@@ -226,7 +250,7 @@ mod tests {
         let (engine, cache, bytes, sha, dir) = setup("foreign");
         let path = cache.path(&engine, &sha).unwrap();
         for junk in [
-            b"refundry-cwasm1\nshort".to_vec(),
+            b"refundry-cwasm2\nshort".to_vec(),
             b"\0asm garbage".to_vec(),
         ] {
             std::fs::write(&path, junk).unwrap();
@@ -248,12 +272,37 @@ mod tests {
         let other = wasmtime::Engine::new(&config).unwrap();
         let artifact = other.precompile_component(&bytes).unwrap();
         let path = cache.path(&engine, &sha).unwrap();
-        std::fs::write(&path, frame(&artifact)).unwrap();
-        let reason = read(&engine, &path).unwrap_err();
+        std::fs::write(&path, frame(&sha, &artifact)).unwrap();
+        let reason = read(&engine, &path, &sha).unwrap_err();
         assert!(reason.starts_with("made for another engine"), "{reason}");
         assert_eq!(
             cache.compile(&engine, &bytes, &sha).unwrap().1,
             LoadedFrom::Rebuilt
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn artifact_of_another_component_is_rejected() {
+        let (engine, cache, bytes, sha, dir) = setup("swapped");
+        // A valid artifact of this engine, framed for another component, put under this one's
+        // name (as if two files were swapped): it would run the other component's code.
+        let other = "00".repeat(32);
+        let artifact = engine.wasmtime().precompile_component(&bytes).unwrap();
+        let path = cache.path(&engine, &sha).unwrap();
+        std::fs::write(&path, frame(&other, &artifact)).unwrap();
+        let reason = read(&engine, &path, &sha).unwrap_err();
+        assert!(
+            reason.starts_with("built from another component"),
+            "{reason}"
+        );
+        assert_eq!(
+            cache.compile(&engine, &bytes, &sha).unwrap().1,
+            LoadedFrom::Rebuilt
+        );
+        assert_eq!(
+            cache.compile(&engine, &bytes, &sha).unwrap().1,
+            LoadedFrom::Cache
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
