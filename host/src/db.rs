@@ -128,6 +128,13 @@ const MIGRATIONS: &[&str] = &[
         version      TEXT NOT NULL,
         activated_at INTEGER NOT NULL
     ) STRICT;
+    -- The configured component (plugin = file) a start last applied: a start activates the
+    -- configured file only when it differs (a deploy), not again after an admin's changes.
+    CREATE TABLE plugin_configured (
+        provider   TEXT PRIMARY KEY,
+        sha256     TEXT NOT NULL,
+        applied_at INTEGER NOT NULL
+    ) STRICT;
     ALTER TABLE refund_history ADD COLUMN plugin_version TEXT;",
 ];
 

@@ -227,9 +227,10 @@ pub enum Configured {
 }
 
 impl Registry {
-    /// Loads every provider's stored versions and its configured plugin. The configured
-    /// component, when the ledger does not have it yet, is stored and made active (a deploy that
-    /// changes the file means it); otherwise the stored active version stays active.
+    /// Loads every provider's stored versions, and its configured plugin when that changed
+    /// since a start last applied it (a deploy): then it is stored if new and made active.
+    /// Otherwise the versions and the active one are those the ledger holds, whatever admins
+    /// loaded, activated or removed since (the configured version included).
     pub async fn start(
         engine: Engine,
         db: Database,
@@ -265,19 +266,23 @@ impl Registry {
             }
             Configured::Component(bytes) => bytes,
         };
-        let (stored, stored_active) = store::stored(&self.db, &p.id).await?;
+        let stored = store::stored(&self.db, &p.id).await?;
         let mut versions = BTreeMap::new();
-        for s in stored {
+        for s in stored.versions {
             let v = self
                 .compile(&p.id, &p.caps, s.component, s.loaded_at)
                 .await?;
             versions.insert(v.version().to_owned(), Arc::new(v));
         }
         let sha = sha256_hex(&bytes);
-        let configured = versions.values().find(|v| v.sha256() == sha).cloned();
-        let active = match (configured, stored_active.and_then(|a| versions.get(&a))) {
-            (Some(_), Some(active)) => active.clone(),
-            (configured, _) => {
+        // The configured file changed since a start last applied it: a deploy, which it means
+        // to be active. Otherwise the versions and the active one are what the admins left.
+        let deployed = stored.configured.as_deref() != Some(sha.as_str());
+        let kept = stored.active.and_then(|a| versions.get(&a).cloned());
+        let active = match kept {
+            Some(active) if !deployed => active,
+            _ => {
+                let configured = versions.values().find(|v| v.sha256() == sha).cloned();
                 let v = match configured {
                     Some(v) => v,
                     None => {
@@ -289,7 +294,8 @@ impl Registry {
                         v
                     }
                 };
-                store::activate(&self.db, &p.id, v.version(), self.clock.now_ms()).await?;
+                let now = self.clock.now_ms();
+                store::activate(&self.db, &p.id, v.version(), Some(&sha), now).await?;
                 v
             }
         };
@@ -413,7 +419,7 @@ impl Registry {
             .get(version)
             .cloned()
             .ok_or_else(|| unknown_version(provider, version))?;
-        store::activate(&self.db, provider, version, self.clock.now_ms()).await?;
+        store::activate(&self.db, provider, version, None, self.clock.now_ms()).await?;
         let previous = std::mem::replace(&mut slot.write().active, next);
         tracing::info!(
             provider, version, previous = %previous.version(), "plugin version activated"

@@ -17,11 +17,18 @@ pub struct StoredVersion {
     pub loaded_at: i64,
 }
 
-/// A provider's stored versions (oldest first) and its active one.
-pub async fn stored(
-    db: &Database,
-    provider: &str,
-) -> Result<(Vec<StoredVersion>, Option<String>), DbError> {
+/// What the ledger holds for one provider.
+pub struct StoredProvider {
+    /// Its versions, oldest first.
+    pub versions: Vec<StoredVersion>,
+    /// The active version.
+    pub active: Option<String>,
+    /// SHA-256 of the configured component a start last applied.
+    pub configured: Option<String>,
+}
+
+/// A provider's stored versions, its active one, and the configured component last applied.
+pub async fn stored(db: &Database, provider: &str) -> Result<StoredProvider, DbError> {
     let provider = provider.to_owned();
     db.run(move |c| {
         let mut stmt = c.prepare(
@@ -38,14 +45,12 @@ pub async fn stored(
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let active = c
-            .query_row(
-                "SELECT version FROM plugin_active WHERE provider = ?1",
-                [&provider],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok((versions, active))
+        let one = |sql: &str| c.query_row(sql, [&provider], |r| r.get(0)).optional();
+        Ok(StoredProvider {
+            versions,
+            active: one("SELECT version FROM plugin_active WHERE provider = ?1")?,
+            configured: one("SELECT sha256 FROM plugin_configured WHERE provider = ?1")?,
+        })
     })
     .await
 }
@@ -69,21 +74,32 @@ pub async fn insert(db: &Database, provider: &str, version: &StoredVersion) -> R
     .await
 }
 
-/// Makes `version` the provider's active one.
+/// Makes `version` the provider's active one; with `configured`, also records that the
+/// configured component with that hash was applied (both or neither).
 pub async fn activate(
     db: &Database,
     provider: &str,
     version: &str,
+    configured: Option<&str>,
     now_ms: i64,
 ) -> Result<(), DbError> {
     let (provider, version) = (provider.to_owned(), version.to_owned());
+    let configured = configured.map(str::to_owned);
     db.run(move |c| {
-        c.execute(
+        let tx = c.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO plugin_active (provider, version, activated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (provider) DO UPDATE SET version = ?2, activated_at = ?3",
             params![provider, version, now_ms],
-        )
-        .map(drop)
+        )?;
+        if let Some(sha) = configured {
+            tx.execute(
+                "INSERT INTO plugin_configured (provider, sha256, applied_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider) DO UPDATE SET sha256 = ?2, applied_at = ?3",
+                params![provider, sha, now_ms],
+            )?;
+        }
+        tx.commit()
     })
     .await
 }
