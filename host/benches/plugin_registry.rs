@@ -7,8 +7,9 @@
 //!   - `load_activate_first_refund`: [`Registry::load`] of MFS Africa 0.2.0
 //!     (`mfs-africa-next.wasm`, whose artifact is already in the cache), [`Registry::activate`]
 //!     of it, and the first `create_refund` through the host. Between iterations, untimed, the
-//!     first version is activated again and 0.2.0 removed, so that every timed iteration really
-//!     loads. Checked each time: the load was new and came from the cache, the activation swapped
+//!     first version is activated again and 0.2.0 removed (removing deletes its artifact, which
+//!     is put back: the upload of a version whose artifact is cached is what is measured), so
+//!     that every timed iteration really loads. Checked each time: the load was new and came from the cache, the activation swapped
 //!     the first version for 0.2.0, the refund was created; and at the end, the sandbox's record
 //!     of the `X-Plugin-Version` header says 0.2.0 sent every one of these refunds.
 //!   - `refund_on_active_version`: the same `create_refund` with 0.2.0 already active, the
@@ -182,6 +183,8 @@ struct Activation {
     base_version: String,
     /// The second one (`mfs-africa-next.wasm`'s).
     next_version: String,
+    /// The second version's artifact file in the cache, and its bytes.
+    next_artifact: (PathBuf, Vec<u8>),
     /// Timed activations made (warm-up included), to compare with the sandbox's refunds.
     activations: AtomicU64,
     /// The registry's own `load_ms` of each timed load (artifact read, link, `describe()`), to
@@ -218,6 +221,10 @@ impl Activation {
             .expect("mfs-africa-next.wasm loads as a version of mfs-africa");
         assert_eq!(loaded.version.loaded_from, LoadedFrom::Compiled);
         let next_version = loaded.version.version;
+        let artifact_path = ArtifactCache::new(Some(scratch.0.join("activation-cache")))
+            .path(host.engine(), &loaded.version.sha256)
+            .expect("the cache has a folder");
+        let artifact = std::fs::read(&artifact_path).expect("the first load wrote the artifact");
         assert_ne!(
             base_version, next_version,
             "mfs-africa-next.wasm must be another version"
@@ -229,6 +236,7 @@ impl Activation {
             next,
             base_version,
             next_version,
+            next_artifact: (artifact_path, artifact),
             activations: AtomicU64::new(0),
             load_ms: std::sync::Mutex::default(),
         };
@@ -284,6 +292,9 @@ impl Activation {
             Ok(()) | Err(RegistryError::UnknownVersion { .. }) => {}
             Err(e) => panic!("removing {}: {e}", self.next_version),
         }
+        // Removing a version deletes its artifact; the upload measured is of a cached one.
+        let (path, artifact) = &self.next_artifact;
+        std::fs::write(path, artifact).expect("the artifact is put back");
     }
 
     /// One timed activation: upload of 0.2.0 (artifact cached) to its first refund served.

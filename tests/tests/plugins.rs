@@ -384,11 +384,17 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     assert_eq!(b["plugin_version"], V1);
     let b_pid = s(&b["provider_refund_id"]).to_owned();
     activate(&service, V2, V1).await;
+    let v1_artifacts = artifacts(&service).len();
     let removed = service.remove_plugin(MFS, V1).await;
     expect(&removed, 204, "remove 0.1.0");
     let listed = service.plugins().await;
     assert_eq!(versions(&listed, MFS), [V2]);
     assert_eq!(provider(&listed, MFS)["active"], V2);
+    assert_eq!(
+        artifacts(&service).len(),
+        v1_artifacts - 1,
+        "the removed version's artifact stays"
+    );
     service
         .mfs
         .control(
@@ -738,6 +744,9 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         before,
         "a refused change changed the registry"
     );
+    // Nor did a refused component leave an artifact: one per loaded version (mfs-africa 0.1.0,
+    // pagoefectivo), however many uploads were compiled.
+    assert_eq!(artifacts(&service).len(), 2, "{:?}", artifacts(&service));
 
     // The configured component again: already loaded, nothing changes.
     let again = service.load_plugin(MFS, v1).await;

@@ -108,6 +108,21 @@ impl ArtifactCache {
         }
         Ok((component, from))
     }
+
+    /// Deletes the artifact of the component with this hash, if there is one (a refused or
+    /// removed version: the folder holds only what is loaded, or was loaded by another start).
+    pub fn forget(&self, engine: &Engine, sha256: &str) {
+        let Some(path) = self.path(engine, sha256) else {
+            return;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete plugin artifact")
+            }
+        }
+    }
 }
 
 /// Frames wasmtime's artifact bytes, built from the component whose hex SHA-256 is

@@ -364,9 +364,22 @@ impl Registry {
         provider: Option<&str>,
         bytes: Vec<u8>,
     ) -> Result<Loaded, RegistryError> {
+        let sha = sha256_hex(&bytes);
+        let loaded = self.add(provider, bytes).await;
+        // A refused component leaves no artifact behind: uploads cannot grow the cache folder.
+        if loaded.is_err() && !self.is_loaded(&sha) {
+            self.cache.forget(&self.engine, &sha);
+        }
+        loaded
+    }
+
+    async fn add(&self, provider: Option<&str>, bytes: Vec<u8>) -> Result<Loaded, RegistryError> {
         let provider = match provider {
             Some(p) => p.to_owned(),
-            None => self.identify(&bytes).await?,
+            None => match self.provider_of(&sha256_hex(&bytes)) {
+                Some(p) => p,
+                None => self.identify(&bytes).await?,
+            },
         };
         let slot = self.slot(&provider)?;
         if slot.native {
@@ -448,9 +461,25 @@ impl Registry {
             }
         }
         store::remove(&self.db, provider, version).await?;
-        slot.write().versions.remove(version);
+        let removed = slot.write().versions.remove(version);
+        if let Some(v) = removed {
+            self.cache.forget(&self.engine, v.sha256());
+        }
         tracing::info!(provider, version, "plugin version removed");
         Ok(())
+    }
+
+    /// The provider that has the component with this hash loaded, if one has.
+    fn provider_of(&self, sha256: &str) -> Option<String> {
+        self.slots.iter().find_map(|(id, slot)| {
+            let state = slot.read();
+            let found = state.versions.values().any(|v| v.sha256() == sha256);
+            found.then(|| id.clone())
+        })
+    }
+
+    fn is_loaded(&self, sha256: &str) -> bool {
+        self.provider_of(sha256).is_some()
     }
 
     fn slot(&self, provider: &str) -> Result<&Slot, RegistryError> {
