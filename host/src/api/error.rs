@@ -120,8 +120,24 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"refundry\""),
             );
         }
+        if closes_connection(self.status) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
+}
+
+/// Whether an error answer ends its connection: a request refused before its body was read
+/// (no valid token, no scope, a body over the limit) leaves the rest of that body on the wire,
+/// so the connection is closed, and says so, rather than left for the client to reuse and find
+/// cut (a component upload is megabytes).
+fn closes_connection(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE
+    )
 }
 
 /// The code for an HTTP status: `invalid_request` (400), `internal` (500), else the status's

@@ -743,9 +743,10 @@ async fn plugin_routes_need_the_admin_scope() {
     call(&fake, upload(uri, None, vec![1]))
         .await
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
-    call(&fake, upload(uri, Some(REFUNDS_TOKEN), vec![1]))
-        .await
-        .error(StatusCode::FORBIDDEN, "forbidden");
+    // Refused before the body is read: the connection is closed, and the answer says so.
+    let a = call(&fake, upload(uri, Some(REFUNDS_TOKEN), vec![1; 1 << 20])).await;
+    a.error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(a.header("connection"), Some("close"));
     let routes = [
         ("GET", "/v1/plugins", None),
         (
@@ -784,6 +785,11 @@ async fn plugin_refusals_have_their_codes() {
     .await;
     let e = a.error(StatusCode::UNPROCESSABLE_ENTITY, "not_a_component");
     assert!(e["message"].as_str().unwrap().contains("100 bytes"), "{e}");
+    assert_eq!(
+        a.header("connection"),
+        None,
+        "a read body keeps the connection"
+    );
     call(
         &fake,
         upload("/v1/plugins/nope/versions", Some(ADMIN_TOKEN), vec![7]),
@@ -839,9 +845,9 @@ async fn plugin_uploads_may_be_large_but_not_unbounded() {
     let a = call(&fake, upload(uri, Some(ADMIN_TOKEN), vec![0; 1 << 20])).await;
     a.error(StatusCode::UNPROCESSABLE_ENTITY, "not_a_component");
     let over = vec![0; plugins::PLUGIN_BODY_LIMIT + 1];
-    call(&fake, upload(uri, Some(ADMIN_TOKEN), over))
-        .await
-        .error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let a = call(&fake, upload(uri, Some(ADMIN_TOKEN), over)).await;
+    a.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(a.header("connection"), Some("close"));
     // Other routes keep their limit.
     let big = json!({"version": "x".repeat(70 * 1024)});
     let a = call(
