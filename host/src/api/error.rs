@@ -160,13 +160,13 @@ fn code_for_status(status: StatusCode) -> String {
     }
 }
 
-/// A request body that was not read: too large (413) or cut short (400).
-fn body_rejection(rejection: BytesRejection) -> ApiError {
+/// A request body that was not read: over `limit` bytes (413) or cut short (400).
+pub fn body_rejection(rejection: BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the request body is larger than {BODY_LIMIT} bytes"),
+            format!("the request body is larger than {limit} bytes"),
         )
     } else {
         ApiError::new(
@@ -187,7 +187,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Bytes::from_request(req, state)
             .await
             .map(RawBody)
-            .map_err(body_rejection)
+            .map_err(|r| body_rejection(r, BODY_LIMIT))
     }
 }
 

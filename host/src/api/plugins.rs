@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{AdminScope, Authorized};
-use super::error::{ApiError, ErrorBody, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody, body_rejection};
 use super::{AppState, RefundApi};
 use crate::error::LoadError;
 use crate::registry::{Activated, Loaded, ProviderVersions, RegistryError};
@@ -87,7 +87,7 @@ pub async fn load<S: RefundApi>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     tracing::Span::current().record("provider", provider.as_str());
-    let body = body.map_err(too_large)?;
+    let body = body.map_err(|r| body_rejection(r, PLUGIN_BODY_LIMIT))?;
     if body.is_empty() {
         return Err(ApiError::invalid(
             "body",
@@ -171,18 +171,6 @@ pub async fn remove<S: RefundApi>(
         .await
         .map(|()| StatusCode::NO_CONTENT)
         .map_err(registry_error)
-}
-
-fn too_large(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("a component may be at most {PLUGIN_BODY_LIMIT} bytes"),
-        )
-    } else {
-        ApiError::invalid("body", rejection.body_text())
-    }
 }
 
 /// The API error for a refused registry change.

@@ -201,6 +201,11 @@ mod tests {
         vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]
     }
 
+    /// How `cache` gets the compiled component this time.
+    fn load(engine: &Engine, cache: &ArtifactCache, bytes: &[u8], sha: &str) -> LoadedFrom {
+        cache.compile(engine, bytes, sha).unwrap().1
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "refundry-cache-{name}-{}-{}",
@@ -223,15 +228,9 @@ mod tests {
     #[test]
     fn second_load_comes_from_the_cache() {
         let (engine, cache, bytes, sha, dir) = setup("hit");
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Compiled
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Compiled);
         assert!(cache.path(&engine, &sha).unwrap().exists());
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Cache
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Cache);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -248,15 +247,9 @@ mod tests {
             read(&engine, &path, &sha).unwrap_err(),
             "corrupted: its bytes do not match their digest"
         );
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Rebuilt
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Rebuilt);
         // The rebuilt artifact replaced the bad one.
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Cache
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Cache);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -269,10 +262,7 @@ mod tests {
             b"\0asm garbage".to_vec(),
         ] {
             std::fs::write(&path, junk).unwrap();
-            assert_eq!(
-                cache.compile(&engine, &bytes, &sha).unwrap().1,
-                LoadedFrom::Rebuilt
-            );
+            assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Rebuilt);
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -290,10 +280,7 @@ mod tests {
         std::fs::write(&path, frame(&sha, &artifact)).unwrap();
         let reason = read(&engine, &path, &sha).unwrap_err();
         assert!(reason.starts_with("made for another engine"), "{reason}");
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Rebuilt
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Rebuilt);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -311,14 +298,8 @@ mod tests {
             reason.starts_with("built from another component"),
             "{reason}"
         );
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Rebuilt
-        );
-        assert_eq!(
-            cache.compile(&engine, &bytes, &sha).unwrap().1,
-            LoadedFrom::Cache
-        );
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Rebuilt);
+        assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Cache);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -337,10 +318,7 @@ mod tests {
         let sha = crate::plugin::sha256_hex(&bytes);
         let cache = ArtifactCache::new(None);
         for _ in 0..2 {
-            assert_eq!(
-                cache.compile(&engine, &bytes, &sha).unwrap().1,
-                LoadedFrom::Compiled
-            );
+            assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Compiled);
         }
     }
 
