@@ -16,7 +16,8 @@
 //! | `GET /openapi.json` | none | 200 |
 //!
 //! Every route answers 401 without a valid token (where one is needed), 403 without the scope,
-//! 413 for a body over 64 KiB (32 MiB for a plugin component), and every error in one shape ([`error::ErrorBody`]).
+//! 413 for a body over 64 KiB (32 MiB for a plugin component) (those three also close the
+//! connection: the body may still be on the wire), and every error in one shape ([`error::ErrorBody`]).
 //!
 //! The handlers are generic over [`RefundApi`], which [`RefundService`] implements, so that
 //! they can be tested without plugins or a database.
