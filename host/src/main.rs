@@ -286,6 +286,10 @@ struct MfsAfricaArgs {
     /// Where signed webhooks are sent.
     #[arg(long)]
     callback_url: Option<String>,
+    /// Refuse API requests without this header (e.g. X-Plugin-Version, which the second MFS
+    /// Africa plugin version sends).
+    #[arg(long)]
+    require_header: Option<String>,
 }
 
 #[tokio::main]
@@ -482,6 +486,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 a.webhook_secret,
             );
             config.callback_url = a.callback_url;
+            config.require_header = a.require_header;
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
             refundry_sandbox::mfs_africa::serve_forever(config, addr)
                 .await

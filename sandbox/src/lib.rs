@@ -45,6 +45,9 @@ pub enum SandboxError {
     /// Writing the "listening" line to stdout failed, or the server stopped with an I/O error.
     #[error("sandbox I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A setting is unusable (for example a required header that is no header name).
+    #[error("bad sandbox configuration: {0}")]
+    Config(String),
     /// The server task ended abnormally (it panicked or was cancelled).
     #[error("sandbox server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),

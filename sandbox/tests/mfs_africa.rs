@@ -1121,3 +1121,17 @@ async fn shutdown_stops_serving() {
         .await;
     assert!(refused.is_err());
 }
+
+#[tokio::test]
+async fn a_required_header_that_is_no_header_name_is_refused_at_start() {
+    let mut config = refundry_sandbox::mfs_africa::Config::new(API_KEY, API_SECRET, WEBHOOK_SECRET);
+    config.require_header = Some("X Plugin Version".into());
+    let addr = "127.0.0.1:0".parse().unwrap();
+    match refundry_sandbox::mfs_africa::start(config, addr).await {
+        Err(refundry_sandbox::SandboxError::Config(message)) => {
+            assert!(message.contains("X Plugin Version"), "{message}")
+        }
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("a sandbox that would refuse every request started"),
+    }
+}

@@ -114,6 +114,14 @@ impl std::fmt::Debug for Config {
 
 /// Starts a simulator on `addr` (`127.0.0.1:0` for a free port) in the current tokio runtime.
 pub async fn start(config: Config, addr: SocketAddr) -> Result<SandboxHandle, SandboxError> {
+    if let Some(name) = &config.require_header
+        && axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        // It could never be present: every request would be refused.
+        return Err(SandboxError::Config(format!(
+            "require_header = {name:?} is not an HTTP header name"
+        )));
+    }
     let faults = Arc::new(Faults::new());
     let webhook_secret = config.webhook_secret.clone();
     let signer: webhooks::Signer =
