@@ -323,7 +323,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         control(
             &client,
             format!("{base_url}/_sandbox/faults"),
-            json!({"kind": "drop_webhooks", "count": 10}),
+            json!({"kind": "drop_webhooks", "count": 1}),
         )
         .await?;
         control(
