@@ -343,12 +343,14 @@ impl Registry {
             .iter()
             .map(|(id, slot)| {
                 let state = slot.read();
+                let mut versions: Vec<_> = state.versions.values().collect();
+                // Oldest first: version strings do not sort by age ("0.10.0" < "0.9.0").
+                versions.sort_by_key(|v| (v.loaded_at, v.version().to_owned()));
                 ProviderVersions {
                     provider: id.clone(),
                     active: state.active.version().to_owned(),
-                    versions: state
-                        .versions
-                        .values()
+                    versions: versions
+                        .into_iter()
                         .map(|v| v.view(id, Arc::ptr_eq(v, &state.active)))
                         .collect(),
                 }
