@@ -367,7 +367,7 @@ impl Registry {
         bytes: Vec<u8>,
     ) -> Result<Loaded, RegistryError> {
         let sha = sha256_hex(&bytes);
-        let loaded = self.add(provider, bytes).await;
+        let loaded = self.add(provider, bytes, &sha).await;
         // A refused component leaves no artifact behind: uploads cannot grow the cache folder.
         if loaded.is_err() && !self.is_loaded(&sha) {
             self.cache.forget(&self.engine, &sha);
@@ -375,10 +375,15 @@ impl Registry {
         loaded
     }
 
-    async fn add(&self, provider: Option<&str>, bytes: Vec<u8>) -> Result<Loaded, RegistryError> {
+    async fn add(
+        &self,
+        provider: Option<&str>,
+        bytes: Vec<u8>,
+        sha: &str,
+    ) -> Result<Loaded, RegistryError> {
         let provider = match provider {
             Some(p) => p.to_owned(),
-            None => match self.provider_of(&sha256_hex(&bytes)) {
+            None => match self.provider_of(sha) {
                 Some(p) => p,
                 None => self.identify(&bytes).await?,
             },
@@ -387,22 +392,29 @@ impl Registry {
         if slot.native {
             return Err(RegistryError::Native(provider));
         }
-        let _change = slot.changes.lock().await;
-        let sha = sha256_hex(&bytes);
-        {
+        let already = |slot: &Slot| {
             let state = slot.read();
-            if let Some(v) = state.versions.values().find(|v| v.sha256() == sha) {
-                return Ok(Loaded {
-                    version: v.view(&provider, Arc::ptr_eq(v, &state.active)),
-                    new: false,
-                });
-            }
+            let v = state.versions.values().find(|v| v.sha256() == sha)?;
+            Some(Loaded {
+                version: v.view(&provider, Arc::ptr_eq(v, &state.active)),
+                new: false,
+            })
+        };
+        if let Some(loaded) = already(slot) {
+            return Ok(loaded);
         }
+        // Compiled before taking the provider's change lock: an activation does not wait for a
+        // compilation (about 100 ms per component here).
         let now = self.clock.now_ms();
         let v = Arc::new(
             self.compile(&provider, &slot.caps, bytes.clone(), now)
                 .await?,
         );
+        let _change = slot.changes.lock().await;
+        // The same component may have been loaded meanwhile.
+        if let Some(loaded) = already(slot) {
+            return Ok(loaded);
+        }
         check_conflict(&provider, &slot.read().versions, &v)?;
         self.store(&provider, &v, bytes).await?;
         slot.write()
