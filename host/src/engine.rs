@@ -45,6 +45,8 @@ pub struct Engine {
     inner: wasmtime::Engine,
     linker: Arc<Linker<PluginState>>,
     limits: EngineLimits,
+    /// See [`Engine::artifact_key`]; fixed for the engine's life.
+    artifact_key: Arc<str>,
 }
 
 impl Engine {
@@ -77,6 +79,7 @@ impl Engine {
             .map_err(|e| EngineError(format!("{e:#}")))?;
         spawn_epoch_ticker(&inner)?;
         Ok(Self {
+            artifact_key: compatibility_digest(&inner).into(),
             inner,
             linker: Arc::new(linker),
             limits,
@@ -112,21 +115,8 @@ impl Engine {
 
     /// What a precompiled artifact must have been made for to run in this engine: a digest of
     /// wasmtime's compatibility hash (its version and every setting that shapes compiled code).
-    pub fn artifact_key(&self) -> String {
-        /// Feeds what is hashed into SHA-256, which (unlike `DefaultHasher`) is the same in every
-        /// build, so the key can name a file.
-        struct Sha(Sha256);
-        impl std::hash::Hasher for Sha {
-            fn write(&mut self, bytes: &[u8]) {
-                self.0.update(bytes);
-            }
-            fn finish(&self) -> u64 {
-                unreachable!("only the digest is read")
-            }
-        }
-        let mut sha = Sha(Sha256::new());
-        self.inner.precompile_compatibility_hash().hash(&mut sha);
-        hex::encode(&sha.0.finalize()[..8])
+    pub fn artifact_key(&self) -> &str {
+        &self.artifact_key
     }
 
     /// A store for one operation: memory cap, and a yield to the runtime at every epoch tick.
@@ -141,6 +131,24 @@ impl Engine {
     pub(crate) fn memory_cap(&self) -> MemoryCap {
         MemoryCap::new(self.limits.memory_limit)
     }
+}
+
+/// 16 hex digits of SHA-256 over wasmtime's precompile compatibility hash.
+fn compatibility_digest(engine: &wasmtime::Engine) -> String {
+    /// Feeds what is hashed into SHA-256, which (unlike `DefaultHasher`) is the same in every
+    /// build, so the key can name a file.
+    struct Sha(Sha256);
+    impl std::hash::Hasher for Sha {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is read")
+        }
+    }
+    let mut sha = Sha(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut sha);
+    hex::encode(&sha.0.finalize()[..8])
 }
 
 /// The names a component imports.

@@ -31,21 +31,27 @@ impl PluginComponent {
     /// Validates, compiles and links component bytes.
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Self, LoadError> {
         let pre = engine.prepare(bytes)?;
-        Ok(Self::of(engine, pre, bytes))
+        Ok(Self::of(engine, pre, sha256_hex(bytes), bytes.len()))
     }
 
-    /// Links a component already compiled from `bytes` (a precompiled artifact's).
-    pub fn link(engine: &Engine, component: &Component, bytes: &[u8]) -> Result<Self, LoadError> {
+    /// Links a component already compiled (from a precompiled artifact, say) from component
+    /// bytes of this hash and size.
+    pub fn link(
+        engine: &Engine,
+        component: &Component,
+        sha256: String,
+        size: usize,
+    ) -> Result<Self, LoadError> {
         let pre = engine.link(component)?;
-        Ok(Self::of(engine, pre, bytes))
+        Ok(Self::of(engine, pre, sha256, size))
     }
 
-    fn of(engine: &Engine, pre: RefundPluginPre<PluginState>, bytes: &[u8]) -> Self {
+    fn of(engine: &Engine, pre: RefundPluginPre<PluginState>, sha256: String, size: usize) -> Self {
         Self {
             imports: imports(engine.wasmtime(), pre.instance_pre().component()),
             pre,
-            sha256: sha256_hex(bytes),
-            size: bytes.len(),
+            sha256,
+            size,
         }
     }
 

@@ -105,6 +105,14 @@ impl PluginVersion {
         self.backend.sha256()
     }
 
+    fn log_loaded(&self, provider: &str, active: bool) {
+        tracing::info!(
+            provider, version = %self.version(), sha256 = %self.sha256(),
+            loaded_from = ?self.loaded_from, load_ms = self.load_time.as_secs_f64() * 1e3,
+            active, "plugin version loaded"
+        );
+    }
+
     /// A serializable view, `active` or not.
     pub fn view(&self, provider: &str, active: bool) -> VersionView {
         let info = self.backend.info();
@@ -183,6 +191,18 @@ pub struct Serving {
     pub version: Arc<PluginVersion>,
     /// Whether it is the one that created the refund (else that one is gone: the active one).
     pub pinned: bool,
+}
+
+/// A component's compiled code, not yet bound to a provider.
+struct Compiled {
+    component: wasmtime::component::Component,
+    from: LoadedFrom,
+    /// SHA-256 of the component bytes (computed once, by whoever read them).
+    sha256: String,
+    /// Size of the component bytes.
+    size: usize,
+    /// When its loading started, for [`PluginVersion::load_time`].
+    started: Instant,
 }
 
 struct Slot {
@@ -269,9 +289,9 @@ impl Registry {
         let stored = store::stored(&self.db, &p.id).await?;
         let mut versions = BTreeMap::new();
         for s in stored.versions {
-            let v = self
-                .compile(&p.id, &p.caps, s.component, s.loaded_at)
-                .await?;
+            let sha = sha256_hex(&s.component);
+            let compiled = self.compile_bytes(s.component, &sha).await?;
+            let v = self.bind(&p.id, &p.caps, compiled, s.loaded_at).await?;
             versions.insert(v.version().to_owned(), Arc::new(v));
         }
         let sha = sha256_hex(&bytes);
@@ -286,8 +306,9 @@ impl Registry {
                 let v = match configured {
                     Some(v) => v,
                     None => {
-                        let v = self.compile(&p.id, &p.caps, bytes.clone(), self.clock.now_ms());
-                        let v = Arc::new(v.await?);
+                        let compiled = self.compile_bytes(bytes.clone(), &sha).await?;
+                        let now = self.clock.now_ms();
+                        let v = Arc::new(self.bind(&p.id, &p.caps, compiled, now).await?);
                         check_conflict(&p.id, &versions, &v)?;
                         self.store(&p.id, &v, bytes).await?;
                         versions.insert(v.version().to_owned(), v.clone());
@@ -300,11 +321,7 @@ impl Registry {
             }
         };
         for v in versions.values() {
-            tracing::info!(
-                provider = %p.id, version = %v.version(), sha256 = %v.sha256(),
-                loaded_from = ?v.loaded_from, load_ms = v.load_time.as_secs_f64() * 1e3,
-                active = Arc::ptr_eq(v, &active), "plugin version loaded"
-            );
+            v.log_loaded(&p.id, Arc::ptr_eq(v, &active));
         }
         let slot = Slot::new(p.caps, false, active);
         slot.write().versions = versions;
@@ -381,11 +398,16 @@ impl Registry {
         bytes: Vec<u8>,
         sha: &str,
     ) -> Result<Loaded, RegistryError> {
-        let provider = match provider {
-            Some(p) => p.to_owned(),
+        // A component loaded without a provider is compiled to ask it which one it is: that
+        // compilation is the one bound below.
+        let (provider, compiled) = match provider {
+            Some(p) => (p.to_owned(), None),
             None => match self.provider_of(sha) {
-                Some(p) => p,
-                None => self.identify(&bytes).await?,
+                Some(p) => (p, None),
+                None => {
+                    let (id, compiled) = self.identify(bytes.clone(), sha).await?;
+                    (id, Some(compiled))
+                }
             },
         };
         let slot = self.slot(&provider)?;
@@ -405,11 +427,12 @@ impl Registry {
         }
         // Compiled before taking the provider's change lock: an activation does not wait for a
         // compilation (about 100 ms per component here).
+        let compiled = match compiled {
+            Some(c) => c,
+            None => self.compile_bytes(bytes.clone(), sha).await?,
+        };
         let now = self.clock.now_ms();
-        let v = Arc::new(
-            self.compile(&provider, &slot.caps, bytes.clone(), now)
-                .await?,
-        );
+        let v = Arc::new(self.bind(&provider, &slot.caps, compiled, now).await?);
         let _change = slot.changes.lock().await;
         // The same component may have been loaded meanwhile.
         if let Some(loaded) = already(slot) {
@@ -420,11 +443,7 @@ impl Registry {
         slot.write()
             .versions
             .insert(v.version().to_owned(), v.clone());
-        tracing::info!(
-            provider = %provider, version = %v.version(), sha256 = %v.sha256(),
-            loaded_from = ?v.loaded_from, load_ms = v.load_time.as_secs_f64() * 1e3,
-            "plugin version loaded"
-        );
+        v.log_loaded(&provider, false);
         Ok(Loaded {
             version: v.view(&provider, false),
             new: true,
@@ -502,48 +521,72 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownProvider(provider.to_owned()))
     }
 
-    /// The provider a component says it is, from a `describe()` with no capabilities.
-    async fn identify(&self, bytes: &[u8]) -> Result<String, RegistryError> {
-        let (component, _) = self.compile_bytes(bytes.to_vec()).await?;
-        let component = Arc::new(PluginComponent::link(&self.engine, &component, bytes)?);
-        let caps = crate::runtime::inspection_caps(std::path::Path::new("(upload)"))?;
-        let plugin = Plugin::bind(self.engine.clone(), component, caps, None).await?;
-        Ok(plugin.info().id.clone())
-    }
-
-    /// Compiles (through the cache, off the async threads) and links component bytes.
-    async fn compile_bytes(
+    /// The provider a component says it is, from a `describe()` with no capabilities; and the
+    /// component, compiled.
+    async fn identify(
         &self,
         bytes: Vec<u8>,
-    ) -> Result<(wasmtime::component::Component, LoadedFrom), LoadError> {
-        let (engine, cache) = (self.engine.clone(), self.cache.clone());
-        tokio::task::spawn_blocking(move || {
-            let sha = sha256_hex(&bytes);
-            cache.compile(&engine, &bytes, &sha)
-        })
-        .await
-        .map_err(|e| LoadError::Contract(format!("compilation task failed: {e}")))?
+        sha: &str,
+    ) -> Result<(String, Compiled), RegistryError> {
+        let compiled = self.compile_bytes(bytes, sha).await?;
+        let component = PluginComponent::link(
+            &self.engine,
+            &compiled.component,
+            compiled.sha256.clone(),
+            compiled.size,
+        )?;
+        let caps = crate::runtime::inspection_caps(std::path::Path::new("(upload)"))?;
+        let plugin = Plugin::bind(self.engine.clone(), Arc::new(component), caps, None).await?;
+        Ok((plugin.info().id.clone(), compiled))
     }
 
-    /// A version of `provider` from component bytes: compiled, linked, and bound to the
-    /// provider's capabilities (its `describe()` must answer and name the provider).
-    async fn compile(
+    /// Compiles component bytes whose SHA-256 is `sha` through the cache, off the async threads.
+    async fn compile_bytes(&self, bytes: Vec<u8>, sha: &str) -> Result<Compiled, LoadError> {
+        let started = Instant::now();
+        let (engine, cache, sha256) = (self.engine.clone(), self.cache.clone(), sha.to_owned());
+        let size = bytes.len();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let (component, from) = cache.compile(&engine, &bytes, &sha256)?;
+            Ok::<_, LoadError>(Compiled {
+                component,
+                from,
+                sha256,
+                size,
+                started,
+            })
+        });
+        compiled
+            .await
+            .map_err(|e| LoadError::Contract(format!("compilation task failed: {e}")))?
+    }
+
+    /// A version of `provider` from its compiled component: linked, and bound to the provider's
+    /// capabilities (its `describe()` must answer and name the provider).
+    async fn bind(
         &self,
         provider: &str,
         caps: &Arc<ProviderCaps>,
-        bytes: Vec<u8>,
+        compiled: Compiled,
         loaded_at: i64,
     ) -> Result<PluginVersion, RegistryError> {
-        let started = Instant::now();
-        let (component, loaded_from) = self.compile_bytes(bytes.clone()).await?;
-        let component = Arc::new(PluginComponent::link(&self.engine, &component, &bytes)?);
-        let plugin =
-            Plugin::bind(self.engine.clone(), component, caps.clone(), Some(provider)).await?;
+        let component = PluginComponent::link(
+            &self.engine,
+            &compiled.component,
+            compiled.sha256,
+            compiled.size,
+        )?;
+        let plugin = Plugin::bind(
+            self.engine.clone(),
+            Arc::new(component),
+            caps.clone(),
+            Some(provider),
+        )
+        .await?;
         Ok(PluginVersion {
             backend: Backend::Wasm(plugin),
-            loaded_from,
+            loaded_from: compiled.from,
             loaded_at,
-            load_time: started.elapsed(),
+            load_time: compiled.started.elapsed(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 
-use super::{Registry, RegistryError};
+use super::Registry;
 
 /// What one look at the folder found, per file tried.
 #[derive(Debug)]
@@ -44,10 +44,7 @@ impl Watcher {
             }
             self.seen.insert(path.clone(), stamp);
             let result = match std::fs::read(&path) {
-                Ok(bytes) => registry.load(None, bytes).await.map_err(|e| match e {
-                    RegistryError::Rejected(e) => format!("plugin refused: {e}"),
-                    e => e.to_string(),
-                }),
+                Ok(bytes) => registry.load(None, bytes).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("cannot read it: {e}")),
             };
             match &result {
