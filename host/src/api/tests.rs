@@ -790,51 +790,47 @@ async fn plugin_refusals_have_their_codes() {
         None,
         "a read body keeps the connection"
     );
-    call(
-        &fake,
-        upload("/v1/plugins/nope/versions", Some(ADMIN_TOKEN), vec![7]),
-    )
-    .await
-    .error(StatusCode::NOT_FOUND, "unknown_provider");
-    call(
-        &fake,
-        upload("/v1/plugins/mfs-africa/versions", Some(ADMIN_TOKEN), vec![]),
-    )
-    .await
-    .error(StatusCode::BAD_REQUEST, "invalid_request");
-    let a = call(
-        &fake,
-        request(
-            "POST",
-            "/v1/plugins/mfs-africa/activate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"version": "9"})),
+    let activate = "/v1/plugins/mfs-africa/activate";
+    let refusals = [
+        (
+            upload("/v1/plugins/nope/versions", Some(ADMIN_TOKEN), vec![7]),
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
         ),
-    )
-    .await;
-    a.error(StatusCode::NOT_FOUND, "unknown_version");
-    let a = call(
-        &fake,
-        request(
-            "POST",
-            "/v1/plugins/mfs-africa/activate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"v": "9"})),
+        (
+            upload("/v1/plugins/mfs-africa/versions", Some(ADMIN_TOKEN), vec![]),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
         ),
-    )
-    .await;
-    a.error(StatusCode::BAD_REQUEST, "invalid_request");
-    let a = call(
-        &fake,
-        request(
-            "DELETE",
-            "/v1/plugins/mfs-africa/versions/0.1.0",
-            Some(ADMIN_TOKEN),
-            None,
+        (
+            request(
+                "POST",
+                activate,
+                Some(ADMIN_TOKEN),
+                Some(json!({"version": "9"})),
+            ),
+            StatusCode::NOT_FOUND,
+            "unknown_version",
         ),
-    )
-    .await;
-    a.error(StatusCode::CONFLICT, "version_active");
+        (
+            request("POST", activate, Some(ADMIN_TOKEN), Some(json!({"v": "9"}))),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            request(
+                "DELETE",
+                "/v1/plugins/mfs-africa/versions/0.1.0",
+                Some(ADMIN_TOKEN),
+                None,
+            ),
+            StatusCode::CONFLICT,
+            "version_active",
+        ),
+    ];
+    for (req, status, code) in refusals {
+        call(&fake, req).await.error(status, code);
+    }
 }
 
 #[tokio::test]
