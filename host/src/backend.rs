@@ -73,6 +73,21 @@ impl Backend {
         }
     }
 
+    /// `parse-webhook`, recorded when `exchanges` carries a recorder (a plugin linked into the
+    /// host is not recorded).
+    pub async fn parse_webhook_recorded(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+        exchanges: &Exchanges,
+    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
+        match self {
+            Backend::Wasm(p) => p.parse_webhook_recorded(headers, body, exchanges).await,
+            #[cfg(feature = "native-plugins")]
+            Backend::Native(p) => p.parse_webhook(headers, body).await,
+        }
+    }
+
     /// `parse-webhook`.
     pub async fn parse_webhook(
         &self,

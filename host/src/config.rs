@@ -16,7 +16,10 @@
 //! listen = "127.0.0.1:8700"
 //! [server.tokens.gateway]        # bearer tokens (>= 16 characters) and their scopes
 //! token = "env:REFUNDRY_GATEWAY_TOKEN"
-//! scopes = ["refunds"]           # "refunds" and/or "admin"
+//! scopes = ["refunds"]           # "refunds", "admin" and/or "metrics"
+//! [server.tokens.prometheus]     # `GET /metrics` only: give Prometheus a token of its own
+//! token = "env:REFUNDRY_METRICS_TOKEN"
+//! scopes = ["metrics"]
 //!
 //! [retry]                        # retryable failures while creating a refund
 //! attempts = 3
@@ -33,6 +36,20 @@
 //! watch = "plugins"              # load .wasm files put in this folder (optional)
 //! watch_interval_ms = 1000
 //!
+//! [events]                       # the gateway's systems, told of every refund status change
+//! url = "https://erp.example/refundry-events"   # or a list of URLs
+//! secret = "env:REFUNDRY_EVENTS_SECRET"          # HMAC key of Refundry-Signature (>= 16 chars)
+//! interval_ms = 500              # how often the outbox is looked at
+//! backoff_ms = [5000, 30000, 120000, 600000, 1800000, 3600000]   # waits between tries
+//! give_up_after_ms = 86400000    # an event still undelivered 24 h after it was written is dropped
+//! timeout_ms = 10000             # one delivery, connect to answer
+//! concurrency = 16
+//!
+//! [recording]                    # every plugin operation of a refund, for `refundry replay`
+//! enabled = true
+//! max_operation_bytes = 262144   # about; an operation past it is kept truncated (not replayable)
+//! max_total_bytes = 268435456    # all recordings; past it the oldest are deleted
+//!
 //! [providers.mfs-africa]
 //! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file ("native:<id>" links
 //!                                                # the plugin crate in: benchmark builds only)
@@ -42,7 +59,8 @@
 //! api_secret = "env:MFS_AFRICA_API_SECRET"       # read from the environment at start-up
 //! ```
 //! Settings and secrets are both visible to the plugin through `config.get`; secrets are also
-//! redacted from every log line. A value `env:NAME` in either table is read from the environment,
+//! redacted from every log line and kept out of recordings (a secret stands there as
+//! `[secret:<key>]`). A value `env:NAME` in either table is read from the environment,
 //! and a missing variable is a start-up error naming it.
 
 use std::collections::BTreeMap;
@@ -101,6 +119,14 @@ pub enum ConfigError {
     BadServer {
         /// The key.
         key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `[events]` setting is wrong.
+    #[error("events.{key}: {reason}")]
+    BadEvents {
+        /// The key.
+        key: &'static str,
         /// What is wrong with it.
         reason: String,
     },
@@ -202,6 +228,50 @@ pub struct Config {
     pub janitor: JanitorConfig,
     /// Plugin versions: the artifact cache, the watched folder.
     pub plugins: PluginsConfig,
+    /// Outbound events to the gateway's endpoints.
+    pub events: EventsConfig,
+    /// Recording of plugin operations, for `refundry replay`.
+    pub recording: crate::replay::RecordingConfig,
+}
+
+/// `[events]`: where the outbox delivers an event for every status a refund enters, signed with
+/// `secret`, and how it retries.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// The endpoints (none: events are still written to the ledger, and listed by
+    /// `GET /v1/events`, but not sent anywhere).
+    pub endpoints: Vec<reqwest::Url>,
+    /// The key of `Refundry-Signature` (required with any endpoint).
+    pub secret: Option<Secret>,
+    /// How often the outbox looks for due deliveries (default 500 ms).
+    pub interval: Duration,
+    /// Wait before the 2nd, 3rd, ... try of a delivery; the last value repeats (default 5 s,
+    /// 30 s, 2 min, 10 min, 30 min, 1 h).
+    pub backoff: Vec<Duration>,
+    /// A delivery still failing this long after its event was written is abandoned (default
+    /// 24 h); the refund's next event is then delivered.
+    pub give_up_after: Duration,
+    /// Time allowed for one try (default 10 s).
+    pub timeout: Duration,
+    /// The most deliveries in flight at once (default 16).
+    pub concurrency: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            secret: None,
+            interval: Duration::from_millis(500),
+            backoff: [5, 30, 120, 600, 1800, 3600]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            give_up_after: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 16,
+        }
+    }
 }
 
 /// `[plugins]`: where compiled plugin versions are cached, and an optional folder to watch.
@@ -233,6 +303,8 @@ pub enum Scope {
     Refunds,
     /// Administer the service (plugins).
     Admin,
+    /// Read `GET /metrics` (what Prometheus scrapes with), and nothing else.
+    Metrics,
 }
 
 /// One bearer token of the REST API (`[server.tokens.<name>]`).
@@ -312,6 +384,30 @@ struct RawConfig {
     janitor: RawJanitor,
     #[serde(default)]
     plugins: RawPlugins,
+    #[serde(default)]
+    events: RawEvents,
+    #[serde(default)]
+    recording: crate::replay::config::RawRecording,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    url: Option<OneOrMany>,
+    secret: Option<String>,
+    interval_ms: Option<u64>,
+    backoff_ms: Option<Vec<u64>>,
+    give_up_after_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    concurrency: Option<u64>,
+}
+
+/// A value given as one string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
@@ -484,7 +580,105 @@ impl Config {
             retry: retry(raw.retry)?,
             janitor: janitor(raw.janitor)?,
             plugins,
+            events: events(raw.events, &env)?,
+            recording: raw.recording.resolve()?,
         })
+    }
+}
+
+fn events(
+    raw: RawEvents,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<EventsConfig, ConfigError> {
+    let d = EventsConfig::default();
+    let urls = match raw.url {
+        None => Vec::new(),
+        Some(OneOrMany::One(u)) => vec![u],
+        Some(OneOrMany::Many(us)) => us,
+    };
+    let bad = |key, reason: String| ConfigError::BadEvents { key, reason };
+    let mut endpoints: Vec<reqwest::Url> = Vec::new();
+    for u in urls {
+        let url = reqwest::Url::parse(&u).map_err(|e| bad("url", format!("{u:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("url", format!("{u:?} is not an http(s) URL")));
+        }
+        // The URL names its deliveries in the ledger and in `GET /v1/events`: no credentials
+        // in it (receivers authenticate Refundry by the signature).
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "url",
+                format!(
+                    "{}: credentials in the URL are not allowed (receivers check Refundry-Signature)",
+                    url.host_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if endpoints.contains(&url) {
+            return Err(bad("url", format!("{u:?} is listed twice")));
+        }
+        endpoints.push(url);
+    }
+    let secret = raw
+        .secret
+        .map(|v| env_value("events.secret", v, env))
+        .transpose()?;
+    match &secret {
+        None if !endpoints.is_empty() => {
+            return Err(bad(
+                "secret",
+                "required with a url: receivers verify Refundry-Signature with it".into(),
+            ));
+        }
+        Some(s) if s.len() < 16 => {
+            return Err(bad("secret", "must be at least 16 characters".into()));
+        }
+        _ => {}
+    }
+    Ok(EventsConfig {
+        endpoints,
+        secret: secret.map(Secret::new),
+        interval: Duration::from_millis(limit(
+            "events.interval_ms",
+            raw.interval_ms,
+            d.interval.as_millis() as u64,
+            1..=3_600_000,
+        )?),
+        backoff: durations("events.backoff_ms", raw.backoff_ms, d.backoff)?,
+        give_up_after: Duration::from_millis(limit(
+            "events.give_up_after_ms",
+            raw.give_up_after_ms,
+            d.give_up_after.as_millis() as u64,
+            1..=30 * 24 * 3_600_000,
+        )?),
+        timeout: Duration::from_millis(limit(
+            "events.timeout_ms",
+            raw.timeout_ms,
+            d.timeout.as_millis() as u64,
+            1..=600_000,
+        )?),
+        concurrency: limit(
+            "events.concurrency",
+            raw.concurrency,
+            d.concurrency as u64,
+            1..=1024,
+        )? as usize,
+    })
+}
+
+/// A value as given, or read from the environment when it is `env:NAME`; `key` names it in the
+/// error.
+fn env_value(
+    key: &str,
+    value: String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    match value.strip_prefix("env:") {
+        Some(var) => env(var).ok_or_else(|| ConfigError::MissingEnv {
+            key: key.to_owned(),
+            var: var.to_owned(),
+        }),
+        None => Ok(value),
     }
 }
 
@@ -501,14 +695,7 @@ fn server(
     };
     let mut tokens = Vec::new();
     for (name, t) in raw.tokens {
-        let key = format!("server.tokens.{name}.token");
-        let value = match t.token.strip_prefix("env:") {
-            Some(var) => env(var).ok_or_else(|| ConfigError::MissingEnv {
-                key: key.clone(),
-                var: var.to_owned(),
-            })?,
-            None => t.token,
-        };
+        let value = env_value(&format!("server.tokens.{name}.token"), t.token, env)?;
         if value.len() < 16 {
             return Err(ConfigError::BadServer {
                 key: format!("tokens.{name}.token"),
@@ -518,7 +705,7 @@ fn server(
         if t.scopes.is_empty() {
             return Err(ConfigError::BadServer {
                 key: format!("tokens.{name}.scopes"),
-                reason: "give at least one scope (\"refunds\", \"admin\")".into(),
+                reason: "give at least one scope (\"refunds\", \"admin\", \"metrics\")".into(),
             });
         }
         tokens.push(ApiToken {
@@ -632,15 +819,9 @@ fn resolve(
 ) -> Result<BTreeMap<String, String>, ConfigError> {
     values
         .into_iter()
-        .map(|(key, value)| match value.strip_prefix("env:") {
-            Some(var) => match env(var) {
-                Some(v) => Ok((key, v)),
-                None => Err(ConfigError::MissingEnv {
-                    key: format!("providers.{provider}.{table}.{key}"),
-                    var: var.to_owned(),
-                }),
-            },
-            None => Ok((key, value)),
+        .map(|(key, value)| {
+            let value = env_value(&format!("providers.{provider}.{table}.{key}"), value, env)?;
+            Ok((key, value))
         })
         .collect()
 }
@@ -842,6 +1023,62 @@ backoff_ms = [20, 40]
                 key: "janitor.backoff_ms",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn events_are_read_and_checked() {
+        let c = parse("", &[]).unwrap();
+        assert!(c.events.endpoints.is_empty() && c.events.secret.is_none());
+        assert_eq!(c.events.give_up_after, Duration::from_secs(24 * 3600));
+        let c = parse(
+            "[events]\nurl = \"http://127.0.0.1:9/e\"\nsecret = \"env:EV\"\nbackoff_ms = [10, 20]\n",
+            &[("EV", "0123456789abcdef")],
+        )
+        .unwrap();
+        assert_eq!(c.events.endpoints.len(), 1);
+        assert_eq!(
+            c.events.secret.as_ref().unwrap().expose(),
+            "0123456789abcdef"
+        );
+        assert_eq!(
+            c.events.backoff,
+            [Duration::from_millis(10), Duration::from_millis(20)]
+        );
+        let c = parse(
+            "[events]\nurl = [\"http://a.test/e\", \"https://b.test/e\"]\nsecret = \"0123456789abcdef\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.events.endpoints.len(), 2);
+        for (text, key) in [
+            ("url = \"http://a.test/\"", "secret"),
+            ("url = \"http://a.test/\"\nsecret = \"short\"", "secret"),
+            (
+                "url = \"ftp://a.test/\"\nsecret = \"0123456789abcdef\"",
+                "url",
+            ),
+            ("url = \"not a url\"\nsecret = \"0123456789abcdef\"", "url"),
+            (
+                "url = \"http://u:p@a.test/\"\nsecret = \"0123456789abcdef\"",
+                "url",
+            ),
+            (
+                "url = [\"http://a.test/\", \"http://a.test/\"]\nsecret = \"0123456789abcdef\"",
+                "url",
+            ),
+        ] {
+            match parse(&format!("[events]\n{text}\n"), &[]) {
+                Err(ConfigError::BadEvents { key: k, reason }) => {
+                    assert_eq!(k, key, "{text}");
+                    assert!(!reason.contains("u:p"), "{reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse("[events]\nsecret = \"env:NOPE\"\n", &[]),
+            Err(ConfigError::MissingEnv { .. })
         ));
     }
 

@@ -136,6 +136,70 @@ const MIGRATIONS: &[&str] = &[
         applied_at INTEGER NOT NULL
     ) STRICT;
     ALTER TABLE refund_history ADD COLUMN plugin_version TEXT;",
+    // 4: the outbound events outbox: one event per status a refund enters, written in the
+    // transaction that moved it; per configured endpoint, a delivery of each event and its
+    // attempts.
+    "CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        refund_id  TEXT NOT NULL REFERENCES refunds (id),
+        type       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body       TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX events_by_refund ON events (refund_id, seq);
+    -- Where each endpoint's deliveries start: an endpoint added to the config is sent the events
+    -- written from then on, not the whole history.
+    CREATE TABLE event_endpoints (
+        endpoint   TEXT PRIMARY KEY,
+        after_seq  INTEGER NOT NULL,
+        added_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE event_deliveries (
+        event_seq       INTEGER NOT NULL REFERENCES events (seq),
+        endpoint        TEXT NOT NULL,
+        refund_id       TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'abandoned')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at    INTEGER,
+        PRIMARY KEY (event_seq, endpoint)
+    ) STRICT;
+    CREATE INDEX event_deliveries_pending ON event_deliveries (endpoint, refund_id, event_seq)
+        WHERE state = 'pending';
+    CREATE TABLE event_attempts (
+        event_seq   INTEGER NOT NULL,
+        endpoint    TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        http_status INTEGER,
+        error       TEXT,
+        latency_ms  REAL NOT NULL,
+        PRIMARY KEY (event_seq, endpoint, attempt)
+    ) STRICT;",
+    // 5: what `GET /metrics` reads at every scrape and `refund list --stuck` lists: refunds by
+    // provider, plugin version and status (a covering index: the count never reads the table),
+    // and the refunds not final (few) by provider and age.
+    "CREATE INDEX refunds_by_status ON refunds (provider, plugin_version, status);
+    CREATE INDEX refunds_not_final ON refunds (provider, created_at)
+        WHERE status IN ('pending', 'unknown');",
+    // 6: recordings of the plugin operations run for refunds (`refundry replay`): one row per
+    // operation, numbered per refund; `size` (bytes of `recording`) drives the total size cap,
+    // which deletes the oldest rows (by `id`) first.
+    "CREATE TABLE recordings (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        refund_id      TEXT NOT NULL,
+        seq            INTEGER NOT NULL,
+        operation      TEXT NOT NULL,
+        provider       TEXT NOT NULL,
+        plugin_version TEXT NOT NULL,
+        plugin_sha256  TEXT NOT NULL,
+        recorded_at    INTEGER NOT NULL,
+        truncated      INTEGER NOT NULL,
+        size           INTEGER NOT NULL,
+        recording      TEXT NOT NULL,
+        UNIQUE (refund_id, seq)
+    ) STRICT;",
 ];
 
 /// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.

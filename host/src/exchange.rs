@@ -81,20 +81,45 @@ impl Exchange {
 }
 
 /// Where the exchanges of one plugin operation are collected. Shared with the instance's state,
-/// so that exchanges made before a trap or a deadline are kept too.
-#[derive(Debug, Clone, Default)]
+/// so that exchanges made before a trap or a deadline are kept too. It may also carry the
+/// operation's [`Recorder`](crate::replay::Recorder), which the instance's capabilities fill.
+#[derive(Clone, Default)]
 pub struct Exchanges(Arc<Mutex<Collected>>);
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Exchanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.lock();
+        f.debug_struct("Exchanges")
+            .field("done", &c.done)
+            .field("sent", &c.sent)
+            .field("recording", &c.recorder.is_some())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Collected {
     done: Vec<Exchange>,
     sent: usize,
+    recorder: Option<crate::replay::Recorder>,
 }
 
 impl Exchanges {
     /// An empty collection.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty collection that also records the operation (see [`crate::replay`]).
+    pub fn recording(recorder: crate::replay::Recorder) -> Self {
+        let exchanges = Self::default();
+        exchanges.lock().recorder = Some(recorder);
+        exchanges
+    }
+
+    /// The operation's recorder, when it is recorded.
+    pub fn recorder(&self) -> Option<crate::replay::Recorder> {
+        self.lock().recorder.clone()
     }
 
     /// Notes that `req` is about to go on the wire: from here on the provider may have it. The

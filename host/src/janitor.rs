@@ -10,7 +10,6 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::bindings::types::{RefundError, RefundLookup, RefusalKind};
-use crate::exchange::Exchanges;
 use crate::ledger::{Outcome, RefundRecord, Source, Stamp, Status};
 use crate::refunds::{Classified, RefundService, ServiceError, classify, report_of, request_of};
 
@@ -93,7 +92,7 @@ impl RefundService {
             Some(id) => RefundLookup::ProviderRefundId(id.clone()),
             None => RefundLookup::ExternalRefundId(refund.external_refund_id.clone()),
         };
-        let exchanges = Exchanges::new();
+        let exchanges = self.operation_exchanges(&plugin);
         let result = plugin.backend.get_refund(&lookup, &exchanges).await;
         self.keep_exchanges(refund, "get-refund", &exchanges)
             .await?;

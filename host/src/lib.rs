@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod batch;
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod caps;
@@ -17,18 +18,21 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod exchange;
 pub mod export;
 mod janitor;
 pub mod ledger;
 mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod money;
 #[cfg(feature = "native-plugins")]
 pub mod native;
 pub mod plugin;
 pub mod refunds;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod secret;
 pub mod view;

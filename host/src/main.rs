@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use cli::plugins;
+use cli::{batch, plugins};
 use refundry_host::db::Database;
 use refundry_host::export::{self, DEFAULT_PAGE, MAX_PAGE};
 use refundry_host::ledger::{Ledger, ListQuery, Page, Status};
@@ -21,7 +21,12 @@ use refundry_host::{
 };
 
 mod cli {
+    pub mod batch;
+    pub mod client;
     pub mod plugins;
+    pub mod replay;
+    pub mod stuck;
+    pub mod table;
 }
 
 #[derive(Parser)]
@@ -59,12 +64,17 @@ enum Command {
     Refund(RefundCommand),
     /// Write every refund of a selection to a CSV or JSON file (from the database, offline).
     Export(ExportArgs),
+    /// Refunds from a CSV file, through a running service (--url) or in this process.
+    Batch(batch::BatchArgs),
     /// Plugin components and the versions a service runs.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Check webhooks a provider sent.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Re-run a refund's recorded plugin operations offline and compare them with the originals
+    /// (exit 0: identical, 1: different, 2: could not replay).
+    Replay(cli::replay::ReplayArgs),
     /// Run a provider simulator on loopback.
     #[cfg(feature = "sandbox")]
     #[command(subcommand)]
@@ -163,6 +173,11 @@ struct ListArgs {
     /// Continue after this refund id (the `next` a previous listing printed).
     #[arg(long)]
     cursor: Option<String>,
+    /// Only refunds pending or unknown for longer than this (30m, 2h, 1d), oldest first, with
+    /// their age.
+    #[arg(long, value_name = "AGE", value_parser = cli::stuck::parse_age,
+          conflicts_with_all = ["status", "from", "to", "cursor"])]
+    stuck: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -329,8 +344,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve(&cli.config, a).await,
+        Command::Replay(a) => cli::replay::run(&cli.config, cli.json, a).await,
         Command::Refund(RefundCommand::List(a)) => {
             let ledger = open_ledger(&cli.config)?;
+            if let Some(age) = a.stuck {
+                let provider = a.filter.provider;
+                return cli::stuck::run(&ledger, cli.json, age, provider, a.limit).await;
+            }
             let query = ListQuery {
                 limit: a.limit,
                 cursor: a.cursor,
@@ -448,6 +468,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Batch(a) => batch::run(&cli.config, cli.json, a).await,
         Command::Plugin(PluginCommand::Registry(c)) => plugins::run(&cli.config, cli.json, c).await,
         Command::Plugin(PluginCommand::Inspect { file }) => {
             let engine = Engine::new(Default::default())?;
@@ -567,6 +588,18 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
         );
     }
     let service = RefundService::start(&config).await?;
+    let outbox = refundry_host::events::Outbox::new(
+        service.ledger().clone(),
+        &config.events,
+        service.runtime().clock().clone(),
+    );
+    if let Some(outbox) = &outbox {
+        // Before the first request: a new endpoint is sent every event from here on.
+        outbox
+            .register()
+            .await
+            .context("registering the event endpoints")?;
+    }
     let addr = args.listen.unwrap_or(config.server.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -582,6 +615,13 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(address = %bound, "listening");
     let janitor = service.spawn_janitor();
+    let outbox = outbox.map(|outbox| {
+        tracing::info!(
+            endpoints = config.events.endpoints.len(),
+            "delivering refund events"
+        );
+        outbox.spawn()
+    });
     let watcher = config.plugins.watch.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), "watching for plugin files");
         let registry = service.runtime().registry().clone();
@@ -589,6 +629,9 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     });
     let served = api::serve(service, &config.server.tokens, listener, shutdown).await;
     janitor.abort();
+    if let Some(o) = outbox {
+        o.abort();
+    }
     if let Some(w) = watcher {
         w.abort();
     }
@@ -667,57 +710,9 @@ fn print_page(page: &Page) {
         println!("no refunds");
         return;
     }
-    let rows: Vec<[String; 6]> = page
-        .refunds
-        .iter()
-        .map(|r| {
-            [
-                r.id.clone(),
-                r.provider.clone(),
-                r.status.as_str().to_owned(),
-                format!(
-                    "{} {}",
-                    money::format_minor(r.amount, &r.currency),
-                    r.currency
-                ),
-                r.external_refund_id.clone(),
-                r.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            ]
-        })
-        .collect();
-    let header = [
-        "ID",
-        "PROVIDER",
-        "STATUS",
-        "AMOUNT",
-        "EXTERNAL ID",
-        "CREATED",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            // Amounts line up on the right, everything else on the left.
-            if i == 3 {
-                text.push_str(&format!("{cell:>w$}  "));
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        text.trim_end().to_owned()
-    };
-    println!("{}", line(header));
-    for row in &rows {
-        println!(
-            "{}",
-            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]].map(String::as_str))
-        );
-    }
+    let rows: Vec<[String; 6]> = page.refunds.iter().map(cli::table::refund_cells).collect();
+    // Amounts line up on the right, everything else on the left.
+    cli::table::print(cli::table::REFUND_HEADER, &rows, &[3]);
     if let Some(next) = &page.next_cursor {
         println!("more: --cursor {next}");
     }

@@ -15,6 +15,7 @@ use crate::engine::{Engine, imports};
 use crate::error::{LoadError, PluginError};
 use crate::exchange::Exchanges;
 use crate::limits::MemoryLimitExceeded;
+use crate::replay::record;
 
 /// A compiled, linked plugin component, ready to instantiate.
 pub struct PluginComponent {
@@ -258,6 +259,22 @@ impl Plugin {
         }
     }
 
+    /// Calls `parse-webhook` on a fresh instance; recorded when `exchanges` carries a recorder.
+    pub async fn parse_webhook_recorded(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+        exchanges: &Exchanges,
+    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
+        match self
+            .run_with_stats(Call::Webhook(headers, body), Some(exchanges))
+            .await?
+        {
+            (Answer::Webhook(r), _) => Ok(r),
+            _ => unreachable!("parse-webhook answers with a webhook event"),
+        }
+    }
+
     async fn run(&self, call: Call<'_>) -> Result<Answer, PluginError> {
         self.run_with_stats(call, None)
             .await
@@ -271,6 +288,10 @@ impl Plugin {
     ) -> Result<(Answer, OpStats), PluginError> {
         let op = call.name();
         let deadline = self.engine.limits().deadline;
+        let recorder = exchanges.and_then(Exchanges::recorder);
+        if let Some(r) = &recorder {
+            r.input(self.recorded_input(&call));
+        }
         let work = async {
             let (mut store, instance) = self.instantiate(op, exchanges.cloned()).await?;
             let guest = instance.refundry_provider_provider();
@@ -298,7 +319,7 @@ impl Plugin {
         };
         // The instance yields at every epoch tick, so this fires on time even for a plugin that
         // never returns; dropping `work` drops its store and frees the pool slot.
-        tokio::time::timeout(deadline, work)
+        let result = tokio::time::timeout(deadline, work)
             .await
             .unwrap_or_else(|_| {
                 Err(PluginError::DeadlineExceeded {
@@ -306,7 +327,43 @@ impl Plugin {
                     op,
                     deadline,
                 })
-            })
+            });
+        if let Err(e) = &result {
+            self.caps.metrics.plugin_failed(&self.info.version, e);
+        }
+        if let Some(r) = &recorder {
+            r.output(self.recorded_output(&result));
+        }
+        result
+    }
+
+    /// An operation's input, as recorded.
+    fn recorded_input(&self, call: &Call<'_>) -> record::Input {
+        let masks = self.caps.config.masks();
+        match call {
+            // `describe()` is never run for a refund, so never recorded; an empty lookup stands in.
+            Call::Describe => record::Input::GetRefund {
+                provider_refund_id: None,
+                external_refund_id: None,
+            },
+            Call::Create(req) => record::Input::create(masks, req),
+            Call::Get(lookup) => record::Input::get(masks, lookup),
+            Call::Webhook(headers, body) => record::Input::webhook(masks, headers, body),
+        }
+    }
+
+    /// An operation's output, as recorded.
+    fn recorded_output(
+        &self,
+        result: &Result<(Answer, OpStats), PluginError>,
+    ) -> serde_json::Value {
+        let masks = self.caps.config.masks();
+        match result {
+            Ok((Answer::Refund(r), _)) => record::refund_output(masks, r),
+            Ok((Answer::Webhook(r), _)) => record::webhook_output(masks, r),
+            Ok((Answer::Describe(_), _)) => serde_json::Value::Null,
+            Err(e) => record::failure_output(e),
+        }
     }
 
     /// A fresh store (with this engine's limits) and instance for operation `op`.

@@ -181,6 +181,8 @@ pub(crate) struct Inner {
     keys: KeyLocks,
     /// Refunds whose create request is being served in this process: the janitor leaves them be.
     pub(crate) in_flight: Mutex<HashSet<String>>,
+    /// Where the plugin operations run for refunds are recorded (see [`crate::replay`]).
+    pub(crate) recordings: crate::replay::Recordings,
 }
 
 /// What the provider's answer to a create request comes to.
@@ -223,6 +225,8 @@ impl RefundService {
                 "refunds left unanswered by an earlier run: the janitor will resolve them"
             );
         }
+        let recordings =
+            crate::replay::Recordings::new(runtime.database().clone(), config.recording);
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime,
@@ -231,6 +235,7 @@ impl RefundService {
                 janitor: config.janitor.clone(),
                 keys: KeyLocks::default(),
                 in_flight: Mutex::new(HashSet::new()),
+                recordings,
             }),
         })
     }
@@ -449,7 +454,7 @@ impl RefundService {
         refund: &RefundRecord,
         req: &RefundRequest,
     ) -> Result<(Result<Result<Refund, RefundError>, PluginError>, bool), crate::db::DbError> {
-        let exchanges = Exchanges::new();
+        let exchanges = self.operation_exchanges(plugin);
         let result = plugin.backend.create_refund(req, &exchanges).await;
         let sent = self
             .keep_exchanges(refund, "create-refund", &exchanges)
@@ -471,6 +476,7 @@ impl RefundService {
             .ledger
             .log_exchanges(id, provider, operation, exchanges.take());
         log.await?;
+        self.keep_recording(&refund.id, exchanges).await;
         Ok(exchanges.sent() > 0)
     }
 
@@ -551,6 +557,18 @@ impl RefundService {
         self.inner
             .ledger
             .list(query)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
+    }
+
+    /// A page of outbound events with their deliveries and attempts.
+    pub async fn events(
+        &self,
+        query: crate::ledger::EventQuery,
+    ) -> Result<crate::ledger::EventPage, ServiceError> {
+        self.inner
+            .ledger
+            .events(query)
             .await
             .map_err(|e| ServiceError(e.to_string()))
     }
@@ -662,34 +680,7 @@ fn invalid(field: &str, message: impl Into<String>) -> CreateError {
 
 /// Refuses input no provider call could make sense of.
 fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
-    let id_field = |field: &str, value: &str| {
-        if value.trim().is_empty() {
-            Err(invalid(field, "must not be empty"))
-        } else if value.len() > 128 {
-            Err(invalid(field, "must be at most 128 characters"))
-        } else if value.chars().any(char::is_control) {
-            Err(invalid(field, "must not contain control characters"))
-        } else {
-            Ok(())
-        }
-    };
-    id_field("external_refund_id", &req.external_refund_id)?;
-    id_field("original_transaction_id", &req.original_transaction_id)?;
-    if let Some(order) = &req.order_id {
-        id_field("order_id", order)?;
-    }
-    if req.amount <= 0 {
-        return Err(invalid(
-            "amount",
-            "must be a positive number of minor units",
-        ));
-    }
-    if crate::money::exponent(&req.currency).is_none() {
-        return Err(invalid(
-            "currency",
-            format!("{:?} is not an ISO 4217 code Refundry knows", req.currency),
-        ));
-    }
+    req.check()?;
     let info = backend.info();
     if !info.currencies.iter().any(|c| c == &req.currency) {
         return Err(invalid(
@@ -702,24 +693,61 @@ fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
             ),
         ));
     }
-    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
-        return Err(invalid("reason", "must be at most 500 characters"));
-    }
-    if let Some(original) = &req.original {
-        if original.amount <= 0 {
+    Ok(())
+}
+
+impl NewRefund {
+    /// The checks that need no provider: ids, amounts, currency codes Refundry knows, the
+    /// reason's length (`refundry batch` runs them on every row before sending any).
+    pub fn check(&self) -> Result<(), CreateError> {
+        let req = self;
+        let id_field = |field: &str, value: &str| {
+            if value.trim().is_empty() {
+                Err(invalid(field, "must not be empty"))
+            } else if value.len() > 128 {
+                Err(invalid(field, "must be at most 128 characters"))
+            } else if value.chars().any(char::is_control) {
+                Err(invalid(field, "must not contain control characters"))
+            } else {
+                Ok(())
+            }
+        };
+        id_field("external_refund_id", &req.external_refund_id)?;
+        id_field("original_transaction_id", &req.original_transaction_id)?;
+        if let Some(order) = &req.order_id {
+            id_field("order_id", order)?;
+        }
+        if req.amount <= 0 {
             return Err(invalid(
-                "original.amount",
+                "amount",
                 "must be a positive number of minor units",
             ));
         }
-        if crate::money::exponent(&original.currency).is_none() {
+        if crate::money::exponent(&req.currency).is_none() {
             return Err(invalid(
-                "original.currency",
-                "is not an ISO 4217 code Refundry knows",
+                "currency",
+                format!("{:?} is not an ISO 4217 code Refundry knows", req.currency),
             ));
         }
+        if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+            return Err(invalid("reason", "must be at most 500 characters"));
+        }
+        if let Some(original) = &req.original {
+            if original.amount <= 0 {
+                return Err(invalid(
+                    "original.amount",
+                    "must be a positive number of minor units",
+                ));
+            }
+            if crate::money::exponent(&original.currency).is_none() {
+                return Err(invalid(
+                    "original.currency",
+                    "is not an ISO 4217 code Refundry knows",
+                ));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The checks against the original payment that need no ledger: currency, settlement, window.

@@ -65,6 +65,7 @@ pub struct Refundry {
     registry: Arc<Registry>,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Refundry {
@@ -81,6 +82,7 @@ impl Refundry {
         let engine = Engine::new(config.engine)?;
         let db = Database::open(config.database.as_deref())?;
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut providers = Vec::new();
         for (id, provider) in &config.providers {
             let fail = |source: LoadError| StartError::Plugin {
@@ -94,6 +96,7 @@ impl Refundry {
                 db.clone(),
                 clock.clone(),
             );
+            caps.metrics.attach(metrics.clone(), id);
             let plugin = match &provider.native {
                 Some(name) => {
                     Configured::Native(native_backend(id, name, caps.clone()).map_err(fail)?)
@@ -116,7 +119,13 @@ impl Refundry {
             registry: Arc::new(registry),
             transport,
             clock,
+            metrics,
         })
+    }
+
+    /// What this host counts for `GET /metrics` (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The engine plugins run in.
@@ -249,6 +258,7 @@ pub fn provider_caps(
         storage: StorageCap::new(db, provider.id.clone()),
         log: LogCap::new(provider.id.clone(), redactor),
         config: ConfigCap::new(provider),
+        metrics: Default::default(),
     })
 }
 
@@ -296,6 +306,7 @@ pub(crate) fn inspection_caps(path: &std::path::Path) -> Result<Arc<ProviderCaps
             secrets: BTreeMap::new(),
         })),
         log: LogCap::new("inspect".into(), Redactor::default()),
+        metrics: Default::default(),
     }))
 }
 

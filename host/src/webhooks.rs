@@ -19,9 +19,16 @@ impl RefundService {
             .runtime
             .provider(provider)
             .map_err(|_| WebhookIntakeError::UnknownProvider(provider.to_owned()))?;
-        let event = match plugin.backend.parse_webhook(&headers, &body).await? {
+        // Recorded in memory; kept only when the event matches a refund (below).
+        let exchanges = self.operation_exchanges(&plugin);
+        let parsed = plugin
+            .backend
+            .parse_webhook_recorded(&headers, &body, &exchanges)
+            .await?;
+        let event = match parsed {
             Ok(event) => event,
             Err(e) => {
+                self.inner.runtime.metrics().webhook_rejected(provider, &e);
                 let error = WebhookIntakeError::Rejected(e);
                 tracing::warn!(provider, error = %error, "webhook rejected");
                 return Err(error);
@@ -59,6 +66,7 @@ impl RefundService {
             Inboxed::Matched(applied) => {
                 let applied = *applied;
                 let refund = applied.refund;
+                self.keep_recording(&refund.id, &exchanges).await;
                 tracing::info!(
                     refund_id = %refund.id, provider, event_id,
                     status = refund.status.as_str(), moved = applied.moved, "webhook applied"

@@ -14,6 +14,7 @@ use refundry_sandbox::{mfs_africa, pagoefectivo};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub mod receiver;
 pub mod service;
 
 /// The component `cargo xtask build-plugins` wrote for `id`. Panics with the command to run when
@@ -377,6 +378,31 @@ secret_key = "{secret_key}"
     pub async fn host(&self) -> Refundry {
         self.host_with(&self.creds, Arc::new(SystemClock), "").await
     }
+}
+
+/// A host configuration for the hostile test plugin as provider `hostile`: a 500 ms deadline, an
+/// 8 MiB memory cap, an in-memory database, `extra_settings` (TOML lines) among its settings and
+/// `secret` as its `api_secret`.
+pub fn hostile_config(extra_settings: &str, secret: &str) -> Config {
+    let toml = format!(
+        r#"
+[engine]
+deadline_ms = 500
+memory_limit_bytes = 8388608
+[database]
+path = ":memory:"
+[providers.hostile]
+plugin = {plugin:?}
+[providers.hostile.settings]
+base_url = "http://127.0.0.1:9"
+{extra_settings}
+[providers.hostile.secrets]
+api_secret = "{secret}"
+"#,
+        plugin = plugin_path("hostile").display().to_string()
+    );
+    Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None)
+        .expect("the hostile test config parses")
 }
 
 /// A refund request in PEN with an order id, as PagoEfectivo wants.

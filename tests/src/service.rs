@@ -52,6 +52,8 @@ pub struct Options {
     pub plugins_watch: Option<String>,
     /// `[plugins] watch_interval_ms` (default: the host's).
     pub plugins_watch_interval_ms: Option<u64>,
+    /// More configuration, appended to the file as is (e.g. an `[events]` table).
+    pub extra_toml: String,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Default for Options {
             mfs_proxy: false,
             plugins_watch: None,
             plugins_watch_interval_ms: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -112,7 +115,7 @@ impl Reply {
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh folder under the system temp dir, unique per process and call.
-fn fresh_dir() -> PathBuf {
+pub fn fresh_dir() -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -141,6 +144,53 @@ pub fn refundry_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// What one run of the `refundry` command line gave.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// Asserts the exit code (the output in the message); returns stdout.
+    pub fn expect_code(&self, code: i32, what: &str) -> &str {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+}
+
+/// Runs the `refundry` binary with `args` to completion (at most `timeout`), logging at `warn`
+/// and without the test's own `REFUNDRY_URL` or `REFUNDRY_TOKEN`.
+pub async fn run_refundry(args: &[&str], timeout: Duration) -> CliRun {
+    let mut command = Command::new(refundry_binary());
+    command
+        .args(args)
+        .env_remove("REFUNDRY_URL")
+        .env_remove("REFUNDRY_TOKEN")
+        .env("REFUNDRY_LOG", "warn")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("refundry {args:?} did not finish in {timeout:?}"))
+        .expect("run refundry");
+    CliRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Polls `check` every 25 ms until it gives `Some`, or panics naming `what` after `timeout`.
@@ -327,6 +377,7 @@ concurrency = 16
 
 {mfs}
 {pe}
+{extra}
 "#,
             db = self.db_path().display().to_string(),
             gateway = self.gateway_token,
@@ -337,6 +388,7 @@ concurrency = 16
             janitor_backoff = list(&o.janitor_backoff_ms),
             mfs = MfsSandbox::provider_toml(&self.mfs.creds, &mfs_base_url),
             pe = self.pe.provider_toml(&self.pe.creds),
+            extra = o.extra_toml,
         )
     }
 

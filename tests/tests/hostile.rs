@@ -10,29 +10,12 @@ use refundry_host::registry::RegistryError;
 use refundry_host::{
     Config, LoadError, OperationError, PluginError, RefundError, Refundry, RefusalKind,
 };
-use refundry_tests::{kes_refund, plugin_path};
+use refundry_tests::kes_refund;
 
 const SECRET: &str = "hostile-secret-4f1c2b9e";
 
 fn config(extra_settings: &str) -> Config {
-    let toml = format!(
-        r#"
-[engine]
-deadline_ms = 500
-memory_limit_bytes = 8388608
-[database]
-path = ":memory:"
-[providers.hostile]
-plugin = {plugin:?}
-[providers.hostile.settings]
-base_url = "http://127.0.0.1:9"
-{extra_settings}
-[providers.hostile.secrets]
-api_secret = "{SECRET}"
-"#,
-        plugin = plugin_path("hostile").display().to_string()
-    );
-    Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None).unwrap()
+    refundry_tests::hostile_config(extra_settings, SECRET)
 }
 
 async fn host(extra_settings: &str) -> Refundry {

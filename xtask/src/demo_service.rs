@@ -7,6 +7,10 @@
 //! its webhook moves it; webhooks are then lost and the janitor finds the next refund's final
 //! status on its own; and finance exports the day as CSV.
 //!
+//! The gateway's event endpoint (a receiver in this process) is told of every status change:
+//! each provider's first refund arrives as `refund.unknown`, `refund.pending`,
+//! `refund.processed`, in that order, and the ledger shows each delivery made.
+//!
 //! Then a hot swap of MFS Africa's plugin on the running service, with the admin token: load its
 //! second version (0.2.0, which names itself in `X-Plugin-Version`), activate it, refund through
 //! it, roll back to 0.1.0 and refund again; the refund made on 0.2.0 is still checked with 0.2.0
@@ -15,6 +19,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -129,13 +134,21 @@ fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(G
     spawn_announcing(&mut command, "refund service")
 }
 
-fn config(dir: &Path, stories: &[(&Story, String)]) -> Result<std::path::PathBuf> {
+fn config(
+    dir: &Path,
+    stories: &[(&Story, String)],
+    events_url: &str,
+) -> Result<std::path::PathBuf> {
     let mut toml = String::from(
         "[database]\npath = \"service.db\"\n\n\
          [server.tokens.demo]\ntoken = \"env:REFUNDRY_DEMO_TOKEN\"\nscopes = [\"refunds\"]\n\n\
          [server.tokens.operator]\ntoken = \"env:REFUNDRY_DEMO_ADMIN_TOKEN\"\nscopes = [\"admin\"]\n\n\
          [janitor]\ninterval_ms = 200\nbackoff_ms = [1000]\n\n",
     );
+    toml.push_str(&format!(
+        "[events]\nurl = {events_url:?}\nsecret = \"env:REFUNDRY_DEMO_EVENTS_SECRET\"\n\
+         interval_ms = 100\n\n"
+    ));
     for (story, base_url) in stories {
         let p = story.provider;
         let plugin = build::plugins_dir().join(format!("{p}.wasm"));
@@ -152,6 +165,48 @@ fn config(dir: &Path, stories: &[(&Story, String)]) -> Result<std::path::PathBuf
     let path = dir.join("service.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
+}
+
+/// The gateway's event endpoint: keeps every event body it is sent, in arrival order.
+async fn start_receiver() -> Result<(String, Arc<Mutex<Vec<Value>>>)> {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(event);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/events", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, got))
+}
+
+/// The statuses announced by the events the receiver got for `refund_id`, in arrival order,
+/// once it has `want` of them (or after 10 s).
+async fn announced(got: &Mutex<Vec<Value>>, refund_id: &str, want: usize) -> Vec<String> {
+    let of_refund = || -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["id"] == refund_id)
+            .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    for _ in 0..100 {
+        if of_refund().len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    of_refund()
 }
 
 /// The `original` of a refund request: a payment of 5000.00, settled, made yesterday. Made once
@@ -196,7 +251,9 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
     let mut env: Vec<(&str, String)> = vec![
         ("REFUNDRY_DEMO_TOKEN", token.clone()),
         ("REFUNDRY_DEMO_ADMIN_TOKEN", admin_token.clone()),
+        ("REFUNDRY_DEMO_EVENTS_SECRET", random_hex(32)),
     ];
+    let (events_url, events) = start_receiver().await?;
     let mut sandboxes = Vec::new();
     for story in stories {
         env.extend(story.env.iter().cloned());
@@ -211,7 +268,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         .zip(&sandboxes)
         .map(|(s, (_, url))| (s, url.clone()))
         .collect();
-    let config = config(&dir, &pairs)?;
+    let config = config(&dir, &pairs, &events_url)?;
     let (child, url) = start_service(bin, &config, &env)?;
     let service = Service {
         _child: child,
@@ -226,6 +283,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
     );
 
     let mut steps = Vec::new();
+    let mut first_refunds = Vec::new();
     for (story, base_url) in &pairs {
         let p = story.provider;
         control(
@@ -246,6 +304,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
 
         let (status, _, first) = service.post("/v1/refunds", &body(&r1, 200_000)).await?;
         let id1 = first["id"].as_str().unwrap_or("").to_owned();
+        first_refunds.push((p, r1.clone(), id1.clone()));
         steps.push(Step {
             what: format!("{p}: POST refund {r1} of 2000.00"),
             expected: "201 pending".into(),
@@ -347,6 +406,27 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
                 if by_janitor { ", by janitor" } else { "" }
             ),
             ok: status == 201 && v["status"] == "processed" && by_janitor,
+        });
+    }
+    for (p, ext, id) in &first_refunds {
+        let types = announced(&events, id, 3).await;
+        let (_, listed) = service.get(&format!("/v1/events?refund_id={id}")).await?;
+        let listed: Value = serde_json::from_str(&listed).unwrap_or(Value::Null);
+        let delivered = listed["events"].as_array().is_some_and(|events| {
+            events
+                .iter()
+                .all(|e| e["deliveries"][0]["state"] == "delivered")
+        });
+        let expected = ["refund.unknown", "refund.pending", "refund.processed"];
+        steps.push(Step {
+            what: format!("{p}: the gateway's endpoint was told of {ext}"),
+            expected: format!("{}, delivered", expected.join(" > ")),
+            observed: format!(
+                "{}{}",
+                types.join(" > "),
+                if delivered { ", delivered" } else { "" }
+            ),
+            ok: types == expected && delivered,
         });
     }
     let (status, csv) = service.get("/v1/refunds?format=csv").await?;

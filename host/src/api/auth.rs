@@ -94,6 +94,7 @@ pub fn scope_word(scope: Scope) -> &'static str {
     match scope {
         Scope::Refunds => "refunds",
         Scope::Admin => "admin",
+        Scope::Metrics => "metrics",
     }
 }
 

@@ -7,11 +7,13 @@
 //! | `GET /v1/refunds` | `refunds` | 200 (JSON page, or CSV with `format=csv`); 400 |
 //! | `GET /v1/refunds/{id}` | `refunds` | 200; 404 |
 //! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404 |
+//! | `GET /v1/events` | `refunds` | 200; 400 |
 //! | `POST /v1/webhooks/{provider}` | none (the plugin verifies the signature) | 200; 400, 401, 404 |
 //! | `GET /v1/plugins` | `admin` | 200 |
 //! | `POST /v1/plugins/{provider}/versions` | `admin` | 201, 200 (already loaded); 404, 409, 413, 422 |
 //! | `POST /v1/plugins/{provider}/activate` | `admin` | 200; 400, 404 |
 //! | `DELETE /v1/plugins/{provider}/versions/{version}` | `admin` | 204; 404, 409 |
+//! | `GET /metrics` | `metrics` | 200 (Prometheus text format); 500 |
 //! | `GET /healthz` | none | 200 |
 //! | `GET /openapi.json` | none | 200 |
 //!
@@ -24,7 +26,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod refunds;
@@ -42,7 +46,7 @@ use axum::routing::{delete, get, post};
 use tracing::Instrument;
 
 use crate::config::ApiToken;
-use crate::ledger::{ExchangeRecord, ListQuery, Page, RefundDetail};
+use crate::ledger::{EventPage, EventQuery, ExchangeRecord, ListQuery, Page, RefundDetail};
 use crate::refunds::{
     CreateError, Created, NewRefund, RefundService, ServiceError, WebhookAccepted,
     WebhookIntakeError,
@@ -74,6 +78,11 @@ pub trait RefundApi: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<ExchangeRecord>, ServiceError>> + Send;
     /// A page of refunds.
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<Page, ServiceError>> + Send;
+    /// A page of outbound events with their deliveries.
+    fn events(
+        &self,
+        query: EventQuery,
+    ) -> impl Future<Output = Result<EventPage, ServiceError>> + Send;
     /// Takes a provider's webhook.
     fn webhook(
         &self,
@@ -103,6 +112,13 @@ pub trait RefundApi: Clone + Send + Sync + 'static {
         provider: &str,
         version: &str,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+    /// Every metric in the Prometheus text format (`GET /metrics`). A double without metrics
+    /// answers with an error (500).
+    fn metrics(&self) -> impl Future<Output = Result<String, ServiceError>> + Send {
+        std::future::ready(Err(ServiceError(
+            "this service keeps no metrics".to_owned(),
+        )))
+    }
 }
 
 impl RefundApi for RefundService {
@@ -126,6 +142,13 @@ impl RefundApi for RefundService {
 
     fn list(&self, query: ListQuery) -> impl Future<Output = Result<Page, ServiceError>> + Send {
         RefundService::list(self, query)
+    }
+
+    fn events(
+        &self,
+        query: EventQuery,
+    ) -> impl Future<Output = Result<EventPage, ServiceError>> + Send {
+        RefundService::events(self, query)
     }
 
     fn webhook(
@@ -174,6 +197,10 @@ impl RefundApi for RefundService {
     async fn remove_plugin(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
         self.runtime().registry().remove(provider, version).await
     }
+
+    fn metrics(&self) -> impl Future<Output = Result<String, ServiceError>> + Send {
+        RefundService::metrics_text(self)
+    }
 }
 
 /// What every handler gets: the service and the tokens.
@@ -212,6 +239,7 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
     };
     Router::new()
         .route("/healthz", get(health::healthz::<S>))
+        .route("/metrics", get(metrics::metrics::<S>))
         .route("/openapi.json", get(openapi::openapi_json))
         .route(
             "/v1/refunds",
@@ -219,6 +247,7 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
         )
         .route("/v1/refunds/{id}", get(refunds::get::<S>))
         .route("/v1/refunds/{id}/exchanges", get(refunds::exchanges::<S>))
+        .route("/v1/events", get(events::list::<S>))
         .route("/v1/webhooks/{provider}", post(webhooks::receive::<S>))
         .route("/v1/plugins", get(plugins::list::<S>))
         .route(

@@ -21,12 +21,14 @@ use utoipa::{Modify, OpenApi};
         super::refunds::list,
         super::refunds::get,
         super::refunds::exchanges,
+        super::events::list,
         super::webhooks::receive,
         super::plugins::list,
         super::plugins::load,
         super::plugins::activate,
         super::plugins::remove,
         super::health::healthz,
+        super::metrics::metrics,
         openapi_json,
     ),
     components(schemas(
@@ -46,6 +48,12 @@ use utoipa::{Modify, OpenApi};
         crate::ledger::Source,
         crate::ledger::Failure,
         crate::ledger::ExchangeRecord,
+        crate::ledger::EventPage,
+        crate::ledger::EventRecord,
+        crate::ledger::EventBody,
+        crate::ledger::DeliveryRecord,
+        crate::ledger::DeliveryState,
+        crate::ledger::AttemptRecord,
         super::plugins::PluginList,
         super::plugins::ActivateRequest,
         crate::registry::ProviderVersions,
@@ -58,9 +66,10 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "refunds", description = "Refunds (bearer token with scope `refunds`; exchanges need `admin`)"),
+        (name = "events", description = "Outbound events to the gateway's endpoints, with their deliveries (scope `refunds`)"),
         (name = "webhooks", description = "Provider notifications (signed by the provider, no token)"),
         (name = "plugins", description = "Provider plugin versions: load, activate, roll back, remove (scope `admin`)"),
-        (name = "service", description = "Liveness and the document itself"),
+        (name = "service", description = "Liveness, metrics (scope `metrics`) and the document itself"),
     )
 )]
 pub struct ApiDoc;
@@ -116,6 +125,7 @@ mod tests {
             ("/v1/refunds/{id}/exchanges", "get"),
             ("/v1/webhooks/{provider}", "post"),
             ("/healthz", "get"),
+            ("/metrics", "get"),
             ("/openapi.json", "get"),
         ] {
             assert!(

@@ -260,16 +260,7 @@ impl Selection {
                 "created_from" => query.created_from = Some(parse_time("created_from", &value)?),
                 "created_to" => query.created_to = Some(parse_time("created_to", &value)?),
                 "limit" => {
-                    query.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::invalid(
-                                "limit",
-                                format!("limit {value:?} is not an integer from 1 to {MAX_PAGE}"),
-                            )
-                        })?;
+                    query.limit = page_limit(&value)?;
                     limit_given = true;
                 }
                 "cursor" => query.cursor = Some(value),
@@ -292,6 +283,20 @@ impl Selection {
             limit_given,
         })
     }
+}
+
+/// A `limit` query parameter: 1 to [`MAX_PAGE`].
+pub(super) fn page_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "limit",
+                format!("limit {value:?} is not an integer from 1 to {MAX_PAGE}"),
+            )
+        })
 }
 
 fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {

@@ -81,6 +81,15 @@ impl RefundApi for Fake {
         Ok(vec![])
     }
 
+    async fn events(&self, query: EventQuery) -> Result<EventPage, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        assert!(query.limit >= 1);
+        Ok(EventPage {
+            events: vec![],
+            next_cursor: None,
+        })
+    }
+
     async fn list(&self, query: ListQuery) -> Result<Page, ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.list_queries.lock().unwrap().push(query.clone());
@@ -312,6 +321,29 @@ async fn tokens_and_scopes() {
     )
     .await;
     a.error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn events_need_the_refunds_scope_and_a_good_query() {
+    let fake = Fake::default();
+    let get = |token, path| request("GET", path, token, None);
+    call(&fake, get(None, "/v1/events"))
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthorized");
+    call(&fake, get(Some(ADMIN_TOKEN), "/v1/events"))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    call(&fake, get(Some(REFUNDS_TOKEN), "/v1/events?limit=0"))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    let a = call(
+        &fake,
+        get(Some(REFUNDS_TOKEN), "/v1/events?refund_id=rf_0001"),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json(), json!({"events": [], "next_cursor": null}));
 }
 
 #[tokio::test]

@@ -3,17 +3,26 @@
 use std::sync::Arc;
 
 use crate::config::ProviderConfig;
+use crate::replay::SecretMasks;
 
 /// Answers `config.get` from one provider's configuration.
 #[derive(Clone)]
 pub struct ConfigCap {
     provider: Arc<ProviderConfig>,
+    /// The provider's secrets as recordings mark them (built once, used by every recording).
+    masks: Arc<SecretMasks>,
 }
 
 impl ConfigCap {
     /// The config capability of one provider.
     pub fn new(provider: Arc<ProviderConfig>) -> Self {
-        Self { provider }
+        let masks = Arc::new(SecretMasks::new(&provider.secrets));
+        Self { provider, masks }
+    }
+
+    /// The markers that stand for this provider's secret values in recordings.
+    pub fn masks(&self) -> &SecretMasks {
+        &self.masks
     }
 
     /// The value of `key`, settings first then secrets.

@@ -279,7 +279,9 @@ fn transport_error(e: reqwest::Error) -> HttpError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, `: `-separated (reqwest puts the useful part, "connection refused",
+/// in a source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

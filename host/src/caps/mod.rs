@@ -14,6 +14,8 @@ use std::sync::Arc;
 use crate::bindings;
 use crate::exchange::Exchanges;
 use crate::limits::MemoryCap;
+use crate::replay::SecretMasks;
+use crate::replay::record::{Answer, Call, Recorder};
 
 pub use self::clock::{Clock, FixedClock, SkewedClock, SystemClock};
 pub use self::config::ConfigCap;
@@ -33,6 +35,8 @@ pub struct ProviderCaps {
     pub config: ConfigCap,
     /// Redacting log sink.
     pub log: LogCap,
+    /// Where the provider's HTTP latency and plugin failures are counted (see [`crate::metrics`]).
+    pub metrics: crate::metrics::MetricsSlot,
 }
 
 /// The data of one plugin instance's store: the capabilities plus per-operation limits.
@@ -41,6 +45,8 @@ pub struct PluginState {
     op: &'static str,
     pub(crate) memory: MemoryCap,
     exchanges: Option<Exchanges>,
+    /// The operation's recording, when it is recorded: every import call and its answer.
+    recorder: Option<Recorder>,
 }
 
 impl PluginState {
@@ -53,10 +59,20 @@ impl PluginState {
         exchanges: Option<Exchanges>,
     ) -> Self {
         Self {
+            recorder: exchanges.as_ref().and_then(Exchanges::recorder),
             caps,
             op,
             memory,
             exchanges,
+        }
+    }
+
+    /// Records one import call, when the operation is recorded (collected in memory: the
+    /// recording is written once, when the operation ends).
+    fn record(&self, step: impl FnOnce(&SecretMasks) -> (Call, Answer)) {
+        if let Some(recorder) = &self.recorder {
+            let (call, answer) = step(self.caps.config.masks());
+            recorder.step(call, answer);
         }
     }
 }
@@ -69,16 +85,31 @@ impl bindings::http::Host for PluginState {
         req: bindings::http::Request,
     ) -> Result<bindings::http::Response, bindings::http::HttpError> {
         let sent_at = self.caps.clock.now_ms();
-        self.caps
+        let call = self
+            .recorder
+            .as_ref()
+            .map(|_| Call::http(self.caps.config.masks(), &req));
+        let started = std::time::Instant::now();
+        let result = self
+            .caps
             .http
             .send_recorded(req, self.exchanges.as_ref(), sent_at)
-            .await
+            .await;
+        if let Some(call) = call {
+            self.record(|m| (call, Answer::http(m, &result)));
+        }
+        self.caps
+            .metrics
+            .provider_exchange(&result, started.elapsed());
+        result
     }
 }
 
 impl bindings::clock::Host for PluginState {
     fn now(&mut self) -> i64 {
-        self.caps.clock.now_ms()
+        let now = self.caps.clock.now_ms();
+        self.record(|_| (Call::ClockNow, Answer::Clock(now)));
+        now
     }
 }
 
@@ -87,7 +118,17 @@ impl bindings::storage::Host for PluginState {
         &mut self,
         key: String,
     ) -> Result<Option<Vec<u8>>, bindings::storage::StorageError> {
-        self.caps.storage.get(key).await
+        let recorded = self.recorder.as_ref().map(|_| key.clone());
+        let result = self.caps.storage.get(key).await;
+        if let Some(key) = recorded {
+            self.record(|m| {
+                (
+                    Call::StorageGet { key: m.mask(&key) },
+                    Answer::stored(m, &result),
+                )
+            });
+        }
+        result
     }
 
     async fn set(
@@ -95,22 +136,42 @@ impl bindings::storage::Host for PluginState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), bindings::storage::StorageError> {
-        self.caps.storage.set(key, value).await
+        let call = self
+            .recorder
+            .as_ref()
+            .map(|_| Call::storage_set(self.caps.config.masks(), &key, &value));
+        let result = self.caps.storage.set(key, value).await;
+        if let Some(call) = call {
+            self.record(|m| (call, Answer::written(m, &result)));
+        }
+        result
     }
 
     async fn delete(&mut self, key: String) -> Result<(), bindings::storage::StorageError> {
-        self.caps.storage.delete(key).await
+        let recorded = self.recorder.as_ref().map(|_| key.clone());
+        let result = self.caps.storage.delete(key).await;
+        if let Some(key) = recorded {
+            let answer = |m: &SecretMasks| Answer::written(m, &result);
+            self.record(|m| (Call::StorageDelete { key: m.mask(&key) }, answer(m)));
+        }
+        result
     }
 }
 
 impl bindings::config::Host for PluginState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.caps.config.get(&key)
+        let value = self.caps.config.get(&key);
+        self.record(|m| {
+            let answer = Answer::Config(m.config_answer(&key, value.as_deref()));
+            (Call::ConfigGet { key: m.mask(&key) }, answer)
+        });
+        value
     }
 }
 
 impl bindings::log::Host for PluginState {
     fn log(&mut self, level: bindings::log::Level, message: String, fields: Vec<(String, String)>) {
         self.caps.log.log(self.op, level, &message, &fields);
+        self.record(|m| (Call::log(m, level, &message, &fields), Answer::Logged));
     }
 }

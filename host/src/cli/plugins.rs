@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use refundry_host::api::error::ErrorBody;
 use refundry_host::api::plugins::{PluginList, registry_error};
 use refundry_host::registry::{Activated, Loaded, ProviderVersions, RegistryError, VersionView};
 use refundry_host::{Config, Refundry, engine::Engine, runtime};
 use serde::de::DeserializeOwned;
+
+use super::client::ServiceClient;
 
 /// The registry commands.
 #[derive(Subcommand)]
@@ -218,37 +219,12 @@ async fn remote<T: DeserializeOwned>(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<Result<T, Refused>> {
-    let token = token
-        .as_deref()
-        .context("--url needs --token (or REFUNDRY_TOKEN): a bearer token with scope admin")?;
-    let url = base
-        .join(path)
-        .with_context(|| format!("{base} + {path}"))?;
-    let mut req = reqwest::Client::new()
-        .request(method, url.clone())
-        .bearer_auth(token);
-    if let Some(body) = body {
-        req = req.body(body);
+    let client = ServiceClient::new(base, token.as_deref(), "admin")?;
+    let answer = client.send(method, path, body, None, true).await?;
+    if answer.status.is_success() {
+        return Ok(Ok(answer.json()?));
     }
-    let response = req.send().await.with_context(|| format!("calling {url}"))?;
-    let status = response.status();
-    let bytes = response.bytes().await.context("reading the answer")?;
-    if status.is_success() {
-        let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        let answer = serde_json::from_slice(text).with_context(|| {
-            format!(
-                "unexpected answer from {url}: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })?;
-        return Ok(Ok(answer));
-    }
-    let error: ErrorBody = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{url} answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })?;
+    let error = answer.error()?;
     Ok(Err(Refused {
         code: error.error.code,
         message: error.error.message,

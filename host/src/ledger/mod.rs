@@ -1,16 +1,23 @@
-//! The ledger: refunds, their append-only history, idempotency records, the webhook inbox and
-//! the redacted log of provider HTTP exchanges, in the host's SQLite database (schema in
-//! [`crate::db`]'s migrations).
+//! The ledger: refunds, their append-only history, idempotency records, the webhook inbox, the
+//! outbound events outbox and the redacted log of provider HTTP exchanges, in the host's SQLite
+//! database (schema in [`crate::db`]'s migrations).
 //!
 //! Every method is one SQLite transaction on the shared connection, so checks and writes that
 //! belong together (the idempotency lookup and the insert, the remaining-amount check and the
 //! insert, a status check and its update) cannot interleave with another request's.
 
+mod events;
 mod exchanges;
 mod inbox;
+mod stats;
 mod types;
 
+pub use events::{
+    Attempt, AttemptRecord, DeliveryRecord, DeliveryState, DueDelivery, EventBody, EventPage,
+    EventQuery, EventRecord, Next,
+};
 pub use inbox::{InboxEvent, Inboxed};
+pub use stats::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
 pub use types::*;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -214,8 +221,9 @@ impl Ledger {
                 };
                 let stamp = Stamp::new(Source::Api, detail, row.now_ms);
                 add_history(&tx, &row.id, &stamp, None, status, true, None)?;
+                let refund = get_refund(&tx, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                events::record(&tx, &refund)?;
                 tx.commit()?;
-                let refund = get_refund(c, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 Ok(match refusal {
                     Some(_) => Begin::Refused(refund),
                     None => Begin::New(refund),
@@ -460,6 +468,10 @@ fn apply_report(
                 report.status.is_final()
             ],
         )?;
+        // The event carries the refund as this move left it (held webhook events applied
+        // below write their own, later, events).
+        let moved_to = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        events::record(c, &moved_to)?;
     } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
         // Not a move, but the provider's id is worth keeping (lookups by it are cheaper).
         c.execute(
@@ -633,6 +645,104 @@ mod tests {
             provider_status: Some(status.as_str().to_uppercase()),
             failure: None,
         }
+    }
+
+    #[tokio::test]
+    async fn every_status_entered_writes_one_event_delivered_in_order_per_refund() {
+        let l = ledger();
+        // An endpoint gets the events written after it was first seen.
+        assert_eq!(
+            l.enqueue_deliveries(vec!["http://e/".into()], 0)
+                .await
+                .unwrap(),
+            0
+        );
+        let (a, b) = (row("a", 100, None), row("b", 100, None));
+        l.begin(a.clone(), None).await.unwrap();
+        l.begin(b.clone(), None).await.unwrap();
+        let stamp = Stamp::new(Source::Api, "t", 1_500);
+        l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
+            .await
+            .unwrap();
+        // Not a move: no event.
+        l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
+            .await
+            .unwrap();
+        l.apply(&a.id, report(Status::Processed), stamp.clone(), None, None)
+            .await
+            .unwrap();
+        let kinds = |page: EventPage| page.events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        let query = |id: &str| EventQuery {
+            refund_id: Some(id.into()),
+            after_seq: None,
+            limit: 50,
+        };
+        assert_eq!(
+            kinds(l.events(query(&a.id)).await.unwrap()),
+            ["refund.unknown", "refund.pending", "refund.processed"]
+        );
+        let page = l.events(query(&a.id)).await.unwrap();
+        assert_eq!(page.events[2].body.data.status, Status::Processed);
+        assert_eq!(page.events[2].body.kind, page.events[2].kind);
+
+        assert_eq!(
+            l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
+                .await
+                .unwrap(),
+            4
+        );
+        // Only the head of each refund's queue is due.
+        let due = l.due_deliveries(2_000, 10).await.unwrap();
+        let heads: Vec<_> = due
+            .iter()
+            .map(|d| (d.refund_id.clone(), d.attempts))
+            .collect();
+        assert_eq!(heads, [(a.id.clone(), 0), (b.id.clone(), 0)]);
+        let a_first = due[0].event_seq;
+        let attempt = |then| Attempt {
+            at_ms: 2_000,
+            http_status: Some(503),
+            error: Some("down".into()),
+            latency_ms: 1.0,
+            then,
+        };
+        l.record_attempt(a_first, "http://e/", attempt(Next::RetryAt(5_000)))
+            .await
+            .unwrap();
+        // A's first event waits for its retry, and A's later events wait behind it.
+        let due = l.due_deliveries(4_999, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].refund_id, b.id);
+        let due = l.due_deliveries(5_000, 10).await.unwrap();
+        let a_head = due.iter().find(|d| d.refund_id == a.id).unwrap();
+        assert_eq!((a_head.event_seq, a_head.attempts), (a_first, 1));
+        l.record_attempt(a_first, "http://e/", attempt(Next::Delivered))
+            .await
+            .unwrap();
+        let due = l.due_deliveries(5_000, 10).await.unwrap();
+        assert!(
+            due.iter()
+                .any(|d| d.refund_id == a.id && d.event_seq > a_first)
+        );
+        // An abandoned event lets the next one go.
+        let second = due.iter().find(|d| d.refund_id == a.id).unwrap().event_seq;
+        l.record_attempt(second, "http://e/", attempt(Next::Abandon))
+            .await
+            .unwrap();
+        let due = l.due_deliveries(5_000, 10).await.unwrap();
+        assert!(
+            due.iter()
+                .any(|d| d.refund_id == a.id && d.event_seq > second)
+        );
+
+        let page = l.events(query(&a.id)).await.unwrap();
+        let first = &page.events[0].deliveries[0];
+        assert_eq!(first.state, DeliveryState::Delivered);
+        assert_eq!(first.attempts.len(), 2);
+        assert_eq!(first.attempts[0].http_status, Some(503));
+        assert_eq!(page.events[1].deliveries[0].state, DeliveryState::Abandoned);
+        assert_eq!(page.events[2].deliveries[0].state, DeliveryState::Pending);
+        assert_eq!(l.delivery_backlog().await.unwrap().0, 2);
     }
 
     #[test]

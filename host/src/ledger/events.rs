@@ -1,0 +1,441 @@
+//! The outbound events outbox: one event per status a refund enters, written in the same
+//! transaction as the move (so an event is never lost nor sent for a move that was rolled back),
+//! and, per configured endpoint, a delivery of each event with its attempts.
+//!
+//! Deliveries of one refund's events to one endpoint go in order: only the oldest pending one of
+//! each (endpoint, refund) queue is ever due, so a later event waits until the earlier one is
+//! delivered or abandoned.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Ledger, RefundRecord, time};
+use crate::db::DbError;
+
+/// An event as its receivers get it (the body of the POST, byte for byte as stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventBody {
+    /// Event id (`evt_` + a time-ordered UUID): receivers deduplicate on it, since delivery is
+    /// at least once.
+    pub id: String,
+    /// `refund.<status>`: the status the refund entered (`refund.unknown` when it was written and
+    /// sent but the provider's answer is not known yet).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the refund entered the status (RFC 3339 UTC).
+    pub created_at: DateTime<Utc>,
+    /// The refund as it was right after the change (the REST API's refund object).
+    pub data: RefundRecord,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet; retried until it is, or until it is too old.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Given up on: still undelivered when the retry window (`[events] give_up_after_ms`) closed.
+    Abandoned,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Abandoned => "abandoned",
+        }
+    }
+
+    fn parse(word: &str) -> Self {
+        // Only this module writes the column.
+        match word {
+            "delivered" => DeliveryState::Delivered,
+            "abandoned" => DeliveryState::Abandoned,
+            _ => DeliveryState::Pending,
+        }
+    }
+}
+
+/// One try at delivering an event to an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptRecord {
+    /// 1 for the first try.
+    pub attempt: i64,
+    /// When it was made.
+    pub at: DateTime<Utc>,
+    /// The endpoint's HTTP status, when it answered.
+    pub http_status: Option<u16>,
+    /// Why it failed (connection refused, timeout, non-2xx status), when it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub latency_ms: f64,
+}
+
+/// One event's delivery to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryRecord {
+    /// The endpoint's URL (the configuration refuses URLs with credentials in them).
+    pub endpoint: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// When the next try is due, while pending (a later event of the same refund also waits for
+    /// this one).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the endpoint took it.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Every try, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// An event with its deliveries (`GET /v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventRecord {
+    /// Position in the outbox: events of one refund are delivered in this order.
+    pub seq: i64,
+    /// Event id.
+    pub id: String,
+    /// `refund.<status>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The refund it is about.
+    pub refund_id: String,
+    /// When the refund entered the status.
+    pub created_at: DateTime<Utc>,
+    /// The body sent to every endpoint.
+    pub body: EventBody,
+    /// One per endpoint configured when it was written (none when no endpoint is configured).
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// A page of events, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<EventRecord>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A selection of events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only this refund's.
+    pub refund_id: Option<String>,
+    /// Continue after this position (the previous page's `next_cursor`).
+    pub after_seq: Option<i64>,
+    /// At most this many (the caller bounds it).
+    pub limit: usize,
+}
+
+/// A delivery that is due: the oldest pending event of its refund for its endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// The event's position.
+    pub event_seq: i64,
+    /// The event id.
+    pub event_id: String,
+    /// Where to send it.
+    pub endpoint: String,
+    /// Its refund.
+    pub refund_id: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// The exact body to send.
+    pub body: String,
+    /// When the event was written (ms): the retry window counts from here.
+    pub created_at_ms: i64,
+}
+
+/// What became of one try, and what follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// When it was made (ms).
+    pub at_ms: i64,
+    /// The endpoint's status, when it answered.
+    pub http_status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub latency_ms: f64,
+    /// What to do next.
+    pub then: Next,
+}
+
+/// After a try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The endpoint took it.
+    Delivered,
+    /// Try again at this time (ms).
+    RetryAt(i64),
+    /// The retry window is over.
+    Abandon,
+}
+
+/// Writes the event for the status `refund` just entered, inside the caller's transaction.
+pub(super) fn record(c: &Connection, refund: &RefundRecord) -> Result<(), rusqlite::Error> {
+    let body = EventBody {
+        id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        kind: format!("refund.{}", refund.status.as_str()),
+        created_at: refund.updated_at,
+        data: refund.clone(),
+    };
+    let json = serde_json::to_string(&body).expect("an event serialises");
+    c.prepare_cached(
+        "INSERT INTO events (id, refund_id, type, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        body.id,
+        refund.id,
+        body.kind,
+        refund.updated_at.timestamp_millis(),
+        json
+    ])?;
+    Ok(())
+}
+
+impl Ledger {
+    /// Gives each endpoint a pending delivery of every event written since it was last called
+    /// for that endpoint (an endpoint seen for the first time starts with the events written
+    /// from now on); returns how many deliveries it added.
+    pub async fn enqueue_deliveries(
+        &self,
+        endpoints: Vec<String>,
+        now_ms: i64,
+    ) -> Result<usize, DbError> {
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let last: i64 =
+                    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+                let mut added = 0;
+                for endpoint in &endpoints {
+                    let after: Option<i64> = tx
+                        .query_row(
+                            "SELECT after_seq FROM event_endpoints WHERE endpoint = ?1",
+                            [endpoint],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    match after {
+                        None => {
+                            tx.execute(
+                                "INSERT INTO event_endpoints (endpoint, after_seq, added_at)
+                                 VALUES (?1, ?2, ?3)",
+                                params![endpoint, last, now_ms],
+                            )?;
+                        }
+                        Some(after) if after < last => {
+                            added += tx.execute(
+                                "INSERT INTO event_deliveries (event_seq, endpoint, refund_id,
+                                    state, attempts, next_attempt_at)
+                                 SELECT seq, ?1, refund_id, 'pending', 0, ?4 FROM events
+                                 WHERE seq > ?2 AND seq <= ?3",
+                                params![endpoint, after, last, now_ms],
+                            )?;
+                            tx.execute(
+                                "UPDATE event_endpoints SET after_seq = ?2 WHERE endpoint = ?1",
+                                params![endpoint, last],
+                            )?;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                tx.commit()?;
+                Ok(added)
+            })
+            .await
+    }
+
+    /// Deliveries due at `now_ms`, most overdue first: for each (endpoint, refund), only its
+    /// oldest pending event, so one refund's events reach an endpoint in order.
+    pub async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, DbError> {
+        self.db
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT d.event_seq, e.id, d.endpoint, d.refund_id, d.attempts, e.body,
+                        e.created_at
+                     FROM event_deliveries d JOIN events e ON e.seq = d.event_seq
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= ?1
+                       AND NOT EXISTS (
+                           SELECT 1 FROM event_deliveries p
+                           WHERE p.state = 'pending' AND p.endpoint = d.endpoint
+                             AND p.refund_id = d.refund_id AND p.event_seq < d.event_seq)
+                     ORDER BY d.next_attempt_at, d.event_seq LIMIT ?2",
+                )?;
+                stmt.query_map(params![now_ms, limit as i64], |r| {
+                    Ok(DueDelivery {
+                        event_seq: r.get(0)?,
+                        event_id: r.get(1)?,
+                        endpoint: r.get(2)?,
+                        refund_id: r.get(3)?,
+                        attempts: r.get(4)?,
+                        body: r.get(5)?,
+                        created_at_ms: r.get(6)?,
+                    })
+                })?
+                .collect()
+            })
+            .await
+    }
+
+    /// Records one try at a delivery and what follows it.
+    pub async fn record_attempt(
+        &self,
+        event_seq: i64,
+        endpoint: &str,
+        attempt: Attempt,
+    ) -> Result<(), DbError> {
+        let endpoint = endpoint.to_owned();
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let number: i64 = tx.query_row(
+                    "UPDATE event_deliveries SET attempts = attempts + 1
+                     WHERE event_seq = ?1 AND endpoint = ?2 RETURNING attempts",
+                    params![event_seq, endpoint],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO event_attempts (event_seq, endpoint, attempt, at, http_status,
+                        error, latency_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        event_seq,
+                        endpoint,
+                        number,
+                        attempt.at_ms,
+                        attempt.http_status,
+                        attempt.error,
+                        attempt.latency_ms
+                    ],
+                )?;
+                let (state, next, delivered) = match attempt.then {
+                    Next::Delivered => (DeliveryState::Delivered, None, Some(attempt.at_ms)),
+                    Next::RetryAt(at) => (DeliveryState::Pending, Some(at), None),
+                    Next::Abandon => (DeliveryState::Abandoned, None, None),
+                };
+                tx.execute(
+                    "UPDATE event_deliveries SET state = ?3,
+                        next_attempt_at = COALESCE(?4, next_attempt_at), delivered_at = ?5
+                     WHERE event_seq = ?1 AND endpoint = ?2",
+                    params![event_seq, endpoint, state.as_str(), next, delivered],
+                )?;
+                tx.commit()
+            })
+            .await
+    }
+
+    /// How many deliveries are pending, and the oldest pending event's time (ms).
+    pub async fn delivery_backlog(&self) -> Result<(i64, Option<i64>), DbError> {
+        self.db
+            .run(|c| {
+                c.query_row(
+                    "SELECT COUNT(*), MIN(e.created_at) FROM event_deliveries d
+                     JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await
+    }
+
+    /// A page of events with their deliveries and attempts, oldest first.
+    pub async fn events(&self, query: EventQuery) -> Result<EventPage, DbError> {
+        self.db
+            .run(move |c| {
+                let limit = query.limit.max(1);
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, id, type, refund_id, created_at, body FROM events
+                     WHERE (?1 IS NULL OR refund_id = ?1) AND (?2 IS NULL OR seq > ?2)
+                     ORDER BY seq LIMIT ?3",
+                )?;
+                let mut events = stmt
+                    .query_map(
+                        params![query.refund_id, query.after_seq, (limit + 1) as i64],
+                        |r| {
+                            let body: String = r.get(5)?;
+                            Ok(EventRecord {
+                                seq: r.get(0)?,
+                                id: r.get(1)?,
+                                kind: r.get(2)?,
+                                refund_id: r.get(3)?,
+                                created_at: time(r.get(4)?),
+                                body: serde_json::from_str(&body).map_err(|e| {
+                                    rusqlite::Error::FromSqlConversionFailure(
+                                        5,
+                                        rusqlite::types::Type::Text,
+                                        Box::new(e),
+                                    )
+                                })?,
+                                deliveries: Vec::new(),
+                            })
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if events.len() > limit {
+                    events.truncate(limit);
+                    events.last().map(|e| e.seq.to_string())
+                } else {
+                    None
+                };
+                for event in &mut events {
+                    event.deliveries = deliveries(c, event.seq)?;
+                }
+                Ok(EventPage {
+                    events,
+                    next_cursor,
+                })
+            })
+            .await
+    }
+}
+
+fn deliveries(c: &Connection, event_seq: i64) -> Result<Vec<DeliveryRecord>, rusqlite::Error> {
+    let mut stmt = c.prepare_cached(
+        "SELECT endpoint, state, next_attempt_at, delivered_at FROM event_deliveries
+         WHERE event_seq = ?1 ORDER BY endpoint",
+    )?;
+    let mut out = stmt
+        .query_map([event_seq], |r| {
+            let state = DeliveryState::parse(&r.get::<_, String>(1)?);
+            Ok(DeliveryRecord {
+                endpoint: r.get(0)?,
+                state,
+                next_attempt_at: (state == DeliveryState::Pending)
+                    .then(|| r.get::<_, i64>(2))
+                    .transpose()?
+                    .map(time),
+                delivered_at: r.get::<_, Option<i64>>(3)?.map(time),
+                attempts: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT attempt, at, http_status, error, latency_ms FROM event_attempts
+         WHERE event_seq = ?1 AND endpoint = ?2 ORDER BY attempt",
+    )?;
+    for d in &mut out {
+        d.attempts = stmt
+            .query_map(params![event_seq, d.endpoint], |r| {
+                Ok(AttemptRecord {
+                    attempt: r.get(0)?,
+                    at: time(r.get(1)?),
+                    http_status: r.get(2)?,
+                    error: r.get(3)?,
+                    latency_ms: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(out)
+}
