@@ -75,7 +75,7 @@ impl Backend {
 
     /// `parse-webhook`, recorded when `exchanges` carries a recorder (a plugin linked into the
     /// host is not recorded).
-    pub async fn parse_webhook_recorded(
+    pub async fn parse_webhook(
         &self,
         headers: &[(String, String)],
         body: &[u8],
@@ -83,19 +83,6 @@ impl Backend {
     ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
         match self {
             Backend::Wasm(p) => p.parse_webhook_recorded(headers, body, exchanges).await,
-            #[cfg(feature = "native-plugins")]
-            Backend::Native(p) => p.parse_webhook(headers, body).await,
-        }
-    }
-
-    /// `parse-webhook`.
-    pub async fn parse_webhook(
-        &self,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
-        match self {
-            Backend::Wasm(p) => p.parse_webhook(headers, body).await,
             #[cfg(feature = "native-plugins")]
             Backend::Native(p) => p.parse_webhook(headers, body).await,
         }

@@ -202,7 +202,7 @@ impl Refundry {
     ) -> Result<WebhookEvent, OperationError> {
         self.provider(provider)?
             .backend
-            .parse_webhook(headers, body)
+            .parse_webhook(headers, body, &Exchanges::new())
             .await?
             .map_err(OperationError::Webhook)
     }

@@ -23,7 +23,7 @@ impl RefundService {
         let exchanges = self.operation_exchanges(&plugin);
         let parsed = plugin
             .backend
-            .parse_webhook_recorded(&headers, &body, &exchanges)
+            .parse_webhook(&headers, &body, &exchanges)
             .await?;
         let event = match parsed {
             Ok(event) => event,
