@@ -335,20 +335,6 @@ impl Ledger {
             .await
     }
 
-    /// How many deliveries are pending, and the oldest pending event's time (ms).
-    pub async fn delivery_backlog(&self) -> Result<(i64, Option<i64>), DbError> {
-        self.db
-            .run(|c| {
-                c.query_row(
-                    "SELECT COUNT(*), MIN(e.created_at) FROM event_deliveries d
-                     JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending'",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-            })
-            .await
-    }
-
     /// A page of events with their deliveries and attempts, oldest first.
     pub async fn events(&self, query: EventQuery) -> Result<EventPage, DbError> {
         self.db

@@ -446,6 +446,8 @@ fn apply_report(
         before = apply_report(c, refund_id, &implied, &stamp, next_check_ms)?.refund;
     }
     let moved = before.status.can_move_to(report.status);
+    // The refund as this report left it, once read (for the event of a move).
+    let mut after = None;
     if moved {
         // A final refund leaves the janitor's queue; one still pending keeps its place in it
         // (a webhook gives no next check) unless the caller sets a new one.
@@ -472,6 +474,7 @@ fn apply_report(
         // below write their own, later, events).
         let moved_to = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         events::record(c, &moved_to)?;
+        after = Some(moved_to);
     } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
         // Not a move, but the provider's id is worth keeping (lookups by it are cheaper).
         c.execute(
@@ -501,8 +504,13 @@ fn apply_report(
         // The provider's id is known from now on: events that named only it and came first
         // (a webhook can beat the answer to the create request) are applied now, in order.
         inbox::apply_held(c, &before.provider, prid, refund_id, stamp.now_ms)?;
+        // They may have moved it further.
+        after = None;
     }
-    let refund = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let refund = match after {
+        Some(refund) => refund,
+        None => get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+    };
     Ok(Applied { moved, refund })
 }
 
@@ -742,7 +750,20 @@ mod tests {
         assert_eq!(first.attempts[0].http_status, Some(503));
         assert_eq!(page.events[1].deliveries[0].state, DeliveryState::Abandoned);
         assert_eq!(page.events[2].deliveries[0].state, DeliveryState::Pending);
-        assert_eq!(l.delivery_backlog().await.unwrap().0, 2);
+        let all = l
+            .events(EventQuery {
+                limit: 50,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        let pending = all
+            .events
+            .iter()
+            .flat_map(|e| &e.deliveries)
+            .filter(|d| d.state == DeliveryState::Pending)
+            .count();
+        assert_eq!(pending, 2);
     }
 
     #[test]
