@@ -90,12 +90,7 @@ pub async fn list<S: RefundApi>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::api::refunds::tests::pairs;
 
     #[test]
     fn reads_the_query() {

@@ -414,10 +414,11 @@ fn csv_stream<S: RefundApi>(service: S, query: ListQuery) -> Body {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Query pairs as the `QueryPairs` extractor gives them.
+    pub(in crate::api) fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
         q.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
