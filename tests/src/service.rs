@@ -158,29 +158,31 @@ pub struct CliRun {
 }
 
 impl CliRun {
+    /// The exit code and both outputs, for an assertion's message.
+    pub fn show(&self) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
     /// Asserts the exit code (the output in the message); returns stdout.
     pub fn expect_code(&self, code: i32, what: &str) -> &str {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{what}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
+        assert_eq!(self.code, Some(code), "{what}: {}", self.show());
         &self.stdout
     }
 }
 
-/// Runs the `refundry` binary with `args` to completion (at most `timeout`), logging at `warn`
-/// and without the test's own `REFUNDRY_URL` or `REFUNDRY_TOKEN`.
-pub async fn run_refundry(args: &[&str], timeout: Duration) -> CliRun {
+/// Runs the `refundry` binary with `args` and `env` to completion (at most `timeout`), logging
+/// at `warn` and without the test's own `REFUNDRY_URL` or `REFUNDRY_TOKEN`.
+pub async fn run_refundry(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> CliRun {
     let mut command = Command::new(refundry_binary());
     command
         .args(args)
         .env_remove("REFUNDRY_URL")
         .env_remove("REFUNDRY_TOKEN")
         .env("REFUNDRY_LOG", "warn")
+        .envs(env.iter().copied())
         .kill_on_drop(true);
     let out = tokio::time::timeout(timeout, command.output())
         .await

@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use refundry_tests::service::{MFS, Options, PE, Service, fresh_dir, refundry_binary};
+use refundry_tests::service::{CliRun, MFS, Options, PE, Service, fresh_dir, run_refundry};
 use refundry_tests::{MfsSandbox, PeSandbox};
 use serde_json::Value;
 
@@ -77,30 +76,15 @@ fn read_results(path: &Path) -> Vec<ResultLine> {
 }
 
 /// Runs `refundry [--config CONFIG] batch ARGS...` to completion.
-async fn batch(config: Option<&Path>, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(refundry_binary());
-    if let Some(config) = config {
-        cmd.arg("--config").arg(config);
+async fn batch(config: Option<&Path>, args: &[&str]) -> CliRun {
+    let config = config.map(|c| c.display().to_string());
+    let mut all: Vec<&str> = Vec::new();
+    if let Some(config) = &config {
+        all.extend(["--config", config.as_str()]);
     }
-    cmd.arg("batch")
-        .args(args)
-        // Whatever the developer's shell has, the test says where to send.
-        .env_remove("REFUNDRY_URL")
-        .env_remove("REFUNDRY_TOKEN")
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("refundry batch finishes within 120 s")
-        .expect("run refundry batch")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    all.push("batch");
+    all.extend(args);
+    run_refundry(&all, &[], Duration::from_secs(120)).await
 }
 
 fn days_ago(days: i64) -> String {
@@ -289,27 +273,22 @@ async fn a_thousand_rows_through_the_service_each_good_one_refunded_once() {
     let started = Instant::now();
     let out = batch(None, &args).await;
     let took = started.elapsed();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "bad rows make exit 1: {}",
-        show(&out)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.code, Some(1), "bad rows make exit 1: {}", out.show());
+    let stdout = &out.stdout;
     assert!(
         stdout.contains(&format!("{} created", good.len()))
             && stdout.contains(&format!("{bad} invalid"))
             && stdout.contains("1 duplicate")
             && stdout.contains(&format!("{bad} lines not refunded as asked, exit 1")),
         "{}",
-        show(&out)
+        out.show()
     );
     // Bad rows are named on stderr too, by line.
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("line 41: invalid, not sent: "),
         "{}",
-        show(&out)
+        out.show()
     );
     let first = check_results(&read_results(&results_path), &expect, "created");
     assert_eq!(first.len(), good.len());
@@ -336,11 +315,11 @@ async fn a_thousand_rows_through_the_service_each_good_one_refunded_once() {
 
     // Again: nothing new anywhere, each good row an existing refund with the same id.
     let out = batch(None, &args).await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.code, Some(1), "{}", out.show());
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("{} existing", good.len())),
+        out.stdout.contains(&format!("{} existing", good.len())),
         "{}",
-        show(&out)
+        out.show()
     );
     let second = check_results(&read_results(&results_path), &expect, "existing");
     assert_eq!(second, first, "the same refunds");
@@ -384,11 +363,11 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.code, Some(2), "{}", out.show());
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("stopped (unauthorized"),
+        out.stdout.contains("stopped (unauthorized"),
         "{}",
-        show(&out)
+        out.show()
     );
     let results = read_results(&dir.join("few.results.csv"));
     assert_eq!(results.len(), 20);
@@ -408,12 +387,8 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
 
     // --url without a token.
     let out = batch(None, &[file_arg, "--url", &service.url]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--url needs --token"),
-        "{}",
-        show(&out)
-    );
+    assert_eq!(out.code, Some(2), "{}", out.show());
+    assert!(out.stderr.contains("--url needs --token"), "{}", out.show());
 
     // A header with a misspelt column: nothing is read, let alone sent.
     let misspelt = dir.join("misspelt.csv");
@@ -436,11 +411,12 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.code, Some(2), "{}", out.show());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 1: unknown column \"orginal_amount\""),
+        out.stderr
+            .contains("line 1: unknown column \"orginal_amount\""),
         "{}",
-        show(&out)
+        out.show()
     );
     assert!(!dir.join("misspelt.results.csv").exists());
 
@@ -460,11 +436,11 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.code, Some(2), "{}", out.show());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the service does not answer"),
+        out.stderr.contains("the service does not answer"),
         "{}",
-        show(&out)
+        out.show()
     );
 
     // The input file as its own results file.
@@ -481,8 +457,8 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
         ],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is the input file"));
+    assert_eq!(out.code, Some(2), "{}", out.show());
+    assert!(out.stderr.contains("is the input file"));
 
     // A file that is not there, and one without even a header.
     let missing = dir.join("missing.csv");
@@ -500,17 +476,13 @@ async fn what_stops_a_run_exits_2_and_sends_nothing() {
             ],
         )
         .await;
-        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(says),
-            "{}",
-            show(&out)
-        );
+        assert_eq!(out.code, Some(2), "{}", out.show());
+        assert!(out.stderr.contains(says), "{}", out.show());
     }
 
     // A concurrency out of range is a usage error.
     let out = batch(None, &[file_arg, "--concurrency", "0"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.code, Some(2), "{}", out.show());
 
     assert_eq!(
         service.mfs_create_calls().await,
@@ -565,7 +537,7 @@ async fn in_process_both_providers_and_a_pre_check() {
     ];
 
     let out = batch(Some(&config), &args).await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.code, Some(1), "{}", out.show());
     let results = read_results(&out_path);
     let view: Vec<(u64, &str, &str)> = results
         .iter()
@@ -613,7 +585,7 @@ async fn in_process_both_providers_and_a_pre_check() {
 
     // Again, on the same ledger: every refund is the existing one, nothing is sent.
     let out = batch(Some(&config), &args).await;
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.code, Some(1), "{}", out.show());
     let again = read_results(&out_path);
     for (a, b) in results.iter().zip(&again) {
         match a.outcome.as_str() {
@@ -646,8 +618,8 @@ async fn in_process_both_providers_and_a_pre_check() {
     )
     .unwrap();
     let out = batch(Some(&config), &[good.to_str().unwrap(), "--json"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("--json prints one object");
+    assert_eq!(out.code, Some(0), "{}", out.show());
+    let summary: Value = serde_json::from_str(&out.stdout).expect("--json prints one object");
     assert_eq!(summary["counts"]["existing"], 4, "{summary}");
     assert_eq!(summary["exit_code"], 0);
     let results = read_results(&dir.join("good.results.csv"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use refundry_host::ledger::LedgerStats;
 use refundry_host::{OperationError, Refundry};
 use refundry_tests::service::{
-    MFS, Options, PE, Reply, Service, expect, mfs_body, refundry_binary, str_of as s,
+    MFS, Options, PE, Reply, Service, expect, mfs_body, run_refundry, str_of as s,
 };
 use refundry_tests::{hostile_config, kes_refund};
 use reqwest::Method;
@@ -114,19 +114,11 @@ async fn sandbox_id(service: &Service, external_id: &str) -> String {
 
 /// Runs `refundry --config <the service's> <args>`; returns (exit code, stdout, stderr).
 async fn cli(service: &Service, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(refundry_binary())
-        .arg("--config")
-        .arg(service.config_path())
-        .args(args)
-        .env("REFUNDRY_LOG", "warn")
-        .output()
-        .await
-        .expect("run refundry");
-    (
-        out.status.code().expect("refundry exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let config = service.config_path().display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend(args);
+    let run = run_refundry(&all, &[], Duration::from_secs(60)).await;
+    (run.code.expect("refundry exited"), run.stdout, run.stderr)
 }
 
 #[tokio::test]

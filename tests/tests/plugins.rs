@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use refundry_tests::plugin_path;
 use refundry_tests::service::{
-    MFS, Options, PE, Reply, Service, expect, mfs_body, pe_body, str_of as s, wait_for, wait_until,
+    MFS, Options, PE, Reply, Service, expect, mfs_body, pe_body, run_refundry, str_of as s,
+    wait_for, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -1000,50 +1001,6 @@ async fn watched_folder_loads_new_versions_and_survives_bad_files() {
     );
 }
 
-/// What one `refundry` run gave.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the `refundry` binary with `args` (and `env`), without any `REFUNDRY_URL` or
-/// `REFUNDRY_TOKEN` of the test's own environment.
-async fn refundry(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = tokio::process::Command::new(refundry_tests::service::refundry_binary());
-    command
-        .args(args)
-        .env_remove("REFUNDRY_URL")
-        .env_remove("REFUNDRY_TOKEN")
-        .env("REFUNDRY_LOG", "warn")
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = tokio::time::timeout(T, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("refundry {args:?} did not finish in {T:?}"))
-        .expect("run refundry");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Asserts a run's exit code; returns its stdout.
-fn exited(run: &Run, code: i32, what: &str) -> String {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "{what}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        run.code,
-        run.stdout,
-        run.stderr
-    );
-    run.stdout.clone()
-}
-
 /// `refundry plugin ...` against the running service (`--url`, `--token`, or their
 /// environment variables), and offline on the ledger of a stopped one.
 #[tokio::test]
@@ -1065,41 +1022,38 @@ async fn cli_changes_a_running_service_and_a_stopped_one() {
     };
     let run = |args: Vec<String>| async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        refundry(&args, &[]).await
+        run_refundry(&args, &[], T).await
     };
 
     // Load (provider from the component's describe()), activate, list.
-    let out = exited(
-        &run(cli(&["--json", "plugin", "load", &next])).await,
-        0,
-        "plugin load",
-    );
+    let out = run(cli(&["--json", "plugin", "load", &next]))
+        .await
+        .expect_code(0, "plugin load")
+        .to_owned();
     let loaded: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (&loaded["version"], &loaded["new"]),
         (&json!(V2), &json!(true))
     );
-    exited(
-        &run(cli(&["plugin", "activate", MFS, V2])).await,
-        0,
-        "plugin activate",
-    );
-    let out = exited(
-        &run(cli(&["--json", "plugin", "list"])).await,
-        0,
-        "plugin list",
-    );
+    run(cli(&["plugin", "activate", MFS, V2]))
+        .await
+        .expect_code(0, "plugin activate");
+    let out = run(cli(&["--json", "plugin", "list"]))
+        .await
+        .expect_code(0, "plugin list")
+        .to_owned();
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(provider(&listed, MFS)["active"], V2, "{listed}");
     assert_eq!(version(&listed, MFS, V2)["active"], true);
     assert_eq!(stable(&listed), stable(&service.plugins().await));
     // The same through the environment variables: the readable list marks the active one.
-    let by_env = refundry(
+    let by_env = run_refundry(
         &["--config", &config, "plugin", "list"],
         &[("REFUNDRY_URL", &url), ("REFUNDRY_TOKEN", &token)],
+        T,
     )
     .await;
-    let out = exited(&by_env, 0, "plugin list by environment");
+    let out = by_env.expect_code(0, "plugin list by environment");
     assert!(
         out.lines()
             .any(|l| l.trim_start().starts_with('*') && l.contains(V2)),
@@ -1108,21 +1062,26 @@ async fn cli_changes_a_running_service_and_a_stopped_one() {
 
     // Removing the active version is refused: exit 1, the code printed.
     let refused = run(cli(&["plugin", "remove", MFS, V2])).await;
-    let out = exited(&refused, 1, "plugin remove of the active version");
+    let out = refused.expect_code(1, "plugin remove of the active version");
     assert!(out.contains("version_active"), "{out}");
     let refused = run(cli(&["--json", "plugin", "remove", MFS, V2])).await;
-    let out = exited(&refused, 1, "plugin remove --json");
-    let error: Value = serde_json::from_str(&out).unwrap();
+    let out = refused.expect_code(1, "plugin remove --json");
+    let error: Value = serde_json::from_str(out).unwrap();
     assert_eq!(error["error"]["code"], "version_active");
     assert_eq!(versions(&service.plugins().await, MFS), [V1, V2]);
 
     // Offline: the service stopped, no --url: the change goes to the ledger.
     service.stop().await;
-    let offline = refundry(&["--config", &config, "plugin", "activate", MFS, V1], &[]).await;
-    let out = exited(&offline, 0, "offline plugin activate");
+    let offline = run_refundry(
+        &["--config", &config, "plugin", "activate", MFS, V1],
+        &[],
+        T,
+    )
+    .await;
+    let out = offline.expect_code(0, "offline plugin activate");
     assert!(out.contains(V1), "{out}");
-    let offline = refundry(&["--config", &config, "--json", "plugin", "list"], &[]).await;
-    let listed: Value = serde_json::from_str(&exited(&offline, 0, "offline list")).unwrap();
+    let offline = run_refundry(&["--config", &config, "--json", "plugin", "list"], &[], T).await;
+    let listed: Value = serde_json::from_str(offline.expect_code(0, "offline list")).unwrap();
     assert_eq!(provider(&listed, MFS)["active"], V1, "{listed}");
     service.restart().await;
     let listed = service.plugins().await;

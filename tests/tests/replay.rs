@@ -40,7 +40,7 @@ async fn replay(service: &Service, json: bool, args: &[&str]) -> CliRun {
     }
     all.push("replay");
     all.extend_from_slice(args);
-    run_refundry(&all, T).await
+    run_refundry(&all, &[], T).await
 }
 
 /// The `--json` report of a run that exited with `code`.
