@@ -227,10 +227,12 @@ impl refundry_sdk::Host for CapsHost {
         req: refundry_sdk::http::Request,
     ) -> Result<refundry_sdk::http::Response, refundry_sdk::http::HttpError> {
         let sent_at = self.caps.clock.now_ms();
-        let sent =
-            self.caps
-                .http
-                .send_recorded(host_request(req), self.exchanges.as_ref(), sent_at);
+        let sent = self.caps.http.send_recorded(
+            host_request(req),
+            self.exchanges.as_ref(),
+            sent_at,
+            Some(&self.caps.metrics),
+        );
         self.runtime
             .block_on(sent)
             .map(sdk_response)

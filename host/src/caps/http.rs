@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::bindings::http::{HttpError, Method, Request, Response};
 use crate::config::HttpLimits;
 use crate::exchange::Exchanges;
+use crate::metrics::MetricsSlot;
 use crate::secret::Redactor;
 
 /// Headers the host sets itself or that control the connection (RFC 9110 §7.6.1): a plugin may
@@ -193,16 +194,18 @@ impl HttpCap {
 
     /// Sends the request once and reads the answer, within the timeout and size cap.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
-        self.send_recorded(req, None, 0).await
+        self.send_recorded(req, None, 0, None).await
     }
 
     /// Like [`HttpCap::send`], and adds the redacted exchange to `exchanges` (stamped
-    /// `sent_at_ms`) when it got as far as the network.
+    /// `sent_at_ms`) when it got as far as the network, and its latency to `metrics` (a request
+    /// the policy refuses is neither: it never left the host).
     pub async fn send_recorded(
         &self,
         req: Request,
         exchanges: Option<&Exchanges>,
         sent_at_ms: i64,
+        metrics: Option<&MetricsSlot>,
     ) -> Result<Response, HttpError> {
         let url = self.check(&req)?;
         let watch = exchanges.map(|e| e.sending(&self.redactor, &req, sent_at_ms));
@@ -216,6 +219,9 @@ impl HttpCap {
             .unwrap_or(Err(HttpError::Timeout));
         let elapsed = started.elapsed();
         self.trace(&method, &url, &result, elapsed);
+        if let Some(metrics) = metrics {
+            metrics.provider_exchange(&result, elapsed);
+        }
         if let Some(watch) = watch {
             watch.finish(&result);
         }

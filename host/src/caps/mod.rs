@@ -89,18 +89,19 @@ impl bindings::http::Host for PluginState {
             .recorder
             .as_ref()
             .map(|_| Call::http(self.caps.config.masks(), &req));
-        let started = std::time::Instant::now();
         let result = self
             .caps
             .http
-            .send_recorded(req, self.exchanges.as_ref(), sent_at)
+            .send_recorded(
+                req,
+                self.exchanges.as_ref(),
+                sent_at,
+                Some(&self.caps.metrics),
+            )
             .await;
         if let Some(call) = call {
             self.record(|m| (call, Answer::http(m, &result)));
         }
-        self.caps
-            .metrics
-            .provider_exchange(&result, started.elapsed());
         result
     }
 }
