@@ -47,8 +47,10 @@
 //!
 //! [recording]                    # every plugin operation of a refund, for `refundry replay`
 //! enabled = true
-//! max_operation_bytes = 262144   # about; an operation past it is kept truncated (not replayable)
-//! max_total_bytes = 268435456    # all recordings; past it the oldest are deleted
+//! max_operation_bytes = 262144   # about; an operation past it is kept truncated (not replayable);
+//!                                # 1024 to 67108864
+//! max_total_bytes = 268435456    # all recordings, at least max_operation_bytes; past it the
+//!                                # oldest are deleted
 //!
 //! [providers.mfs-africa]
 //! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file ("native:<id>" links
@@ -793,7 +795,8 @@ fn janitor(raw: RawJanitor) -> Result<JanitorConfig, ConfigError> {
     })
 }
 
-fn limit(
+/// `value` (or `default`) when it is inside `range`, else a [`ConfigError::BadLimit`] naming `key`.
+pub(crate) fn limit(
     key: &'static str,
     value: Option<u64>,
     default: u64,

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, limit};
 
 /// `[recording]`: record every plugin operation run for a refund, for `refundry replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,17 +40,13 @@ impl RawRecording {
     /// Checks the values and fills in the defaults.
     pub(crate) fn resolve(self) -> Result<RecordingConfig, ConfigError> {
         let d = RecordingConfig::default();
-        let per_op = self
-            .max_operation_bytes
-            .unwrap_or(d.max_operation_bytes as u64);
         // At least a small operation's worth; at most what one SQLite value comfortably holds.
-        if !(1024..=64 << 20).contains(&per_op) {
-            return Err(ConfigError::BadLimit {
-                key: "recording.max_operation_bytes",
-                value: per_op,
-                reason: "1024 to 67108864 bytes",
-            });
-        }
+        let per_op = limit(
+            "recording.max_operation_bytes",
+            self.max_operation_bytes,
+            d.max_operation_bytes as u64,
+            1024..=64 << 20,
+        )?;
         let total = self.max_total_bytes.unwrap_or(d.max_total_bytes);
         if total < per_op {
             return Err(ConfigError::BadLimit {
