@@ -11,7 +11,11 @@
 //!     known to the provider or not): answered with exactly that status and code in the
 //!     provider's error body, without processing the request, so that every row of a provider's
 //!     error table (and codes a client has never seen) can be produced on demand;
-//!   - `delay`: processed normally, then the answer is held back.
+//!   - `delay`: processed normally, then the answer is held back;
+//!   - `status_after_processing`: processed normally (the refund exists, a replay is a replay),
+//!     then answered with a `status` fault's status and error body instead of the real answer:
+//!     a provider fault after acting, which a client must not take for a refund that never
+//!     happened.
 //! - webhook faults are counters: the next N events are dropped or duplicated, the next N delivery
 //!   attempts fail without being sent.
 //!
@@ -69,6 +73,18 @@ pub enum FaultSpec {
         count: u32,
         /// Seconds for the `Retry-After` header: default 1 for 429; otherwise the header is only
         /// sent when this is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// The next `count` API requests are processed normally, then answered with `status` and
+    /// the provider's error body for it, as a `status` fault would be (the effect exists).
+    StatusAfterProcessing {
+        /// One of the simulator's [`FaultPolicy::statuses`].
+        status: u16,
+        /// How many requests; at least 1.
+        #[serde(default = "one")]
+        count: u32,
+        /// Seconds for the `Retry-After` header, as for a `status` fault.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
     },
@@ -212,7 +228,8 @@ impl FaultSpec {
     /// Checks the spec's values under `policy`.
     pub fn validate_for(&self, policy: &FaultPolicy) -> Result<(), FaultError> {
         let count = match self {
-            FaultSpec::Status { status, count, .. } => {
+            FaultSpec::Status { status, count, .. }
+            | FaultSpec::StatusAfterProcessing { status, count, .. } => {
                 if !policy.statuses.contains(status) {
                     return Err(FaultError::Status {
                         status: *status,
@@ -280,6 +297,13 @@ pub enum RequestFault {
     },
     /// Process normally, then hold the answer this long.
     Delay(Duration),
+    /// Process normally, then answer as [`RequestFault::Status`] does.
+    StatusAfterProcessing {
+        /// A status of the simulator's [`FaultPolicy::statuses`].
+        status: u16,
+        /// Seconds for `Retry-After`, when the header is to be sent.
+        retry_after: Option<u64>,
+    },
 }
 
 /// The fault queue of one simulator. Cheap to lock; never held across an `.await`.
@@ -338,6 +362,20 @@ impl Faults {
                 let retry_after = retry_after_for(status, retry_after);
                 state.requests.push_back((
                     RequestFault::Status {
+                        status,
+                        retry_after,
+                    },
+                    count,
+                ));
+            }
+            FaultSpec::StatusAfterProcessing {
+                status,
+                count,
+                retry_after,
+            } => {
+                let retry_after = retry_after_for(status, retry_after);
+                state.requests.push_back((
+                    RequestFault::StatusAfterProcessing {
                         status,
                         retry_after,
                     },
@@ -468,6 +506,32 @@ mod tests {
                 retry_after: Some(1)
             })
         );
+    }
+
+    #[test]
+    fn a_status_after_processing_is_queued_like_a_status() {
+        let faults = Faults::new();
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"kind": "status_after_processing", "status": 500, "count": 2}"#,
+        )
+        .unwrap();
+        faults.push(&spec).unwrap();
+        let fault = RequestFault::StatusAfterProcessing {
+            status: 500,
+            retry_after: None,
+        };
+        assert_eq!(faults.next_request(), Some(fault.clone()));
+        assert_eq!(faults.next_request(), Some(fault));
+        assert_eq!(faults.next_request(), None);
+        let not_injectable = FaultSpec::StatusAfterProcessing {
+            status: 404,
+            count: 1,
+            retry_after: None,
+        };
+        assert!(matches!(
+            faults.push(&not_injectable),
+            Err(FaultError::Status { status: 404, .. })
+        ));
     }
 
     #[test]

@@ -89,6 +89,14 @@ pub(super) async fn gate(
             tokio::time::sleep(delay).await;
             response
         }
+        Some(RequestFault::StatusAfterProcessing {
+            status,
+            retry_after,
+        }) => {
+            // Processed for real first: the effect exists, the answer says the request failed.
+            let _ = next.run(request).await;
+            injected_error(status, retry_after).into_response()
+        }
     }
 }
 

@@ -153,6 +153,18 @@ pub(super) async fn gate(
             retry_after,
         }
         .into_response(),
+        Some(RequestFault::StatusAfterProcessing {
+            status,
+            retry_after,
+        }) => {
+            // Processed for real first: the effect exists, the answer says the request failed.
+            let _ = next.run(request).await;
+            ApiError::ProviderFault {
+                status,
+                retry_after,
+            }
+            .into_response()
+        }
         Some(RequestFault::Delay(delay)) => {
             // Processed for real first: the effect exists even if the client times out.
             let response = next.run(request).await;
