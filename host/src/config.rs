@@ -11,6 +11,8 @@
 //!
 //! [database]
 //! path = "refundry.db"           # the ledger; relative to this file; ":memory:" for none
+//! synchronous = "full"           # every commit synced to disk; "normal" is faster, but the
+//!                                # last commits may be lost on a power failure (not on a crash)
 //!
 //! [server]                       # `refundry serve`
 //! listen = "127.0.0.1:8700"
@@ -220,6 +222,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// SQLite database file (`None` for an in-memory database).
     pub database: Option<PathBuf>,
+    /// How commits to it are made durable (`[database] synchronous`, default `full`).
+    pub synchronous: crate::db::Synchronous,
     /// Providers by id.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// The REST service.
@@ -470,6 +474,8 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     path: Option<String>,
+    #[serde(default)]
+    synchronous: crate::db::Synchronous,
 }
 
 #[derive(Deserialize)]
@@ -577,12 +583,13 @@ impl Config {
             engine,
             http,
             database,
+            synchronous: raw.database.synchronous,
             providers,
-            server: server(raw.server, &env)?,
+            server: server(raw.server, &env, needs)?,
             retry: retry(raw.retry)?,
             janitor: janitor(raw.janitor)?,
             plugins,
-            events: events(raw.events, &env)?,
+            events: events(raw.events, &env, needs)?,
             recording: raw.recording.resolve()?,
         })
     }
@@ -954,6 +961,74 @@ api_secret = "env:TEST_SECRET"
         assert!(matches!(
             parse(bad, &[]),
             Err(ConfigError::BadBaseUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn one_shot_commands_need_none_of_the_services_secrets() {
+        let text = r#"
+[server.tokens.gateway]
+token = "env:GATEWAY_TOKEN"
+scopes = ["refunds"]
+[events]
+url = "http://127.0.0.1:9/events"
+secret = "env:EVENTS_SECRET"
+[providers.p]
+plugin = "p.wasm"
+[providers.p.settings]
+base_url = "http://127.0.0.1:8080"
+[providers.p.secrets]
+api_key = "env:P_KEY"
+"#;
+        let one_shot = |env: &[(&str, &str)]| {
+            Config::parse_for(
+                text,
+                Path::new("test.toml"),
+                Path::new("/etc/refundry"),
+                |var| {
+                    env.iter()
+                        .find(|(k, _)| *k == var)
+                        .map(|(_, v)| v.to_string())
+                },
+                Needs::OneShot,
+            )
+        };
+        let c = one_shot(&[("P_KEY", "k")]).unwrap();
+        assert!(c.server.tokens.is_empty());
+        assert!(c.events.secret.is_none());
+        assert_eq!(c.providers["p"].get("api_key"), Some("k"));
+        // A provider's own secret is still required.
+        assert!(matches!(
+            one_shot(&[]),
+            Err(ConfigError::MissingEnv { var, .. }) if var == "P_KEY"
+        ));
+        // The service reads them all.
+        assert!(matches!(
+            parse(text, &[("P_KEY", "k")]),
+            Err(ConfigError::MissingEnv { var, .. }) if var == "GATEWAY_TOKEN"
+        ));
+        let service = parse(
+            text,
+            &[
+                ("P_KEY", "k"),
+                ("GATEWAY_TOKEN", "0123456789abcdef-gw"),
+                ("EVENTS_SECRET", "0123456789abcdef-ev"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(service.server.tokens.len(), 1);
+        assert!(service.events.secret.is_some());
+    }
+
+    #[test]
+    fn the_ledger_syncs_in_full_unless_told_normal() {
+        use crate::db::Synchronous;
+        assert_eq!(parse("", &[]).unwrap().synchronous, Synchronous::Full);
+        let normal = parse("[database]\nsynchronous = \"normal\"\n", &[]).unwrap();
+        assert_eq!(normal.synchronous, Synchronous::Normal);
+        assert!(matches!(
+            parse("[database]\nsynchronous = \"off\"\n", &[]),
+            Err(ConfigError::Parse { .. })
         ));
     }
 

@@ -200,7 +200,36 @@ const MIGRATIONS: &[&str] = &[
         recording      TEXT NOT NULL,
         UNIQUE (refund_id, seq)
     ) STRICT;",
+    // 7: when a refund was processed: the janitor keeps checking a processed refund, to find a
+    // reversal no webhook told of, until the reversal window after this time has passed. Refunds
+    // processed before this migration are watched from their last update (the janitor stops at
+    // once for those whose window has closed).
+    "ALTER TABLE refunds ADD COLUMN processed_at INTEGER;
+    UPDATE refunds SET processed_at = updated_at, next_check_at = updated_at
+        WHERE status = 'processed';",
 ];
+
+/// How SQLite makes a commit durable (`[database] synchronous`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it returns: a power failure loses no committed
+    /// refund. The default: a ledger of money is no place to lose the last commits.
+    #[default]
+    Full,
+    /// WAL commits are synced at checkpoints only: durable across a crash of the process, but
+    /// the last commits may be lost on a power failure or an OS crash. Faster.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
 
 /// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.
 #[derive(Clone)]
@@ -210,15 +239,20 @@ pub struct Database {
 
 impl Database {
     /// Opens (creating if needed) the database file, or an in-memory one for `None`,
-    /// and applies pending migrations.
+    /// and applies pending migrations; commits are synced in full ([`Synchronous::Full`]).
     pub fn open(path: Option<&Path>) -> Result<Self, DbError> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// Like [`Database::open`], with commits made durable as `synchronous` says.
+    pub fn open_with(path: Option<&Path>, synchronous: Synchronous) -> Result<Self, DbError> {
         let conn = match path {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
         };
-        // WAL lets readers run beside the writer; NORMAL sync is durable across process crashes.
+        // WAL lets readers run beside the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", synchronous.pragma())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn)?;
         Ok(Self {
@@ -258,6 +292,24 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn commits_are_synced_in_full_unless_told_otherwise() {
+        let dir = std::env::temp_dir().join(format!("refundry-db-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sync.db");
+        // SQLite's numbers: 1 NORMAL, 2 FULL.
+        let sync = |db: &Database| {
+            let c = lock(&db.conn);
+            c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&Database::open(Some(&path)).unwrap()), 2);
+        let normal = Database::open_with(Some(&path), Synchronous::Normal).unwrap();
+        assert_eq!(sync(&normal), 1);
+        drop(normal);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn migrations_run_once() {

@@ -673,7 +673,7 @@ fn open_ledger(config_path: &Path) -> Result<Ledger> {
             config_path.display()
         );
     };
-    let db = Database::open(Some(path))
+    let db = Database::open_with(Some(path), config.synchronous)
         .with_context(|| format!("opening the database {}", path.display()))?;
     Ok(Ledger::new(db))
 }

@@ -80,7 +80,7 @@ impl Refundry {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let engine = Engine::new(config.engine)?;
-        let db = Database::open(config.database.as_deref())?;
+        let db = Database::open_with(config.database.as_deref(), config.synchronous)?;
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::new());
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let mut providers = Vec::new();

@@ -158,7 +158,7 @@ pub async fn replay(
     if !path.exists() {
         return Err(ReplayError::NoLedger(path.to_owned()));
     }
-    let db = Database::open(Some(path))?;
+    let db = Database::open_with(Some(path), config.synchronous)?;
     replay_in(&db, config, refund_id, plugin).await
 }
 
