@@ -66,6 +66,11 @@
 //! redacted from every log line and kept out of recordings (a secret stands there as
 //! `[secret:<key>]`). A value `env:NAME` in either table is read from the environment,
 //! and a missing variable is a start-up error naming it.
+//!
+//! The service's own secrets (`[server.tokens.*] token`, `[events] secret`) are read by
+//! `refundry serve` alone ([`Needs::Service`]): the one-shot commands (`refund`, `plugin`,
+//! `export`, `replay`, `batch` in process) load the same file with [`Needs::OneShot`], so their
+//! variables need not be set for them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -488,24 +493,52 @@ struct RawProvider {
     secrets: BTreeMap<String, String>,
 }
 
+/// Which parts of a configuration a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// `refundry serve`: everything, the service's own secrets included (the `[server]` tokens,
+    /// the `[events]` secret).
+    Service,
+    /// A one-shot command: everything but the service's own secrets, which are left unread
+    /// (no tokens, no events secret), so their `env:` variables need not be set.
+    OneShot,
+}
+
 impl Config {
-    /// Reads and resolves a config file; relative paths in it are relative to its folder.
+    /// Reads and resolves a config file for the service ([`Needs::Service`]); relative paths in
+    /// it are relative to its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_for(path, Needs::Service)
+    }
+
+    /// Reads and resolves a config file, with what `needs` says.
+    pub fn load_for(path: &Path, needs: Needs) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, path, dir, |var| std::env::var(var).ok())
+        Self::parse_for(&text, path, dir, |var| std::env::var(var).ok(), needs)
     }
 
-    /// Parses config text. `origin` names it in errors, relative paths are resolved against
-    /// `dir`, and `env` looks up `env:NAME` values.
+    /// Parses config text for the service ([`Needs::Service`]). `origin` names it in errors,
+    /// relative paths are resolved against `dir`, and `env` looks up `env:NAME` values.
     pub fn parse(
         text: &str,
         origin: &Path,
         dir: &Path,
         env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::parse_for(text, origin, dir, env, Needs::Service)
+    }
+
+    /// Like [`Config::parse`], with what `needs` says.
+    pub fn parse_for(
+        text: &str,
+        origin: &Path,
+        dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        needs: Needs,
     ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
@@ -598,6 +631,7 @@ impl Config {
 fn events(
     raw: RawEvents,
     env: &impl Fn(&str) -> Option<String>,
+    needs: Needs,
 ) -> Result<EventsConfig, ConfigError> {
     let d = EventsConfig::default();
     let urls = match raw.url {
@@ -628,12 +662,16 @@ fn events(
         }
         endpoints.push(url);
     }
-    let secret = raw
-        .secret
-        .map(|v| env_value("events.secret", v, env))
-        .transpose()?;
+    // Only the service delivers events: a one-shot command leaves the secret unread.
+    let secret = match needs {
+        Needs::Service => raw
+            .secret
+            .map(|v| env_value("events.secret", v, env))
+            .transpose()?,
+        Needs::OneShot => None,
+    };
     match &secret {
-        None if !endpoints.is_empty() => {
+        None if !endpoints.is_empty() && needs == Needs::Service => {
             return Err(bad(
                 "secret",
                 "required with a url: receivers verify Refundry-Signature with it".into(),
@@ -694,6 +732,7 @@ fn env_value(
 fn server(
     raw: RawServer,
     env: &impl Fn(&str) -> Option<String>,
+    needs: Needs,
 ) -> Result<ServerConfig, ConfigError> {
     let listen = match raw.listen {
         None => std::net::SocketAddr::from(([127, 0, 0, 1], 8700)),
@@ -703,7 +742,12 @@ fn server(
         })?,
     };
     let mut tokens = Vec::new();
-    for (name, t) in raw.tokens {
+    // The tokens are the service's: a one-shot command neither reads nor needs them.
+    let raw_tokens = match needs {
+        Needs::Service => raw.tokens,
+        Needs::OneShot => BTreeMap::new(),
+    };
+    for (name, t) in raw_tokens {
         let value = env_value(&format!("server.tokens.{name}.token"), t.token, env)?;
         if value.len() < 16 {
             return Err(ConfigError::BadServer {

@@ -42,7 +42,7 @@ pub use bindings::types::{
     Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
     RefusalKind, Retryable, WebhookError, WebhookEvent,
 };
-pub use config::Config;
+pub use config::{Config, Needs};
 pub use error::{LoadError, PluginError};
 pub use limits::MemoryLimitExceeded;
 pub use runtime::{OperationError, Refundry, StartError};

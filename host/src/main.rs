@@ -16,8 +16,8 @@ use refundry_host::ledger::{Ledger, ListQuery, Page, Status};
 use refundry_host::refunds::RefundService;
 use refundry_host::view::{ProviderInfoView, RefundErrorView, RefundView, WebhookEventView};
 use refundry_host::{
-    Config, Money, OperationError, RefundLookup, RefundRequest, Refundry, api, engine::Engine,
-    money, runtime,
+    Config, Money, Needs, OperationError, RefundLookup, RefundRequest, Refundry, api,
+    engine::Engine, money, runtime,
 };
 
 mod cli {
@@ -395,7 +395,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Refund(cmd) => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_for(&cli.config, Needs::OneShot)?;
             let host = Refundry::start(&config).await?;
             let outcome = match cmd {
                 RefundCommand::Create(a) => {
@@ -441,7 +441,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<Vec<_>>>()?;
             let body = std::fs::read(&body_file)
                 .with_context(|| format!("reading {}", body_file.display()))?;
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_for(&cli.config, Needs::OneShot)?;
             let host = Refundry::start(&config).await?;
             match host.parse_webhook(&provider, &headers, &body).await {
                 Ok(event) => {
@@ -665,7 +665,7 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
 
 /// The ledger in the configured database, for the offline commands.
 fn open_ledger(config_path: &Path) -> Result<Ledger> {
-    let config = Config::load(config_path)?;
+    let config = Config::load_for(config_path, Needs::OneShot)?;
     let Some(path) = config.database.as_deref() else {
         bail!(
             "{}: the database is in memory ([database] path = \":memory:\"), so there is \

@@ -25,6 +25,7 @@ use refundry_host::batch::{
 };
 use refundry_host::ledger::{Outcome, RefundRecord};
 use refundry_host::refunds::{NewRefund, RefundService};
+use refundry_host::{Config, Needs};
 use reqwest::{Method, StatusCode, Url};
 
 use super::client::ServiceClient;
@@ -87,7 +88,7 @@ pub async fn run(config_path: &Path, json: bool, args: BatchArgs) -> Result<Exit
             send(&rows, Arc::new(Remote { client }), args.concurrency, json).await
         }
         None => {
-            let config = Config::load(config_path)?;
+            let config = Config::load_for(config_path, Needs::OneShot)?;
             if config.database.is_none() {
                 eprintln!(
                     "warning: {} keeps its ledger in memory: a second run cannot tell what this \

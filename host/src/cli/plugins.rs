@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use refundry_host::api::plugins::{PluginList, registry_error};
 use refundry_host::registry::{Activated, Loaded, ProviderVersions, RegistryError, VersionView};
-use refundry_host::{Config, Refundry, engine::Engine, runtime};
+use refundry_host::{Config, Needs, Refundry, engine::Engine, runtime};
 use serde::de::DeserializeOwned;
 
 use super::client::ServiceClient;
@@ -200,7 +200,7 @@ pub async fn run(config_path: &Path, json: bool, command: RegistryCommand) -> Re
 
 /// The host on the configured ledger.
 async fn local(config_path: &Path) -> Result<Refundry> {
-    let config = Config::load(config_path)?;
+    let config = Config::load_for(config_path, Needs::OneShot)?;
     Ok(Refundry::start(&config).await?)
 }
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use refundry_host::Config;
 use refundry_host::replay::{self, EXIT_DIFFERENT, EXIT_IDENTICAL};
+use refundry_host::{Config, Needs};
 
 /// `refundry replay`.
 #[derive(Args)]
@@ -22,7 +22,7 @@ pub struct ReplayArgs {
 /// Runs the replay; exit code 0 when every replay is identical to the original, 1 when one
 /// differs (errors exit 2 through `main`).
 pub async fn run(config_path: &Path, json: bool, args: ReplayArgs) -> Result<ExitCode> {
-    let config = Config::load(config_path)?;
+    let config = Config::load_for(config_path, Needs::OneShot)?;
     let report = replay::replay(&config, &args.refund_id, args.plugin.as_deref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,0 +1,104 @@
+//! The README's "Using the host" walk, run as written: a newcomer's first commands must work.
+//!
+//! The block is taken from README.md itself and run by bash in a fresh folder laid out like the
+//! repository (`examples/refundry.toml`, `target/plugins/`, `target/debug/refundry`). Its
+//! `cargo` lines (building the plugins and the binary) are what `cargo xtask test` did before the
+//! tests ran, so they are left out; every other line runs verbatim. The environment has none of
+//! the service's own variables (`REFUNDRY_GATEWAY_TOKEN`, ...): one-shot commands must not need
+//! them. The sandboxes listen on the README's fixed ports 8701 and 8702.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use refundry_tests::service::refundry_binary;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_owned()
+}
+
+/// The first `sh` block after the "## Using the host" heading, as the reader sees it.
+fn using_the_host_block(readme: &str) -> String {
+    let section = readme
+        .split_once("\n## Using the host\n")
+        .expect("README has a \"Using the host\" section")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .expect("the section has an sh block")
+        .1;
+    block
+        .split_once("\n```")
+        .expect("the sh block is closed")
+        .0
+        .to_owned()
+}
+
+#[test]
+fn the_readme_walk_runs_as_written() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = using_the_host_block(&readme);
+    let (build, walk): (Vec<&str>, Vec<&str>) =
+        block.lines().partition(|l| l.starts_with("cargo "));
+    assert!(
+        build.iter().all(|l| !l.trim_end().ends_with('\\')),
+        "a cargo line continues: {build:?}"
+    );
+    assert!(
+        walk.iter().any(|l| l.contains("refund create")),
+        "the walk makes a refund:\n{block}"
+    );
+
+    // A fresh folder laid out like the repository.
+    let dir = std::env::temp_dir().join(format!("refundry-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    std::fs::create_dir_all(dir.join("target")).unwrap();
+    std::fs::copy(
+        root.join("examples/refundry.toml"),
+        dir.join("examples/refundry.toml"),
+    )
+    .unwrap();
+    let plugins = refundry_tests::plugin_path("mfs-africa")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let binary = refundry_binary();
+    std::os::unix::fs::symlink(plugins, dir.join("target/plugins")).unwrap();
+    std::os::unix::fs::symlink(binary.parent().unwrap(), dir.join("target/debug")).unwrap();
+
+    let script = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n",
+        walk.join("\n")
+    );
+    let mut command = Command::new("timeout");
+    command.arg("300").arg("bash").arg("-c").arg(&script);
+    command.current_dir(&dir);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("REFUNDRY_")
+            || var.starts_with("MFS_AFRICA_")
+            || var.starts_with("PAGOEFECTIVO_")
+        {
+            command.env_remove(var);
+        }
+    }
+    let out = command.output().expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the README walk failed ({}):\n--- script\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    // The refund was made and then found, and the plugin was inspected.
+    assert!(stdout.contains("order-1-r1"), "{stdout}");
+    assert!(stdout.contains("mfs-africa"), "{stdout}");
+    // The one secret the walk set never shows.
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
