@@ -495,9 +495,21 @@ pub trait Submit: Send + Sync + 'static {
     fn submit(&self, req: NewRefund) -> impl Future<Output = Answer> + Send;
 }
 
+/// The row error of a request that reached no provider (HTTP 503): nothing final was recorded.
+pub fn not_sent_error(code: &str, message: &str) -> RowError {
+    RowError::new(
+        code,
+        format!("{message} (nothing reached the provider: run the row again)"),
+    )
+}
+
 impl Submit for RefundService {
     async fn submit(&self, req: NewRefund) -> Answer {
         match self.create(req).await {
+            Ok(created) if created.not_sent.is_some() => {
+                let failure = created.not_sent.map(|n| n.failure).unwrap_or_default();
+                Answer::Error(not_sent_error(&failure.code, &failure.message))
+            }
             Ok(created) => Answer::Refund {
                 refund: Box::new(created.refund),
                 outcome: created.outcome,
@@ -529,8 +541,8 @@ pub enum RowOutcome {
     Existing,
     /// Sent, the provider's answer was lost (HTTP 202): the janitor finds out; run again later.
     Unknown,
-    /// Recorded as failed: refused by a pre-check or the provider (422), the provider unavailable
-    /// through every retry (503) or the plugin failed (500).
+    /// Recorded as failed: refused by a pre-check or the provider (422); or, in a ledger written
+    /// by an earlier version, the provider unavailable (503) or the plugin failed (500).
     Failed,
     /// Refused by the service before any refund was recorded: a bad field (400), an unknown
     /// provider (404), the key used before with other values (409), the token (401, 403).
@@ -539,7 +551,8 @@ pub enum RowOutcome {
     Invalid,
     /// The same refund as an earlier line: not sent again.
     Duplicate,
-    /// No usable answer (connection lost, timeout, unexpected answer): run again to find out.
+    /// No usable answer (connection lost, timeout, unexpected answer), or nothing reached the
+    /// provider (503, nothing final recorded): run again.
     Error,
     /// Not sent: the run stopped first (the service refused the token).
     NotSent,

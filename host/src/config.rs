@@ -32,6 +32,8 @@
 //! interval_ms = 1000
 //! backoff_ms = [60000, 300000, 1800000, 7200000, 21600000]
 //! concurrency = 16
+//! reversal_window_days = 30      # processed refunds are checked this long for a reversal
+//!                                # (0 to 3650; 0: not after they are processed)
 //!
 //! [plugins]                      # provider plugin versions (see `refundry plugin --help`)
 //! cache = "plugin-cache"         # precompiled artifacts; default: beside the database file
@@ -361,6 +363,10 @@ pub struct JanitorConfig {
     pub backoff: Vec<Duration>,
     /// The most refunds checked at once (default 16).
     pub concurrency: usize,
+    /// How long after a refund was processed it is still checked, on the back-off above, for a
+    /// reversal (MFS Africa `reversed`, PagoEfectivo `reverted`) whose webhook may be lost
+    /// (default 30 days).
+    pub reversal_window: Duration,
 }
 
 impl Default for JanitorConfig {
@@ -372,6 +378,7 @@ impl Default for JanitorConfig {
                 .map(Duration::from_secs)
                 .collect(),
             concurrency: 16,
+            reversal_window: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -458,6 +465,7 @@ struct RawJanitor {
     interval_ms: Option<u64>,
     backoff_ms: Option<Vec<u64>>,
     concurrency: Option<u64>,
+    reversal_window_days: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -843,6 +851,14 @@ fn janitor(raw: RawJanitor) -> Result<JanitorConfig, ConfigError> {
             d.concurrency as u64,
             1..=1024,
         )? as usize,
+        reversal_window: Duration::from_secs(
+            limit(
+                "janitor.reversal_window_days",
+                raw.reversal_window_days,
+                d.reversal_window.as_secs() / 86_400,
+                0..=3650,
+            )? * 86_400,
+        ),
     })
 }
 
@@ -1090,6 +1106,7 @@ backoff_ms = [5]
 [janitor]
 interval_ms = 10
 backoff_ms = [20, 40]
+reversal_window_days = 2
 "#;
         let c = parse(text, &[("GATEWAY_TOKEN", "0123456789abcdef-gw")]).unwrap();
         assert_eq!(c.server.listen.port(), 0);
@@ -1102,6 +1119,14 @@ backoff_ms = [20, 40]
             c.janitor.backoff,
             [Duration::from_millis(20), Duration::from_millis(40)]
         );
+        assert_eq!(c.janitor.reversal_window, Duration::from_secs(2 * 86_400));
+        assert!(matches!(
+            parse("[janitor]\nreversal_window_days = 3651\n", &[]),
+            Err(ConfigError::BadLimit {
+                key: "janitor.reversal_window_days",
+                ..
+            })
+        ));
 
         let defaults = parse("", &[]).unwrap();
         assert_eq!(defaults.server.listen.port(), 8700);

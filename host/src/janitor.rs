@@ -2,7 +2,9 @@
 //! status, with or without webhooks. It asks the plugin (`get-refund`, by the provider's id when
 //! known, else by the gateway's), backs off per refund (`[janitor] backoff_ms`), and re-sends
 //! the identical create request for an `unknown` refund the provider has never seen (both
-//! providers replay on the same external id, so a re-send cannot refund twice).
+//! providers replay on the same external id, so a re-send cannot refund twice). A `processed`
+//! refund stays watched, on the same back-off, for `[janitor] reversal_window_days` after it was
+//! processed, so that a reversal is found even when its webhook is lost.
 
 use std::sync::Arc;
 
@@ -34,9 +36,11 @@ impl RefundService {
     pub async fn janitor_pass(&self) -> Result<usize, ServiceError> {
         let inner = &self.inner;
         let limit = inner.janitor.concurrency * 4;
+        let now = self.now_ms();
+        let window = i64::try_from(inner.janitor.reversal_window.as_millis()).unwrap_or(i64::MAX);
         let due = inner
             .ledger
-            .due(self.now_ms(), limit)
+            .due(now, now.saturating_sub(window), limit)
             .await
             .map_err(|e| ServiceError(e.to_string()))?;
         let due: Vec<_> = {
@@ -147,7 +151,7 @@ impl RefundService {
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,
             // Not final: leave it unknown; the next check looks again.
-            Classified::Retry(f, _) => crate::refunds::Answer::Unknown(f.message),
+            Classified::Retry(r) => crate::refunds::Answer::Unknown(r.failure.message),
         };
         self.record(refund, answer, Source::Janitor, plugin.version(), false)
             .await

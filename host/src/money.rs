@@ -7,9 +7,11 @@ pub enum MoneyError {
     /// The currency is not one whose minor-unit exponent the host knows.
     #[error("unknown currency {0:?} (expected an ISO 4217 code such as KES, UGX, PEN)")]
     UnknownCurrency(String),
-    /// The text is not a plain positive decimal with the currency's number of decimals.
+    /// The text is not a plain positive decimal with the currency's number of decimals, or is
+    /// above [`MAX_AMOUNT_MINOR`].
     #[error(
-        "amount {amount:?} is not a positive decimal with exactly {digits} decimals for {currency}"
+        "amount {amount:?} is not a positive decimal with exactly {digits} decimals for {currency}, \
+         at most 10^15 minor units"
     )]
     BadAmount {
         /// The text given.
@@ -20,6 +22,11 @@ pub enum MoneyError {
         digits: u32,
     },
 }
+
+/// The largest amount Refundry takes, in minor units: 10^15 (ten trillion KES, far above any
+/// payment a mobile-money or cash provider carries). Bounding every amount a gateway sends keeps
+/// the sums of a payment's refunds (checked where they are added) far from `i64`'s range.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 
 /// ISO 4217 minor-unit exponents of the currencies Refundry's providers use.
 pub fn exponent(currency: &str) -> Option<u32> {
@@ -51,7 +58,7 @@ pub fn parse_decimal(amount: &str, currency: &str) -> Result<i64, MoneyError> {
         return Err(bad());
     }
     let value = format!("{whole}{frac}").parse::<i64>().map_err(|_| bad())?;
-    if value <= 0 {
+    if value <= 0 || value > MAX_AMOUNT_MINOR {
         return Err(bad());
     }
     Ok(value)
@@ -86,6 +93,10 @@ mod tests {
         assert_eq!(parse_decimal("1500.00", "KES"), Ok(150_000));
         assert_eq!(parse_decimal("0.01", "USD"), Ok(1));
         assert_eq!(parse_decimal("5000", "UGX"), Ok(5_000));
+        assert_eq!(
+            parse_decimal("10000000000000.00", "KES"),
+            Ok(MAX_AMOUNT_MINOR)
+        );
         for (amount, currency) in [
             ("1500", "KES"),
             ("15.5", "KES"),
@@ -98,6 +109,8 @@ mod tests {
             (".50", "KES"),
             ("1,000.00", "KES"),
             ("99999999999999999999.00", "KES"),
+            ("10000000000000.01", "KES"),
+            ("1000000000000001", "UGX"),
         ] {
             assert!(
                 parse_decimal(amount, currency).is_err(),

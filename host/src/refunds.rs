@@ -24,6 +24,7 @@ use crate::ledger::{
     Begin, ExchangeRecord, Failure, Ledger, ListQuery, NewRow, Outcome, Page, RefundDetail,
     RefundRecord, Report, Source, Stamp, Status,
 };
+use crate::money::MAX_AMOUNT_MINOR;
 use crate::registry::PluginVersion;
 use crate::runtime::{Refundry, StartError};
 
@@ -37,8 +38,8 @@ pub struct NewRefund {
     pub external_refund_id: String,
     /// The payment to refund, as the provider knows it.
     pub original_transaction_id: String,
-    /// Amount in minor units (cents), positive.
-    #[schema(minimum = 1)]
+    /// Amount in minor units (cents), positive, at most 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
     /// ISO 4217 code.
@@ -58,8 +59,8 @@ pub struct NewRefund {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginalPayment {
-    /// Amount paid, in minor units.
-    #[schema(minimum = 1)]
+    /// Amount paid, in minor units, at most 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
     /// ISO 4217 code.
@@ -95,6 +96,20 @@ pub struct Created {
     pub outcome: Outcome,
     /// Whether this answer replays an earlier request with the same key.
     pub replayed: bool,
+    /// Set when nothing reached the provider ([`Outcome::Unavailable`], HTTP 503): why, and when
+    /// to send the same request again. Nothing final was recorded: the refund stays `unknown`
+    /// and the key may be sent again (the janitor also sends it, should the gateway not).
+    pub not_sent: Option<NotSent>,
+}
+
+/// Why a create request reached no provider that could have acted on it, and when to try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotSent {
+    /// `provider_unavailable` (rate limited, or no connection) or `plugin_error` (the host could
+    /// not run the plugin: instance pool full, instantiation failed, a trap before any request).
+    pub failure: Failure,
+    /// When to send the request again (the provider's `Retry-After` when it gave one).
+    pub retry_after: Duration,
 }
 
 /// Why a create request was not taken.
@@ -191,12 +206,11 @@ pub(crate) enum Answer {
     Took(Refund),
     /// Refused, finally.
     Refused(Failure),
-    /// Still retryable after the last attempt.
-    Unavailable(Failure),
-    /// The request may have reached the provider; no answer.
+    /// The request may have reached the provider and been acted on; no usable answer.
     Unknown(String),
-    /// The plugin failed before anything was sent.
-    PluginFailed(Failure),
+    /// Nothing that reached the provider can have acted on it (rate limited, no connection, or
+    /// the plugin failed before sending): nothing final; the same request may be sent again.
+    NotSent(NotSent),
 }
 
 impl RefundService {
@@ -326,6 +340,7 @@ impl RefundService {
                     refund,
                     outcome: outcome.unwrap_or(Outcome::Unknown),
                     replayed: true,
+                    not_sent: None,
                 });
             }
             Begin::Refused(refund) => {
@@ -338,6 +353,7 @@ impl RefundService {
                     refund,
                     outcome: Outcome::Refused,
                     replayed: false,
+                    not_sent: None,
                 });
             }
             Begin::New(refund) => (refund, false, plugin),
@@ -356,7 +372,11 @@ impl RefundService {
             .instrument(span),
         );
         let result = task.await.map_err(internal)?;
-        let (outcome, after) = result.map_err(internal)?;
+        let Recorded {
+            outcome,
+            refund: after,
+            not_sent,
+        } = result.map_err(internal)?;
         let refund = match after {
             Some(r) => r,
             None => {
@@ -371,6 +391,7 @@ impl RefundService {
             refund,
             outcome,
             replayed,
+            not_sent,
         })
     }
 
@@ -414,30 +435,40 @@ impl RefundService {
         &self,
         plugin: &PluginVersion,
         refund: &RefundRecord,
-    ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
+    ) -> Result<Recorded, crate::db::DbError> {
         let req = request_of(refund);
         let retry = &self.inner.retry;
         let mut sent_before = false;
+        // Whether an earlier attempt's answer may have been acted on (a provider fault): then no
+        // later failure can make the refund one that did not happen.
+        let mut may_have_acted = false;
         let mut attempt = 1;
         let answer = loop {
             let (result, sent) = self.call_create(plugin, refund, &req).await?;
             sent_before |= sent;
-            match classify(result, sent_before) {
-                Classified::Retry(failure, retry_after) if attempt < retry.attempts => {
-                    let wait = retry_wait(retry, attempt, retry_after);
+            let classified = classify(result, sent_before);
+            if let Classified::Retry(retryable) = &classified {
+                may_have_acted |= retryable.may_have_acted;
+            }
+            match classified {
+                Classified::Retry(r) if attempt < retry.attempts => {
+                    let wait = retry_wait(retry, attempt, r.retry_after_ms);
                     tracing::warn!(
-                        attempt, wait_ms = wait.as_millis() as u64, error = %failure.message,
+                        attempt, wait_ms = wait.as_millis() as u64, error = %r.failure.message,
                         "retryable provider failure; retrying with the same key"
                     );
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Classified::Retry(failure, _) => {
-                    tracing::warn!(attempt, error = %failure.message, "provider still unavailable after the last attempt");
-                    break Answer::Unavailable(Failure {
-                        code: "provider_unavailable".into(),
-                        ..failure
-                    });
+                Classified::Retry(r) => {
+                    tracing::warn!(attempt, error = %r.failure.message, "provider still unavailable after the last attempt");
+                    break r.after_last_attempt(may_have_acted);
+                }
+                Classified::Final(Answer::NotSent(n)) if may_have_acted => {
+                    break Answer::Unknown(format!(
+                        "an earlier attempt may have been acted on; the last one was not sent: {}",
+                        n.failure.message
+                    ));
                 }
                 Classified::Final(answer) => break answer,
             }
@@ -489,7 +520,7 @@ impl RefundService {
         source: Source,
         plugin: &str,
         first: bool,
-    ) -> Result<(Outcome, Option<RefundRecord>), crate::db::DbError> {
+    ) -> Result<Recorded, crate::db::DbError> {
         let now = self.now_ms();
         let stamp = |detail: String| Stamp::new(source, detail, now).by(plugin);
         let ledger = &self.inner.ledger;
@@ -500,15 +531,26 @@ impl RefundService {
                 (report, outcome, "provider answered")
             }
             Answer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),
-            Answer::Unavailable(f) => (failed(f), Outcome::Unavailable, "provider unavailable"),
-            Answer::PluginFailed(f) => (failed(f), Outcome::PluginFailed, "plugin failed"),
             Answer::Unknown(message) => {
                 tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
                 let next = self.next_check(now, 0);
                 let outcome = first.then_some(Outcome::Unknown);
                 let stamp = stamp(format!("outcome unknown: {message}"));
                 ledger.note(&refund.id, outcome, stamp, None, next).await?;
-                return Ok((Outcome::Unknown, None));
+                return Ok(Recorded::unsettled(Outcome::Unknown, None));
+            }
+            Answer::NotSent(n) => {
+                // No first answer is recorded: the same key sends the request again, and so does
+                // the janitor at its next look (it asks the provider first, by external id).
+                tracing::warn!(code = %n.failure.code, error = %n.failure.message,
+                    "nothing reached the provider; the refund stays unknown and may be sent again");
+                let next = self.next_check(now, 0);
+                let stamp = stamp(format!(
+                    "not sent ({}): {}",
+                    n.failure.code, n.failure.message
+                ));
+                ledger.note(&refund.id, None, stamp, None, next).await?;
+                return Ok(Recorded::unsettled(Outcome::Unavailable, Some(n)));
             }
         };
         tracing::info!(
@@ -531,7 +573,11 @@ impl RefundService {
                 Some(next),
             )
             .await?;
-        Ok((outcome, Some(applied.refund)))
+        Ok(Recorded {
+            outcome,
+            refund: Some(applied.refund),
+            not_sent: None,
+        })
     }
 
     /// One refund with its history; `None` when there is no such id.
@@ -574,9 +620,65 @@ impl RefundService {
     }
 }
 
+/// What recording an answer to a create request gave: the outcome, the refund when the answer
+/// settled it, and why nothing was sent when nothing was.
+pub(crate) struct Recorded {
+    pub(crate) outcome: Outcome,
+    pub(crate) refund: Option<RefundRecord>,
+    pub(crate) not_sent: Option<NotSent>,
+}
+
+impl Recorded {
+    fn unsettled(outcome: Outcome, not_sent: Option<NotSent>) -> Self {
+        Self {
+            outcome,
+            refund: None,
+            not_sent,
+        }
+    }
+}
+
 pub(crate) enum Classified {
     Final(Answer),
-    Retry(Failure, Option<u64>),
+    Retry(Retry),
+}
+
+/// A retryable answer to one attempt.
+pub(crate) struct Retry {
+    pub(crate) failure: Failure,
+    pub(crate) retry_after_ms: Option<u64>,
+    /// Whether the provider may have acted on the request before failing it: it answered with a
+    /// server error (5xx). A `429`, or a failure with no provider answer at all (the plugin maps a
+    /// lost answer to a write to `unknown-outcome`, not to `retryable`), did not act.
+    pub(crate) may_have_acted: bool,
+}
+
+impl Retry {
+    /// What a retryable failure comes to when no attempt is left: the outcome is unknown when
+    /// any attempt may have been acted on (the janitor finds the refund by its external id), else
+    /// nothing reached the provider that did anything and nothing final is recorded.
+    pub(crate) fn after_last_attempt(self, any_may_have_acted: bool) -> Answer {
+        if any_may_have_acted || self.may_have_acted {
+            Answer::Unknown(format!(
+                "the provider failed every attempt and may have acted on one: {}",
+                self.failure.message
+            ))
+        } else {
+            Answer::NotSent(NotSent {
+                failure: Failure {
+                    code: "provider_unavailable".into(),
+                    ..self.failure
+                },
+                retry_after: retry_later(self.retry_after_ms),
+            })
+        }
+    }
+}
+
+/// How long a gateway is told to wait before sending a request that reached no provider again
+/// (`Retry-After`): the provider's own wait when it gave one, else one second.
+fn retry_later(retry_after_ms: Option<u64>) -> Duration {
+    Duration::from_millis(retry_after_ms.unwrap_or(0)).max(Duration::from_secs(1))
 }
 
 /// Sorts a plugin's answer to `create-refund`. `sent` says whether any request of this refund
@@ -592,22 +694,26 @@ pub(crate) fn classify(
             message: r.message,
             provider_code: r.provider_code,
         })),
-        Ok(Err(RefundError::Retryable(r))) => Classified::Retry(
-            Failure {
+        Ok(Err(RefundError::Retryable(r))) => Classified::Retry(Retry {
+            may_have_acted: r.http_status.is_some_and(|s| (500..=599).contains(&s)),
+            failure: Failure {
                 code: "retryable".into(),
                 message: r.message,
                 provider_code: r.provider_code,
             },
-            r.retry_after_ms,
-        ),
+            retry_after_ms: r.retry_after_ms,
+        }),
         Ok(Err(RefundError::UnknownOutcome(m))) => Classified::Final(Answer::Unknown(m)),
         Err(e) if sent => Classified::Final(Answer::Unknown(format!(
             "the plugin failed after sending a request: {e}"
         ))),
-        Err(e) => Classified::Final(Answer::PluginFailed(Failure {
-            code: "plugin_error".into(),
-            message: e.to_string(),
-            provider_code: None,
+        Err(e) => Classified::Final(Answer::NotSent(NotSent {
+            failure: Failure {
+                code: "plugin_error".into(),
+                message: e.to_string(),
+                provider_code: None,
+            },
+            retry_after: retry_later(None),
         })),
     }
 }
@@ -717,12 +823,7 @@ impl NewRefund {
         if let Some(order) = &req.order_id {
             id_field("order_id", order)?;
         }
-        if req.amount <= 0 {
-            return Err(invalid(
-                "amount",
-                "must be a positive number of minor units",
-            ));
-        }
+        check_amount("amount", req.amount)?;
         if crate::money::exponent(&req.currency).is_none() {
             return Err(invalid(
                 "currency",
@@ -733,12 +834,7 @@ impl NewRefund {
             return Err(invalid("reason", "must be at most 500 characters"));
         }
         if let Some(original) = &req.original {
-            if original.amount <= 0 {
-                return Err(invalid(
-                    "original.amount",
-                    "must be a positive number of minor units",
-                ));
-            }
+            check_amount("original.amount", original.amount)?;
             if crate::money::exponent(&original.currency).is_none() {
                 return Err(invalid(
                     "original.currency",
@@ -746,6 +842,21 @@ impl NewRefund {
                 ));
             }
         }
+        Ok(())
+    }
+}
+
+/// An amount a gateway sends: positive, and at most [`MAX_AMOUNT_MINOR`], so that no sum of
+/// refunds can come near `i64`'s range.
+fn check_amount(field: &str, amount: i64) -> Result<(), CreateError> {
+    if amount <= 0 {
+        Err(invalid(field, "must be a positive number of minor units"))
+    } else if amount > MAX_AMOUNT_MINOR {
+        Err(invalid(
+            field,
+            format!("must be at most {MAX_AMOUNT_MINOR} minor units (10^15)"),
+        ))
+    } else {
         Ok(())
     }
 }
@@ -878,7 +989,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(trap(), false),
-            Classified::Final(Answer::PluginFailed(_))
+            Classified::Final(Answer::NotSent(_))
         ));
     }
 
@@ -905,8 +1016,52 @@ mod tests {
         })));
         assert!(matches!(
             classify(retry, false),
-            Classified::Retry(_, Some(5))
+            Classified::Retry(Retry {
+                retry_after_ms: Some(5),
+                may_have_acted: true,
+                ..
+            })
         ));
+    }
+
+    fn retryable(http_status: Option<u16>) -> Result<Result<Refund, RefundError>, PluginError> {
+        Ok(Err(RefundError::Retryable(Retryable {
+            provider_code: None,
+            message: "busy".into(),
+            http_status,
+            retry_after_ms: None,
+        })))
+    }
+
+    #[test]
+    fn a_server_error_may_have_acted_a_rate_limit_or_no_answer_did_not() {
+        let acted = |status| match classify(retryable(status), true) {
+            Classified::Retry(r) => r.may_have_acted,
+            Classified::Final(_) => panic!("retryable"),
+        };
+        assert!(acted(Some(500)));
+        assert!(acted(Some(502)));
+        assert!(acted(Some(599)));
+        assert!(!acted(Some(429)));
+        assert!(!acted(Some(408)));
+        assert!(!acted(None));
+    }
+
+    #[test]
+    fn after_the_last_attempt_a_maybe_acted_failure_is_unknown_never_final() {
+        let last = |status, earlier| match classify(retryable(status), true) {
+            Classified::Retry(r) => r.after_last_attempt(earlier),
+            Classified::Final(_) => panic!("retryable"),
+        };
+        assert!(matches!(last(Some(500), false), Answer::Unknown(_)));
+        // An earlier 500 may have been acted on, whatever the last attempt got.
+        assert!(matches!(last(Some(429), true), Answer::Unknown(_)));
+        let Answer::NotSent(n) = last(Some(429), false) else {
+            panic!("a rate limit on every attempt reached nothing");
+        };
+        assert_eq!(n.failure.code, "provider_unavailable");
+        assert_eq!(n.retry_after, Duration::from_secs(1));
+        assert!(matches!(last(None, false), Answer::NotSent(_)));
     }
 
     #[test]
@@ -924,6 +1079,37 @@ mod tests {
         assert!(err.contains("whole number of minor units"), "{err}");
         assert!(parse("\"150\"").is_err());
         assert!(parse("1e300").is_err());
+    }
+
+    #[test]
+    fn amounts_are_bounded_at_ten_to_the_fifteen() {
+        let req = |amount: i64, original: i64| NewRefund {
+            provider: "p".into(),
+            external_refund_id: "e".into(),
+            original_transaction_id: "t".into(),
+            amount,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original: Some(OriginalPayment {
+                amount: original,
+                currency: "KES".into(),
+                completed_at: DateTime::UNIX_EPOCH,
+                settled: None,
+            }),
+        };
+        assert!(req(MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR).check().is_ok());
+        for (r, field) in [
+            (req(MAX_AMOUNT_MINOR + 1, 100), "amount"),
+            (req(9_223_372_036_854_775_000, 100), "amount"),
+            (req(0, 100), "amount"),
+            (req(100, MAX_AMOUNT_MINOR + 1), "original.amount"),
+        ] {
+            match r.check() {
+                Err(CreateError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

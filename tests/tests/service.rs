@@ -552,7 +552,7 @@ async fn retryable_failures_are_retried_with_the_same_key() {
 }
 
 #[tokio::test]
-async fn exhausted_retries_answer_503() {
+async fn server_errors_through_every_retry_answer_202_never_failed() {
     let service = Service::start().await;
     seed_mfs(&service, "txn-u", "500.00").await;
     service
@@ -562,10 +562,51 @@ async fn exhausted_retries_answer_503() {
             json!({"kind": "status", "status": 503, "count": 3}),
         )
         .await;
+    // A 5xx may have been acted on: the refund is unknown, not failed.
     let reply = service.post_refund(&mfs_body("txn-u", "u-1", 100)).await;
-    expect(&reply, 503, "three 503s");
+    expect(&reply, 202, "three 503s");
+    assert_eq!(reply.body["status"], "unknown", "{}", reply.text);
     assert_eq!(service.mfs_create_calls().await, 3, "at most 3 attempts");
     assert!(service.mfs_refunds().await.is_empty());
+    // The janitor asks the provider, which has none, and sends the identical request.
+    let id = s(&reply.body["id"]).to_owned();
+    service.wait_status(&id, "pending", T).await;
+    assert_eq!(service.mfs_refunds().await.len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limited_through_every_retry_answers_503_with_retry_after_and_nothing_final() {
+    let service = Service::start().await;
+    seed_mfs(&service, "txn-r", "500.00").await;
+    service
+        .mfs
+        .control(
+            "faults",
+            json!({"kind": "status", "status": 429, "count": 3, "retry_after": 1}),
+        )
+        .await;
+    let body = mfs_body("txn-r", "r-1", 100);
+    let reply = service.post_refund(&body).await;
+    expect(&reply, 503, "three 429s");
+    assert_eq!(
+        reply.body["error"]["code"], "provider_unavailable",
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["refund"]["status"], "unknown", "{}", reply.text);
+    let retry_after: u64 = reply
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(retry_after >= 1);
+    assert!(service.mfs_refunds().await.is_empty());
+    // Nothing final was recorded: the same key is sent again and taken.
+    let again = service.post_refund(&body).await;
+    expect(&again, 201, "the same key, sent again");
+    assert_eq!(again.body["id"], reply.body["refund"]["id"]);
+    assert_eq!(service.mfs_refunds().await.len(), 1);
 }
 
 #[tokio::test]

@@ -20,8 +20,9 @@ use crate::refunds::{CreateError, Created, NewRefund};
 /// The header that marks a replayed answer (same key, same parameters as an earlier request).
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// The answer to a refund the provider did not take (HTTP 422, 503 or 500): why, and the refund
-/// as recorded (`failed`, or `unknown` while the janitor finds out).
+/// The answer to a refund the provider did not take (HTTP 422, or 503 when nothing reached it):
+/// why, and the refund as recorded (`failed` when refused; `unknown`, with nothing final
+/// recorded, when nothing was sent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RefundFailureBody {
     /// Why: `code` is the refund's failure code.
@@ -48,8 +49,9 @@ pub struct RefundFailureBody {
         (status = 409, description = "The key was used with other parameters", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Refused, by a pre-check or the provider", body = RefundFailureBody),
-        (status = 500, description = "The plugin failed (with the refund) or the service did", body = RefundFailureBody),
-        (status = 503, description = "The provider stayed unavailable through every retry", body = RefundFailureBody),
+        (status = 500, description = "The service failed", body = ErrorBody),
+        (status = 503, description = "Nothing reached a provider that could have acted on it (rate limited through every retry, no connection, or the host could not run the plugin, e.g. its instance pool was full): the refund stays `unknown` with nothing final recorded; send the same request again after `Retry-After` (the janitor also sends it)", body = RefundFailureBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before sending the same request again"))),
     ),
     security(("bearer" = [])),
 )]
@@ -85,6 +87,7 @@ fn created_response(created: Created) -> Response {
         refund,
         outcome,
         replayed,
+        not_sent,
     } = created;
     let status =
         StatusCode::from_u16(outcome.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -92,7 +95,13 @@ fn created_response(created: Created) -> Response {
     let mut response = match outcome {
         Outcome::Created | Outcome::Unknown => (status, Json(refund)).into_response(),
         Outcome::Refused | Outcome::Unavailable | Outcome::PluginFailed => {
-            let error = match &refund.failure {
+            // A request that reached no provider carries its reason apart: the refund itself
+            // records nothing final (it stays `unknown`).
+            let failure = not_sent
+                .as_ref()
+                .map(|n| &n.failure)
+                .or(refund.failure.as_ref());
+            let error = match failure {
                 Some(f) => ErrorDetail {
                     code: f.code.clone(),
                     message: f.message.clone(),
@@ -117,6 +126,11 @@ fn created_response(created: Created) -> Response {
     }
     if replayed {
         headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    if let Some(n) = &not_sent {
+        // Whole seconds, rounded up (RFC 9110 section 10.2.3).
+        let secs = n.retry_after.as_millis().div_ceil(1000).max(1);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
     }
     response
 }

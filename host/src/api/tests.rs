@@ -48,6 +48,7 @@ impl Default for Fake {
                     refund,
                     outcome: Outcome::Created,
                     replayed: false,
+                    not_sent: None,
                 })
             }),
             webhook: Arc::new(|_, _, _| Ok(WebhookAccepted::Duplicate)),
@@ -443,6 +444,7 @@ fn failed(outcome: Outcome, code: &str) -> Created {
         refund,
         outcome,
         replayed: false,
+        not_sent: None,
     }
 }
 
@@ -503,6 +505,32 @@ async fn create_answers_by_outcome() {
     let a = post(fake).await;
     assert_eq!(a.status, StatusCode::ACCEPTED);
     assert_eq!(a.json()["status"], "unknown");
+    assert_eq!(a.header("retry-after"), None);
+
+    // Nothing reached the provider: 503, the reason apart from the refund (which stays
+    // `unknown`, nothing final recorded), and when to send it again, in whole seconds.
+    let fake = Fake {
+        create: Arc::new(|_| {
+            let mut c = failed(Outcome::Unavailable, "x");
+            c.refund.status = Status::Unknown;
+            c.refund.failure = None;
+            c.not_sent = Some(crate::refunds::NotSent {
+                failure: Failure {
+                    code: "plugin_error".into(),
+                    message: "instance pool full".into(),
+                    provider_code: None,
+                },
+                retry_after: std::time::Duration::from_millis(1_500),
+            });
+            Ok(c)
+        }),
+        ..Fake::default()
+    };
+    let a = post(fake).await;
+    let e = a.error(StatusCode::SERVICE_UNAVAILABLE, "plugin_error");
+    assert_eq!(e["message"], "instance pool full");
+    assert_eq!(a.json()["refund"]["status"], "unknown");
+    assert_eq!(a.header("retry-after"), Some("2"));
 
     type Case = (
         fn() -> CreateError,

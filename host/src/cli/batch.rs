@@ -17,7 +17,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use refundry_host::Config;
 use refundry_host::api::health::Health;
 use refundry_host::api::refunds::{REPLAYED_HEADER, RefundFailureBody};
 use refundry_host::batch::{
@@ -334,6 +333,16 @@ fn read_answer(answer: &super::client::Answer) -> Answer {
                 _ => Outcome::PluginFailed,
             };
             if let Ok(failed) = serde_json::from_slice::<RefundFailureBody>(&answer.body) {
+                // A 503 whose refund is not failed reached no provider: nothing final was
+                // recorded, and running the row again sends it.
+                if status == StatusCode::SERVICE_UNAVAILABLE
+                    && failed.refund.status != refundry_host::ledger::Status::Failed
+                {
+                    return Answer::Error(refundry_host::batch::not_sent_error(
+                        &failed.error.code,
+                        &failed.error.message,
+                    ));
+                }
                 return with_refund(outcome, failed.refund);
             }
             // A 500 of the service itself carries no refund.

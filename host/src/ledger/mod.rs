@@ -174,18 +174,29 @@ impl Ledger {
                 }
                 let refusal = refusal.or(match row.original_amount {
                     Some(original) => {
-                        let taken: i64 = tx.query_row(
-                            "SELECT COALESCE(SUM(amount), 0) FROM refunds
-                             WHERE provider = ?1 AND original_transaction_id = ?2
-                               AND status != 'failed'",
-                            params![row.provider, row.original_transaction_id],
-                            |r| r.get(0),
-                        )?;
-                        (taken + row.amount > original).then(|| Failure {
+                        // Summed here with checked additions, not by SQLite's SUM (which
+                        // fails on overflow): a total past i64 is past any original too.
+                        let taken = tx
+                            .prepare_cached(
+                                "SELECT amount FROM refunds
+                                 WHERE provider = ?1 AND original_transaction_id = ?2
+                                   AND status != 'failed'",
+                            )?
+                            .query_map(params![row.provider, row.original_transaction_id], |r| {
+                                r.get::<_, i64>(0)
+                            })?
+                            .try_fold(Some(0i64), |sum, amount| {
+                                let amount = amount?;
+                                Ok::<_, rusqlite::Error>(sum.and_then(|s| s.checked_add(amount)))
+                            })?;
+                        let total = taken.and_then(|t| t.checked_add(row.amount));
+                        let exceeds = total.is_none_or(|t| t > original);
+                        let shown = |v: Option<i64>| v.map_or("more than 2^63".to_owned(), |v| v.to_string());
+                        exceeds.then(|| Failure {
                             code: "amount_exceeded".into(),
                             message: format!(
                                 "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
-                                row.amount, row.original_transaction_id, taken + row.amount, original, taken
+                                row.amount, row.original_transaction_id, shown(total), original, shown(taken)
                             ),
                             provider_code: None,
                         })
@@ -311,19 +322,27 @@ impl Ledger {
             .await
     }
 
-    /// Refunds not final whose check is due at `now_ms`, most overdue first, with how many
-    /// checks each had.
+    /// Refunds whose check is due at `now_ms`, most overdue first, with how many checks each
+    /// had: those not final, and those processed at or after `watch_processed_from_ms` (their
+    /// reversal window is open). A processed refund whose window has closed leaves the queue.
     pub async fn due(
         &self,
         now_ms: i64,
+        watch_processed_from_ms: i64,
         limit: usize,
     ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
         self.db
             .run(move |c| {
+                c.prepare_cached(
+                    "UPDATE refunds SET next_check_at = NULL
+                     WHERE next_check_at IS NOT NULL AND status = 'processed'
+                       AND (processed_at IS NULL OR processed_at < ?1)",
+                )?
+                .execute([watch_processed_from_ms])?;
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {REFUND_COLUMNS}, checks FROM refunds
                      WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
-                       AND status IN ('pending', 'unknown')
+                       AND status IN ('pending', 'unknown', 'processed')
                      ORDER BY next_check_at LIMIT ?2"
                 ))?;
                 stmt.query_map(params![now_ms, limit as i64], |r| {
@@ -449,15 +468,17 @@ fn apply_report(
     // The refund as this report left it, once read (for the event of a move).
     let mut after = None;
     if moved {
-        // A final refund leaves the janitor's queue; one still pending keeps its place in it
-        // (a webhook gives no next check) unless the caller sets a new one.
+        // A refund the janitor no longer watches leaves its queue; one still watched (pending,
+        // or processed inside its reversal window) keeps its place in it (a webhook gives no
+        // next check) unless the caller sets a new one.
         c.execute(
             "UPDATE refunds SET status = ?2,
                 provider_refund_id = COALESCE(?3, provider_refund_id),
                 provider_status = COALESCE(?4, provider_status),
                 failure = ?5, updated_at = ?6,
-                next_check_at = CASE WHEN ?8 THEN NULL ELSE COALESCE(?7, next_check_at) END,
-                checks = CASE WHEN ?7 IS NULL THEN checks ELSE 0 END
+                next_check_at = CASE WHEN ?8 THEN COALESCE(?7, next_check_at) ELSE NULL END,
+                checks = CASE WHEN ?7 IS NULL THEN checks ELSE 0 END,
+                processed_at = CASE WHEN ?2 = 'processed' THEN ?6 ELSE processed_at END
              WHERE id = ?1",
             params![
                 refund_id,
@@ -467,7 +488,7 @@ fn apply_report(
                 report.failure.as_ref().map(to_json),
                 stamp.now_ms,
                 next_check_ms,
-                report.status.is_final()
+                report.status.is_watched()
             ],
         )?;
         // The event carries the refund as this move left it (held webhook events applied
@@ -539,7 +560,8 @@ fn schedule(
 ) -> Result<(), rusqlite::Error> {
     c.execute(
         "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
-         WHERE id = ?1 AND status IN ('pending', 'unknown')",
+         WHERE id = ?1 AND next_check_at IS NOT NULL
+           AND status IN ('pending', 'unknown', 'processed')",
         params![refund_id, next_check_ms, checks],
     )?;
     Ok(())
@@ -839,6 +861,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sum_past_i64_is_refused_not_wrapped() {
+        let l = ledger();
+        // Written before amounts were bounded at the API, or by a caller that does not bound.
+        assert!(matches!(
+            l.begin(row("huge", 9_223_372_036_854_775_000, None), None)
+                .await
+                .unwrap(),
+            Begin::New(_)
+        ));
+        let Begin::Refused(r) = l.begin(row("small", 5_000, Some(100)), None).await.unwrap() else {
+            panic!("a total past i64 exceeds any original");
+        };
+        let failure = r.failure.unwrap();
+        assert_eq!(failure.code, "amount_exceeded");
+        assert!(
+            failure.message.contains("more than 2^63"),
+            "{}",
+            failure.message
+        );
+        // Two refunds whose sum alone overflows.
+        assert!(matches!(
+            l.begin(row("huge-2", 9_223_372_036_854_775_000, None), None)
+                .await
+                .unwrap(),
+            Begin::New(_)
+        ));
+        assert!(matches!(
+            l.begin(row("small-2", 1, Some(i64::MAX)), None)
+                .await
+                .unwrap(),
+            Begin::Refused(_)
+        ));
+    }
+
+    #[tokio::test]
     async fn backwards_reports_are_recorded_not_applied() {
         let l = ledger();
         let Begin::New(r) = l.begin(row("e", 100, None), None).await.unwrap() else {
@@ -864,8 +921,41 @@ mod tests {
                 (Status::Pending, false)
             ]
         );
-        // Final: the janitor no longer sees it.
-        assert!(l.due(i64::MAX, 10).await.unwrap().is_empty());
+        // Processed at 5,000: watched for a reversal while its window is open (from 5,000 on),
+        // out of the queue for good once it has closed.
+        let due = l.due(i64::MAX, 5_000, 10).await.unwrap();
+        assert_eq!(
+            due.len(),
+            1,
+            "a processed refund is watched for its reversal window"
+        );
+        assert!(l.due(i64::MAX, 5_001, 10).await.unwrap().is_empty());
+        assert!(
+            l.due(i64::MAX, 0, 10).await.unwrap().is_empty(),
+            "left the queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reversed_or_failed_refund_leaves_the_janitors_queue() {
+        let l = ledger();
+        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+        for (ext, end) in [("rv-end", Status::Reversed), ("f-end", Status::Failed)] {
+            let Begin::New(r) = l.begin(row(ext, 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            if end == Status::Reversed {
+                l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+                    .await
+                    .unwrap();
+            }
+            let a = l
+                .apply(&r.id, report(end), stamp(), None, Some(9_000))
+                .await
+                .unwrap();
+            assert!(a.moved);
+        }
+        assert!(l.due(i64::MAX, 0, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -912,7 +1002,7 @@ mod tests {
             plugin_version: "0.1.0".into(),
         };
         assert!(matches!(l.receive_webhook(event).await.unwrap(), Inboxed::Matched(a) if a.moved));
-        let due = l.due(i64::MAX, 10).await.unwrap();
+        let due = l.due(i64::MAX, 0, 10).await.unwrap();
         assert_eq!(due.len(), 1, "still checked by the janitor");
         assert_eq!(due[0].0.id, r.id);
     }

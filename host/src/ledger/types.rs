@@ -47,9 +47,15 @@ impl Status {
         Self::ALL.into_iter().find(|s| s.as_str() == word)
     }
 
-    /// Whether the janitor stops checking a refund in this status.
+    /// Whether the refund is settled: no status but a reversal can follow.
     pub fn is_final(self) -> bool {
         matches!(self, Status::Processed | Status::Failed | Status::Reversed)
+    }
+
+    /// Whether the janitor keeps checking a refund in this status: until it is final, and a
+    /// processed one for its reversal window (a reversal a lost webhook never told of is found).
+    pub fn is_watched(self) -> bool {
+        matches!(self, Status::Pending | Status::Unknown | Status::Processed)
     }
 
     /// Whether a refund may move from `self` to `to`. Status only moves forward:
@@ -82,8 +88,9 @@ impl From<crate::bindings::types::RefundStatus> for Status {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Failure {
     /// Refundry's code: a refusal kind in snake case (`amount_exceeded`, `invalid_transaction`,
-    /// ...), `provider_unavailable` after the last retry, `plugin_error`, or `provider_failed`
-    /// when the provider failed it later.
+    /// ...), or `provider_failed` when the provider failed it later. (`provider_unavailable` and
+    /// `plugin_error` name why nothing was sent in a 503 answer; only a ledger written by an
+    /// earlier version has refunds failed with them.)
     pub code: String,
     /// What happened, for people.
     pub message: String,
@@ -101,9 +108,13 @@ pub enum Outcome {
     Refused,
     /// The outcome is not known yet (HTTP 202).
     Unknown,
-    /// The provider stayed unavailable through every retry (HTTP 503).
+    /// Nothing reached a provider that could have acted on it (HTTP 503): rate limited or no
+    /// connection through every retry, or the host could not run the plugin. Never stored as a
+    /// first answer (the same key sends the request again); a ledger written by an earlier
+    /// version may hold it with a `failed` refund.
     Unavailable,
-    /// The plugin failed before sending anything (HTTP 500).
+    /// The plugin failed before sending anything (HTTP 500). Only in ledgers written by an
+    /// earlier version, which recorded such refunds as failed.
     PluginFailed,
 }
 
