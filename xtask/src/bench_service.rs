@@ -50,6 +50,10 @@ pub struct Args {
     /// Use the release `refundry` and the components already built (skip both builds).
     #[arg(long)]
     no_build: bool,
+    /// The ledger's `[database] synchronous`: `full` (the default, every commit synced to disk)
+    /// or `normal`.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    synchronous: String,
 }
 
 /// How the service runs a provider's plugin.
@@ -191,11 +195,12 @@ pub fn run(args: Args) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("refundry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     println!(
-        "bench-service: {} measured refunds per run after {} warm-up, concurrency {}, {} round(s), {} core(s)",
+        "bench-service: {} measured refunds per run after {} warm-up, concurrency {}, {} round(s), synchronous = {}, {} core(s)",
         args.requests,
         args.warmup,
         args.concurrency,
         args.rounds,
+        args.synchronous,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     // One thread for the load generator: it needs far less than the service, and leaves the
@@ -415,6 +420,7 @@ fn write_config(
     mode: Mode,
     base_url: &str,
     token: &str,
+    synchronous: &str,
 ) -> Result<PathBuf> {
     let id = profile.id;
     let plugin = match mode {
@@ -436,13 +442,14 @@ fn write_config(
     }
     let db = dir.join("refundry.db");
     let toml = format!(
-        "[database]\npath = {db}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
+        "[database]\npath = {db}\nsynchronous = {synchronous}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [server.tokens.bench]\ntoken = {token}\nscopes = [\"refunds\"]\n\n\
          [providers.{id}]\nplugin = {plugin}\n\n[providers.{id}.settings]\n{settings}\n\
          [providers.{id}.secrets]\n{secrets}",
         db = toml_string(&db.display().to_string()),
         token = toml_string(token),
         plugin = toml_string(&plugin),
+        synchronous = toml_string(synchronous),
     );
     let path = dir.join("refundry.toml");
     std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
@@ -489,7 +496,7 @@ async fn run_once(
     }
 
     let token = random_hex(24);
-    let config = write_config(&dir, profile, mode, &base_url, &token)?;
+    let config = write_config(&dir, profile, mode, &base_url, &token, &args.synchronous)?;
     let config_arg = config.display().to_string();
     let (_service, url) = start(
         bin,
@@ -711,10 +718,12 @@ mod tests {
             Mode::Native,
             "http://127.0.0.1:9",
             "t".repeat(20).as_str(),
+            "full",
         )
         .unwrap();
         let text = std::fs::read_to_string(native).unwrap();
         assert!(text.contains("plugin = \"native:pagoefectivo\""), "{text}");
+        assert!(text.contains("synchronous = \"full\""), "{text}");
         assert!(
             text.contains("secret_key = \"env:PAGOEFECTIVO_SECRET_KEY\""),
             "{text}"
@@ -729,6 +738,7 @@ mod tests {
             Mode::Wasm,
             "http://127.0.0.1:9",
             "t".repeat(20).as_str(),
+            "full",
         )
         .unwrap();
         let text = std::fs::read_to_string(wasm).unwrap();
