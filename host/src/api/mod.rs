@@ -3,7 +3,7 @@
 //!
 //! | Route | Auth | Answers |
 //! |---|---|---|
-//! | `POST /v1/refunds` | `refunds` | 201, 202, 422, 503, 500 (by outcome); 400, 404, 409 |
+//! | `POST /v1/refunds` | `refunds` | 201, 202, 422, 503 (by outcome; 503 with `Retry-After`); 400, 404, 409 |
 //! | `GET /v1/refunds` | `refunds` | 200 (JSON page, or CSV with `format=csv`); 400 |
 //! | `GET /v1/refunds/{id}` | `refunds` | 200; 404 |
 //! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404 |
