@@ -333,12 +333,15 @@ impl Ledger {
     ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
         self.db
             .run(move |c| {
+                // Only rows due now are looked at (a range of the `next_check_at` index), not
+                // every processed refund still watched.
                 c.prepare_cached(
                     "UPDATE refunds SET next_check_at = NULL
-                     WHERE next_check_at IS NOT NULL AND status = 'processed'
-                       AND (processed_at IS NULL OR processed_at < ?1)",
+                     WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
+                       AND status = 'processed'
+                       AND (processed_at IS NULL OR processed_at < ?2)",
                 )?
-                .execute([watch_processed_from_ms])?;
+                .execute([now_ms, watch_processed_from_ms])?;
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {REFUND_COLUMNS}, checks FROM refunds
                      WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
