@@ -440,7 +440,8 @@ impl RefundService {
         let retry = &self.inner.retry;
         let mut sent_before = false;
         // Whether an earlier attempt's answer may have been acted on (a provider fault): then no
-        // later failure can make the refund one that did not happen.
+        // later failure can make the refund one that did not happen. (A plugin failure after
+        // any attempt sent something is already unknown: `classify` is told `sent_before`.)
         let mut may_have_acted = false;
         let mut attempt = 1;
         let answer = loop {
@@ -463,12 +464,6 @@ impl RefundService {
                 Classified::Retry(r) => {
                     tracing::warn!(attempt, error = %r.failure.message, "provider still unavailable after the last attempt");
                     break r.after_last_attempt(may_have_acted);
-                }
-                Classified::Final(Answer::NotSent(n)) if may_have_acted => {
-                    break Answer::Unknown(format!(
-                        "an earlier attempt may have been acted on; the last one was not sent: {}",
-                        n.failure.message
-                    ));
                 }
                 Classified::Final(answer) => break answer,
             }
