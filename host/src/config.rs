@@ -316,7 +316,8 @@ pub struct ConnectionLimits {
     /// for a TLS handshake (default 10 s).
     pub header_timeout: Duration,
     /// From the end of a request's head to the end of its body (default 30 s). A body still
-    /// arriving then is answered 408 and its connection closed.
+    /// arriving then is answered 408 and its connection closed. It must also cover the largest
+    /// upload: a plugin component (up to 32 MiB) over the slowest admin link.
     pub body_timeout: Duration,
     /// How long a connection may stay open with no request under way: before its first request,
     /// between requests, and while an answer waits for the client to read it (default 60 s).

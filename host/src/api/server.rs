@@ -74,8 +74,12 @@ impl Endpoint {
         let mut at_cap = false;
         loop {
             let permit = match slots.clone().try_acquire_owned() {
-                Ok(permit) => permit,
+                Ok(permit) => {
+                    at_cap = false;
+                    permit
+                }
                 Err(_) => {
+                    // Said once per spell at the cap, not for every slot that frees during it.
                     if !at_cap {
                         tracing::warn!(
                             max_connections = limits.max_connections,
@@ -97,7 +101,6 @@ impl Endpoint {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    at_cap = false;
                     let connection = Connection {
                         app: app.clone(),
                         limits,
