@@ -68,12 +68,12 @@ impl Endpoint {
             limits,
             tls,
         } = self;
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let cap = Arc::new(Semaphore::new(limits.max_connections));
         let (stop, stopping) = watch::channel(());
         let mut shutdown = std::pin::pin!(shutdown);
         let mut at_cap = false;
         loop {
-            let permit = match slots.clone().try_acquire_owned() {
+            let permit = match cap.clone().try_acquire_owned() {
                 Ok(permit) => {
                     at_cap = false;
                     permit
@@ -88,7 +88,7 @@ impl Endpoint {
                         at_cap = true;
                     }
                     tokio::select! {
-                        permit = slots.clone().acquire_owned() => {
+                        permit = cap.clone().acquire_owned() => {
                             permit.expect("the semaphore is never closed")
                         }
                         () = &mut shutdown => break,
@@ -106,7 +106,7 @@ impl Endpoint {
                         limits,
                         tls: tls.clone(),
                         stopping: stopping.clone(),
-                        _slot: permit,
+                        _admitted: permit,
                     };
                     let span = tracing::debug_span!("connection", %peer);
                     tokio::spawn(connection.run(stream).instrument(span));
@@ -124,9 +124,9 @@ impl Endpoint {
         // No more connections: those in the backlog are refused when the listener closes.
         drop(listener);
         let _ = stop.send(());
-        // Every connection holds a slot until it closes: all slots back means all closed.
+        // Every connection holds a permit until it closes: all permits back means all closed.
         let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-        let _ = slots.acquire_many(all).await;
+        let _ = cap.acquire_many(all).await;
         Ok(())
     }
 }
@@ -146,8 +146,8 @@ struct Connection {
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
     stopping: watch::Receiver<()>,
-    /// Given back when the connection is dropped.
-    _slot: OwnedSemaphorePermit,
+    /// Its place under the connection cap, given back when the connection is dropped.
+    _admitted: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -233,24 +233,24 @@ impl RequestService {
         req.extensions_mut().insert(BodyTimeout(self.body_timeout));
         let response = self.app.call(req).await?;
         let watchdog = self.watchdog;
-        Ok(response.map(|body| Body::new(Answer { body, watchdog })))
+        Ok(response.map(|body| Body::new(WatchedBody { body, watchdog })))
     }
 }
 
 /// An answer's body, which tells the watchdog the connection is idle again once it is done
 /// (dropped: sent to the connection in full, or abandoned with it).
-struct Answer {
+struct WatchedBody {
     body: Body,
     watchdog: Arc<Watchdog>,
 }
 
-impl Drop for Answer {
+impl Drop for WatchedBody {
     fn drop(&mut self) {
         self.watchdog.answered();
     }
 }
 
-impl HttpBody for Answer {
+impl HttpBody for WatchedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
