@@ -60,6 +60,8 @@ pub struct Options {
     /// Serve HTTPS with this certificate (`[server.tls]`); the harness's client trusts it. The
     /// sandboxes' webhook clients do not: set `webhooks_to_service` to false with it.
     pub tls: Option<TestCert>,
+    /// The service's limit of open files (`ulimit -n`; default: the test's own).
+    pub open_files_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             extra_toml: String::new(),
             server_toml: String::new(),
             tls: None,
+            open_files_limit: None,
         }
     }
 }
@@ -431,7 +434,17 @@ concurrency = 16
         let run = self.runs;
         self.runs += 1;
         let stderr = std::fs::File::create(self.log_path(run)).unwrap();
-        let mut child = Command::new(refundry_binary())
+        let mut command = match self.options.open_files_limit {
+            None => Command::new(refundry_binary()),
+            Some(limit) => {
+                // The shell lowers its limit and becomes the service (same pid).
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &limit.to_string()])
+                    .arg(refundry_binary());
+                sh
+            }
+        };
+        let mut child = command
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&self.config_path)
             .args(["--listen", "127.0.0.1:0"])

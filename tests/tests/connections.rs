@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use refundry_tests::service::{Options, Service, expect, mfs_body, run_refundry};
+use refundry_tests::service::{Options, Service, expect, mfs_body, run_refundry, wait_until};
 use refundry_tests::tls::TestCert;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -223,6 +223,36 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
     })
     .await;
     outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_survives_running_out_of_file_descriptors() {
+    // A cap above what the file limit allows: accept itself fails (EMFILE) while the idle
+    // connections hold every descriptor, and must recover once they are cut.
+    let service = Service::start_with(Options {
+        server_toml: format!("header_timeout_ms = {TIMEOUT_MS}\nidle_timeout_ms = {TIMEOUT_MS}\n"),
+        open_files_limit: Some(128),
+        ..Options::default()
+    })
+    .await;
+    service.mfs.seed("fd-txn", "100.00", "KES", 2, true).await;
+    let addr = service.url.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    wait_until("the service to run out of descriptors", T, || async {
+        service.logs().contains("accepting a connection failed")
+    })
+    .await;
+    // Every one is still accepted in turn, and cut at its timeout.
+    for answer in join(idle.into_iter().map(|s| until_closed(s, T))).await {
+        assert!(answer.is_empty(), "{answer}");
+    }
+    let reply = service
+        .post_refund(&mfs_body("fd-txn", "fd-1", 1_000))
+        .await;
+    expect(&reply, 201, "a refund after running out of descriptors");
 }
 
 #[tokio::test]
