@@ -14,16 +14,18 @@
 //!
 //! [server]                       # `refundry serve`
 //! listen = "127.0.0.1:8700"
+//! header_timeout_ms = 10000      # a request's head, from its first byte; a TLS handshake
+//!                                # (100 to 600000)
+//! body_timeout_ms = 30000        # a request's body, from its head; else 408 (100 to 3600000)
+//! idle_timeout_ms = 60000        # a connection with no request under way (100 to 3600000)
+//! max_connections = 1024         # open at once; at the cap no more are accepted until one
+//!                                # closes (1 to 1000000)
+//! [server.tls]                   # HTTPS instead of HTTP (optional); PEM files, relative to
+//! cert = "tls/cert.pem"          # this file: the certificate chain, the server's own first,
+//! key = "tls/key.pem"            # and its private key (PKCS#8, PKCS#1 or SEC1)
 //! [server.tokens.gateway]        # bearer tokens (>= 16 characters) and their scopes
 //! token = "env:REFUNDRY_GATEWAY_TOKEN"
 //! scopes = ["refunds"]           # "refunds", "admin" and/or "metrics"
-//! header_timeout_ms = 10000     # a request's head, from its first byte (100 to 600000)
-//! body_timeout_ms = 30000       # a request's body, from its head (100 to 3600000)
-//! idle_timeout_ms = 60000       # a connection with no request under way (100 to 3600000)
-//! max_connections = 1024        # open at once; past it no more are accepted (1 to 1000000)
-//! [server.tls]                  # HTTPS instead of HTTP (optional); PEM files, relative to this file
-//! cert = "tls/cert.pem"         # the certificate chain, the server's own first
-//! key = "tls/key.pem"           # its private key (PKCS#8, PKCS#1 or SEC1)
 //! [server.tokens.prometheus]     # `GET /metrics` only: give Prometheus a token of its own
 //! token = "env:REFUNDRY_METRICS_TOKEN"
 //! scopes = ["metrics"]
