@@ -16,6 +16,15 @@
 //!
 //! [server]                       # `refundry serve`
 //! listen = "127.0.0.1:8700"
+//! header_timeout_ms = 10000      # a request's head, from its first byte; a TLS handshake
+//!                                # (100 to 600000)
+//! body_timeout_ms = 30000        # a request's body, from its head; else 408 (100 to 3600000)
+//! idle_timeout_ms = 60000        # a connection with no request under way (100 to 3600000)
+//! max_connections = 1024         # open at once; at the cap no more are accepted until one
+//!                                # closes (1 to 1000000)
+//! [server.tls]                   # HTTPS instead of HTTP (optional); PEM files, relative to
+//! cert = "tls/cert.pem"          # this file: the certificate chain, the server's own first,
+//! key = "tls/key.pem"            # and its private key (PKCS#8, PKCS#1 or SEC1)
 //! [server.tokens.gateway]        # bearer tokens (>= 16 characters) and their scopes
 //! token = "env:REFUNDRY_GATEWAY_TOKEN"
 //! scopes = ["refunds"]           # "refunds", "admin" and/or "metrics"
@@ -306,6 +315,49 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// Bearer tokens, by name.
     pub tokens: Vec<ApiToken>,
+    /// How long a client may take, and how many may be connected at once.
+    pub connections: ConnectionLimits,
+    /// `[server.tls]`: serve HTTPS with these files (none: plain HTTP).
+    pub tls: Option<TlsFiles>,
+}
+
+/// What one client may hold of `refundry serve`: a slow or silent client is disconnected after
+/// these timeouts, so that a few hundred of them cannot use up its sockets and file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request to the end of its head (request line and headers), and
+    /// for a TLS handshake (default 10 s).
+    pub header_timeout: Duration,
+    /// From the end of a request's head to the end of its body (default 30 s). A body still
+    /// arriving then is answered 408 and its connection closed. It must also cover the largest
+    /// upload: a plugin component (up to 32 MiB) over the slowest admin link.
+    pub body_timeout: Duration,
+    /// How long a connection may stay open with no request under way: before its first request,
+    /// between requests, and while an answer waits for the client to read it (default 60 s).
+    pub idle_timeout: Duration,
+    /// The most connections open at once (default 1024). At the cap no more are accepted until
+    /// one closes; new ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `[server.tls]`: the PEM files `refundry serve` answers HTTPS with (read at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// The private key of the server's certificate.
+    pub key: PathBuf,
 }
 
 /// What a bearer token allows.
@@ -442,6 +494,18 @@ struct RawServer {
     listen: Option<String>,
     #[serde(default)]
     tokens: BTreeMap<String, RawToken>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -626,7 +690,7 @@ impl Config {
             database,
             synchronous: raw.database.synchronous,
             providers,
-            server: server(raw.server, &env, needs)?,
+            server: server(raw.server, dir, &env, needs)?,
             retry: retry(raw.retry)?,
             janitor: janitor(raw.janitor)?,
             plugins,
@@ -739,6 +803,7 @@ fn env_value(
 
 fn server(
     raw: RawServer,
+    dir: &Path,
     env: &impl Fn(&str) -> Option<String>,
     needs: Needs,
 ) -> Result<ServerConfig, ConfigError> {
@@ -775,7 +840,46 @@ fn server(
             scopes: t.scopes,
         });
     }
-    Ok(ServerConfig { listen, tokens })
+    let d = ConnectionLimits::default();
+    let millis = |key, value, default: Duration, range| {
+        limit(key, value, default.as_millis() as u64, range).map(Duration::from_millis)
+    };
+    let connections = ConnectionLimits {
+        header_timeout: millis(
+            "server.header_timeout_ms",
+            raw.header_timeout_ms,
+            d.header_timeout,
+            100..=600_000,
+        )?,
+        body_timeout: millis(
+            "server.body_timeout_ms",
+            raw.body_timeout_ms,
+            d.body_timeout,
+            100..=3_600_000,
+        )?,
+        idle_timeout: millis(
+            "server.idle_timeout_ms",
+            raw.idle_timeout_ms,
+            d.idle_timeout,
+            100..=3_600_000,
+        )?,
+        max_connections: limit(
+            "server.max_connections",
+            raw.max_connections,
+            d.max_connections as u64,
+            1..=1_000_000,
+        )? as usize,
+    };
+    let tls = raw.tls.map(|t| TlsFiles {
+        cert: dir.join(t.cert),
+        key: dir.join(t.key),
+    });
+    Ok(ServerConfig {
+        listen,
+        tokens,
+        connections,
+        tls,
+    })
 }
 
 fn plugins(
@@ -1171,6 +1275,66 @@ reversal_window_days = 2
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn server_connection_limits_and_tls_are_read_and_checked() {
+        let defaults = parse("", &[]).unwrap().server;
+        assert_eq!(defaults.connections, ConnectionLimits::default());
+        assert_eq!(defaults.connections.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.connections.max_connections, 1024);
+        assert_eq!(defaults.tls, None);
+
+        let text = r#"
+[server]
+header_timeout_ms = 500
+body_timeout_ms = 700
+idle_timeout_ms = 900
+max_connections = 16
+[server.tls]
+cert = "tls/cert.pem"
+key = "/abs/key.pem"
+"#;
+        let s = parse(text, &[]).unwrap().server;
+        assert_eq!(
+            s.connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_millis(500),
+                body_timeout: Duration::from_millis(700),
+                idle_timeout: Duration::from_millis(900),
+                max_connections: 16,
+            }
+        );
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: PathBuf::from("/etc/refundry/tls/cert.pem"),
+                key: PathBuf::from("/abs/key.pem"),
+            })
+        );
+
+        for (line, key) in [
+            ("header_timeout_ms = 0", "server.header_timeout_ms"),
+            ("header_timeout_ms = 600001", "server.header_timeout_ms"),
+            ("body_timeout_ms = 99", "server.body_timeout_ms"),
+            ("idle_timeout_ms = 3600001", "server.idle_timeout_ms"),
+            ("max_connections = 0", "server.max_connections"),
+        ] {
+            match parse(&format!("[server]\n{line}\n"), &[]) {
+                Err(ConfigError::BadLimit { key: k, .. }) => assert_eq!(k, key, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        for tls in [
+            "[server.tls]\ncert = \"c.pem\"\n",
+            "[server.tls]\nkey = \"k.pem\"\n",
+            "[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"x\"\n",
+        ] {
+            assert!(
+                matches!(parse(tls, &[]), Err(ConfigError::Parse { .. })),
+                "{tls}"
+            );
+        }
     }
 
     #[test]

@@ -587,6 +587,14 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
             config_path.display()
         );
     }
+    // First: a bad certificate or key stops the start at once, naming the file.
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(api::tls::acceptor)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let service = RefundService::start(&config).await?;
     let outbox = refundry_host::events::Outbox::new(
         service.ledger().clone(),
@@ -605,12 +613,16 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr()?;
+    let mut endpoint = api::server::Endpoint::new(listener, config.server.connections);
+    if let Some(acceptor) = tls {
+        endpoint = endpoint.with_tls(acceptor);
+    }
     // Installed before the address is announced: whoever reads the line may signal at once.
     let shutdown = shutdown_signal()?;
     {
         // The first stdout line, which tests and xtask read to learn the port.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "refundry listening on http://{bound}")?;
+        writeln!(out, "refundry listening on {scheme}://{bound}")?;
         out.flush()?;
     }
     tracing::info!(address = %bound, "listening");
@@ -627,7 +639,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
         let registry = service.runtime().registry().clone();
         refundry_host::registry::watch::spawn(registry, dir, config.plugins.watch_interval)
     });
-    let served = api::serve(service, &config.server.tokens, listener, shutdown).await;
+    let served = api::serve(service, &config.server.tokens, endpoint, shutdown).await;
     janitor.abort();
     if let Some(o) = outbox {
         o.abort();

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 pub mod receiver;
 pub mod service;
+pub mod tls;
 
 /// The component `cargo xtask build-plugins` wrote for `id`. Panics with the command to run when
 /// it is missing, since every test here needs the real component.

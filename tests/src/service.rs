@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::tls::TestCert;
 use crate::{MfsSandbox, PeSandbox, plugin_path};
 
 /// The provider ids as configured.
@@ -54,6 +55,13 @@ pub struct Options {
     pub plugins_watch_interval_ms: Option<u64>,
     /// More configuration, appended to the file as is (e.g. an `[events]` table).
     pub extra_toml: String,
+    /// More keys of the `[server]` table, as is (e.g. `max_connections = 16`).
+    pub server_toml: String,
+    /// Serve HTTPS with this certificate (`[server.tls]`); the harness's client trusts it. The
+    /// sandboxes' webhook clients do not: set `webhooks_to_service` to false with it.
+    pub tls: Option<TestCert>,
+    /// The service's limit of open files (`ulimit -n`; default: the test's own).
+    pub open_files_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -71,6 +79,9 @@ impl Default for Options {
             plugins_watch: None,
             plugins_watch_interval_ms: None,
             extra_toml: String::new(),
+            server_toml: String::new(),
+            tls: None,
+            open_files_limit: None,
         }
     }
 }
@@ -233,7 +244,7 @@ pub struct Service {
     pub mfs: MfsSandbox,
     /// The PagoEfectivo sandbox.
     pub pe: PeSandbox,
-    /// The base URL of the running service, `http://127.0.0.1:PORT`.
+    /// The base URL of the running service, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub url: String,
     /// The bearer token with scope `refunds` only.
     pub gateway_token: String,
@@ -270,6 +281,13 @@ impl Service {
             true => Some(LossyProxy::start(mfs.handle.addr(), false).await),
             false => None,
         };
+        let client = match &options.tls {
+            Some(cert) => cert.client(),
+            None => reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
         let mut service = Self {
             mfs_proxy,
             mfs,
@@ -282,16 +300,22 @@ impl Service {
             dir,
             child: None,
             runs: 0,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            client,
         };
+        if let Some(cert) = &service.options.tls {
+            std::fs::write(service.dir.join("cert.pem"), &cert.cert_pem).unwrap();
+            std::fs::write(service.dir.join("key.pem"), &cert.key_pem).unwrap();
+        }
         std::fs::write(&service.config_path, service.config_toml()).unwrap();
         // A harness mistake shows here, not as a service that will not start.
         refundry_host::Config::load(&service.config_path).expect("the test config parses");
         service.spawn().await;
         service
+    }
+
+    /// The process id of the running service.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// The test's temporary folder.
@@ -349,6 +373,11 @@ impl Service {
         if let Some(ms) = o.plugins_watch_interval_ms {
             limits.push_str(&format!("watch_interval_ms = {ms}\n"));
         }
+        let mut server = o.server_toml.clone();
+        if o.tls.is_some() {
+            // Relative to the config file, which is in the same folder.
+            server.push_str("\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n");
+        }
         let mfs_base_url = match &self.mfs_proxy {
             Some(proxy) => proxy.url.clone(),
             None => self.mfs.base_url(),
@@ -361,6 +390,7 @@ path = {db:?}
 
 [server]
 listen = "127.0.0.1:0"
+{server}
 [server.tokens.gateway]
 token = "{gateway}"
 scopes = ["refunds"]
@@ -404,7 +434,17 @@ concurrency = 16
         let run = self.runs;
         self.runs += 1;
         let stderr = std::fs::File::create(self.log_path(run)).unwrap();
-        let mut child = Command::new(refundry_binary())
+        let mut command = match self.options.open_files_limit {
+            None => Command::new(refundry_binary()),
+            Some(limit) => {
+                // The shell lowers its limit and becomes the service (same pid).
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &limit.to_string()])
+                    .arg(refundry_binary());
+                sh
+            }
+        };
+        let mut child = command
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&self.config_path)
             .args(["--listen", "127.0.0.1:0"])
@@ -433,7 +473,12 @@ concurrency = 16
         let url = line
             .strip_prefix("refundry listening on ")
             .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        assert!(url.starts_with(&format!("{scheme}://127.0.0.1:")), "{url}");
         self.url = url.trim_end_matches('/').to_owned();
         // Keep reading stdout so the child never blocks on a full pipe.
         let mut stdout_log = tokio::fs::File::create(self.dir.join(format!("serve-{run}.stdout")))

@@ -25,8 +25,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Snake-case error code: `unauthorized`, `forbidden`, `invalid_request`, `not_found`,
-    /// `unknown_provider`, `idempotency_conflict`, `payload_too_large`, `method_not_allowed`,
-    /// `internal`; for a refund the provider did not take, the refund's
+    /// `unknown_provider`, `idempotency_conflict`, `payload_too_large`, `request_timeout`,
+    /// `method_not_allowed`, `internal`; for a refund the provider did not take, the refund's
     /// failure code (`amount_exceeded`, `provider_unavailable`, ...); for a rejected webhook
     /// `missing_header`, `invalid_signature`, `stale_timestamp`, `malformed_webhook`.
     pub code: String,
@@ -130,13 +130,16 @@ impl IntoResponse for ApiError {
 }
 
 /// Whether an error answer ends its connection: a request refused before its body was read
-/// (no valid token, no scope, a body over the limit) leaves the rest of that body on the wire,
-/// so the connection is closed, and says so, rather than left for the client to reuse and find
-/// cut (a component upload is megabytes).
+/// (no valid token, no scope, a body over the limit or too slow to arrive) leaves the rest of
+/// that body on the wire, so the connection is closed, and says so, rather than left for the
+/// client to reuse and find cut (a component upload is megabytes).
 fn closes_connection(status: StatusCode) -> bool {
     matches!(
         status,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::REQUEST_TIMEOUT
     )
 }
 

@@ -18,13 +18,16 @@
 //! | `GET /openapi.json` | none | 200 |
 //!
 //! Every route answers 401 without a valid token (where one is needed), 403 without the scope,
-//! 413 for a body over 64 KiB (32 MiB for a plugin component) (those three also close the
-//! connection: the body may still be on the wire), and every error in one shape ([`error::ErrorBody`]).
+//! 413 for a body over 64 KiB (32 MiB for a plugin component), 408 for a body that does not
+//! arrive within `[server] body_timeout_ms` (those four also close the connection: the body may
+//! still be on the wire), and every error in one shape ([`error::ErrorBody`]). How connections
+//! are accepted, timed out and capped, and TLS, are [`server`]'s.
 //!
 //! The handlers are generic over [`RefundApi`], which [`RefundService`] implements, so that
 //! they can be tested without plugins or a database.
 
 pub mod auth;
+pub mod body_deadline;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -32,6 +35,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod refunds;
+pub mod server;
+pub mod tls;
+mod watchdog;
 pub mod webhooks;
 
 use std::future::Future;
@@ -266,15 +272,16 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(error::shape_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(body_deadline::bound_body))
         .layer(middleware::from_fn(trace_requests))
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves the API on `endpoint` until `shutdown` completes, then lets requests in flight finish.
 /// `tokens` are the bearer tokens of `[server.tokens]`.
 pub fn serve<S, F>(
     service: S,
     tokens: &[ApiToken],
-    listener: tokio::net::TcpListener,
+    endpoint: server::Endpoint,
     shutdown: F,
 ) -> impl Future<Output = std::io::Result<()>> + Send + use<S, F>
 where
@@ -282,11 +289,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = router(service, tokens);
-    async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
+    endpoint.serve(app, shutdown)
 }
 
 async fn unknown_route(req: Request) -> ApiError {

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::bindings::types::WebhookError;
-use crate::config::Scope;
+use crate::config::{ConnectionLimits, Scope};
 use crate::error::LoadError;
 use crate::export::tests::record;
 use crate::ledger::{Failure, Outcome, RefundRecord, Status};
@@ -755,7 +755,8 @@ async fn serve_answers_on_a_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(Fake::default(), &tokens(), listener, async move {
+    let endpoint = server::Endpoint::new(listener, ConnectionLimits::default());
+    let server = tokio::spawn(serve(Fake::default(), &tokens(), endpoint, async move {
         let _ = stopped.await;
     }));
     let response = reqwest::get(format!("http://{addr}/healthz"))
