@@ -36,10 +36,20 @@ pub struct NewRefund {
     pub provider: String,
     /// The gateway's id for this refund: with `provider`, the idempotency key. 1 to 128
     /// characters, not blank, no control characters.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$", example = "rf-2026-000123")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "rf-2026-000123"
+    )]
     pub external_refund_id: String,
     /// The payment to refund, as the provider knows it (same rules as `external_refund_id`).
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$", example = "91000042")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "91000042"
+    )]
     pub original_transaction_id: String,
     /// Amount in minor units (cents), 1 to 10^15.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, example = 150_000)]
@@ -55,7 +65,12 @@ pub struct NewRefund {
     pub reason: Option<String>,
     /// The merchant's order id (PagoEfectivo requires it: its `transactionCode`); same rules as
     /// `external_refund_id`.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$", example = "ORDER-991")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "ORDER-991"
+    )]
     #[serde(default)]
     pub order_id: Option<String>,
     /// The original payment, when the gateway knows it: checked before any provider call.

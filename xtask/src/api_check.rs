@@ -37,8 +37,7 @@ pub fn run() -> Result<()> {
     let run_dir = dir.join("run");
     // A fresh ledger each run: the examples' idempotency key is then unused.
     let _ = std::fs::remove_dir_all(&run_dir);
-    std::fs::create_dir_all(&run_dir)
-        .with_context(|| format!("creating {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     let token = random_hex(24);
@@ -95,13 +94,17 @@ fn install(dir: &Path) -> Result<PathBuf> {
     if !make_venv(&venv)? {
         eprintln!("api-check: python3 -m venv failed; installing python3-venv with apt-get");
         let _ = std::fs::remove_dir_all(&venv);
-        succeed(Command::new("apt-get").args(["install", "-y", "python3-venv"]))
-            .context("python3 -m venv needs Debian's python3-venv (apt-get install python3-venv)")?;
+        succeed(Command::new("apt-get").args(["install", "-y", "python3-venv"])).context(
+            "python3 -m venv needs Debian's python3-venv (apt-get install python3-venv)",
+        )?;
         if !make_venv(&venv)? {
             bail!("python3 -m venv {} failed", venv.display());
         }
     }
-    eprintln!("api-check: installing {SCHEMATHESIS} into {}", venv.display());
+    eprintln!(
+        "api-check: installing {SCHEMATHESIS} into {}",
+        venv.display()
+    );
     succeed(Command::new(venv.join("bin").join("pip")).args([
         "install",
         "--quiet",

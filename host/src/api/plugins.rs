@@ -72,7 +72,7 @@ pub async fn list<S: RefundApi>(
     path = "/v1/plugins/{provider}/versions",
     tag = "plugins",
     operation_id = "load_plugin_version",
-    params(("provider" = String, Path, description = "Provider id")),
+    params(("provider" = String, Path, description = "Provider id", example = "mfs-africa")),
     request_body(content = inline(ComponentFile), content_type = "application/wasm",
         description = "The component's `.wasm` file (1 byte to 32 MiB)"),
     responses(
@@ -138,7 +138,7 @@ pub async fn load<S: RefundApi>(
     path = "/v1/plugins/{provider}/activate",
     tag = "plugins",
     operation_id = "activate_plugin_version",
-    params(("provider" = String, Path, description = "Provider id")),
+    params(("provider" = String, Path, description = "Provider id", example = "mfs-africa")),
     request_body = ActivateRequest,
     responses(
         (status = 200, description = "Activated", body = Activated),
@@ -175,8 +175,8 @@ pub async fn activate<S: RefundApi>(
     tag = "plugins",
     operation_id = "remove_plugin_version",
     params(
-        ("provider" = String, Path, description = "Provider id"),
-        ("version" = String, Path, description = "A loaded version"),
+        ("provider" = String, Path, description = "Provider id", example = "mfs-africa"),
+        ("version" = String, Path, description = "A loaded version", example = "0.2.0"),
     ),
     responses(
         (status = 204, description = "Removed"),
