@@ -336,7 +336,18 @@ async fn events_need_the_refunds_scope_and_a_good_query() {
     call(&fake, get(Some(REFUNDS_TOKEN), "/v1/events?limit=0"))
         .await
         .error(StatusCode::BAD_REQUEST, "invalid_request");
+    // A cursor is the digits `next_cursor` gave, as the document's pattern says: a sign, which
+    // a bare integer parse would take, is refused.
+    for cursor in ["-1", "%2B1", "x"] {
+        let uri = format!("/v1/events?cursor={cursor}");
+        let e = call(&fake, request("GET", &uri, Some(REFUNDS_TOKEN), None))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(e["field"], "cursor", "{cursor}");
+    }
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    let a = call(&fake, get(Some(REFUNDS_TOKEN), "/v1/events?cursor=42")).await;
+    assert_eq!(a.status, StatusCode::OK);
     let a = call(
         &fake,
         get(Some(REFUNDS_TOKEN), "/v1/events?refund_id=rf_0001"),
@@ -1180,4 +1191,14 @@ fn the_id_rules_in_the_document_are_the_checks_rules() {
             "{value:?}: check says {checked:?}"
         );
     }
+    // `reason` is counted in characters too, as the document's `maxLength` is.
+    let max = doc["components"]["schemas"]["NewRefund"]["properties"]["reason"]["maxLength"]
+        .as_u64()
+        .unwrap() as usize;
+    let with_reason = |n: usize| NewRefund {
+        reason: Some("é".repeat(n)),
+        ..request("rf-1")
+    };
+    assert!(with_reason(max).check().is_ok());
+    assert!(with_reason(max + 1).check().is_err());
 }
