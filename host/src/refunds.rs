@@ -36,6 +36,9 @@ pub struct NewRefund {
     pub provider: String,
     /// The gateway's id for this refund: with `provider`, the idempotency key. 1 to 128
     /// characters, not blank, no control characters.
+    // The pattern states [`NewRefund::check`]'s id rule (control characters are Unicode's Cc,
+    // blanks its White_Space). utoipa takes only a literal, so each id field repeats it; the
+    // API tests hold all three to what `check` accepts.
     #[schema(
         min_length = 1,
         max_length = 128,

@@ -1108,10 +1108,14 @@ fn the_refund_request_schema_states_the_checks() {
     let schema = &doc["components"]["schemas"]["NewRefund"];
     assert_eq!(schema["additionalProperties"], false, "{schema}");
     let props = &schema["properties"];
-    for id in ["external_refund_id", "original_transaction_id"] {
+    for id in ["external_refund_id", "original_transaction_id", "order_id"] {
         assert_eq!(props[id]["minLength"], 1, "{id}");
         assert_eq!(props[id]["maxLength"], 128, "{id}");
-        assert!(props[id]["pattern"].is_string(), "{id}");
+        // One rule for every id: the one checked against `check` below.
+        assert_eq!(
+            props[id]["pattern"], props["external_refund_id"]["pattern"],
+            "{id}"
+        );
     }
     assert_eq!(props["reason"]["maxLength"], 500);
     let original = &doc["components"]["schemas"]["OriginalPayment"];
