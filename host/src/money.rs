@@ -28,15 +28,34 @@ pub enum MoneyError {
 /// the sums of a payment's refunds (checked where they are added) far from `i64`'s range.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 
-/// ISO 4217 minor-unit exponents of the currencies Refundry's providers use.
+/// The currencies Refundry's providers use, with their ISO 4217 minor-unit exponents. The one
+/// list: [`exponent`] reads it, and the OpenAPI document lists its codes as the only ones a
+/// refund request may carry.
+pub const CURRENCIES: &[(&str, u32)] = &[
+    ("EUR", 2),
+    ("GBP", 2),
+    ("GHS", 2),
+    ("JPY", 0),
+    ("KES", 2),
+    ("MWK", 2),
+    ("NGN", 2),
+    ("PEN", 2),
+    ("RWF", 0),
+    ("TZS", 2),
+    ("UGX", 0),
+    ("USD", 2),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("ZAR", 2),
+    ("ZMW", 2),
+];
+
+/// ISO 4217 minor-unit exponent of a currency in [`CURRENCIES`].
 pub fn exponent(currency: &str) -> Option<u32> {
-    match currency {
-        "KES" | "NGN" | "GHS" | "TZS" | "ZAR" | "ZMW" | "MWK" | "USD" | "EUR" | "PEN" | "GBP" => {
-            Some(2)
-        }
-        "UGX" | "XOF" | "XAF" | "RWF" | "JPY" => Some(0),
-        _ => None,
-    }
+    CURRENCIES
+        .iter()
+        .find(|(code, _)| *code == currency)
+        .map(|(_, digits)| *digits)
 }
 
 /// Parses `"1500.00"` (KES) into minor units (`150000`). The number of decimals must be exactly

@@ -33,21 +33,48 @@ use crate::runtime::{Refundry, StartError};
 #[serde(deny_unknown_fields)]
 pub struct NewRefund {
     /// Provider id (`mfs-africa`, `pagoefectivo`).
+    #[schema(example = "mfs-africa")]
     pub provider: String,
-    /// The gateway's id for this refund: with `provider`, the idempotency key.
+    /// The gateway's id for this refund: with `provider`, the idempotency key. 1 to 128
+    /// characters, not blank, no control characters.
+    // The pattern states [`NewRefund::check`]'s id rule (control characters are Unicode's Cc,
+    // blanks its White_Space). utoipa takes only a literal, so each id field repeats it; the
+    // API tests hold all three to what `check` accepts.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "rf-2026-000123"
+    )]
     pub external_refund_id: String,
-    /// The payment to refund, as the provider knows it.
+    /// The payment to refund, as the provider knows it (same rules as `external_refund_id`).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "91000042"
+    )]
     pub original_transaction_id: String,
-    /// Amount in minor units (cents), positive, at most 10^15.
-    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    /// Amount in minor units (cents), 1 to 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, example = 150_000)]
     #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
-    /// ISO 4217 code.
+    /// ISO 4217 code, one of those Refundry knows (the document lists them); the provider must
+    /// refund in it too, or the refund is refused (`unsupported_currency`).
+    #[schema(example = "KES")]
     pub currency: String,
-    /// Why.
+    /// Why, at most 500 characters.
+    #[schema(max_length = 500, example = "customer_return")]
     #[serde(default)]
     pub reason: Option<String>,
-    /// The merchant's order id (PagoEfectivo requires it: its `transactionCode`).
+    /// The merchant's order id (PagoEfectivo requires it: its `transactionCode`); same rules as
+    /// `external_refund_id`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$",
+        example = "ORDER-991"
+    )]
     #[serde(default)]
     pub order_id: Option<String>,
     /// The original payment, when the gateway knows it: checked before any provider call.
@@ -59,11 +86,13 @@ pub struct NewRefund {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginalPayment {
-    /// Amount paid, in minor units, at most 10^15.
-    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    /// Amount paid, in minor units, 1 to 10^15.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, example = 500_000)]
     #[serde(deserialize_with = "minor_units")]
     pub amount: i64,
-    /// ISO 4217 code.
+    /// ISO 4217 code, one of those Refundry knows; another than the refund's is refused
+    /// (`currency_mismatch`).
+    #[schema(example = "KES")]
     pub currency: String,
     /// When the payment completed (RFC 3339).
     pub completed_at: DateTime<Utc>,
@@ -283,7 +312,7 @@ impl RefundService {
             .runtime
             .provider(&req.provider)
             .map_err(|_| CreateError::UnknownProvider(req.provider.clone()))?;
-        validate(&req, &plugin.backend)?;
+        validate(&req)?;
         let now = self.now_ms();
         let refusal = precheck(&req, &plugin.backend, now);
         // One request per key at a time in this process: a concurrent replay waits for the first
@@ -780,21 +809,8 @@ fn invalid(field: &str, message: impl Into<String>) -> CreateError {
 }
 
 /// Refuses input no provider call could make sense of.
-fn validate(req: &NewRefund, backend: &Backend) -> Result<(), CreateError> {
-    req.check()?;
-    let info = backend.info();
-    if !info.currencies.iter().any(|c| c == &req.currency) {
-        return Err(invalid(
-            "currency",
-            format!(
-                "{} does not refund {} (it refunds {})",
-                req.provider,
-                req.currency,
-                info.currencies.join(", ")
-            ),
-        ));
-    }
-    Ok(())
+fn validate(req: &NewRefund) -> Result<(), CreateError> {
+    req.check()
 }
 
 impl NewRefund {
@@ -805,7 +821,7 @@ impl NewRefund {
         let id_field = |field: &str, value: &str| {
             if value.trim().is_empty() {
                 Err(invalid(field, "must not be empty"))
-            } else if value.len() > 128 {
+            } else if value.chars().count() > 128 {
                 Err(invalid(field, "must be at most 128 characters"))
             } else if value.chars().any(char::is_control) {
                 Err(invalid(field, "must not contain control characters"))
@@ -825,7 +841,7 @@ impl NewRefund {
                 format!("{:?} is not an ISO 4217 code Refundry knows", req.currency),
             ));
         }
-        if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        if req.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
             return Err(invalid("reason", "must be at most 500 characters"));
         }
         if let Some(original) = &req.original {
@@ -856,10 +872,11 @@ fn check_amount(field: &str, amount: i64) -> Result<(), CreateError> {
     }
 }
 
-/// The checks against the original payment that need no ledger: currency, settlement, window.
-/// (The remaining amount is checked by the ledger, atomically with the insert.)
+/// The checks that need no ledger: the provider refunds the currency; against the original
+/// payment, currency, settlement and window. (The remaining amount is checked by the ledger,
+/// atomically with the insert.) A well-formed request this provider cannot take is refused
+/// here, recorded and answered like any refusal (422), not called malformed.
 fn precheck(req: &NewRefund, backend: &Backend, now_ms: i64) -> Option<Failure> {
-    let original = req.original.as_ref()?;
     let refuse = |code: &str, message: String| {
         Some(Failure {
             code: code.to_owned(),
@@ -867,6 +884,19 @@ fn precheck(req: &NewRefund, backend: &Backend, now_ms: i64) -> Option<Failure> 
             provider_code: None,
         })
     };
+    let info = backend.info();
+    if !info.currencies.iter().any(|c| c == &req.currency) {
+        return refuse(
+            "unsupported_currency",
+            format!(
+                "{} does not refund {} (it refunds {})",
+                req.provider,
+                req.currency,
+                info.currencies.join(", ")
+            ),
+        );
+    }
+    let original = req.original.as_ref()?;
     if original.currency != req.currency {
         return refuse(
             "currency_mismatch",

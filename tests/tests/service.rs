@@ -340,6 +340,12 @@ async fn auth_scopes_and_body_limit() {
     assert_eq!(service.mfs_create_calls().await, 1);
 }
 
+/// `body` with its `currency` replaced.
+fn in_currency(mut body: Value, currency: &str) -> Value {
+    body["currency"] = json!(currency);
+    body
+}
+
 #[tokio::test]
 async fn pre_checks_refuse_without_a_provider_call() {
     let service = Service::start().await;
@@ -376,6 +382,15 @@ async fn pre_checks_refuse_without_a_provider_call() {
         (
             "amount_exceeded",
             with_original(pe_body("pe-p", "p-pe-amt", 10_001), 10_000, "PEN", 2, None),
+        ),
+        // A currency Refundry knows but this provider does not refund: well formed, refused.
+        (
+            "unsupported_currency",
+            in_currency(mfs_body("txn-p", "p-mfs-pen", 100), "PEN"),
+        ),
+        (
+            "unsupported_currency",
+            in_currency(pe_body("pe-p", "p-pe-kes", 100), "KES"),
         ),
     ];
     for (code, body) in &cases {

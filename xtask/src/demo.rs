@@ -76,10 +76,21 @@ impl Story {
         base: u32,
     ) -> Result<String> {
         let txn = format!("{}", base + rand::random::<u32>() % 1_000_000);
+        self.seed_payment_as(client, base_url, &txn).await?;
+        Ok(txn)
+    }
+
+    /// Seeds an original payment of 5000.00 at the sandbox under the id `txn`.
+    pub(crate) async fn seed_payment_as(
+        &self,
+        client: &reqwest::Client,
+        base_url: &str,
+        txn: &str,
+    ) -> Result<()> {
         let (path, mut body) = self.seed.clone();
         body["transaction_id"] = json!(txn);
         control(client, format!("{base_url}/_sandbox/{path}"), body).await?;
-        Ok(txn)
+        Ok(())
     }
 }
 

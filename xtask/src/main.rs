@@ -4,12 +4,16 @@
 //!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`
 //!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`).
 //! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace (and the
-//!   host's unit tests again with the `native-plugins` feature).
+//!   host's unit tests again with the `native-plugins` feature), then `api-check`.
+//! - `api-check`: Schemathesis (pinned, in a venv under `target/api-check/`) against
+//!   `refundry serve` with both providers on sandboxes: every phase, every check; fails on any
+//!   failure or error, i.e. wherever the API does other than its OpenAPI document says.
 //! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
 //!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
 //! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively.
 
+mod api_check;
 mod bench_service;
 mod build;
 mod demo;
@@ -38,6 +42,9 @@ enum Command {
     },
     /// Build everything, start the sandbox, and walk real refunds through the host.
     Demo,
+    /// Run Schemathesis (every phase, every check) against `refundry serve` and its OpenAPI
+    /// document.
+    ApiCheck,
     /// Build the plugins, then run the benchmarks (extra args go to `cargo bench`).
     Bench {
         /// Arguments passed to `cargo bench`.
@@ -66,9 +73,11 @@ fn main() -> Result<()> {
                 "native-plugins",
                 "--lib",
             ];
-            build::cargo(&native, &args)
+            build::cargo(&native, &args)?;
+            api_check::run()
         }
         Command::Demo => demo::run(),
+        Command::ApiCheck => api_check::run(),
         Command::Bench { args } => {
             build::plugins()?;
             build::cargo(&["bench", "-p", "refundry-host"], &args)

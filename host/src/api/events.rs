@@ -21,8 +21,32 @@ pub struct EventParams {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The previous page's `next_cursor`.
+    /// The previous page's `next_cursor`: the last event's position, decimal digits (empty:
+    /// from the first).
+    #[param(pattern = "^[0-9]{0,18}$", example = "42")]
     pub cursor: Option<String>,
+}
+
+/// The longest cursor: 18 decimal digits always fit the ledger's 64-bit event positions, and
+/// no position this API hands out is longer.
+const CURSOR_DIGITS: usize = 18;
+
+/// An event cursor: the decimal digits of a position, as `next_cursor` gives them. Exactly what
+/// the document's pattern allows, no sign and no spaces, so that a cursor the document calls
+/// valid is never refused and one it calls invalid never taken.
+fn parse_cursor(value: &str) -> Result<i64, ApiError> {
+    let digits = !value.is_empty()
+        && value.len() <= CURSOR_DIGITS
+        && value.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| value.parse::<i64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "cursor",
+                format!("cursor {value:?} is not a next_cursor this API gave"),
+            )
+        })
 }
 
 /// Reads the query: an unknown parameter or a bad value is a 400 naming it.
@@ -38,14 +62,7 @@ pub fn parse(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
         match name.as_str() {
             "refund_id" => query.refund_id = Some(value),
             "limit" => query.limit = page_limit(&value)?,
-            "cursor" => {
-                query.after_seq = Some(value.parse::<i64>().map_err(|_| {
-                    ApiError::invalid(
-                        "cursor",
-                        format!("cursor {value:?} is not a next_cursor this API gave"),
-                    )
-                })?)
-            }
+            "cursor" => query.after_seq = Some(parse_cursor(&value)?),
             other => {
                 return Err(ApiError::invalid(
                     other,
@@ -67,9 +84,12 @@ pub fn parse(pairs: Vec<(String, String)>) -> Result<EventQuery, ApiError> {
     params(EventParams),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        (status = 400, description = "A bad parameter (named in `field`)", body = ErrorBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 400, description = "A bad or unknown parameter (`invalid_request`, named in \
+            `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
+        (status = 500, description = "The ledger could not be read (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -109,6 +129,10 @@ mod tests {
             }
         );
         assert_eq!(parse(pairs(&[("refund_id", "")])).unwrap().refund_id, None);
+        // The longest cursor the document allows.
+        let q = parse(pairs(&[("cursor", "999999999999999999")])).unwrap();
+        assert_eq!(q.after_seq, Some(999_999_999_999_999_999));
+        assert_eq!(parse(pairs(&[("cursor", "")])).unwrap().after_seq, None);
     }
 
     #[test]
@@ -117,6 +141,10 @@ mod tests {
             ("limit", "0"),
             ("limit", "501"),
             ("cursor", "x"),
+            ("cursor", "-1"),
+            ("cursor", "+1"),
+            ("cursor", " 1"),
+            ("cursor", "1234567890123456789"),
             ("nope", "1"),
         ] {
             let e = parse(pairs(&[(name, value)])).unwrap_err();

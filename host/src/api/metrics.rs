@@ -30,7 +30,8 @@ impl RequiredScope for MetricsScope {
     operation_id = "metrics",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain; version=0.0.4"),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `metrics`", body = ErrorBody),
         (status = 500, description = "The ledger could not be read", body = ErrorBody),
     ),

@@ -3,16 +3,16 @@
 //!
 //! | Route | Auth | Answers |
 //! |---|---|---|
-//! | `POST /v1/refunds` | `refunds` | 201, 202, 422, 503 (by outcome; 503 with `Retry-After`); 400, 404, 409 |
-//! | `GET /v1/refunds` | `refunds` | 200 (JSON page, or CSV with `format=csv`); 400 |
-//! | `GET /v1/refunds/{id}` | `refunds` | 200; 404 |
-//! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404 |
-//! | `GET /v1/events` | `refunds` | 200; 400 |
-//! | `POST /v1/webhooks/{provider}` | none (the plugin verifies the signature) | 200; 400, 401, 404 |
+//! | `POST /v1/refunds` | `refunds` | 201, 202, 422, 503 (by outcome; 503 with `Retry-After`); 400, 404, 409; 500 |
+//! | `GET /v1/refunds` | `refunds` | 200 (JSON page, or CSV with `format=csv`); 400; 500 |
+//! | `GET /v1/refunds/{id}` | `refunds` | 200; 404; 500 |
+//! | `GET /v1/refunds/{id}/exchanges` | `admin` | 200; 404; 500 |
+//! | `GET /v1/events` | `refunds` | 200; 400; 500 |
+//! | `POST /v1/webhooks/{provider}` | none (the plugin verifies the signature) | 200; 400, 401, 404; 500 |
 //! | `GET /v1/plugins` | `admin` | 200 |
-//! | `POST /v1/plugins/{provider}/versions` | `admin` | 201, 200 (already loaded); 404, 409, 413, 422 |
-//! | `POST /v1/plugins/{provider}/activate` | `admin` | 200; 400, 404 |
-//! | `DELETE /v1/plugins/{provider}/versions/{version}` | `admin` | 204; 404, 409 |
+//! | `POST /v1/plugins/{provider}/versions` | `admin` | 201, 200 (already loaded); 400, 404, 409, 413, 422; 500 |
+//! | `POST /v1/plugins/{provider}/activate` | `admin` | 200; 400, 404; 500 |
+//! | `DELETE /v1/plugins/{provider}/versions/{version}` | `admin` | 204; 404, 409; 500 |
 //! | `GET /metrics` | `metrics` | 200 (Prometheus text format); 500 |
 //! | `GET /healthz` | none | 200 |
 //! | `GET /openapi.json` | none | 200 |

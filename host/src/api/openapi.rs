@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 /// The API's OpenAPI document.
@@ -62,8 +63,9 @@ use utoipa::{Modify, OpenApi};
         crate::registry::Loaded,
         crate::registry::Activated,
         crate::registry::LoadedFrom,
+        crate::export::Format,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &KnownCurrencies),
     tags(
         (name = "refunds", description = "Refunds (bearer token with scope `refunds`; exchanges need `admin`)"),
         (name = "events", description = "Outbound events to the gateway's endpoints, with their deliveries (scope `refunds`)"),
@@ -87,14 +89,79 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Lists the currency codes [`crate::money::CURRENCIES`] knows as the only values of a refund
+/// request's `currency` and `original.currency` (any other is a 400), from the list the check
+/// itself reads, so that the two cannot drift apart.
+struct KnownCurrencies;
+
+impl Modify for KnownCurrencies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let codes: Vec<serde_json::Value> = crate::money::CURRENCIES
+            .iter()
+            .map(|(code, _)| serde_json::Value::from(*code))
+            .collect();
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for schema in ["NewRefund", "OriginalPayment"] {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Object(currency))) = object.properties.get_mut("currency")
+            {
+                currency.enum_values = Some(codes.clone());
+            }
+        }
+    }
+}
+
 /// The document as JSON, generated once (it only depends on the code).
 pub fn document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serializes")
+        let mut doc =
+            serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        camel_case_links(&mut doc);
+        serde_json::to_string(&doc).expect("the OpenAPI document serializes")
     })
+}
+
+/// utoipa 5.5 writes a Link Object's fields in Rust's snake case (`operation_id`,
+/// `request_body`); OpenAPI names them `operationId`, `operationRef` and `requestBody`, and a
+/// client that follows links (Schemathesis's stateful phase) finds no target without them.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+        else {
+            continue;
+        };
+        let links = responses
+            .values_mut()
+            .filter_map(|response| response.get_mut("links"))
+            .filter_map(|links| links.as_object_mut())
+            .flat_map(|links| links.values_mut())
+            .filter_map(|link| link.as_object_mut());
+        for link in links {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(value) = link.remove(snake) {
+                    link.insert(camel.to_owned(), value);
+                }
+            }
+        }
+    }
 }
 
 /// This document.

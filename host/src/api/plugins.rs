@@ -31,8 +31,16 @@ pub struct PluginList {
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     /// A loaded version of the provider's plugin.
+    #[schema(example = "0.1.0")]
     pub version: String,
 }
+
+/// The body of `POST /v1/plugins/{provider}/versions`: the bytes of a component's `.wasm` file,
+/// sent as they are (`application/wasm`), not wrapped in JSON. For the document only: the
+/// handler reads the body itself.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ComponentFile(pub Vec<u8>);
 
 /// Every provider's loaded plugin versions and active one.
 #[utoipa::path(
@@ -42,7 +50,8 @@ pub struct ActivateRequest {
     operation_id = "list_plugins",
     responses(
         (status = 200, description = "Every provider's versions", body = PluginList),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -63,13 +72,27 @@ pub async fn list<S: RefundApi>(
     path = "/v1/plugins/{provider}/versions",
     tag = "plugins",
     operation_id = "load_plugin_version",
-    params(("provider" = String, Path, description = "Provider id")),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
-        description = "The component (at most 32 MiB)"),
+    params(("provider" = String, Path, description = "Provider id", example = "mfs-africa")),
+    request_body(content = inline(ComponentFile), content_type = "application/wasm",
+        description = "The component's `.wasm` file (1 byte to 32 MiB)"),
     responses(
-        (status = 201, description = "Loaded", body = Loaded),
-        (status = 200, description = "This component was already loaded", body = Loaded),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 201, description = "Loaded", body = Loaded, links(
+            ("RemoveVersion" = (operation_id = "remove_plugin_version",
+                parameters(("provider" = "$request.path.provider"), ("version" = "$response.body#/version")),
+                description = "Unload this version again")),
+            ("ActivateVersion" = (operation_id = "activate_plugin_version",
+                parameters(("provider" = "$request.path.provider")),
+                request_body = json!({"version": "$response.body#/version"}),
+                description = "Make this version the active one")),
+        )),
+        (status = 200, description = "This component was already loaded", body = Loaded, links(
+            ("RemoveVersion" = (operation_id = "remove_plugin_version",
+                parameters(("provider" = "$request.path.provider"), ("version" = "$response.body#/version")),
+                description = "Unload this version (refused while it is the active one)")),
+        )),
+        (status = 400, description = "An empty body, or one cut short (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
         (status = 404, description = "No such provider (`unknown_provider`)", body = ErrorBody),
         (status = 409, description = "Another component has this version (`version_conflict`), \
@@ -77,6 +100,7 @@ pub async fn list<S: RefundApi>(
         (status = 413, description = "Body over 32 MiB", body = ErrorBody),
         (status = 422, description = "Refused: `not_a_component`, `forbidden_import`, \
             `contract_mismatch`, `describe_failed`, `provider_mismatch`", body = ErrorBody),
+        (status = 500, description = "The registry could not be written (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -114,14 +138,18 @@ pub async fn load<S: RefundApi>(
     path = "/v1/plugins/{provider}/activate",
     tag = "plugins",
     operation_id = "activate_plugin_version",
-    params(("provider" = String, Path, description = "Provider id")),
+    params(("provider" = String, Path, description = "Provider id", example = "mfs-africa")),
     request_body = ActivateRequest,
     responses(
         (status = 200, description = "Activated", body = Activated),
         (status = 400, description = "The body is not `{\"version\": \"...\"}`", body = ErrorBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
-        (status = 404, description = "No such provider or version", body = ErrorBody),
+        (status = 404, description = "No such provider (`unknown_provider`) or version \
+            (`unknown_version`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 500, description = "The registry could not be written (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -147,15 +175,18 @@ pub async fn activate<S: RefundApi>(
     tag = "plugins",
     operation_id = "remove_plugin_version",
     params(
-        ("provider" = String, Path, description = "Provider id"),
-        ("version" = String, Path, description = "A loaded version"),
+        ("provider" = String, Path, description = "Provider id", example = "mfs-africa"),
+        ("version" = String, Path, description = "A loaded version", example = "0.2.0"),
     ),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
-        (status = 404, description = "No such provider or version", body = ErrorBody),
+        (status = 404, description = "No such provider (`unknown_provider`) or version \
+            (`unknown_version`)", body = ErrorBody),
         (status = 409, description = "The version is active (`version_active`)", body = ErrorBody),
+        (status = 500, description = "The registry could not be written (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]

@@ -40,18 +40,72 @@ pub struct RefundFailureBody {
     request_body = NewRefund,
     responses(
         (status = 201, description = "The provider took the refund", body = RefundRecord,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
-        (status = 202, description = "Outcome not known yet: the janitor finds out", body = RefundRecord),
-        (status = 400, description = "A field is missing or wrong", body = ErrorBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+            headers(
+                ("Location" = String, description = "The refund: `/v1/refunds/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay (absent otherwise)"),
+            ),
+            links(
+                ("GetRefund" = (operation_id = "get_refund", parameters(("id" = "$response.body#/id")),
+                    description = "The refund and its history")),
+                ("GetRefundExchanges" = (operation_id = "get_refund_exchanges",
+                    parameters(("id" = "$response.body#/id")),
+                    description = "The refund's provider HTTP exchanges")),
+                ("ListRefundEvents" = (operation_id = "list_events",
+                    parameters(("refund_id" = "$response.body#/id")),
+                    description = "The events written for the refund")),
+            )),
+        (status = 202, description = "Outcome not known yet: the janitor finds out", body = RefundRecord,
+            headers(
+                ("Location" = String, description = "The refund: `/v1/refunds/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay (absent otherwise)"),
+            ),
+            links(
+                ("GetRefund" = (operation_id = "get_refund", parameters(("id" = "$response.body#/id")),
+                    description = "The refund and its history")),
+                ("GetRefundExchanges" = (operation_id = "get_refund_exchanges",
+                    parameters(("id" = "$response.body#/id")),
+                    description = "The refund's provider HTTP exchanges")),
+                ("ListRefundEvents" = (operation_id = "list_events",
+                    parameters(("refund_id" = "$response.body#/id")),
+                    description = "The events written for the refund")),
+            )),
+        (status = 400, description = "A field is missing, of the wrong type or out of its range \
+            (`invalid_request`, named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
         (status = 404, description = "No such provider (`unknown_provider`)", body = ErrorBody),
-        (status = 409, description = "The key was used with other parameters", body = ErrorBody),
+        (status = 409, description = "The key was used with other parameters (`idempotency_conflict`)",
+            body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "Refused, by a pre-check or the provider", body = RefundFailureBody),
-        (status = 500, description = "The service failed", body = ErrorBody),
-        (status = 503, description = "Nothing reached a provider that could have acted on it (rate limited through every retry, no connection, or the host could not run the plugin, e.g. its instance pool was full): the refund stays `unknown` with nothing final recorded; send the same request again after `Retry-After` (the janitor also sends it)", body = RefundFailureBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait before sending the same request again"))),
+        (status = 422, description = "Refused, by a pre-check (`unsupported_currency`, \
+            `currency_mismatch`, `not_settled`, `window_expired`, `amount_exceeded`) or by the \
+            provider; the refund is recorded `failed`", body = RefundFailureBody,
+            headers(
+                ("Location" = String, description = "The refund: `/v1/refunds/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay (absent otherwise)"),
+            ),
+            links(
+                ("GetRefund" = (operation_id = "get_refund",
+                    parameters(("id" = "$response.body#/refund/id")),
+                    description = "The refund and its history")),
+            )),
+        (status = 500, description = "The service failed (`internal`)", body = ErrorBody),
+        (status = 503, description = "Nothing reached a provider that could have acted on it \
+            (rate limited or no connection through every retry, or the host could not run the \
+            plugin, e.g. its instance pool was full): the refund stays `unknown` with nothing \
+            final recorded; send the same request again after `Retry-After` (the janitor also \
+            sends it)", body = RefundFailureBody,
+            headers(
+                ("Retry-After" = u32, description = "Seconds to wait before sending the same request again"),
+                ("Location" = String, description = "The refund: `/v1/refunds/{id}`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay (absent otherwise)"),
+            ),
+            links(
+                ("GetRefund" = (operation_id = "get_refund",
+                    parameters(("id" = "$response.body#/refund/id")),
+                    description = "The refund and its history")),
+            )),
     ),
     security(("bearer" = [])),
 )]
@@ -155,9 +209,11 @@ fn outcome_code(outcome: Outcome) -> &'static str {
     params(("id" = String, Path, description = "Refundry's refund id (`rf_...`)")),
     responses(
         (status = 200, description = "The refund and its history", body = RefundDetail),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
-        (status = 404, description = "No such refund", body = ErrorBody),
+        (status = 404, description = "No such refund (`not_found`)", body = ErrorBody),
+        (status = 500, description = "The ledger could not be read (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -187,9 +243,11 @@ fn no_refund(id: &str) -> ApiError {
     params(("id" = String, Path, description = "Refundry's refund id (`rf_...`)")),
     responses(
         (status = 200, description = "The refund's exchanges, oldest first", body = Vec<ExchangeRecord>),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
-        (status = 404, description = "No such refund", body = ErrorBody),
+        (status = 404, description = "No such refund (`not_found`)", body = ErrorBody),
+        (status = 500, description = "The ledger could not be read (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -226,7 +284,9 @@ pub struct ListParams {
     /// Page size, 1 to 500 (default 50). With `format=csv` and no `limit`, the whole selection.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The previous page's `next_cursor`.
+    /// The previous page's `next_cursor`: the last refund id of that page (refunds with a greater
+    /// id follow; empty: from the first).
+    #[param(example = "rf_0193a1b2c3d4e5f60718293a4b5c6d7e")]
     pub cursor: Option<String>,
     /// `json` (default) or `csv`.
     pub format: Option<Format>,
@@ -335,9 +395,12 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         (status = 200, description = "A page of refunds, or with `format=csv` the selection as CSV \
             (every page when no `limit` is given)",
             content((Page = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A bad parameter (named in `field`)", body = ErrorBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 400, description = "A bad or unknown parameter (`invalid_request`, named in \
+            `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `refunds`", body = ErrorBody),
+        (status = 500, description = "The ledger could not be read (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]

@@ -337,7 +337,18 @@ async fn events_need_the_refunds_scope_and_a_good_query() {
     call(&fake, get(Some(REFUNDS_TOKEN), "/v1/events?limit=0"))
         .await
         .error(StatusCode::BAD_REQUEST, "invalid_request");
+    // A cursor is the digits `next_cursor` gave, as the document's pattern says: a sign, which
+    // a bare integer parse would take, is refused.
+    for cursor in ["-1", "%2B1", "x"] {
+        let uri = format!("/v1/events?cursor={cursor}");
+        let e = call(&fake, request("GET", &uri, Some(REFUNDS_TOKEN), None))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(e["field"], "cursor", "{cursor}");
+    }
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    let a = call(&fake, get(Some(REFUNDS_TOKEN), "/v1/events?cursor=42")).await;
+    assert_eq!(a.status, StatusCode::OK);
     let a = call(
         &fake,
         get(Some(REFUNDS_TOKEN), "/v1/events?refund_id=rf_0001"),
@@ -918,4 +929,309 @@ async fn plugin_uploads_may_be_large_but_not_unbounded() {
     )
     .await;
     a.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+/// The document, parsed.
+fn document() -> Value {
+    serde_json::from_str(openapi::document()).unwrap()
+}
+
+/// Every string value under `key` anywhere in `v`, with its JSON pointer.
+fn strings_under(v: &Value, key: &str, at: String, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                match child {
+                    Value::String(s) if k == key => out.push((here, s.clone())),
+                    _ => strings_under(child, key, here, out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                strings_under(child, key, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_ref_in_the_document_resolves() {
+    let doc = document();
+    let mut refs = Vec::new();
+    strings_under(&doc, "$ref", String::new(), &mut refs);
+    assert!(refs.len() > 20, "{refs:?}");
+    for (at, target) in refs {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{at}: {target} is not local"));
+        assert!(
+            doc.pointer(pointer).is_some(),
+            "{at}: {target} does not resolve"
+        );
+    }
+    // The list's `format` parameter was such a reference.
+    assert!(doc["components"]["schemas"]["Format"]["enum"].is_array());
+}
+
+/// The operations of the document by `operationId`: (path, method, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            out.push((path.clone(), method.clone(), op.clone()));
+        }
+    }
+    out
+}
+
+#[test]
+fn links_lead_from_a_refund_and_a_loaded_version_to_their_operations() {
+    let doc = document();
+    let ops = operations(&doc);
+    let by_id = |id: &str| {
+        ops.iter()
+            .find(|(_, _, op)| op["operationId"] == id)
+            .unwrap_or_else(|| panic!("no operation {id}"))
+            .2
+            .clone()
+    };
+    // Every link names an operation that exists and only parameters that operation has.
+    let mut links = 0;
+    for (path, method, op) in &ops {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let Some(map) = response["links"].as_object() else {
+                continue;
+            };
+            for (name, link) in map {
+                links += 1;
+                let target = by_id(link["operationId"].as_str().unwrap());
+                let names: Vec<&str> = target["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().map(|p| p["name"].as_str().unwrap()).collect())
+                    .unwrap_or_default();
+                for param in link["parameters"].as_object().into_iter().flatten() {
+                    assert!(
+                        names.contains(&param.0.as_str()),
+                        "{method} {path} {status} link {name}: no parameter {}",
+                        param.0
+                    );
+                }
+            }
+        }
+    }
+    assert!(links >= 8, "{links} links");
+    let created = &by_id("create_refund")["responses"]["201"]["links"];
+    for (name, op, param, value) in [
+        ("GetRefund", "get_refund", "id", "$response.body#/id"),
+        (
+            "GetRefundExchanges",
+            "get_refund_exchanges",
+            "id",
+            "$response.body#/id",
+        ),
+        (
+            "ListRefundEvents",
+            "list_events",
+            "refund_id",
+            "$response.body#/id",
+        ),
+    ] {
+        assert_eq!(created[name]["operationId"], op, "{name}");
+        assert_eq!(created[name]["parameters"][param], value, "{name}");
+    }
+    let loaded = &by_id("load_plugin_version")["responses"]["201"]["links"]["RemoveVersion"];
+    assert_eq!(loaded["operationId"], "remove_plugin_version");
+    assert_eq!(loaded["parameters"]["provider"], "$request.path.provider");
+    assert_eq!(loaded["parameters"]["version"], "$response.body#/version");
+}
+
+#[test]
+fn the_document_states_every_answer_of_each_route() {
+    let doc = document();
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        let mut s: Vec<String> = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"))
+            .keys()
+            .cloned()
+            .collect();
+        s.sort();
+        s
+    };
+    for (path, method, want) in [
+        (
+            "/v1/refunds",
+            "post",
+            &[
+                "201", "202", "400", "401", "403", "404", "409", "413", "422", "500", "503",
+            ][..],
+        ),
+        ("/v1/refunds", "get", &["200", "400", "401", "403", "500"]),
+        (
+            "/v1/refunds/{id}",
+            "get",
+            &["200", "401", "403", "404", "500"],
+        ),
+        (
+            "/v1/refunds/{id}/exchanges",
+            "get",
+            &["200", "401", "403", "404", "500"],
+        ),
+        ("/v1/events", "get", &["200", "400", "401", "403", "500"]),
+        (
+            "/v1/webhooks/{provider}",
+            "post",
+            &["200", "400", "401", "404", "413", "500"],
+        ),
+        ("/v1/plugins", "get", &["200", "401", "403"]),
+        (
+            "/v1/plugins/{provider}/versions",
+            "post",
+            &[
+                "200", "201", "400", "401", "403", "404", "409", "413", "422", "500",
+            ],
+        ),
+        (
+            "/v1/plugins/{provider}/activate",
+            "post",
+            &["200", "400", "401", "403", "404", "413", "500"],
+        ),
+        (
+            "/v1/plugins/{provider}/versions/{version}",
+            "delete",
+            &["204", "401", "403", "404", "409", "500"],
+        ),
+        ("/metrics", "get", &["200", "401", "403", "500"]),
+    ] {
+        assert_eq!(statuses(path, method), want, "{method} {path}");
+    }
+    let create = &doc["paths"]["/v1/refunds"]["post"]["responses"];
+    // A refund the provider could not be asked about says when to ask again.
+    assert_eq!(
+        create["503"]["headers"]["Retry-After"]["schema"]["type"],
+        "integer"
+    );
+    let body_of = |status: &str| {
+        create[status]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(body_of("503"), "#/components/schemas/RefundFailureBody");
+    assert_eq!(body_of("422"), "#/components/schemas/RefundFailureBody");
+    // 500 is only the service's own failure.
+    assert_eq!(body_of("500"), "#/components/schemas/ErrorBody");
+    // The component upload is raw bytes, not a JSON array of numbers.
+    let upload = &doc["paths"]["/v1/plugins/{provider}/versions"]["post"]["requestBody"];
+    let schema = &upload["content"]["application/wasm"]["schema"];
+    assert_eq!(schema["type"], "string", "{upload}");
+    assert_eq!(schema["format"], "binary", "{upload}");
+}
+
+#[test]
+fn the_refund_request_schema_states_the_checks() {
+    let doc = document();
+    let schema = &doc["components"]["schemas"]["NewRefund"];
+    assert_eq!(schema["additionalProperties"], false, "{schema}");
+    let props = &schema["properties"];
+    for id in ["external_refund_id", "original_transaction_id", "order_id"] {
+        assert_eq!(props[id]["minLength"], 1, "{id}");
+        assert_eq!(props[id]["maxLength"], 128, "{id}");
+        // One rule for every id: the one checked against `check` below.
+        assert_eq!(
+            props[id]["pattern"], props["external_refund_id"]["pattern"],
+            "{id}"
+        );
+    }
+    assert_eq!(props["reason"]["maxLength"], 500);
+    let original = &doc["components"]["schemas"]["OriginalPayment"];
+    assert_eq!(original["additionalProperties"], false, "{original}");
+    let codes: Vec<Value> = crate::money::CURRENCIES
+        .iter()
+        .map(|(c, _)| json!(c))
+        .collect();
+    for amount in [&props["amount"], &original["properties"]["amount"]] {
+        assert_eq!(amount["minimum"], 1, "{amount}");
+        assert_eq!(amount["maximum"], 1_000_000_000_000_000_i64, "{amount}");
+    }
+    for currency in [&props["currency"], &original["properties"]["currency"]] {
+        assert_eq!(currency["enum"], json!(codes), "{currency}");
+    }
+    // The events cursor is the digits `next_cursor` gives.
+    let events = &doc["paths"]["/v1/events"]["get"]["parameters"];
+    let cursor = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap();
+    assert_eq!(cursor["schema"]["pattern"], "^[0-9]{0,18}$");
+}
+
+/// What the document says of an id field's value: within the length bounds (in characters, as
+/// JSON Schema counts them) and matching the pattern.
+fn document_takes_id(doc: &Value, value: &str) -> bool {
+    let id = &doc["components"]["schemas"]["NewRefund"]["properties"]["external_refund_id"];
+    let pattern = regex::Regex::new(id["pattern"].as_str().unwrap()).unwrap();
+    let chars = value.chars().count() as u64;
+    chars >= id["minLength"].as_u64().unwrap()
+        && chars <= id["maxLength"].as_u64().unwrap()
+        && pattern.is_match(value)
+}
+
+#[test]
+fn the_id_rules_in_the_document_are_the_checks_rules() {
+    let doc = document();
+    let request = |id: &str| NewRefund {
+        provider: "mfs-africa".into(),
+        external_refund_id: id.into(),
+        original_transaction_id: "tx-1".into(),
+        amount: 100,
+        currency: "KES".into(),
+        reason: None,
+        order_id: None,
+        original: None,
+    };
+    let long_ascii = "a".repeat(128);
+    // 128 characters of two bytes each: counted as 128, as the document counts them.
+    let long_wide = "é".repeat(128);
+    let too_long = "é".repeat(129);
+    for value in [
+        "rf-1",
+        "a",
+        " a ",
+        "ÄÖ 123",
+        "\u{3000}x",
+        long_ascii.as_str(),
+        long_wide.as_str(),
+        too_long.as_str(),
+        "",
+        " ",
+        "\t\u{a0}\u{2003}\u{3000}",
+        "\u{85}",
+        "a\nb",
+        "a\u{0}b",
+        "a\u{7f}",
+        "a\u{9f}",
+    ] {
+        let checked = request(value).check();
+        assert_eq!(
+            checked.is_ok(),
+            document_takes_id(&doc, value),
+            "{value:?}: check says {checked:?}"
+        );
+    }
+    // `reason` is counted in characters too, as the document's `maxLength` is.
+    let max = doc["components"]["schemas"]["NewRefund"]["properties"]["reason"]["maxLength"]
+        .as_u64()
+        .unwrap() as usize;
+    let with_reason = |n: usize| NewRefund {
+        reason: Some("é".repeat(n)),
+        ..request("rf-1")
+    };
+    assert!(with_reason(max).check().is_ok());
+    assert!(with_reason(max + 1).check().is_err());
 }

@@ -30,7 +30,7 @@ pub struct WebhookReceipt {
     path = "/v1/webhooks/{provider}",
     tag = "webhooks",
     operation_id = "receive_webhook",
-    params(("provider" = String, Path, description = "Provider id (`mfs-africa`, `pagoefectivo`)")),
+    params(("provider" = String, Path, description = "Provider id (`mfs-africa`, `pagoefectivo`)", example = "mfs-africa")),
     request_body(content = String, description = "The provider's notification, as sent", content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted (duplicates and unmatched events included)", body = WebhookReceipt),
