@@ -200,6 +200,12 @@ const MIGRATIONS: &[&str] = &[
         recording      TEXT NOT NULL,
         UNIQUE (refund_id, seq)
     ) STRICT;",
+    // The key the plugin artifact cache is authenticated with (one row): kept here, not in the
+    // cache folder, so that write access to the folder cannot forge an artifact.
+    "CREATE TABLE artifact_key (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        key BLOB NOT NULL
+    ) STRICT;",
 ];
 
 /// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.

@@ -109,7 +109,8 @@ impl Refundry {
                 plugin,
             });
         }
-        let cache = ArtifactCache::new(config.plugins.cache.clone());
+        let key = crate::registry::artifact_key(&db).await?;
+        let cache = ArtifactCache::new(config.plugins.cache.clone(), key);
         let registry = Registry::start(engine.clone(), db.clone(), cache, clock.clone(), providers)
             .await
             .map_err(|(provider, source)| StartError::Plugin { provider, source })?;

@@ -31,7 +31,8 @@ use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::plugin::{Plugin, PluginComponent, sha256_hex};
 use crate::view::ProviderInfoView;
-pub use cache::{ArtifactCache, LoadedFrom};
+pub use cache::{ArtifactCache, ArtifactKey, LoadedFrom};
+pub use store::artifact_key;
 use store::StoredVersion;
 
 /// Why a registry change was refused. Each refusal changes nothing.
