@@ -64,6 +64,10 @@ pub enum FaultSpec {
         /// The error code to send, of the simulator's [`FaultPolicy::codes`] shape (by default
         /// non-empty, lowercase ASCII letters and `_` only).
         code: String,
+        /// The error body's message (default: the simulator's own words for an injected error):
+        /// a provider that echoes what it was sent (an API key, say) can be played.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
         /// How many requests; at least 1.
         #[serde(default = "one")]
         count: u32,
@@ -275,6 +279,8 @@ pub enum RequestFault {
         status: u16,
         /// The error code, of the simulator's [`FaultPolicy::codes`] shape.
         code: String,
+        /// The error body's message, when the fault gave one.
+        message: Option<String>,
         /// Seconds for `Retry-After`, when the header is to be sent.
         retry_after: Option<u64>,
     },
@@ -347,6 +353,7 @@ impl Faults {
             FaultSpec::Error {
                 status,
                 ref code,
+                ref message,
                 count,
                 retry_after,
             } => {
@@ -355,6 +362,7 @@ impl Faults {
                     RequestFault::Error {
                         status,
                         code: code.clone(),
+                        message: message.clone(),
                         retry_after,
                     },
                     count,
@@ -514,6 +522,7 @@ mod tests {
             Some(RequestFault::Error {
                 status,
                 code: code.to_owned(),
+                message: None,
                 retry_after,
             })
         };
@@ -543,6 +552,7 @@ mod tests {
         let error = |status, code: &str, count| FaultSpec::Error {
             status,
             code: code.to_owned(),
+            message: None,
             count,
             retry_after: None,
         };
@@ -584,6 +594,7 @@ mod tests {
         let error = |code: &str| FaultSpec::Error {
             status: 422,
             code: code.to_owned(),
+            message: None,
             count: 1,
             retry_after: None,
         };
