@@ -225,8 +225,8 @@ impl Activation {
             Some(scratch.0.join("activation-cache")),
             ArtifactKey::random(),
         )
-            .path(host.engine(), &loaded.version.sha256)
-            .expect("the cache has a folder");
+        .path(host.engine(), &loaded.version.sha256)
+        .expect("the cache has a folder");
         let artifact = std::fs::read(&artifact_path).expect("the first load wrote the artifact");
         assert_ne!(
             base_version, next_version,

@@ -92,7 +92,12 @@ impl Backend {
             #[cfg(feature = "native-plugins")]
             Backend::Native(p) => p.parse_webhook(headers, body).await,
         };
-        self.sanitized("parse-webhook", exchanges, answer, Sanitizer::webhook_answer)
+        self.sanitized(
+            "parse-webhook",
+            exchanges,
+            answer,
+            Sanitizer::webhook_answer,
+        )
     }
 
     /// The provider's capabilities.

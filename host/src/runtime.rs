@@ -309,7 +309,11 @@ pub(crate) fn inspection_caps(path: &std::path::Path) -> Result<Arc<ProviderCaps
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
         })),
-        log: LogCap::new("inspect".into(), Redactor::default(), PluginQuotas::default()),
+        log: LogCap::new(
+            "inspect".into(),
+            Redactor::default(),
+            PluginQuotas::default(),
+        ),
         redactor: Redactor::default(),
         metrics: Default::default(),
     }))

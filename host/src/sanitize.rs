@@ -45,7 +45,10 @@ impl Sanitizer {
     /// A sanitizer removing what `redactor` removes and the `issued` credentials (those shorter
     /// than [`MIN_TOKEN`] are no credential, and are ignored).
     pub fn new(redactor: Redactor, issued: impl IntoIterator<Item = String>) -> Self {
-        let mut issued: Vec<String> = issued.into_iter().filter(|t| t.len() >= MIN_TOKEN).collect();
+        let mut issued: Vec<String> = issued
+            .into_iter()
+            .filter(|t| t.len() >= MIN_TOKEN)
+            .collect();
         issued.sort_by_key(|t| std::cmp::Reverse(t.len()));
         issued.dedup();
         Self { redactor, issued }
@@ -74,7 +77,11 @@ impl Sanitizer {
         Ok(text)
     }
 
-    fn optional_id(&self, field: &'static str, text: &Option<String>) -> Result<Option<String>, Oversized> {
+    fn optional_id(
+        &self,
+        field: &'static str,
+        text: &Option<String>,
+    ) -> Result<Option<String>, Oversized> {
         text.as_deref().map(|t| self.id(field, t)).transpose()
     }
 

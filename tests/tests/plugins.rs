@@ -852,7 +852,8 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
                      expects (a wasmtime upgrade?): update as_from_another_wasmtime",
                 );
                 // Framed with the ledger's key: authentic, so what rejects it is the engine check.
-                bytes = refundry_host::registry::cache::frame(&key, &component_sha256(path), &foreign);
+                bytes =
+                    refundry_host::registry::cache::frame(&key, &component_sha256(path), &foreign);
                 ("made by another wasmtime", "made for another engine")
             }
         };
@@ -968,9 +969,12 @@ async fn reframed_artifact_with_a_recomputed_digest_is_rejected() {
     assert_eq!(version(&after, MFS, V2)["loaded_from"], "cache");
     let file = one.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        service.logs().lines().any(|l| l.contains("precompiled plugin artifact rejected")
-            && l.contains(&file)
-            && l.contains("not authenticated")),
+        service
+            .logs()
+            .lines()
+            .any(|l| l.contains("precompiled plugin artifact rejected")
+                && l.contains(&file)
+                && l.contains("not authenticated")),
         "no rejection of {file}: {}",
         service.logs()
     );

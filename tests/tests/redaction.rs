@@ -44,12 +44,16 @@ async fn a_provider_message_echoing_a_secret_reaches_no_output() {
     // A first refund each, so the next request a provider sees is the refund itself (the auth
     // token is cached).
     expect(
-        &service.post_refund(&mfs_body("echo-txn", "echo-m0", 100)).await,
+        &service
+            .post_refund(&mfs_body("echo-txn", "echo-m0", 100))
+            .await,
         201,
         "MFS Africa",
     );
     expect(
-        &service.post_refund(&pe_body("echo-pe", "echo-p0", 100)).await,
+        &service
+            .post_refund(&pe_body("echo-pe", "echo-p0", 100))
+            .await,
         201,
         "PagoEfectivo",
     );

@@ -139,7 +139,11 @@ mod tests {
             assert_eq!(next.dropped(), 0);
         });
         let lines: Vec<&str> = written.lines().collect();
-        assert_eq!(lines.len(), 5, "3 lines, the drop notice, 1 line: {written}");
+        assert_eq!(
+            lines.len(),
+            5,
+            "3 lines, the drop notice, 1 line: {written}"
+        );
         assert!(lines[..3].iter().all(|l| l.contains("line ")), "{written}");
         assert!(
             lines[3].contains("7 more plugin log lines dropped: at most 3 per operation"),

@@ -172,7 +172,12 @@ pub fn frame(key: &ArtifactKey, component_sha256: &str, artifact: &[u8]) -> Vec<
     let mut file = Vec::with_capacity(HEADER_LEN + artifact.len());
     file.extend_from_slice(MAGIC);
     file.extend_from_slice(&component);
-    file.extend_from_slice(&tag(key, &component).chain_update(artifact).finalize().into_bytes());
+    file.extend_from_slice(
+        &tag(key, &component)
+            .chain_update(artifact)
+            .finalize()
+            .into_bytes(),
+    );
     file.extend_from_slice(artifact);
     file
 }
