@@ -1,6 +1,10 @@
 //! What serves a provider's refund operations: its plugin as a WebAssembly component (always, in
 //! production), or, in a build with the `native-plugins` feature, the same plugin crate compiled
 //! into the host (the baseline `cargo xtask bench-service` measures the component against).
+//!
+//! Every answer of either comes back through [`Backend`]'s one `sanitized` step: this is where
+//! the host takes a plugin's answer, so this is where secrets leave it and its caps are held
+//! (see [`crate::sanitize`]).
 
 use std::sync::Arc;
 
