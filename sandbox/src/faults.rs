@@ -501,6 +501,20 @@ mod tests {
     }
 
     #[test]
+    fn an_error_fault_may_carry_its_message() {
+        let faults = Faults::new();
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"kind": "error", "status": 401, "code": "invalid_api_key", "message": "key k1"}"#,
+        )
+        .unwrap();
+        faults.push(&spec).unwrap();
+        assert!(matches!(
+            faults.next_request(),
+            Some(RequestFault::Error { message: Some(m), .. }) if m == "key k1"
+        ));
+    }
+
+    #[test]
     fn error_faults_carry_any_code() {
         let faults = Faults::new();
         for text in [
