@@ -209,6 +209,7 @@ async fn bind_plugin(case: &'static Case) -> Plugin {
     let caps = provider_caps(
         provider,
         config.http,
+        config.quotas,
         Arc::new(CannedTransport(case)),
         db,
         FixedClock::new(NOW_MS),

@@ -46,7 +46,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use refundry_host::config::EngineLimits;
 use refundry_host::engine::Engine;
 use refundry_host::plugin::sha256_hex;
-use refundry_host::registry::{ArtifactCache, LoadedFrom, RegistryError};
+use refundry_host::registry::{ArtifactCache, ArtifactKey, LoadedFrom, RegistryError};
 use refundry_host::{Config, Money, OperationError, Refund, RefundRequest, RefundStatus, Refundry};
 use refundry_sandbox::{SandboxHandle, mfs_africa};
 use serde_json::{Value, json};
@@ -221,9 +221,12 @@ impl Activation {
             .expect("mfs-africa-next.wasm loads as a version of mfs-africa");
         assert_eq!(loaded.version.loaded_from, LoadedFrom::Compiled);
         let next_version = loaded.version.version;
-        let artifact_path = ArtifactCache::new(Some(scratch.0.join("activation-cache")))
-            .path(host.engine(), &loaded.version.sha256)
-            .expect("the cache has a folder");
+        let artifact_path = ArtifactCache::new(
+            Some(scratch.0.join("activation-cache")),
+            ArtifactKey::random(),
+        )
+        .path(host.engine(), &loaded.version.sha256)
+        .expect("the cache has a folder");
         let artifact = std::fs::read(&artifact_path).expect("the first load wrote the artifact");
         assert_ne!(
             base_version, next_version,
@@ -465,7 +468,7 @@ fn bench_load(c: &mut Criterion, scratch: &Scratch) {
     for provider in [MFS, PAGOEFECTIVO] {
         let bytes = read_plugin(provider);
         let sha = sha256_hex(&bytes);
-        let warm = ArtifactCache::new(Some(scratch.fresh("load-cache")));
+        let warm = ArtifactCache::new(Some(scratch.fresh("load-cache")), ArtifactKey::random());
         // Fills the cache: from here on, `warm` has the artifact.
         time_compile(&engine, &warm, &bytes, &sha, LoadedFrom::Compiled);
 
@@ -484,7 +487,7 @@ fn bench_load(c: &mut Criterion, scratch: &Scratch) {
                 (0..iters)
                     .map(|_| {
                         let dir = scratch.fresh("load-cold");
-                        let cold = ArtifactCache::new(Some(dir.clone()));
+                        let cold = ArtifactCache::new(Some(dir.clone()), ArtifactKey::random());
                         let elapsed =
                             time_compile(&engine, &cold, &bytes, &sha, LoadedFrom::Compiled);
                         std::fs::remove_dir_all(&dir).expect("the artifact was written");

@@ -4,6 +4,10 @@
 //! [engine]
 //! deadline_ms = 5000             # per plugin operation, wall time
 //! memory_limit_bytes = 16777216  # per plugin instance
+//! storage_max_keys = 1000        # per provider's storage, 1 to 1000000
+//! storage_max_bytes = 1048576    # per provider's storage, keys and values; 1024 to 1073741824
+//! log_max_lines = 200            # per plugin operation, 1 to 100000; then one line says how
+//!                                # many were dropped
 //!
 //! [http]
 //! timeout_ms = 10000
@@ -183,6 +187,29 @@ impl Default for EngineLimits {
     }
 }
 
+/// What one provider's plugin may keep and say (`[engine]` keys): a plugin must not fill the
+/// ledger's disk or flood the host's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginQuotas {
+    /// The most keys a provider's storage may hold.
+    pub storage_max_keys: u64,
+    /// The most bytes (keys and values) a provider's storage may hold.
+    pub storage_max_bytes: u64,
+    /// The most log lines one plugin operation may write.
+    pub log_max_lines: u32,
+}
+
+impl Default for PluginQuotas {
+    fn default() -> Self {
+        Self {
+            // A token cache and a little state need a handful of keys and a few KiB.
+            storage_max_keys: 1_000,
+            storage_max_bytes: 1 << 20,
+            log_max_lines: 200,
+        }
+    }
+}
+
 /// Limits applied to the plugins' outbound HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -236,6 +263,8 @@ pub struct Config {
     pub engine: EngineLimits,
     /// Outbound HTTP limits.
     pub http: HttpLimits,
+    /// Each provider's storage quota and log lines per operation.
+    pub quotas: PluginQuotas,
     /// SQLite database file (`None` for an in-memory database).
     pub database: Option<PathBuf>,
     /// How commits to it are made durable (`[database] synchronous`, default `full`).
@@ -538,6 +567,9 @@ struct RawEngine {
     deadline_ms: Option<u64>,
     memory_limit_bytes: Option<u64>,
     max_instances: Option<u64>,
+    storage_max_keys: Option<u64>,
+    storage_max_bytes: Option<u64>,
+    log_max_lines: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -638,6 +670,27 @@ impl Config {
                 1..=10_000,
             )? as u32,
         };
+        let quota_defaults = PluginQuotas::default();
+        let quotas = PluginQuotas {
+            storage_max_keys: limit(
+                "engine.storage_max_keys",
+                raw.engine.storage_max_keys,
+                quota_defaults.storage_max_keys,
+                1..=1_000_000,
+            )?,
+            storage_max_bytes: limit(
+                "engine.storage_max_bytes",
+                raw.engine.storage_max_bytes,
+                quota_defaults.storage_max_bytes,
+                1024..=1 << 30,
+            )?,
+            log_max_lines: limit(
+                "engine.log_max_lines",
+                raw.engine.log_max_lines,
+                u64::from(quota_defaults.log_max_lines),
+                1..=100_000,
+            )? as u32,
+        };
         let http_defaults = HttpLimits::default();
         let http = HttpLimits {
             timeout: Duration::from_millis(limit(
@@ -687,6 +740,7 @@ impl Config {
         Ok(Self {
             engine,
             http,
+            quotas,
             database,
             synchronous: raw.database.synchronous,
             providers,
@@ -1406,5 +1460,34 @@ key = "/abs/key.pem"
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn plugin_quotas_have_defaults_and_ranges() {
+        assert_eq!(parse("", &[]).unwrap().quotas, PluginQuotas::default());
+        let c = parse(
+            "[engine]\nstorage_max_keys = 10\nstorage_max_bytes = 4096\nlog_max_lines = 5\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.quotas,
+            PluginQuotas {
+                storage_max_keys: 10,
+                storage_max_bytes: 4096,
+                log_max_lines: 5,
+            }
+        );
+        for (text, key) in [
+            ("storage_max_keys = 0", "engine.storage_max_keys"),
+            ("storage_max_bytes = 1023", "engine.storage_max_bytes"),
+            ("log_max_lines = 0", "engine.log_max_lines"),
+        ] {
+            let e = parse(&format!("[engine]\n{text}\n"), &[]).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::BadLimit { key: k, .. } if k == key),
+                "{text}: {e}"
+            );
+        }
     }
 }

@@ -207,6 +207,12 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE refunds ADD COLUMN processed_at INTEGER;
     UPDATE refunds SET processed_at = updated_at, next_check_at = updated_at
         WHERE status = 'processed';",
+    // 8: the key the plugin artifact cache is authenticated with (one row): kept here, not in the
+    // cache folder, so that write access to the folder cannot forge an artifact.
+    "CREATE TABLE artifact_key (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        key BLOB NOT NULL
+    ) STRICT;",
 ];
 
 /// How SQLite makes a commit durable (`[database] synchronous`).

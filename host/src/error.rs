@@ -35,6 +35,21 @@ pub enum PluginError {
         /// The trap and its wasm backtrace.
         message: String,
     },
+    /// The plugin answered with an id or code longer than the host accepts (see
+    /// [`crate::sanitize`]): not a provider's answer the host can keep.
+    #[error("plugin {provider} answered {op} with {field} of {len} bytes, over the cap of {limit}")]
+    OversizedAnswer {
+        /// Provider id.
+        provider: String,
+        /// Operation name.
+        op: &'static str,
+        /// Which text of the answer.
+        field: &'static str,
+        /// Its length, in bytes.
+        len: usize,
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// No instance could be created (for example every pool slot is in use).
     #[error("plugin {provider} could not be instantiated for {op}: {message}")]
     Instantiate {

@@ -100,6 +100,8 @@ impl std::fmt::Debug for Exchanges {
 #[derive(Default)]
 struct Collected {
     done: Vec<Exchange>,
+    /// Credentials the provider issued in the operation's answers (see [`Exchanges::issued`]).
+    issued: Vec<String>,
     sent: usize,
     recorder: Option<crate::replay::Recorder>,
 }
@@ -152,6 +154,13 @@ impl Exchanges {
         std::mem::take(&mut self.lock().done)
     }
 
+    /// The credentials the provider issued in this operation's answers so far (values of
+    /// credential-named JSON fields and headers, as [`crate::secret::credentials_in`] finds
+    /// them): removed from the plugin's answer with the configured secrets.
+    pub fn issued(&self) -> Vec<String> {
+        self.lock().issued.clone()
+    }
+
     /// How many requests were put on the wire, finished or not.
     pub fn sent(&self) -> usize {
         self.lock().sent
@@ -176,6 +185,13 @@ impl Watch<'_> {
     /// Records the exchange with its answer.
     pub fn finish(mut self, result: &Result<Response, HttpError>) {
         self.done = true;
+        if let Ok(r) = result {
+            let mut found = crate::secret::credentials_in(&r.body);
+            found.extend(crate::secret::credential_headers(&r.headers));
+            if !found.is_empty() {
+                self.exchanges.lock().issued.extend(found);
+            }
+        }
         let e = Exchange::record(
             self.redactor,
             self.req,
@@ -301,5 +317,25 @@ mod tests {
             assert!(!all.contains(leaked), "{leaked} leaked in {all}");
         }
         assert!(all.contains("10.00") && all.contains("application/json"));
+    }
+
+    #[test]
+    fn credentials_the_provider_issues_are_noted() {
+        let redactor = Redactor::default();
+        let req = Request {
+            method: Method::Post,
+            url: "http://p/auth".into(),
+            headers: vec![],
+            body: None,
+        };
+        let exchanges = Exchanges::new();
+        exchanges.sending(&redactor, &req, 0).finish(&Ok(Response {
+            status: 200,
+            headers: vec![("X-Session-Token".into(), "hdr-0123456789abcdef".into())],
+            body: br#"{"data":{"access_token":"tok-0123456789abcdef","key":"1"}}"#.to_vec(),
+        }));
+        let mut issued = exchanges.issued();
+        issued.sort();
+        assert_eq!(issued, ["hdr-0123456789abcdef", "tok-0123456789abcdef"]);
     }
 }

@@ -6,7 +6,8 @@
 //! failure_message, reason, created_at, updated_at`. `amount` is in minor units, `amount_major`
 //! the same amount as a decimal in major units (`1500.00` KES; empty for a currency whose
 //! decimals the host does not know), times are RFC 3339 UTC with milliseconds, an absent value is
-//! an empty cell.
+//! an empty cell. Every text cell (ids included) that starts with `=`, `+`, `-`, `@`, a tab or a
+//! carriage return is written with a leading `'`, so a spreadsheet never runs it as a formula.
 
 use std::io::Write;
 
@@ -172,37 +173,40 @@ impl Write for Chunks {
     }
 }
 
-/// One CSV row, in [`CSV_COLUMNS`] order.
+/// One CSV row, in [`CSV_COLUMNS`] order. Every text cell goes through [`text_cell`]: ids and
+/// codes come from the gateway or from a provider's answer as much as messages do.
 pub fn csv_row(r: &RefundRecord) -> [String; 16] {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let opt = |v: &Option<String>| v.as_deref().map(text_cell).unwrap_or_default();
     let amount_major = money::exponent(&r.currency)
         .map(|_| money::format_minor(r.amount, &r.currency))
         .unwrap_or_default();
     let failure = r.failure.as_ref();
     [
-        r.id.clone(),
-        r.provider.clone(),
-        r.plugin_version.clone(),
-        r.external_refund_id.clone(),
-        r.original_transaction_id.clone(),
+        text_cell(&r.id),
+        text_cell(&r.provider),
+        text_cell(&r.plugin_version),
+        text_cell(&r.external_refund_id),
+        text_cell(&r.original_transaction_id),
+        // Numbers the host formats itself: a spreadsheet must read them as numbers.
         r.amount.to_string(),
-        r.currency.clone(),
+        text_cell(&r.currency),
         amount_major,
-        r.status.as_str().to_owned(),
+        text_cell(r.status.as_str()),
         opt(&r.provider_refund_id),
         opt(&r.provider_status),
-        failure.map(|f| f.code.clone()).unwrap_or_default(),
+        failure.map(|f| text_cell(&f.code)).unwrap_or_default(),
         failure.map(|f| text_cell(&f.message)).unwrap_or_default(),
-        r.reason.as_deref().map(text_cell).unwrap_or_default(),
+        opt(&r.reason),
         time(r.created_at),
         time(r.updated_at),
     ]
 }
 
-/// Free text (a reason the gateway passed on, a provider's error message) as a cell: a leading
-/// `=`, `+`, `-`, `@`, tab or carriage return would make a spreadsheet evaluate the cell as a
-/// formula (OWASP "CSV injection"), so such a cell starts with `'`. Ids and amounts are left
-/// as they are: reconciliation matches on them.
+/// Text as a cell: a leading `=`, `+`, `-`, `@`, tab or carriage return would make a spreadsheet
+/// evaluate the cell as a formula (OWASP "CSV injection"), so such a cell starts with `'`, which
+/// spreadsheets show as text and do not display. Ids are no exception: a provider's refund id
+/// or the gateway's external id is text someone else chose. An id that needs the `'` is one no
+/// legitimate party issues, so reconciliation on ids is not affected in practice.
 fn text_cell(text: &str) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
@@ -301,6 +305,41 @@ pub(crate) mod tests {
         let row = r.records().next().unwrap().unwrap();
         assert_eq!(row.len(), 16);
         assert_eq!(&row[13], "customer, said \"no\"");
+    }
+
+    #[test]
+    fn every_text_cell_is_formula_safe() {
+        let mut r = record(1);
+        r.id = "=HYPERLINK(\"http://x\")".into();
+        r.provider = "+p".into();
+        r.plugin_version = "-1".into();
+        r.external_refund_id = "@SUM(A1)".into();
+        r.original_transaction_id = "\t=1".into();
+        r.currency = "=C".into();
+        r.provider_refund_id = Some("=1+1".into());
+        r.provider_status = Some("\r=2".into());
+        r.reason = Some("-3".into());
+        r.failure = Some(Failure {
+            code: "=code".into(),
+            message: "@msg".into(),
+            provider_code: None,
+        });
+        let row = csv_row(&r);
+        for (i, cell) in row.iter().enumerate() {
+            let column = CSV_COLUMNS[i];
+            match column {
+                // Numbers, and times the host writes: never a leading formula character.
+                "amount" | "amount_major" | "status" | "created_at" | "updated_at" => {
+                    assert!(!cell.starts_with('\''), "{column}: {cell}")
+                }
+                _ => assert!(cell.starts_with('\''), "{column} not neutralised: {cell}"),
+            }
+        }
+        assert_eq!(row[0], "'=HYPERLINK(\"http://x\")");
+        // Plain ids are left as they are.
+        let plain = csv_row(&record(2));
+        assert_eq!(plain[0], "rf_0002");
+        assert_eq!(plain[3], "ext-2");
     }
 
     #[test]

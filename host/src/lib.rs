@@ -34,6 +34,7 @@ pub mod refunds;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod sanitize;
 pub mod secret;
 pub mod view;
 mod webhooks;

@@ -128,7 +128,13 @@ fn exchange_outcome(result: &Result<Response, HttpError>) -> Option<&'static str
 }
 
 /// Every `kind` label of a plugin failure.
-const FAILURE_KINDS: [&str; 4] = ["trap", "deadline", "memory_limit", "instantiate"];
+const FAILURE_KINDS: [&str; 5] = [
+    "trap",
+    "deadline",
+    "memory_limit",
+    "instantiate",
+    "oversized_answer",
+];
 
 /// The operations a served plugin runs (`describe` runs only when a version is loaded).
 const OPERATIONS: [&str; 3] = ["create-refund", "get-refund", "parse-webhook"];
@@ -140,6 +146,7 @@ fn failure_kind(e: &PluginError) -> (&'static str, &str, &'static str) {
         PluginError::DeadlineExceeded { provider, op, .. } => ("deadline", provider, op),
         PluginError::MemoryLimit { provider, op, .. } => ("memory_limit", provider, op),
         PluginError::Instantiate { provider, op, .. } => ("instantiate", provider, op),
+        PluginError::OversizedAnswer { provider, op, .. } => ("oversized_answer", provider, op),
     }
 }
 
@@ -347,7 +354,7 @@ impl Metrics {
         registry.register(
             "refundry_plugin_failures",
             "Plugin operations that failed in the sandbox, by provider, plugin version, \
-             operation and kind (trap, deadline, memory_limit, instantiate)",
+             operation and kind (trap, deadline, memory_limit, instantiate, oversized_answer)",
             self.plugin_failures.clone(),
         );
         registry.register(

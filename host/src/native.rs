@@ -120,6 +120,11 @@ impl NativeProvider {
         &self.info
     }
 
+    /// The capabilities it runs with.
+    pub fn caps(&self) -> &Arc<ProviderCaps> {
+        &self.caps
+    }
+
     /// `create-refund`; its HTTP exchanges go to `exchanges`.
     pub async fn create_refund(
         &self,
@@ -178,7 +183,7 @@ impl NativeProvider {
     ) -> Result<T, PluginError> {
         let host = CapsHost {
             caps: self.caps.clone(),
-            op,
+            log: self.caps.log.operation(op),
             exchanges: exchanges.cloned(),
             runtime: Handle::current(),
         };
@@ -215,8 +220,8 @@ impl NativeProvider {
 /// on a blocking-pool thread, where waiting is allowed).
 struct CapsHost {
     caps: Arc<ProviderCaps>,
-    /// The operation, for log lines.
-    op: &'static str,
+    /// The operation's log lines, counted against the cap.
+    log: crate::caps::log::OperationLog,
     exchanges: Option<Exchanges>,
     runtime: Handle,
 }
@@ -270,9 +275,7 @@ impl refundry_sdk::Host for CapsHost {
             .iter()
             .map(|&(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        self.caps
-            .log
-            .log(self.op, log_level(level), message, &fields);
+        self.log.log(log_level(level), message, &fields);
     }
 }
 
@@ -551,6 +554,7 @@ mod tests {
         let caps = provider_caps(
             &config.providers[provider],
             config.http,
+            config.quotas,
             Arc::new(transport.clone()),
             Database::open(None).expect("an in-memory database opens"),
             FixedClock::new(NOW_MS),

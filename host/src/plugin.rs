@@ -161,6 +161,11 @@ impl Plugin {
         &self.info
     }
 
+    /// The capabilities it is bound to.
+    pub fn caps(&self) -> &Arc<ProviderCaps> {
+        &self.caps
+    }
+
     /// The component this plugin runs.
     pub fn component(&self) -> &PluginComponent {
         &self.component

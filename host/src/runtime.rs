@@ -10,7 +10,7 @@ use crate::bindings::types::{
 };
 use crate::caps::http::{ReqwestTransport, Transport};
 use crate::caps::{Clock, ConfigCap, HttpCap, LogCap, ProviderCaps, StorageCap, SystemClock};
-use crate::config::{Config, HttpLimits, ProviderConfig};
+use crate::config::{Config, HttpLimits, PluginQuotas, ProviderConfig};
 use crate::db::{Database, DbError};
 use crate::engine::{Engine, EngineError};
 use crate::error::{LoadError, PluginError};
@@ -92,6 +92,7 @@ impl Refundry {
             let caps = provider_caps(
                 provider,
                 config.http,
+                config.quotas,
                 transport.clone(),
                 db.clone(),
                 clock.clone(),
@@ -109,7 +110,8 @@ impl Refundry {
                 plugin,
             });
         }
-        let cache = ArtifactCache::new(config.plugins.cache.clone());
+        let key = crate::registry::artifact_key(&db).await?;
+        let cache = ArtifactCache::new(config.plugins.cache.clone(), key);
         let registry = Registry::start(engine.clone(), db.clone(), cache, clock.clone(), providers)
             .await
             .map_err(|(provider, source)| StartError::Plugin { provider, source })?;
@@ -240,6 +242,7 @@ fn native_backend(
 pub fn provider_caps(
     provider: &ProviderConfig,
     limits: HttpLimits,
+    quotas: PluginQuotas,
     transport: Arc<dyn Transport>,
     db: Database,
     clock: Arc<dyn Clock>,
@@ -255,8 +258,9 @@ pub fn provider_caps(
             provider.id.clone(),
         ),
         clock,
-        storage: StorageCap::new(db, provider.id.clone()),
-        log: LogCap::new(provider.id.clone(), redactor),
+        storage: StorageCap::new(db, provider.id.clone(), quotas),
+        log: LogCap::new(provider.id.clone(), redactor.clone(), quotas),
+        redactor,
         config: ConfigCap::new(provider),
         metrics: Default::default(),
     })
@@ -296,7 +300,7 @@ pub(crate) fn inspection_caps(path: &std::path::Path) -> Result<Arc<ProviderCaps
             "inspect".into(),
         ),
         clock: Arc::new(SystemClock),
-        storage: StorageCap::new(db, "inspect".into()),
+        storage: StorageCap::new(db, "inspect".into(), PluginQuotas::default()),
         config: ConfigCap::new(Arc::new(ProviderConfig {
             id: "inspect".into(),
             plugin: path.to_owned(),
@@ -305,7 +309,12 @@ pub(crate) fn inspection_caps(path: &std::path::Path) -> Result<Arc<ProviderCaps
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
         })),
-        log: LogCap::new("inspect".into(), Redactor::default()),
+        log: LogCap::new(
+            "inspect".into(),
+            Redactor::default(),
+            PluginQuotas::default(),
+        ),
+        redactor: Redactor::default(),
         metrics: Default::default(),
     }))
 }

@@ -63,6 +63,69 @@ impl Redactor {
     }
 }
 
+/// The shortest run-time credential looked for: shorter values (a `key: "1"`) are no credential,
+/// and replacing them everywhere would garble the text they are removed from.
+pub const MIN_TOKEN: usize = 16;
+
+/// Whether a field or header name says its value is a credential: its last word is `token`,
+/// `secret`, `password`, `key`, `authorization` or `credential(s)` (`access_token`, `authToken`,
+/// `X-Api-Key`), not merely contains one (`tokenExpires` is a date the plugin reads).
+pub fn names_a_credential(name: &str) -> bool {
+    let mut last = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && prev_lower) {
+            last.clear();
+        }
+        if c.is_alphanumeric() {
+            last.push(c.to_ascii_lowercase());
+        }
+        prev_lower = c.is_lowercase();
+    }
+    matches!(
+        last.as_str(),
+        "token" | "secret" | "password" | "key" | "authorization" | "credential" | "credentials"
+    )
+}
+
+/// Credentials a provider issues at run time (an auth token: no configured secret, but a secret
+/// all the same) found in a JSON body: the string values of credential-named fields, at least
+/// [`MIN_TOKEN`] long. Nothing for a body that is not JSON.
+pub fn credentials_in(body: &[u8]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::String(s)
+                            if names_a_credential(k) && s.len() >= MIN_TOKEN =>
+                        {
+                            out.push(s.clone());
+                        }
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+/// The values of credential-named headers, at least [`MIN_TOKEN`] long.
+pub fn credential_headers(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, value)| names_a_credential(name) && value.len() >= MIN_TOKEN)
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,10 @@ pub enum FaultSpec {
         /// The error code to send, of the simulator's [`FaultPolicy::codes`] shape (by default
         /// non-empty, lowercase ASCII letters and `_` only).
         code: String,
+        /// The error body's message (default: the simulator's own words for an injected error):
+        /// a provider that echoes what it was sent (an API key, say) can be played.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
         /// How many requests; at least 1.
         #[serde(default = "one")]
         count: u32,
@@ -292,6 +296,8 @@ pub enum RequestFault {
         status: u16,
         /// The error code, of the simulator's [`FaultPolicy::codes`] shape.
         code: String,
+        /// The error body's message, when the fault gave one.
+        message: Option<String>,
         /// Seconds for `Retry-After`, when the header is to be sent.
         retry_after: Option<u64>,
     },
@@ -385,6 +391,7 @@ impl Faults {
             FaultSpec::Error {
                 status,
                 ref code,
+                ref message,
                 count,
                 retry_after,
             } => {
@@ -393,6 +400,7 @@ impl Faults {
                     RequestFault::Error {
                         status,
                         code: code.clone(),
+                        message: message.clone(),
                         retry_after,
                     },
                     count,
@@ -557,6 +565,20 @@ mod tests {
     }
 
     #[test]
+    fn an_error_fault_may_carry_its_message() {
+        let faults = Faults::new();
+        let spec: FaultSpec = serde_json::from_str(
+            r#"{"kind": "error", "status": 401, "code": "invalid_api_key", "message": "key k1"}"#,
+        )
+        .unwrap();
+        faults.push(&spec).unwrap();
+        assert!(matches!(
+            faults.next_request(),
+            Some(RequestFault::Error { message: Some(m), .. }) if m == "key k1"
+        ));
+    }
+
+    #[test]
     fn error_faults_carry_any_code() {
         let faults = Faults::new();
         for text in [
@@ -578,6 +600,7 @@ mod tests {
             Some(RequestFault::Error {
                 status,
                 code: code.to_owned(),
+                message: None,
                 retry_after,
             })
         };
@@ -607,6 +630,7 @@ mod tests {
         let error = |status, code: &str, count| FaultSpec::Error {
             status,
             code: code.to_owned(),
+            message: None,
             count,
             retry_after: None,
         };
@@ -648,6 +672,7 @@ mod tests {
         let error = |code: &str| FaultSpec::Error {
             status: 422,
             code: code.to_owned(),
+            message: None,
             count: 1,
             retry_after: None,
         };

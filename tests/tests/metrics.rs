@@ -284,7 +284,9 @@ async fn a_scripted_run_gives_exact_counts_and_a_bounded_oldest_age() {
         .lines()
         .filter(|l| l.starts_with("refundry_plugin_failures_total{"))
         .collect();
-    assert_eq!(failures.len(), 2 * 3 * 4, "{text}");
+    // 2 providers, 3 operations, 5 kinds (trap, deadline, memory_limit, instantiate,
+    // oversized_answer).
+    assert_eq!(failures.len(), 2 * 3 * 5, "{text}");
     assert!(failures.iter().all(|l| l.ends_with(" 0")), "{failures:?}");
 
     // Every metric the alert rules name is in this answer.

@@ -108,6 +108,12 @@ fn artifacts(service: &Service) -> Vec<PathBuf> {
     files
 }
 
+/// The key the (stopped) service's ledger authenticates its artifacts with.
+async fn ledger_artifact_key(service: &Service) -> refundry_host::registry::ArtifactKey {
+    let db = refundry_host::db::Database::open(Some(&service.db_path())).unwrap();
+    refundry_host::registry::artifact_key(&db).await.unwrap()
+}
+
 /// The SHA-256 of the component an artifact file is named after (`<sha256>-<engine key>.cwasm`).
 fn component_sha256(artifact: &Path) -> String {
     let name = artifact.file_stem().unwrap().to_str().unwrap();
@@ -824,6 +830,7 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
     service.kill_9().await;
     let files = artifacts(&service);
     assert_eq!(files.len(), 3, "{files:?}");
+    let key = ledger_artifact_key(&service).await;
     let mut damage = Vec::new();
     for (n, path) in files.iter().enumerate() {
         let mut bytes = std::fs::read(path).unwrap();
@@ -844,7 +851,9 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
                     "the artifact's .wasmtime.engine section is not laid out as this test \
                      expects (a wasmtime upgrade?): update as_from_another_wasmtime",
                 );
-                bytes = refundry_host::registry::cache::frame(&component_sha256(path), &foreign);
+                // Framed with the ledger's key: authentic, so what rejects it is the engine check.
+                bytes =
+                    refundry_host::registry::cache::frame(&key, &component_sha256(path), &foreign);
                 ("made by another wasmtime", "made for another engine")
             }
         };
@@ -924,6 +933,52 @@ async fn artifact_under_another_components_name_is_rebuilt() {
     );
     assert_eq!(version(&after, MFS, V1)["loaded_from"], "rebuilt");
     assert_eq!(version(&after, MFS, V2)["loaded_from"], "rebuilt");
+}
+
+/// One with write access to the cache folder, but not the ledger, takes 0.2.0's artifact,
+/// re-frames it as built from 0.1.0 (its hash) with every unkeyed digest recomputed, and puts it
+/// under 0.1.0's name. Without the ledger's key its tag cannot be made: it is rejected and 0.1.0
+/// is rebuilt from its own component, so 0.2.0's code never runs as 0.1.0.
+#[tokio::test]
+async fn reframed_artifact_with_a_recomputed_digest_is_rejected() {
+    use sha2::Digest;
+    let mut service = Service::start().await;
+    load_next(&service).await;
+    let before = service.plugins().await;
+    service.kill_9().await;
+    let sha_of = |v: &str| s(&version(&before, MFS, v)["sha256"]).to_owned();
+    let file_of = |v: &str| {
+        let sha = sha_of(v);
+        artifacts(&service)
+            .into_iter()
+            .find(|p| component_sha256(p) == sha)
+            .unwrap_or_else(|| panic!("no artifact for {v}"))
+    };
+    let (one, two) = (file_of(V1), file_of(V2));
+    let header = refundry_host::registry::cache::HEADER_LEN;
+    let code_of_two = std::fs::read(&two).unwrap()[header..].to_vec();
+    let mut forged = refundry_host::registry::cache::MAGIC.to_vec();
+    forged.extend_from_slice(&hex::decode(sha_of(V1)).unwrap());
+    forged.extend_from_slice(&sha2::Sha256::digest(&code_of_two));
+    forged.extend_from_slice(&code_of_two);
+    std::fs::write(&one, &forged).unwrap();
+    service.restart().await;
+    let after = service.plugins().await;
+    assert_eq!(stable(&after), stable(&before));
+    assert_eq!(version(&after, MFS, V1)["loaded_from"], "rebuilt");
+    assert_eq!(version(&after, MFS, V2)["loaded_from"], "cache");
+    let file = one.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        service
+            .logs()
+            .lines()
+            .any(|l| l.contains("precompiled plugin artifact rejected")
+                && l.contains(&file)
+                && l.contains("not authenticated")),
+        "no rejection of {file}: {}",
+        service.logs()
+    );
+    assert_ne!(std::fs::read(&one).unwrap(), forged, "not rewritten");
 }
 
 /// `.wasm` files put in the watched folder are loaded (not activated); a bad file,

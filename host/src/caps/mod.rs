@@ -35,6 +35,9 @@ pub struct ProviderCaps {
     pub config: ConfigCap,
     /// Redacting log sink.
     pub log: LogCap,
+    /// Removes the provider's configured secrets from text (its log lines, its exchanges, and
+    /// every text its plugin answers with).
+    pub redactor: crate::secret::Redactor,
     /// Where the provider's HTTP latency and plugin failures are counted (see [`crate::metrics`]).
     pub metrics: crate::metrics::MetricsSlot,
 }
@@ -42,8 +45,9 @@ pub struct ProviderCaps {
 /// The data of one plugin instance's store: the capabilities plus per-operation limits.
 pub struct PluginState {
     caps: Arc<ProviderCaps>,
-    op: &'static str,
     pub(crate) memory: MemoryCap,
+    /// The operation's log lines, counted against the cap.
+    log: self::log::OperationLog,
     exchanges: Option<Exchanges>,
     /// The operation's recording, when it is recorded: every import call and its answer.
     recorder: Option<Recorder>,
@@ -60,8 +64,8 @@ impl PluginState {
     ) -> Self {
         Self {
             recorder: exchanges.as_ref().and_then(Exchanges::recorder),
+            log: caps.log.operation(op),
             caps,
-            op,
             memory,
             exchanges,
         }
@@ -172,7 +176,7 @@ impl bindings::config::Host for PluginState {
 
 impl bindings::log::Host for PluginState {
     fn log(&mut self, level: bindings::log::Level, message: String, fields: Vec<(String, String)>) {
-        self.caps.log.log(self.op, level, &message, &fields);
+        self.log.log(level, &message, &fields);
         self.record(|m| (Call::log(m, level, &message, &fields), Answer::Logged));
     }
 }

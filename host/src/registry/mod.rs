@@ -31,8 +31,9 @@ use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::plugin::{Plugin, PluginComponent, sha256_hex};
 use crate::view::ProviderInfoView;
-pub use cache::{ArtifactCache, LoadedFrom};
+pub use cache::{ArtifactCache, ArtifactKey, LoadedFrom};
 use store::StoredVersion;
+pub use store::artifact_key;
 
 /// Why a registry change was refused. Each refusal changes nothing.
 #[derive(Debug, thiserror::Error)]

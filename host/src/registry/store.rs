@@ -1,9 +1,33 @@
 //! The registry's rows in the ledger: every loaded version's component bytes, and each
-//! provider's active version.
+//! provider's active version, and the key the artifact cache is authenticated with.
 
 use rusqlite::{OptionalExtension, params};
 
+use super::cache::ArtifactKey;
 use crate::db::{Database, DbError};
+
+/// The ledger's artifact key, created (32 random bytes) the first time it is asked for.
+pub async fn artifact_key(db: &Database) -> Result<ArtifactKey, DbError> {
+    let fresh = ArtifactKey::random();
+    db.run(move |c| {
+        // Two processes starting on one ledger at once: the first insert wins, both read it.
+        c.execute(
+            "INSERT INTO artifact_key (id, key) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+            [fresh.bytes().as_slice()],
+        )?;
+        let bytes: Vec<u8> = c.query_row("SELECT key FROM artifact_key WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+        ArtifactKey::from_bytes(&bytes).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Blob,
+                format!("the artifact key is {} bytes, not 32", bytes.len()).into(),
+            )
+        })
+    })
+    .await
+}
 
 /// A version as the ledger keeps it.
 pub struct StoredVersion {

@@ -670,65 +670,18 @@ impl SecretMasks {
     }
 }
 
-/// The shortest run-time credential masked: shorter values (a `key: "1"`) are no credential,
-/// and replacing them everywhere would garble the recording.
-const MIN_TOKEN: usize = 16;
-
-/// Whether a field or header name says its value is a credential: its last word is `token`,
-/// `secret`, `password`, `key`, `authorization` or `credential(s)` (`access_token`, `authToken`,
-/// `X-Api-Key`), not merely contains one (`tokenExpires` is a date the plugin reads).
-fn names_a_credential(name: &str) -> bool {
-    let mut last = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && prev_lower) {
-            last.clear();
-        }
-        if c.is_alphanumeric() {
-            last.push(c.to_ascii_lowercase());
-        }
-        prev_lower = c.is_lowercase();
-    }
-    matches!(
-        last.as_str(),
-        "token" | "secret" | "password" | "key" | "authorization" | "credential" | "credentials"
-    )
-}
-
 /// Values of credential-named JSON fields and headers in an answer the plugin was handed.
 fn issued_credentials(answer: &Answer) -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match v {
-                        Value::String(s) if names_a_credential(k) && s.len() >= MIN_TOKEN => {
-                            out.push(s.clone());
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
     let mut body = |b: &Body| {
-        if let Body::Text(t) = b
-            && let Ok(v) = serde_json::from_str::<Value>(t)
-        {
-            walk(&v, &mut out);
+        if let Body::Text(t) = b {
+            out.extend(crate::secret::credentials_in(t.as_bytes()));
         }
     };
     match answer {
         Answer::Http(Ok(r)) => {
             body(&r.body);
-            for (name, value) in &r.headers {
-                if names_a_credential(name) && value.len() >= MIN_TOKEN {
-                    out.push(value.clone());
-                }
-            }
+            out.extend(crate::secret::credential_headers(&r.headers));
         }
         Answer::Stored(Ok(Some(b))) => body(b),
         _ => {}
@@ -846,6 +799,7 @@ pub fn failure_output(e: &PluginError) -> Value {
         PluginError::DeadlineExceeded { .. } => "deadline-exceeded",
         PluginError::MemoryLimit { .. } => "memory-limit",
         PluginError::Instantiate { .. } => "instantiate",
+        PluginError::OversizedAnswer { .. } => "oversized-answer",
     };
     json!({ "plugin_failed": kind })
 }
@@ -941,7 +895,7 @@ mod tests {
             "client-secret",
             "Authorization",
         ] {
-            assert!(names_a_credential(yes), "{yes}");
+            assert!(crate::secret::names_a_credential(yes), "{yes}");
         }
         for no in [
             "tokenExpires",
@@ -951,7 +905,7 @@ mod tests {
             "status",
             "monkey",
         ] {
-            assert!(!names_a_credential(no), "{no}");
+            assert!(!crate::secret::names_a_credential(no), "{no}");
         }
     }
 

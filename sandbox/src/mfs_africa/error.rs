@@ -86,6 +86,8 @@ pub(crate) enum ApiError {
         status: u16,
         /// The `[a-z_]+` code to send.
         code: String,
+        /// The message to send instead of this error's own words.
+        message: Option<String>,
         /// Seconds for `Retry-After`, when one is to be sent.
         retry_after: Option<u64>,
     },
@@ -165,7 +167,12 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
-                message: self.to_string(),
+                message: match &self {
+                    ApiError::Injected {
+                        message: Some(m), ..
+                    } => m.clone(),
+                    _ => self.to_string(),
+                },
             },
             trace_id,
         };

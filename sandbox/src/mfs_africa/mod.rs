@@ -9,9 +9,10 @@
 //! to API requests that passed authentication and the allowlist:
 //! - `{"kind": "status", "status": 429|500|502|503, "count": N, "retry_after": S?}`: the spec's
 //!   `rate_limited`, `internal_error` or `service_unavailable` error, request not processed;
-//! - `{"kind": "error", "status": 400..=599, "code": "[a-z_]+", "count": N, "retry_after": S?}`:
-//!   that status with `{"error": {"code": code, "message": "...injected..."}, "trace_id": ...}`,
-//!   request not processed; any row of the spec's error table, or an unknown code;
+//! - `{"kind": "error", "status": 400..=599, "code": "[a-z_]+", "message": M?, "count": N,
+//!   "retry_after": S?}`: that status with `{"error": {"code": code, "message": M or
+//!   "...injected..."}, "trace_id": ...}`, request not processed; any row of the spec's error
+//!   table, or an unknown code;
 //! - `{"kind": "delay", "delay_ms": MS, "count": N}`: processed, then answered late.
 //!
 //! `Retry-After` is sent when `retry_after` is given, and always for 429 (default 1 s). Webhook

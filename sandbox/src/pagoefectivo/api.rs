@@ -146,10 +146,12 @@ pub(super) async fn gate(
         Some(RequestFault::Error {
             status,
             code,
+            message,
             retry_after,
         }) => ApiError::Injected {
             status,
             code,
+            message,
             retry_after,
         }
         .into_response(),

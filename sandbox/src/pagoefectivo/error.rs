@@ -106,6 +106,8 @@ pub(crate) enum ApiError {
         status: u16,
         /// Three ASCII digits.
         code: String,
+        /// The message to send instead of this error's own words.
+        message: Option<String>,
         /// Seconds for `Retry-After`, when one is to be sent.
         retry_after: Option<u64>,
     },
@@ -200,9 +202,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         tracing::info!(%status, code, "pagoefectivo sandbox refused a request");
+        let message = match &self {
+            ApiError::Injected {
+                message: Some(m), ..
+            } => m.clone(),
+            _ => self.to_string(),
+        };
         let body = ErrorBody {
             code,
-            message: self.to_string(),
+            message,
             data: self.data(),
         };
         let mut response = (status, axum::Json(body)).into_response();

@@ -15,8 +15,9 @@
 //!   spec's code `999`, request not processed. 429 and 502 are refused (400): the spec has no
 //!   rate limiting and lists only 500 and 503 for provider faults; an `error` fault sends them if
 //!   a test needs them (`{"kind": "error", "status": 429, "code": "999"}`);
-//! - `{"kind": "error", "status": 400..=599, "code": "<3 digits>", "count": N, "retry_after": S?}`:
-//!   that status and code in the spec's error body (`data` empty), request not processed;
+//! - `{"kind": "error", "status": 400..=599, "code": "<3 digits>", "message": M?, "count": N,
+//!   "retry_after": S?}`: that status and code (and message M, when given) in the spec's error
+//!   body (`data` empty), request not processed;
 //! - `{"kind": "delay", "delay_ms": MS, "count": N}`: processed, then answered late.
 //!
 //! `Retry-After` is sent when `retry_after` is given (and for an `error` fault with status 429,
