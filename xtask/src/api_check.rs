@@ -94,6 +94,8 @@ fn install(dir: &Path) -> Result<PathBuf> {
     if !make_venv(&venv)? {
         eprintln!("api-check: python3 -m venv failed; installing python3-venv with apt-get");
         let _ = std::fs::remove_dir_all(&venv);
+        // A fresh machine's package lists may be empty or old: read them first.
+        succeed(Command::new("apt-get").arg("update")).context("apt-get update")?;
         succeed(Command::new("apt-get").args(["install", "-y", "python3-venv"])).context(
             "python3 -m venv needs Debian's python3-venv (apt-get install python3-venv)",
         )?;
