@@ -364,29 +364,26 @@ impl Faults {
                 status,
                 count,
                 retry_after,
-            } => {
-                let retry_after = retry_after_for(status, retry_after);
-                state.requests.push_back((
-                    RequestFault::Status {
-                        status,
-                        retry_after,
-                    },
-                    count,
-                ));
             }
-            FaultSpec::StatusAfterProcessing {
+            | FaultSpec::StatusAfterProcessing {
                 status,
                 count,
                 retry_after,
             } => {
                 let retry_after = retry_after_for(status, retry_after);
-                state.requests.push_back((
-                    RequestFault::StatusAfterProcessing {
+                let fault = match spec {
+                    FaultSpec::StatusAfterProcessing { .. } => {
+                        RequestFault::StatusAfterProcessing {
+                            status,
+                            retry_after,
+                        }
+                    }
+                    _ => RequestFault::Status {
                         status,
                         retry_after,
                     },
-                    count,
-                ));
+                };
+                state.requests.push_back((fault, count));
             }
             FaultSpec::Error {
                 status,

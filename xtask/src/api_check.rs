@@ -18,7 +18,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::build;
 use crate::demo::{Story, mfs_africa, pagoefectivo, random_hex, start_sandbox};
-use crate::process::{Guard, spawn_announcing};
+use crate::demo_service::start_service;
+use crate::process::Guard;
 
 /// The Schemathesis release the check runs with: pinned, so that a new release's new checks
 /// show up as a deliberate upgrade rather than as a sudden failure.
@@ -59,7 +60,9 @@ pub fn run() -> Result<()> {
         runtime.block_on(story.seed_payment_as(&client, base_url, EXAMPLE_TRANSACTION))?;
     }
     let config = write_config(&run_dir, &stories, &sandboxes)?;
-    let (_service, url) = start_service(&refundry, &config, &env)?;
+    // The failures worth reading are in schemathesis's report; the service says only what went
+    // wrong on its side.
+    let (_service, url) = start_service(&refundry, &config, &env, "error")?;
     println!("api-check: refundry serve at {url}, schemathesis against {url}/openapi.json");
 
     let here = build::root().join("xtask").join("api-check");
@@ -147,34 +150,9 @@ fn write_config(dir: &Path, stories: &[Story], sandboxes: &[(Guard, String)]) ->
          scopes = [\"refunds\", \"admin\", \"metrics\"]\n\n",
     );
     for (story, (_, base_url)) in stories.iter().zip(sandboxes) {
-        let p = story.provider;
-        let plugin = build::plugins_dir().join(format!("{p}.wasm"));
-        let (mut settings, mut secrets) = (format!("base_url = \"{base_url}\"\n"), String::new());
-        for (key, var, secret) in &story.keys {
-            let line = format!("{key} = \"env:{var}\"\n");
-            if *secret { &mut secrets } else { &mut settings }.push_str(&line);
-        }
-        toml.push_str(&format!(
-            "[providers.{p}]\nplugin = {plugin:?}\n[providers.{p}.settings]\n{settings}\
-             [providers.{p}.secrets]\n{secrets}\n"
-        ));
+        toml.push_str(&story.provider_toml(base_url));
     }
     let path = dir.join("service.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
-}
-
-/// Starts `refundry serve` and reads the URL it prints.
-fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(Guard, String)> {
-    let mut command = Command::new(bin);
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        // The failures worth reading are in schemathesis's report; the service says only what
-        // went wrong on its side.
-        .env("REFUNDRY_LOG", "error")
-        .stderr(Stdio::inherit());
-    spawn_announcing(&mut command, "refund service")
 }

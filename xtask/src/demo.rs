@@ -45,6 +45,24 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+impl Story {
+    /// The `[providers.<id>]` tables of a service config for this provider against `base_url`,
+    /// its keys read from the environment.
+    pub(crate) fn provider_toml(&self, base_url: &str) -> String {
+        let p = self.provider;
+        let plugin = build::plugins_dir().join(format!("{p}.wasm"));
+        let (mut settings, mut secrets) = (format!("base_url = \"{base_url}\"\n"), String::new());
+        for (key, var, secret) in &self.keys {
+            let line = format!("{key} = \"env:{var}\"\n");
+            if *secret { &mut secrets } else { &mut settings }.push_str(&line);
+        }
+        format!(
+            "[providers.{p}]\nplugin = {plugin:?}\n[providers.{p}.settings]\n{settings}\
+             [providers.{p}.secrets]\n{secrets}\n"
+        )
+    }
+}
+
 /// What differs between providers in the same refund story.
 pub(crate) struct Story {
     pub(crate) provider: &'static str,

@@ -122,14 +122,21 @@ impl Service {
 }
 
 /// Starts `refundry serve` and reads the URL it prints.
-fn start_service(bin: &Path, config: &Path, env: &[(&str, String)]) -> Result<(Guard, String)> {
+/// Starts `refundry serve` on a free loopback port, logging at `log` (a `REFUNDRY_LOG` filter),
+/// and reads the URL it prints.
+pub(crate) fn start_service(
+    bin: &Path,
+    config: &Path,
+    env: &[(&str, String)],
+    log: &str,
+) -> Result<(Guard, String)> {
     let mut command = Command::new(bin);
     command
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("REFUNDRY_LOG", "warn")
+        .env("REFUNDRY_LOG", log)
         .stderr(Stdio::inherit());
     spawn_announcing(&mut command, "refund service")
 }
@@ -150,17 +157,7 @@ fn config(
          interval_ms = 100\n\n"
     ));
     for (story, base_url) in stories {
-        let p = story.provider;
-        let plugin = build::plugins_dir().join(format!("{p}.wasm"));
-        let (mut settings, mut secrets) = (format!("base_url = \"{base_url}\"\n"), String::new());
-        for (key, var, secret) in &story.keys {
-            let line = format!("{key} = \"env:{var}\"\n");
-            if *secret { &mut secrets } else { &mut settings }.push_str(&line);
-        }
-        toml.push_str(&format!(
-            "[providers.{p}]\nplugin = {plugin:?}\n[providers.{p}.settings]\n{settings}\
-             [providers.{p}.secrets]\n{secrets}\n"
-        ));
+        toml.push_str(&story.provider_toml(base_url));
     }
     let path = dir.join("service.toml");
     std::fs::write(&path, toml)?;
@@ -269,7 +266,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
         .map(|(s, (_, url))| (s, url.clone()))
         .collect();
     let config = config(&dir, &pairs, &events_url)?;
-    let (child, url) = start_service(bin, &config, &env)?;
+    let (child, url) = start_service(bin, &config, &env, "warn")?;
     let service = Service {
         _child: child,
         url,
