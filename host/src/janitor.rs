@@ -13,7 +13,9 @@ use tracing::Instrument;
 
 use crate::bindings::types::{RefundError, RefundLookup, RefusalKind};
 use crate::ledger::{Outcome, RefundRecord, Source, Stamp, Status};
-use crate::refunds::{Classified, RefundService, ServiceError, classify, report_of, request_of};
+use crate::refunds::{
+    Classified, RefundService, Sender, ServiceError, classify, report_of, request_of,
+};
 
 impl RefundService {
     /// Starts the janitor in the background; it runs until the handle is aborted.
@@ -122,7 +124,7 @@ impl RefundService {
                 if r.kind == RefusalKind::NotFound && refund.status == Status::Unknown =>
             {
                 tracing::info!("the provider has no such refund: re-sending the identical request");
-                self.resend(&plugin, refund).await
+                self.resend(&plugin, refund, checks + 1).await
             }
             Ok(Err(e)) => {
                 let detail = format!(
@@ -139,11 +141,13 @@ impl RefundService {
         }
     }
 
-    /// Re-sends the recorded create request of an `unknown` refund the provider has not seen.
+    /// Re-sends the recorded create request of an `unknown` refund the provider has not seen, as
+    /// the refund's check number `checks`.
     async fn resend(
         &self,
         plugin: &crate::registry::PluginVersion,
         refund: &RefundRecord,
+        checks: i64,
     ) -> Result<(), crate::db::DbError> {
         let (result, sent) = self
             .call_create(plugin, refund, &request_of(refund))
@@ -153,7 +157,7 @@ impl RefundService {
             // Not final: leave it unknown; the next check looks again.
             Classified::Retry(r) => crate::refunds::Answer::Unknown(r.failure.message),
         };
-        self.record(refund, answer, Source::Janitor, plugin.version(), false)
+        self.record(refund, answer, Sender::Janitor { checks }, plugin.version())
             .await
             .map(drop)
     }

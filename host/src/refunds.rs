@@ -497,7 +497,7 @@ impl RefundService {
                 Classified::Final(answer) => break answer,
             }
         };
-        self.record(refund, answer, Source::Api, plugin.version(), true)
+        self.record(refund, answer, Sender::Gateway, plugin.version())
             .await
     }
 
@@ -535,17 +535,25 @@ impl RefundService {
         Ok(exchanges.sent() > 0)
     }
 
-    /// Records a provider answer to a create request (first or re-sent); returns the outcome and,
-    /// when the answer settled it, the refund as it now is. `plugin` is the version that asked.
+    /// Records a provider answer to a create request (the gateway's, or the janitor's re-send);
+    /// returns the outcome and, when the answer settled it, the refund as it now is. `plugin` is
+    /// the version that asked.
     pub(crate) async fn record(
         &self,
         refund: &RefundRecord,
         answer: Answer,
-        source: Source,
+        sender: Sender,
         plugin: &str,
-        first: bool,
     ) -> Result<Recorded, crate::db::DbError> {
         let now = self.now_ms();
+        let (source, first, checks) = match sender {
+            Sender::Gateway => (Source::Api, true, None),
+            Sender::Janitor { checks } => (Source::Janitor, false, Some(checks)),
+        };
+        // An answer that settles nothing is looked at again after the janitor's back-off: from
+        // its first step after the gateway's request, from where the janitor's checks are after
+        // a re-send (so a refund that keeps failing is not re-sent at the first step forever).
+        let unsettled_next = self.next_check(now, checks.unwrap_or(0));
         let stamp = |detail: String| Stamp::new(source, detail, now).by(plugin);
         let ledger = &self.inner.ledger;
         let (report, outcome, detail) = match answer {
@@ -557,10 +565,11 @@ impl RefundService {
             Answer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),
             Answer::Unknown(message) => {
                 tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
-                let next = self.next_check(now, 0);
                 let outcome = first.then_some(Outcome::Unknown);
                 let stamp = stamp(format!("outcome unknown: {message}"));
-                ledger.note(&refund.id, outcome, stamp, None, next).await?;
+                ledger
+                    .note(&refund.id, outcome, stamp, checks, unsettled_next)
+                    .await?;
                 return Ok(Recorded::unsettled(Outcome::Unknown, None));
             }
             Answer::NotSent(n) => {
@@ -568,12 +577,13 @@ impl RefundService {
                 // the janitor at its next look (it asks the provider first, by external id).
                 tracing::warn!(code = %n.failure.code, error = %n.failure.message,
                     "nothing reached the provider; the refund stays unknown and may be sent again");
-                let next = self.next_check(now, 0);
                 let stamp = stamp(format!(
                     "not sent ({}): {}",
                     n.failure.code, n.failure.message
                 ));
-                ledger.note(&refund.id, None, stamp, None, next).await?;
+                ledger
+                    .note(&refund.id, None, stamp, checks, unsettled_next)
+                    .await?;
                 return Ok(Recorded::unsettled(Outcome::Unavailable, Some(n)));
             }
         };
@@ -642,6 +652,18 @@ impl RefundService {
             .await
             .map_err(|e| ServiceError(e.to_string()))
     }
+}
+
+/// Who sent a create request whose answer is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// The gateway (`POST /v1/refunds`, or a resumed key): its answer is the key's first answer.
+    Gateway,
+    /// The janitor's re-send, as its check number `checks` of the refund.
+    Janitor {
+        /// How many checks of the refund this one makes.
+        checks: i64,
+    },
 }
 
 /// What recording an answer to a create request gave: the outcome, the refund when the answer

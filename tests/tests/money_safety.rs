@@ -284,3 +284,42 @@ async fn amounts_above_ten_to_the_fifteen_are_refused_before_the_ledger() {
         .unwrap();
     assert!(page.refunds.is_empty(), "nothing written");
 }
+
+#[tokio::test]
+async fn a_janitor_resend_that_fails_again_backs_off() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn-safe", "100.00", "KES", 1, true).await;
+    // The first look comes soon; the one after a failed re-send, ten minutes later.
+    let config = sandbox.host_config(
+        &sandbox.creds,
+        "[retry]\nattempts = 1\n[janitor]\ninterval_ms = 20\nbackoff_ms = [20, 600000]\n",
+    );
+    let service = RefundService::start(&config).await.unwrap();
+
+    sandbox
+        .control("faults", json!({"kind": "status", "status": 429}))
+        .await;
+    let limited = service.create(refund("r-again", 900)).await.unwrap();
+    assert_eq!(limited.outcome, Outcome::Unavailable);
+    // The janitor's lookup finds nothing (answered normally), and its re-send is refused again.
+    sandbox
+        .control("faults", json!({"kind": "delay", "delay_ms": 0}))
+        .await;
+    sandbox
+        .control("faults", json!({"kind": "status", "status": 429}))
+        .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while service.janitor_pass().await.unwrap() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never due");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = service.get(&limited.refund.id).await.unwrap().unwrap();
+    assert_eq!(r.refund.status, Status::Unknown);
+    let last = r.history.last().unwrap();
+    assert_eq!(last.source, Source::Janitor, "{:?}", r.history);
+    assert_eq!(refunds_at_sandbox(&sandbox).await, 0);
+    // Its next look is at the second step of the back-off, not the first again.
+    let in_a_minute = chrono::Utc::now().timestamp_millis() + 60_000;
+    let due = service.ledger().due(in_a_minute, 0, 10).await.unwrap();
+    assert!(due.is_empty(), "re-sent at the first step again: {due:?}");
+}

@@ -553,8 +553,9 @@ fn set_first_outcome(
     Ok(())
 }
 
-/// Sets when the janitor next looks at a refund that is not final (a final one is left alone),
-/// and its count of checks when given.
+/// Sets when the janitor next looks at a refund that is not final, or processed and still watched
+/// (a final one, or a processed one whose reversal window has closed, is left alone), and its
+/// count of checks when given.
 fn schedule(
     c: &Connection,
     refund_id: &str,
@@ -563,8 +564,9 @@ fn schedule(
 ) -> Result<(), rusqlite::Error> {
     c.execute(
         "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
-         WHERE id = ?1 AND next_check_at IS NOT NULL
-           AND status IN ('pending', 'unknown', 'processed')",
+         WHERE id = ?1
+           AND (status IN ('pending', 'unknown')
+                OR (status = 'processed' AND next_check_at IS NOT NULL))",
         params![refund_id, next_check_ms, checks],
     )?;
     Ok(())
