@@ -16,6 +16,7 @@ use crate::error::{LoadError, PluginError};
 use crate::exchange::Exchanges;
 use crate::limits::MemoryLimitExceeded;
 use crate::replay::record;
+use crate::sanitize::{MAX_ID, Sanitizer};
 
 /// A compiled, linked plugin component, ready to instantiate.
 pub struct PluginComponent {
@@ -143,6 +144,19 @@ impl Plugin {
             },
         };
         let info = plugin.describe().await.map_err(LoadError::Describe)?;
+        // What a plugin says of itself is shown and kept too: held to the same rules as its
+        // other answers.
+        let info = Sanitizer::new(plugin.caps.redactor.clone(), [])
+            .provider_info(&info)
+            .map_err(|o| {
+                LoadError::Describe(PluginError::OversizedAnswer {
+                    provider: plugin.provider.clone(),
+                    op: "describe",
+                    field: o.field,
+                    len: o.len,
+                    limit: MAX_ID,
+                })
+            })?;
         if let Some(expected) = expected
             && info.id != expected
         {

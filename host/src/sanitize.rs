@@ -13,7 +13,7 @@
 //!
 //! Redaction comes first, so a cut can never leave part of a secret behind.
 
-use crate::bindings::types::{Refund, RefundError, WebhookError, WebhookEvent};
+use crate::bindings::types::{ProviderInfo, Refund, RefundError, WebhookError, WebhookEvent};
 use crate::error::PluginError;
 use crate::secret::{MIN_TOKEN, REDACTED, Redactor};
 
@@ -161,6 +161,25 @@ impl Sanitizer {
                 WebhookError::StaleTimestamp(s) => WebhookError::StaleTimestamp(*s),
                 WebhookError::Malformed(m) => WebhookError::Malformed(self.message(m)),
             }),
+        })
+    }
+
+    /// A plugin's `describe()`: its id, version and currency codes within the id cap, its display
+    /// name without secrets and cut like a message (it is shown by `GET /v1/plugins`, `/healthz`
+    /// and `refundry plugin inspect`).
+    pub fn provider_info(&self, i: &ProviderInfo) -> Result<ProviderInfo, Oversized> {
+        Ok(ProviderInfo {
+            id: self.id("id", &i.id)?,
+            version: self.id("version", &i.version)?,
+            display_name: self.message(&i.display_name),
+            currencies: i
+                .currencies
+                .iter()
+                .map(|c| self.id("currency", c))
+                .collect::<Result<_, _>>()?,
+            partial_refunds: i.partial_refunds,
+            multiple_refunds: i.multiple_refunds,
+            refund_window_days: i.refund_window_days,
         })
     }
 
@@ -342,6 +361,36 @@ mod tests {
             refund: refund(),
         };
         assert_eq!(s.webhook_answer(&Ok(event)).unwrap_err().field, "event_id");
+    }
+
+    #[test]
+    fn a_description_keeps_no_secret_and_no_oversized_id() {
+        let info = ProviderInfo {
+            id: "p".into(),
+            version: "0.1.0".into(),
+            display_name: format!("P (key {KEY})"),
+            currencies: vec!["KES".into()],
+            partial_refunds: true,
+            multiple_refunds: true,
+            refund_window_days: Some(30),
+        };
+        let clean = sanitizer().provider_info(&info).unwrap();
+        assert_eq!(clean.display_name, format!("P (key {REDACTED})"));
+        assert_eq!(
+            (clean.id, clean.version),
+            (info.id.clone(), info.version.clone())
+        );
+        let long = ProviderInfo {
+            version: "9".repeat(MAX_ID + 1),
+            ..info
+        };
+        assert_eq!(
+            sanitizer().provider_info(&long),
+            Err(Oversized {
+                field: "version",
+                len: MAX_ID + 1
+            })
+        );
     }
 
     #[test]
