@@ -478,3 +478,27 @@ pub async fn next_webhook(rx: &mut mpsc::UnboundedReceiver<Webhook>, secs: u64) 
         .expect("a webhook arrives in time")
         .expect("receiver open")
 }
+
+/// A small `join_all` (no `futures` dependency): polls every future until all are done.
+pub async fn join_all<Fut: std::future::Future>(futures: Vec<Fut>) -> Vec<Fut::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<Fut::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, fut) in futures.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use refundry_tests::join_all;
 use refundry_tests::service::{Options, Service, expect, mfs_body, run_refundry, wait_until};
 use refundry_tests::tls::TestCert;
 use serde_json::Value;
@@ -199,30 +200,7 @@ async fn slow_clients_are_cut_and_capped_while_refunds_go_through() {
 
 /// Drives every future to completion concurrently; their outputs in order.
 async fn join<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    join_all(futures.into_iter().map(Box::pin).collect()).await
-}
-
-/// [`join`] of futures that need no pinning.
-async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match std::pin::Pin::new(future).poll(cx) {
-                    std::task::Poll::Ready(v) => *output = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
+    join_all(futures.into_iter().collect()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use refundry_tests::join_all;
 use refundry_tests::service::{
     MFS, Options, PE, Reply, Service, expect, mfs_body, pe_body, str_of as s, with_original,
 };
@@ -797,30 +798,6 @@ where
         set.push(make(i));
     }
     join_all(set).await
-}
-
-/// A small `join_all` (no `futures` dependency): polls every future until all are done.
-async fn join_all<Fut: std::future::Future>(futures: Vec<Fut>) -> Vec<Fut::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<Fut::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, fut) in futures.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(out) => outputs[i] = Some(out),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(Option::unwrap).collect()
 }
 
 /// Creates 5 MFS Africa refunds, 3 PagoEfectivo ones and 1 refused MFS Africa one; returns the
