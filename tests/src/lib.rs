@@ -7,10 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use refundry_host::caps::{Clock, SystemClock};
-use refundry_host::{Config, Money, RefundRequest, Refundry};
+use refundry_runtime::Money;
+use refundry_runtime::RefundRequest;
+use refundry_runtime::caps::{Clock, SystemClock};
 use refundry_sandbox::SandboxHandle;
 use refundry_sandbox::{mfs_africa, pagoefectivo};
+use refundry_service::Config;
+use refundry_service::Providers;
+use refundry_service::StartOptions;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -233,15 +237,15 @@ webhook_secret = "{webhook_secret}"
     }
 
     /// A host talking to this sandbox with the right credentials and the system clock.
-    pub async fn host(&self) -> Refundry {
+    pub async fn host(&self) -> Providers {
         self.host_with_plugin("mfs-africa").await
     }
 
     /// [`MfsSandbox::host`] running the component `plugin` (a [`plugin_path`] id, e.g.
     /// `mfs-africa-next`) as the `mfs-africa` provider.
-    pub async fn host_with_plugin(&self, plugin: &str) -> Refundry {
+    pub async fn host_with_plugin(&self, plugin: &str) -> Providers {
         let config = self.host_config_for(plugin, &self.creds, "");
-        Refundry::start_with_clock(&config, Arc::new(SystemClock))
+        Providers::start_with(&config, StartOptions::with_clock(Arc::new(SystemClock)))
             .await
             .expect("host starts")
     }
@@ -252,10 +256,13 @@ webhook_secret = "{webhook_secret}"
         creds: &Credentials,
         clock: Arc<dyn Clock>,
         extra_toml: &str,
-    ) -> Refundry {
-        Refundry::start_with_clock(&self.host_config(creds, extra_toml), clock)
-            .await
-            .expect("host starts")
+    ) -> Providers {
+        Providers::start_with(
+            &self.host_config(creds, extra_toml),
+            StartOptions::with_clock(clock),
+        )
+        .await
+        .expect("host starts")
     }
 }
 
@@ -364,19 +371,22 @@ secret_key = "{secret_key}"
         creds: &PeCredentials,
         clock: Arc<dyn Clock>,
         extra_toml: &str,
-    ) -> Refundry {
+    ) -> Providers {
         let extra = if extra_toml.contains("[database]") {
             extra_toml.to_owned()
         } else {
             format!("[database]\npath = \":memory:\"\n{extra_toml}")
         };
-        Refundry::start_with_clock(&self.host_config(creds, &extra), clock)
-            .await
-            .expect("host starts")
+        Providers::start_with(
+            &self.host_config(creds, &extra),
+            StartOptions::with_clock(clock),
+        )
+        .await
+        .expect("host starts")
     }
 
     /// A host with the right credentials and the system clock.
-    pub async fn host(&self) -> Refundry {
+    pub async fn host(&self) -> Providers {
         self.host_with(&self.creds, Arc::new(SystemClock), "").await
     }
 }

@@ -308,7 +308,7 @@ impl Service {
         }
         std::fs::write(&service.config_path, service.config_toml()).unwrap();
         // A harness mistake shows here, not as a service that will not start.
-        refundry_host::Config::load(&service.config_path).expect("the test config parses");
+        refundry_service::Config::load(&service.config_path).expect("the test config parses");
         service.spawn().await;
         service
     }

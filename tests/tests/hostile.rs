@@ -4,12 +4,16 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use refundry_host::engine::Engine;
-use refundry_host::plugin::PluginComponent;
-use refundry_host::registry::RegistryError;
-use refundry_host::{
-    Config, LoadError, OperationError, PluginError, RefundError, Refundry, RefusalKind,
-};
+use refundry_runtime::LoadError;
+use refundry_runtime::PluginError;
+use refundry_runtime::RefundError;
+use refundry_runtime::RefusalKind;
+use refundry_runtime::engine::Engine;
+use refundry_runtime::plugin::PluginComponent;
+use refundry_service::Config;
+use refundry_service::OperationError;
+use refundry_service::Providers;
+use refundry_service::registry::RegistryError;
 use refundry_tests::kes_refund;
 
 const SECRET: &str = "hostile-secret-4f1c2b9e";
@@ -18,11 +22,11 @@ fn config(extra_settings: &str) -> Config {
     refundry_tests::hostile_config(extra_settings, SECRET)
 }
 
-async fn host(extra_settings: &str) -> Refundry {
-    Refundry::start(&config(extra_settings)).await.unwrap()
+async fn host(extra_settings: &str) -> Providers {
+    Providers::start(&config(extra_settings)).await.unwrap()
 }
 
-async fn run(host: &Refundry, reason: &str) -> Result<refundry_host::Refund, OperationError> {
+async fn run(host: &Providers, reason: &str) -> Result<refundry_runtime::Refund, OperationError> {
     let mut req = kes_refund("txn", "h-1", 100);
     req.reason = Some(reason.into());
     host.create_refund("hostile", &req).await
@@ -196,8 +200,8 @@ async fn plugin_configured_for_another_provider_is_refused() {
     p.id = "mfs-africa".into();
     c.providers.clear();
     c.providers.insert("mfs-africa".into(), p);
-    match Refundry::start(&c).await {
-        Err(refundry_host::StartError::Plugin {
+    match Providers::start(&c).await {
+        Err(refundry_service::StartError::Plugin {
             source: RegistryError::Rejected(LoadError::ProviderMismatch { expected, found }),
             ..
         }) => {

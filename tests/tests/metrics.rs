@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use refundry_host::ledger::LedgerStats;
-use refundry_host::{OperationError, Refundry};
+use refundry_ledger::LedgerStats;
+use refundry_service::OperationError;
+use refundry_service::Providers;
 use refundry_tests::service::{
     MFS, Options, PE, Reply, Service, expect, mfs_body, run_refundry, str_of as s,
 };
@@ -357,7 +358,7 @@ async fn a_scripted_run_gives_exact_counts_and_a_bounded_oldest_age() {
 
 #[tokio::test]
 async fn plugin_traps_deadlines_and_memory_cap_hits_are_counted_by_version() {
-    let host = Refundry::start(&hostile_config("", "hostile-secret-0000"))
+    let host = Providers::start(&hostile_config("", "hostile-secret-0000"))
         .await
         .unwrap();
     let version = host.provider("hostile").unwrap().version().to_owned();

@@ -3,15 +3,19 @@
 
 use std::sync::Arc;
 
-use refundry_host::Refundry;
-use refundry_host::caps::SkewedClock;
-use refundry_host::{OperationError, RefundError, RefundLookup, RefundStatus, RefusalKind};
+use refundry_runtime::RefundError;
+use refundry_runtime::RefundLookup;
+use refundry_runtime::RefundStatus;
+use refundry_runtime::RefusalKind;
+use refundry_runtime::caps::SkewedClock;
+use refundry_service::OperationError;
+use refundry_service::Providers;
 use refundry_tests::{Credentials, MfsSandbox, kes_refund, plugin_path};
 use serde_json::json;
 
 /// The refusal's kind, provider code and HTTP status; panics on anything else.
 fn refusal(
-    result: Result<refundry_host::Refund, OperationError>,
+    result: Result<refundry_runtime::Refund, OperationError>,
 ) -> (RefusalKind, Option<String>, Option<u16>) {
     match result {
         Err(OperationError::Refund(RefundError::Refused(r))) => {
@@ -21,7 +25,9 @@ fn refusal(
     }
 }
 
-fn retryable(result: Result<refundry_host::Refund, OperationError>) -> refundry_host::Retryable {
+fn retryable(
+    result: Result<refundry_runtime::Refund, OperationError>,
+) -> refundry_runtime::Retryable {
     match result {
         Err(OperationError::Refund(RefundError::Retryable(r))) => r,
         other => panic!("expected a retryable error, got {other:?}"),
@@ -177,7 +183,11 @@ async fn authentication_and_allowlist_refusals() {
         ..sandbox.creds.clone()
     };
     let host = sandbox
-        .host_with(&wrong_key, Arc::new(refundry_host::caps::SystemClock), "")
+        .host_with(
+            &wrong_key,
+            Arc::new(refundry_runtime::caps::SystemClock),
+            "",
+        )
         .await;
     assert_eq!(
         refusal(host.create_refund("mfs-africa", &req).await),
@@ -195,7 +205,7 @@ async fn authentication_and_allowlist_refusals() {
     let host = sandbox
         .host_with(
             &wrong_secret,
-            Arc::new(refundry_host::caps::SystemClock),
+            Arc::new(refundry_runtime::caps::SystemClock),
             "",
         )
         .await;
@@ -312,7 +322,7 @@ async fn lost_answer_is_an_unknown_outcome_resolved_by_lookup() {
     let host = sandbox
         .host_with(
             &sandbox.creds,
-            Arc::new(refundry_host::caps::SystemClock),
+            Arc::new(refundry_runtime::caps::SystemClock),
             "[http]\ntimeout_ms = 300\n",
         )
         .await;
@@ -361,7 +371,7 @@ async fn unreachable_provider_is_retryable() {
     let url = format!("http://127.0.0.1:{port}");
     provider.settings.insert("base_url".into(), url.clone());
     provider.base_url = url.parse().unwrap();
-    let host = refundry_host::Refundry::start(&config).await.unwrap();
+    let host = refundry_service::Providers::start(&config).await.unwrap();
     let r = retryable(
         host.create_refund("mfs-africa", &kes_refund("txn", "g-1", 100))
             .await,
@@ -370,9 +380,9 @@ async fn unreachable_provider_is_retryable() {
 }
 
 /// The version the component `plugin` gives from `describe()`, asked in `host`'s engine.
-async fn described_version(host: &Refundry, plugin: &str) -> String {
+async fn described_version(host: &Providers, plugin: &str) -> String {
     let path = plugin_path(plugin);
-    let (info, _) = refundry_host::runtime::inspect(host.engine(), &path)
+    let (info, _) = refundry_service::providers::inspect(host.engine(), &path)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     info.version

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use refundry_host::ledger::{Outcome, RefundDetail, Source, Status};
-use refundry_host::refunds::{CreateError, NewRefund, OriginalPayment, RefundService};
+use refundry_ledger::{Outcome, RefundDetail, Source, Status};
+use refundry_service::refunds::{CreateError, NewRefund, OriginalPayment, RefundService};
 use refundry_tests::MfsSandbox;
 use serde_json::json;
 
@@ -276,7 +276,7 @@ async fn amounts_above_ten_to_the_fifteen_are_refused_before_the_ledger() {
     }
     assert_eq!(refunds_at_sandbox(&sandbox).await, 0);
     let page = service
-        .list(refundry_host::ledger::ListQuery {
+        .list(refundry_ledger::ListQuery {
             limit: 10,
             ..Default::default()
         })

@@ -5,15 +5,18 @@
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use refundry_host::caps::{FixedClock, SkewedClock, SystemClock};
-use refundry_host::{
-    OperationError, RefundError, RefundLookup, RefundStatus, RefusalKind, WebhookError,
-};
+use refundry_runtime::RefundError;
+use refundry_runtime::RefundLookup;
+use refundry_runtime::RefundStatus;
+use refundry_runtime::RefusalKind;
+use refundry_runtime::WebhookError;
+use refundry_runtime::caps::{FixedClock, SkewedClock, SystemClock};
+use refundry_service::OperationError;
 use refundry_tests::{PeCredentials, PeSandbox, next_webhook, pen_refund, webhook_receiver};
 use serde_json::json;
 use sha2::Sha256;
 
-type Outcome = Result<refundry_host::Refund, OperationError>;
+type Outcome = Result<refundry_runtime::Refund, OperationError>;
 
 fn refusal(result: Outcome) -> (RefusalKind, Option<String>, Option<u16>) {
     match result {
@@ -356,7 +359,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn webhook_error(r: Result<refundry_host::WebhookEvent, OperationError>) -> WebhookError {
+fn webhook_error(r: Result<refundry_runtime::WebhookEvent, OperationError>) -> WebhookError {
     match r {
         Err(OperationError::Webhook(e)) => e,
         other => panic!("expected a webhook error, got {other:?}"),

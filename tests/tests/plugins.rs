@@ -109,9 +109,9 @@ fn artifacts(service: &Service) -> Vec<PathBuf> {
 }
 
 /// The key the (stopped) service's ledger authenticates its artifacts with.
-async fn ledger_artifact_key(service: &Service) -> refundry_host::registry::ArtifactKey {
-    let db = refundry_host::db::Database::open(Some(&service.db_path())).unwrap();
-    refundry_host::registry::artifact_key(&db).await.unwrap()
+async fn ledger_artifact_key(service: &Service) -> refundry_service::registry::ArtifactKey {
+    let db = refundry_ledger::db::Database::open(Some(&service.db_path())).unwrap();
+    refundry_service::registry::artifact_key(&db).await.unwrap()
 }
 
 /// The SHA-256 of the component an artifact file is named after (`<sha256>-<engine key>.cwasm`).
@@ -624,8 +624,8 @@ async fn bad_uploads_are_refused_and_change_nothing() {
 
     // The same code with another hash: a valid component, claiming the loaded 0.1.0.
     let twin = with_custom_section(v1.clone(), "refundry-test", b"another build");
-    let engine = refundry_host::engine::Engine::new(Default::default()).unwrap();
-    refundry_host::plugin::PluginComponent::compile(&engine, &twin)
+    let engine = refundry_runtime::engine::Engine::new(Default::default()).unwrap();
+    refundry_runtime::plugin::PluginComponent::compile(&engine, &twin)
         .expect("a component with one more custom section is still a valid plugin");
     let forbidden = wat::parse_str(
         r#"(component
@@ -846,14 +846,17 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
                 ("truncated", "corrupted")
             }
             _ => {
-                let header = refundry_host::registry::cache::HEADER_LEN;
+                let header = refundry_service::registry::cache::HEADER_LEN;
                 let foreign = as_from_another_wasmtime(&bytes[header..]).expect(
                     "the artifact's .wasmtime.engine section is not laid out as this test \
                      expects (a wasmtime upgrade?): update as_from_another_wasmtime",
                 );
                 // Framed with the ledger's key: authentic, so what rejects it is the engine check.
-                bytes =
-                    refundry_host::registry::cache::frame(&key, &component_sha256(path), &foreign);
+                bytes = refundry_service::registry::cache::frame(
+                    &key,
+                    &component_sha256(path),
+                    &foreign,
+                );
                 ("made by another wasmtime", "made for another engine")
             }
         };
@@ -866,7 +869,7 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
     for (path, (how, _), bad) in &damage {
         let now = std::fs::read(path).unwrap();
         assert_ne!(&now, bad, "{how}: the artifact was not rewritten");
-        let magic = refundry_host::registry::cache::MAGIC;
+        let magic = refundry_service::registry::cache::MAGIC;
         assert!(now.starts_with(magic), "{how}: not a framed artifact");
     }
     let logs = service.logs();
@@ -955,9 +958,9 @@ async fn reframed_artifact_with_a_recomputed_digest_is_rejected() {
             .unwrap_or_else(|| panic!("no artifact for {v}"))
     };
     let (one, two) = (file_of(V1), file_of(V2));
-    let header = refundry_host::registry::cache::HEADER_LEN;
+    let header = refundry_service::registry::cache::HEADER_LEN;
     let code_of_two = std::fs::read(&two).unwrap()[header..].to_vec();
-    let mut forged = refundry_host::registry::cache::MAGIC.to_vec();
+    let mut forged = refundry_service::registry::cache::MAGIC.to_vec();
     forged.extend_from_slice(&hex::decode(sha_of(V1)).unwrap());
     forged.extend_from_slice(&sha2::Sha256::digest(&code_of_two));
     forged.extend_from_slice(&code_of_two);

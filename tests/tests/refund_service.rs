@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use refundry_host::ledger::{Begin, NewRow, Outcome, Status};
-use refundry_host::refunds::{CreateError, NewRefund, RefundService};
+use refundry_ledger::{Begin, NewRow, Outcome, Status};
+use refundry_service::refunds::{CreateError, NewRefund, RefundService};
 use refundry_tests::MfsSandbox;
 use serde_json::json;
 
@@ -135,7 +135,7 @@ async fn an_unknown_outcome_is_resolved_by_the_janitor() {
         resolved
             .history
             .iter()
-            .any(|h| h.applied && h.source == refundry_host::ledger::Source::Janitor)
+            .any(|h| h.applied && h.source == refundry_ledger::Source::Janitor)
     );
     // The replay still answers as the first answer did.
     let replay = service.create(refund("r-lost", 1_200)).await.unwrap();
@@ -212,7 +212,7 @@ async fn refunds_left_unanswered_by_a_crash_are_resumed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-async fn service_with(config: &refundry_host::Config) -> RefundService {
+async fn service_with(config: &refundry_service::Config) -> RefundService {
     RefundService::start(config).await.expect("service starts")
 }
 

@@ -221,7 +221,7 @@ async fn a_pagoefectivo_refund_replays_identically() {
 /// Every recording's text, and the plugin storage's values, read with SQL from the service's
 /// database (the raw file can split a long row across pages).
 async fn recordings_and_storage(service: &Service) -> (String, Vec<String>) {
-    let db = refundry_host::db::Database::open(Some(&service.db_path())).unwrap();
+    let db = refundry_ledger::db::Database::open(Some(&service.db_path())).unwrap();
     db.run(|c| {
         let mut all = String::new();
         let mut rows = c.prepare("SELECT recording FROM recordings")?;

@@ -1021,7 +1021,7 @@ async fn unknown_refund_id_is_404() {
 async fn no_secret_leaks_into_logs_exchanges_or_the_database() {
     let service = Service::start_with(Options {
         // Everything Refundry logs, at every level (dependencies at info: no wire dumps).
-        log_filter: "info,refundry_host=trace,refundry=trace".into(),
+        log_filter: "info,refundry_service=trace,refundry_runtime=trace,refundry=trace".into(),
         ..Options::default()
     })
     .await;

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use refundry_host::caps::SkewedClock;
-use refundry_host::{OperationError, RefundStatus, WebhookError};
+use refundry_runtime::RefundStatus;
+use refundry_runtime::WebhookError;
+use refundry_runtime::caps::SkewedClock;
+use refundry_service::OperationError;
 use refundry_tests::{MfsSandbox, kes_refund, next_webhook, webhook_receiver};
 use serde_json::json;
 use sha2::Sha256;
@@ -27,7 +29,7 @@ fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn webhook_error(r: Result<refundry_host::WebhookEvent, OperationError>) -> WebhookError {
+fn webhook_error(r: Result<refundry_runtime::WebhookEvent, OperationError>) -> WebhookError {
     match r {
         Err(OperationError::Webhook(e)) => e,
         other => panic!("expected a webhook error, got {other:?}"),

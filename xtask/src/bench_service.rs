@@ -183,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
                 "build",
                 "--release",
                 "-p",
-                "refundry-host",
+                "refundry-cli",
                 "--features",
                 "native-plugins",
                 "--bin",

@@ -196,7 +196,7 @@ pub fn host_binary() -> Result<PathBuf> {
             "build",
             "--quiet",
             "-p",
-            "refundry-host",
+            "refundry-cli",
             "--bin",
             "refundry",
         ],

@@ -64,23 +64,15 @@ fn main() -> Result<()> {
             // The end-to-end tests start `refundry serve` as a child process: build it first.
             build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)?;
-            // The benchmark baseline (plugins linked into the host) is a feature of its own.
-            let native = [
-                "test",
-                "-p",
-                "refundry-host",
-                "--features",
-                "native-plugins",
-                "--lib",
-            ];
-            build::cargo(&native, &args)?;
             api_check::run()
         }
         Command::Demo => demo::run(),
         Command::ApiCheck => api_check::run(),
         Command::Bench { args } => {
             build::plugins()?;
-            build::cargo(&["bench", "-p", "refundry-host"], &args)
+            // The plugin operations against their natively linked baseline, and the registry.
+            let benches = ["bench", "-p", "refundry-native", "-p", "refundry-service"];
+            build::cargo(&benches, &args)
         }
         Command::BenchService(args) => bench_service::run(args),
     }
