@@ -142,15 +142,21 @@ pub fn fresh_dir() -> PathBuf {
 /// The `refundry` binary of the build the tests belong to: `target/<profile>/refundry`, next to
 /// the `deps/` folder holding the test executable.
 pub fn refundry_binary() -> PathBuf {
+    workspace_binary("refundry", "refundry-cli")
+}
+
+/// The binary `name` of workspace package `package`, built beside the test executable (as
+/// `cargo xtask test` builds it before the tests run).
+pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test executable lives in target/<profile>/deps");
-    let bin = profile_dir.join(format!("refundry{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p refundry-host --bin refundry` (with the same \
+        "{} is missing: run `cargo build -p {package} --bin {name}` (with the same \
          CARGO_TARGET_DIR as the tests) first",
         bin.display()
     );

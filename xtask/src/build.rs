@@ -199,6 +199,9 @@ pub fn host_binary() -> Result<PathBuf> {
             "refundry-cli",
             "--bin",
             "refundry",
+            // The embedding example, whose command line the tests run too.
+            "-p",
+            "embed-gateway",
         ],
         &[],
     )?;

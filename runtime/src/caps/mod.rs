@@ -426,3 +426,120 @@ impl bindings::log::Host for PluginState {
         self.host.log(level, message, fields);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::BoxFuture;
+    use crate::bindings::http::Method;
+    use crate::observe::{Operation, OperationAnswer};
+
+    /// Answers `/slow` never, anything else at once with a body carrying an issued token.
+    struct Fake;
+
+    impl Transport for Fake {
+        fn exchange<'a>(
+            &'a self,
+            _req: &'a Request,
+            url: reqwest::Url,
+            _max_body: usize,
+        ) -> BoxFuture<'a, Result<Response, HttpError>> {
+            if url.path() == "/slow" {
+                return Box::pin(std::future::pending());
+            }
+            Box::pin(std::future::ready(Ok(Response {
+                status: 200,
+                headers: vec![],
+                body: br#"{"access_token":"tok-0123456789abcdef"}"#.to_vec(),
+            })))
+        }
+    }
+
+    /// Notes what it sees, as text.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<String>>);
+
+    impl Observer for Notes {
+        fn operation_started(&self, scope: Scope<'_>, op: &Operation<'_>) {
+            self.note(format!("start {} {}", scope.op, op.name()));
+        }
+        fn import(&self, _: Scope<'_>, call: &Import<'_>, answer: &ImportAnswer<'_>) {
+            let call = match call {
+                Import::HttpSend { request, sent } => {
+                    format!("http {} sent={}", request.url, sent.is_some())
+                }
+                other => format!("{other:?}"),
+            };
+            let ok = !matches!(answer, ImportAnswer::Http(Err(_)));
+            self.note(format!("{call} ok={ok}"));
+        }
+        fn request_cut_off(&self, _: Scope<'_>, request: &Request, _: Sent) {
+            self.note(format!("cut off {}", request.url));
+        }
+        fn operation_finished(
+            &self,
+            _: Scope<'_>,
+            _: &Result<OperationAnswer, crate::PluginError>,
+        ) {
+        }
+    }
+
+    impl Notes {
+        fn note(&self, line: String) {
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    fn get(url: &str) -> Request {
+        Request {
+            method: Method::Get,
+            url: url.into(),
+            headers: vec![],
+            body: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_import_reaches_both_observers_and_issued_credentials_are_noted() {
+        let (provider, op) = (Arc::new(Notes::default()), Arc::new(Notes::default()));
+        let caps = Capabilities::builder("p", Arc::new(Settings::default()))
+            .origin("http://127.0.0.1:9".parse().unwrap())
+            .transport(Arc::new(Fake))
+            .clock(FixedClock::new(7))
+            .observer(provider.clone())
+            .build();
+        let host = caps.operation("create-refund", "1.0.0".into(), Some(op.clone()));
+        host.http_send(get("http://127.0.0.1:9/auth"))
+            .await
+            .unwrap();
+        let refused = host.http_send(get("http://elsewhere:9/x")).await;
+        assert!(matches!(refused, Err(HttpError::Denied(_))), "{refused:?}");
+        assert_eq!(host.clock_now(), 7);
+        host.storage_set("k".into(), b"v".to_vec()).await.unwrap();
+        assert_eq!(host.config_get("missing".into()), None);
+        // The deadline drops an operation waiting on its provider.
+        let slow = host.http_send(get("http://127.0.0.1:9/slow"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), slow)
+                .await
+                .is_err()
+        );
+
+        let seen = op.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            *provider.0.lock().unwrap(),
+            "both observers see the same"
+        );
+        assert_eq!(seen.len(), 6, "{seen:#?}");
+        assert_eq!(seen[0], "http http://127.0.0.1:9/auth sent=true ok=true");
+        assert_eq!(seen[1], "http http://elsewhere:9/x sent=false ok=false");
+        assert!(seen[2].starts_with("ClockNow"), "{seen:#?}");
+        assert!(seen[3].starts_with("StorageSet"), "{seen:#?}");
+        assert!(seen[4].starts_with("ConfigGet"), "{seen:#?}");
+        assert_eq!(seen[5], "cut off http://127.0.0.1:9/slow");
+        assert_eq!(host.issued(), ["tok-0123456789abcdef"]);
+    }
+}
