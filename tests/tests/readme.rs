@@ -1,9 +1,12 @@
-//! The README's "Using the host" walk, run as written: a newcomer's first commands must work.
+//! The README's "Using the host" walk, and then its "Embedding the runtime in a gateway" example,
+//! run as written: a newcomer's first commands must work.
 //!
-//! The block is taken from README.md itself and run by bash in a fresh folder laid out like the
-//! repository (`examples/refundry.toml`, `target/plugins/`, `target/debug/refundry`). Its
+//! The blocks are taken from README.md itself and run by bash in a fresh folder laid out like the
+//! repository (`examples/refundry.toml`, `target/plugins/`, `target/debug/refundry`). The walk's
 //! `cargo` lines (building the plugins and the binary) are what `cargo xtask test` did before the
-//! tests ran, so they are left out; every other line runs verbatim. The environment has none of
+//! tests ran, so they are left out, and the example's `cargo run -p embed-gateway --` is the
+//! binary `cargo xtask test` built; every other line runs verbatim, the example's provider file
+//! is written from the README's own TOML block. The environment has none of
 //! the service's own variables (`REFUNDRY_GATEWAY_TOKEN`, ...): one-shot commands must not need
 //! them. The sandboxes listen on the README's fixed ports 8701 and 8702.
 
@@ -19,19 +22,20 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The first `sh` block after the "## Using the host" heading, as the reader sees it.
-fn using_the_host_block(readme: &str) -> String {
+/// The first `lang` block of the README section `heading`, as the reader sees it.
+fn block(readme: &str, heading: &str, lang: &str) -> String {
     let section = readme
-        .split_once("\n## Using the host\n")
-        .expect("README has a \"Using the host\" section")
+        .split_once(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"))
         .1;
+    let section = section.split("\n## ").next().unwrap_or(section);
     let block = section
-        .split_once("```sh\n")
-        .expect("the section has an sh block")
+        .split_once(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("the {heading:?} section has a {lang} block"))
         .1;
     block
         .split_once("\n```")
-        .expect("the sh block is closed")
+        .expect("the block is closed")
         .0
         .to_owned()
 }
@@ -40,7 +44,7 @@ fn using_the_host_block(readme: &str) -> String {
 fn the_readme_walk_runs_as_written() {
     let root = repo_root();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let block = using_the_host_block(&readme);
+    let block = block(&readme, "Using the host", "sh");
     let (build, walk): (Vec<&str>, Vec<&str>) =
         block.lines().partition(|l| l.starts_with("cargo "));
     assert!(
@@ -70,8 +74,15 @@ fn the_readme_walk_runs_as_written() {
     std::os::unix::fs::symlink(plugins, dir.join("target/plugins")).unwrap();
     std::os::unix::fs::symlink(binary.parent().unwrap(), dir.join("target/debug")).unwrap();
 
+    // The embedding example, on the walk's sandbox, with the walk's variables.
+    const EMBED: &str = "Embedding the runtime in a gateway";
+    let provider_file = self::block(&readme, EMBED, "toml");
+    let embed = self::block(&readme, EMBED, "sh");
+    assert!(embed.starts_with("cargo run -p embed-gateway -- --provider-config mfs-africa.toml "));
+    let embed = embed.replacen("cargo run -p embed-gateway --", "embed-gateway", 1);
     let script = format!(
-        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n",
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n\
+         cat > mfs-africa.toml <<'TOML'\n{provider_file}\nTOML\n{embed}\n",
         walk.join("\n")
     );
     let mut command = Command::new("timeout");
@@ -97,6 +108,11 @@ fn the_readme_walk_runs_as_written() {
     );
     // The refund was made and then found, and the plugin was inspected.
     assert!(stdout.contains("order-1-r1"), "{stdout}");
+    // The embedding gateway made the second one, answering in JSON.
+    assert!(
+        stdout.contains("\"external_refund_id\": \"order-1-r2\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("mfs-africa"), "{stdout}");
     // The one secret the walk set never shows.
     assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
