@@ -167,7 +167,7 @@ impl RefundApi for RefundService {
     }
 
     fn providers(&self) -> Vec<ProviderHealth> {
-        self.runtime()
+        self.providers()
             .providers()
             .map(|(id, plugin)| ProviderHealth {
                 id: id.to_owned(),
@@ -178,7 +178,7 @@ impl RefundApi for RefundService {
     }
 
     fn plugins(&self) -> Vec<ProviderVersions> {
-        self.runtime().registry().list()
+        self.providers().registry().list()
     }
 
     async fn load_plugin(
@@ -186,7 +186,7 @@ impl RefundApi for RefundService {
         provider: &str,
         component: Vec<u8>,
     ) -> Result<Loaded, RegistryError> {
-        self.runtime()
+        self.providers()
             .registry()
             .load(Some(provider), component)
             .await
@@ -197,11 +197,14 @@ impl RefundApi for RefundService {
         provider: &str,
         version: &str,
     ) -> Result<Activated, RegistryError> {
-        self.runtime().registry().activate(provider, version).await
+        self.providers()
+            .registry()
+            .activate(provider, version)
+            .await
     }
 
     async fn remove_plugin(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
-        self.runtime().registry().remove(provider, version).await
+        self.providers().registry().remove(provider, version).await
     }
 
     fn metrics(&self) -> impl Future<Output = Result<String, ServiceError>> + Send {

@@ -600,7 +600,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     let outbox = refundry_service::events::Outbox::new(
         service.ledger().clone(),
         &config.events,
-        service.runtime().clock().clone(),
+        service.providers().clock().clone(),
     );
     if let Some(outbox) = &outbox {
         // Before the first request: a new endpoint is sent every event from here on.
@@ -637,7 +637,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     });
     let watcher = config.plugins.watch.clone().map(|dir| {
         tracing::info!(dir = %dir.display(), "watching for plugin files");
-        let registry = service.runtime().registry().clone();
+        let registry = service.providers().registry().clone();
         refundry_service::registry::watch::spawn(registry, dir, config.plugins.watch_interval)
     });
     let served = refundry_api::serve(service, &config.server.tokens, endpoint, shutdown).await;

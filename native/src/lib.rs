@@ -469,7 +469,7 @@ mod tests {
     use refundry_runtime::caps::{FixedClock, Transport};
     use refundry_runtime::engine::Engine;
     use refundry_runtime::limits::EngineLimits;
-    use refundry_runtime::plugin::{Plugin, PluginComponent};
+    use refundry_runtime::{Plugin, PluginComponent};
     use refundry_service::config::Config;
     use refundry_service::exchange::Exchanges;
     use refundry_service::providers::{Providers, StartError, StartOptions};

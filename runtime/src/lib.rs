@@ -30,6 +30,7 @@
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod caps;
+pub mod component;
 pub mod engine;
 pub mod error;
 pub mod limits;
@@ -50,12 +51,13 @@ pub use caps::{
     Capabilities, Clock, ConfigSource, KeyValueStore, LogSink, MemoryStore, ReqwestTransport,
     Settings, SystemClock, Transport,
 };
+pub use component::PluginComponent;
 pub use engine::Engine;
 pub use error::{LoadError, PluginError};
 pub use limits::{EngineLimits, HttpLimits, MemoryLimitExceeded, PluginQuotas};
 pub use logic::RefundLogic;
 pub use observe::{Observer, Operation, OperationAnswer};
-pub use plugin::{Plugin, PluginComponent};
+pub use plugin::Plugin;
 pub use secret::Secret;
 
 /// A boxed future, as the capability traits return them (so they can be trait objects).

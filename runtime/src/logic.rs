@@ -14,9 +14,9 @@ use crate::bindings::types::{
     ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
 };
 use crate::caps::{Capabilities, OperationHost};
+use crate::component::PluginComponent;
 use crate::error::PluginError;
 use crate::observe::{Observer, Operation, OperationAnswer};
-use crate::plugin::PluginComponent;
 use crate::sanitize::{MAX_ID, Sanitizer};
 
 /// A provider's refund logic: the contract's operations, run with the provider's capabilities.

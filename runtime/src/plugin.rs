@@ -4,79 +4,17 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
-
 use crate::BoxFuture;
-use crate::bindings::RefundPluginPre;
 use crate::bindings::types::{
     ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
 };
 use crate::caps::{Capabilities, OperationHost, PluginState, Settings};
-use crate::engine::{Engine, imports};
+use crate::component::PluginComponent;
+use crate::engine::Engine;
 use crate::error::{LoadError, PluginError};
 use crate::limits::MemoryLimitExceeded;
 use crate::logic::RefundLogic;
 use crate::observe::{Observer, Operation, OperationAnswer};
-
-/// A compiled, linked plugin component, ready to instantiate.
-pub struct PluginComponent {
-    pre: RefundPluginPre<PluginState>,
-    /// Lowercase hex SHA-256 of the component bytes.
-    pub sha256: String,
-    /// Size of the component, in bytes.
-    pub size: usize,
-    /// What the component imports.
-    pub imports: Vec<String>,
-}
-
-impl PluginComponent {
-    /// Validates, compiles and links component bytes.
-    pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Self, LoadError> {
-        let pre = engine.prepare(bytes)?;
-        Ok(Self::of(engine, pre, sha256_hex(bytes), bytes.len()))
-    }
-
-    /// Links a component already compiled (from a precompiled artifact, say) from component
-    /// bytes of this hash and size.
-    pub fn link(
-        engine: &Engine,
-        component: &Component,
-        sha256: String,
-        size: usize,
-    ) -> Result<Self, LoadError> {
-        let pre = engine.link(component)?;
-        Ok(Self::of(engine, pre, sha256, size))
-    }
-
-    fn of(engine: &Engine, pre: RefundPluginPre<PluginState>, sha256: String, size: usize) -> Self {
-        Self {
-            imports: imports(engine.wasmtime(), pre.instance_pre().component()),
-            pre,
-            sha256,
-            size,
-        }
-    }
-
-    /// Reads, validates, compiles and links a component file.
-    pub fn from_file(engine: &Engine, path: &std::path::Path) -> Result<Self, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::compile(engine, &bytes)
-    }
-
-    /// The compiled component.
-    pub fn component(&self) -> &Component {
-        self.pre.instance_pre().component()
-    }
-}
-
-/// Lowercase hex SHA-256 of component bytes: a plugin version's identity.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// What one operation cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

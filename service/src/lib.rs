@@ -14,7 +14,6 @@ pub mod config;
 pub mod events;
 pub mod exchange;
 pub mod export;
-mod janitor;
 pub mod logging;
 pub mod metrics;
 pub mod money;
@@ -23,7 +22,6 @@ pub mod refunds;
 pub mod registry;
 pub mod replay;
 pub mod view;
-mod webhooks;
 
 pub use config::{Config, Needs};
 pub use providers::{OperationError, Providers, StartError, StartOptions};

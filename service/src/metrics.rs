@@ -29,7 +29,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::refunds::{RefundService, ServiceError};
 use refundry_ledger::{LedgerStats, Status};
 use refundry_runtime::bindings::http::{HttpError, Response};
 use refundry_runtime::bindings::types::WebhookError;
@@ -409,24 +408,6 @@ impl Observer for MetricsObserver {
 
     fn answer_refused(&self, scope: Scope<'_>, error: &PluginError) {
         self.metrics.plugin_failed(scope.plugin_version, error);
-    }
-}
-
-impl RefundService {
-    /// Every metric, as `GET /metrics` answers it: this process's counts and the ledger's
-    /// numbers read now.
-    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
-        let stats = self
-            .ledger()
-            .stats()
-            .await
-            .map_err(|e| ServiceError(e.to_string()))?;
-        let runtime = self.runtime();
-        let providers: Vec<(String, String)> = runtime
-            .providers()
-            .map(|(id, version)| (id.to_owned(), version.version().to_owned()))
-            .collect();
-        Ok(runtime.metrics().render(&stats, &providers, self.now_ms()))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use refundry_runtime::plugin::{Plugin, PluginComponent};
+use refundry_runtime::{Plugin, PluginComponent};
 
 use refundry_ledger::db::{Database, DbError};
 use refundry_ledger::storage::SqliteStore;

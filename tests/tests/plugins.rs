@@ -625,7 +625,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     // The same code with another hash: a valid component, claiming the loaded 0.1.0.
     let twin = with_custom_section(v1.clone(), "refundry-test", b"another build");
     let engine = refundry_runtime::engine::Engine::new(Default::default()).unwrap();
-    refundry_runtime::plugin::PluginComponent::compile(&engine, &twin)
+    refundry_runtime::component::PluginComponent::compile(&engine, &twin)
         .expect("a component with one more custom section is still a valid plugin");
     let forbidden = wat::parse_str(
         r#"(component

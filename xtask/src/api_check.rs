@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::build;
-use crate::demo::{Story, mfs_africa, pagoefectivo, random_hex, start_sandbox};
-use crate::demo_service::start_service;
+use crate::demo::cli::{Story, mfs_africa, pagoefectivo, random_hex, start_sandbox};
+use crate::demo::service::start_service;
 use crate::process::Guard;
 
 /// The Schemathesis release the check runs with: pinned, so that a new release's new checks

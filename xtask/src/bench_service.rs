@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::build;
-use crate::demo::random_hex;
+use crate::demo::cli::random_hex;
 use crate::process::{Guard, spawn_announcing};
 
 /// Options of `cargo xtask bench-service`.

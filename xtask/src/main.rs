@@ -17,7 +17,6 @@ mod api_check;
 mod bench_service;
 mod build;
 mod demo;
-mod demo_service;
 mod process;
 
 use anyhow::Result;

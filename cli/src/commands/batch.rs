@@ -96,7 +96,7 @@ pub async fn run(config_path: &Path, json: bool, args: BatchArgs) -> Result<Exit
                 );
             }
             let service = RefundService::start_with(&config, crate::start::options()).await?;
-            let catalog = Catalog::of_host(service.runtime());
+            let catalog = Catalog::of_host(service.providers());
             let rows = read_rows(&args.file, input, &catalog)?;
             send(&rows, Arc::new(service), args.concurrency, json).await
         }

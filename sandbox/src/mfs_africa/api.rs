@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::error::ApiError;
+use super::state::CreateRefund;
 use super::state::Created;
-use super::wire::{self, CreateRefund, RefundList, RefundObject};
+use super::wire::{self, RefundList, RefundObject};
 use super::{Shared, random_id, signing};
 use crate::faults::RequestFault;
 

@@ -9,7 +9,17 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::money;
-use super::wire::CreateRefund;
+
+/// A create request that passed validation (the wire module reads it from a body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CreateRefund {
+    pub(crate) original_transaction_id: String,
+    /// In minor units of `currency`.
+    pub(crate) amount_minor: i64,
+    pub(crate) currency: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) external_refund_id: Option<String>,
+}
 
 /// How long after completion an original can be refunded (spec: "more than 180 days after the
 /// original completed" is refused).

@@ -7,24 +7,13 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::money;
-use super::state::{Refund, RefundStatus};
+use super::state::{CreateRefund, Refund, RefundStatus};
 use crate::time::rfc3339_seconds;
 
 /// The longest `reason` the spec allows, in characters.
 const MAX_REASON_CHARS: usize = 255;
 /// The longest `external_refund_id` the spec allows.
 const MAX_EXTERNAL_ID_LEN: usize = 64;
-
-/// A create request that passed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CreateRefund {
-    pub(crate) original_transaction_id: String,
-    /// In minor units of `currency`.
-    pub(crate) amount_minor: i64,
-    pub(crate) currency: String,
-    pub(crate) reason: Option<String>,
-    pub(crate) external_refund_id: Option<String>,
-}
 
 impl CreateRefund {
     /// Validates a `POST /v1/refunds` body. Unknown fields are ignored (the spec asks clients to

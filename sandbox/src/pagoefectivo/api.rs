@@ -22,10 +22,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
+use super::state::CreateRefund;
 use super::state::Created;
-use super::wire::{
-    self, Authorization, AuthorizationData, CreateRefund, QueryOk, RefundObject, Success,
-};
+use super::wire::{self, Authorization, AuthorizationData, QueryOk, RefundObject, Success};
 use super::{Config, Shared, signing};
 use crate::faults::RequestFault;
 

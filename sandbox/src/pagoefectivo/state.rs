@@ -11,7 +11,17 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::money::{self, Currency};
-use super::wire::CreateRefund;
+
+/// A `POST /v1/refunds` body that passed validation (the wire module reads it from a body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CreateRefund {
+    pub(crate) transaction_id: String,
+    pub(crate) amount_cents: i64,
+    pub(crate) currency: Currency,
+    pub(crate) transaction_code: String,
+    pub(crate) refund_id: String,
+    pub(crate) reason: Option<String>,
+}
 
 /// How long after payment an original can be refunded (spec: `134` "more than 180 days since the
 /// original was paid").

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
 use super::money::{self, Currency};
-use super::state::{Refund, RefundStatus};
+use super::state::{CreateRefund, Refund, RefundStatus};
 
 /// The spec's success `code`.
 pub(crate) const SUCCESS_CODE: &str = "100";
@@ -117,17 +117,6 @@ impl Authorization {
             _ => Err(ApiError::InvalidRequest(errors)),
         }
     }
-}
-
-/// A `POST /v1/refunds` body that passed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CreateRefund {
-    pub(crate) transaction_id: String,
-    pub(crate) amount_cents: i64,
-    pub(crate) currency: Currency,
-    pub(crate) transaction_code: String,
-    pub(crate) refund_id: String,
-    pub(crate) reason: Option<String>,
 }
 
 impl CreateRefund {

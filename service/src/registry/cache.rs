@@ -333,7 +333,7 @@ mod tests {
         let dir = temp_dir(name);
         let cache = ArtifactCache::new(Some(dir.clone()), ArtifactKey::random());
         let bytes = component_bytes();
-        let sha = refundry_runtime::plugin::sha256_hex(&bytes);
+        let sha = refundry_runtime::component::sha256_hex(&bytes);
         (engine, cache, bytes, sha, dir)
     }
 
@@ -427,7 +427,7 @@ mod tests {
     fn reframed_artifact_with_an_unkeyed_digest_is_rejected() {
         let (engine, cache, bytes, sha, dir) = setup("reframed");
         let other = other_component_bytes();
-        let other_sha = refundry_runtime::plugin::sha256_hex(&other);
+        let other_sha = refundry_runtime::component::sha256_hex(&other);
         assert_ne!(other_sha, sha);
         // What one with write access to the folder alone can do: take another component's
         // valid artifact, frame it as built from this one, and recompute every digest there is
@@ -486,7 +486,7 @@ mod tests {
     fn no_folder_always_compiles() {
         let engine = Engine::new(EngineLimits::default()).unwrap();
         let bytes = component_bytes();
-        let sha = refundry_runtime::plugin::sha256_hex(&bytes);
+        let sha = refundry_runtime::component::sha256_hex(&bytes);
         let cache = ArtifactCache::new(None, ArtifactKey::random());
         for _ in 0..2 {
             assert_eq!(load(&engine, &cache, &bytes, &sha), LoadedFrom::Compiled);

@@ -29,9 +29,10 @@ use refundry_ledger::db::{Database, DbError};
 use refundry_ledger::plugin_versions::{self as store, StoredVersion};
 use refundry_runtime::RefundLogic;
 use refundry_runtime::caps::{Capabilities, Clock};
+use refundry_runtime::component::{PluginComponent, sha256_hex};
 use refundry_runtime::engine::Engine;
 use refundry_runtime::error::LoadError;
-use refundry_runtime::plugin::{Plugin, PluginComponent, sha256_hex};
+use refundry_runtime::plugin::Plugin;
 
 /// The ledger's artifact key, made (32 random bytes) the first time it is asked for.
 pub async fn artifact_key(db: &Database) -> Result<ArtifactKey, DbError> {

@@ -14,7 +14,6 @@
 //! - [`compare`]: the side-by-side table and the first difference.
 
 pub mod compare;
-pub mod config;
 pub mod player;
 pub mod record;
 pub mod store;
@@ -24,20 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::compare::{Column, Difference, OperationReport, Report, Row};
-pub use self::config::RecordingConfig;
 pub use self::record::{RecordedBy, Recorder, Recording, SecretMasks};
 pub use self::store::{Recordings, StoredRecording};
+pub use crate::config::RecordingConfig;
 
 use self::player::{Player, Prepared};
 use self::record::{Answer, ConfigAnswer};
 use crate::config::Config;
-use crate::exchange::Exchanges;
-use crate::refunds::RefundService;
-use crate::registry::PluginVersion;
 use refundry_ledger::db::{Database, DbError};
+use refundry_runtime::component::PluginComponent;
 use refundry_runtime::engine::{Engine, EngineError};
 use refundry_runtime::error::LoadError;
-use refundry_runtime::plugin::PluginComponent;
 
 /// Exit code of `refundry replay` when every replay is identical to the original.
 pub const EXIT_IDENTICAL: u8 = 0;
@@ -335,44 +331,4 @@ async fn other_component(
         |n| n.to_string_lossy().into_owned(),
     );
     Ok((label, info.version, prepared))
-}
-
-impl RefundService {
-    /// Where one plugin operation for a refund collects its exchanges and, when recording is
-    /// on and the plugin is a component, its recording.
-    pub(crate) fn operation_exchanges(&self, plugin: &PluginVersion) -> Exchanges {
-        let caps = plugin.logic.capabilities();
-        let redactor = caps.redactor().clone();
-        if plugin.logic.component().is_none() {
-            // A plugin linked into the host cannot be replayed: it is not recorded.
-            return Exchanges::new(redactor);
-        }
-        let by = RecordedBy {
-            provider: plugin.logic.info().id.clone(),
-            plugin_version: plugin.version().to_owned(),
-            plugin_sha256: plugin.sha256().to_owned(),
-        };
-        let masks = self
-            .inner
-            .masks
-            .get(caps.provider())
-            .cloned()
-            .unwrap_or_default();
-        match self.inner.recordings.recorder(by, masks) {
-            Some(recorder) => Exchanges::recording(redactor, recorder),
-            None => Exchanges::new(redactor),
-        }
-    }
-
-    /// Writes the recording `exchanges` carries (if any) as the next operation of `refund_id`.
-    /// A failure is logged, not returned: a lost recording must not fail a refund.
-    pub(crate) async fn keep_recording(&self, refund_id: &str, exchanges: &Exchanges) {
-        let Some(recorder) = exchanges.recorder() else {
-            return;
-        };
-        let now = self.now_ms();
-        if let Err(e) = self.inner.recordings.save(refund_id, &recorder, now).await {
-            tracing::warn!(refund_id, error = %e, "could not keep the operation's recording");
-        }
-    }
 }

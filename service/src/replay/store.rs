@@ -5,7 +5,7 @@
 use refundry_ledger::db::{Database, DbError};
 use refundry_ledger::recordings::{self, NewRecording, RecordingTable};
 
-use super::config::RecordingConfig;
+use crate::config::RecordingConfig;
 use std::sync::Arc;
 
 use super::record::{RecordedBy, Recorder, Recording, SecretMasks};

@@ -25,8 +25,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+use super::cli::{Step, Story, control, print_table, random_hex, start_sandbox};
 use crate::build;
-use crate::demo::{Step, Story, control, print_table, random_hex, start_sandbox};
 use crate::process::{Guard, spawn_announcing};
 
 /// A running `refundry serve` and how to call it.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
-use crate::refunds::{
-    Classified, RefundService, Sender, ServiceError, classify, report_of, request_of,
-};
+use super::create::{Classified, Sender, classify, report_of, request_of};
+use super::service::RefundService;
+use super::types::ServiceError;
 use refundry_ledger::{Outcome, RefundRecord, Source, Stamp, Status};
 use refundry_runtime::bindings::types::{RefundError, RefundLookup, RefusalKind};
 
@@ -159,7 +159,7 @@ impl RefundService {
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,
             // Not final: leave it unknown; the next check looks again.
-            Classified::Retry(r) => crate::refunds::Answer::Unknown(r.failure.message),
+            Classified::Retry(r) => super::create::Answer::Unknown(r.failure.message),
         };
         self.record(refund, answer, Sender::Janitor { checks }, plugin.version())
             .await

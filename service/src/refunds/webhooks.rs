@@ -2,7 +2,9 @@
 //! (deduplicated by event id), and applied to its refund under the forward-only rule. An event
 //! for a refund Refundry does not know is kept in the inbox and logged, not lost.
 
-use crate::refunds::{RefundService, WebhookAccepted, WebhookIntakeError, report_of};
+use super::create::report_of;
+use super::service::RefundService;
+use super::types::{WebhookAccepted, WebhookIntakeError};
 use refundry_ledger::{InboxEvent, Inboxed};
 
 impl RefundService {
@@ -16,7 +18,7 @@ impl RefundService {
     ) -> Result<WebhookAccepted, WebhookIntakeError> {
         let plugin = self
             .inner
-            .runtime
+            .providers
             .provider(provider)
             .map_err(|_| WebhookIntakeError::UnknownProvider(provider.to_owned()))?;
         // Recorded in memory; kept only when the event matches a refund (below).
@@ -28,7 +30,10 @@ impl RefundService {
         let event = match parsed {
             Ok(event) => event,
             Err(e) => {
-                self.inner.runtime.metrics().webhook_rejected(provider, &e);
+                self.inner
+                    .providers
+                    .metrics()
+                    .webhook_rejected(provider, &e);
                 let error = WebhookIntakeError::Rejected(e);
                 tracing::warn!(provider, error = %error, "webhook rejected");
                 return Err(error);

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, limit};
+use super::error::{ConfigError, limit};
 
 /// `[recording]`: record every plugin operation run for a refund, for `refundry replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

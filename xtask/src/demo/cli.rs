@@ -1,5 +1,5 @@
-//! `cargo xtask demo`: real refunds through the real plugin in the real host, against the sandbox:
-//! first each provider through the CLI, then both through `refundry serve` ([`crate::demo_service`]).
+//! The demo's first part: each provider through the `refundry` command line, and the stories
+//! (providers, sandboxes, steps) both parts tell.
 //!
 //! Everything runs as separate processes on loopback ports chosen at run time: the sandbox
 //! (`refundry sandbox mfs-africa --port 0`), and the host for each step (`refundry refund ...`).
@@ -27,23 +27,6 @@ pub(crate) struct Step {
 
 /// A captured webhook: headers and raw body.
 type Captured = (Vec<(String, String)>, Vec<u8>);
-
-pub fn run() -> Result<()> {
-    build::plugins()?;
-    let refundry = build::host_binary()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut failed = 0;
-    let stories = [mfs_africa(), pagoefectivo()];
-    for story in &stories {
-        failed += runtime.block_on(walk(&refundry, story))?;
-    }
-    failed += runtime.block_on(crate::demo_service::walk(&refundry, &stories))?;
-    if failed > 0 {
-        bail!("{failed} demo step(s) did not behave as expected");
-    }
-    println!("\nEvery step behaved as expected for every provider.");
-    Ok(())
-}
 
 impl Story {
     /// The `[providers.<id>]` tables of a service config for this provider against `base_url`,
@@ -300,7 +283,7 @@ fn describe(code: i32, v: &Value) -> String {
 }
 
 /// Walks one provider through the story; returns how many steps did not behave as expected.
-async fn walk(bin: &Path, story: &Story) -> Result<usize> {
+pub(super) async fn walk(bin: &Path, story: &Story) -> Result<usize> {
     let provider = story.provider;
     let env = &story.env;
     let currency = story.currency;

@@ -1,0 +1,16 @@
+//! The refund orchestrator: every refund is written to the ledger before any provider call,
+//! is idempotent on provider + external refund id, is pre-checked against the original payment,
+//! retries retryable failures, and only ever moves its status forward.
+
+mod create;
+mod janitor;
+mod keys;
+mod service;
+mod types;
+mod webhooks;
+
+pub use self::service::RefundService;
+pub use self::types::{
+    CreateError, Created, NewRefund, NotSent, OriginalPayment, ServiceError, WebhookAccepted,
+    WebhookIntakeError,
+};
