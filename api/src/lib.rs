@@ -29,16 +29,16 @@
 pub mod auth;
 pub mod body_deadline;
 pub mod error;
-pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound_events;
 pub mod plugins;
 pub mod refunds;
 pub mod server;
 pub mod tls;
 mod watchdog;
-pub mod webhooks;
+pub mod webhook_intake;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -256,8 +256,11 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
         )
         .route("/v1/refunds/{id}", get(refunds::get::<S>))
         .route("/v1/refunds/{id}/exchanges", get(refunds::exchanges::<S>))
-        .route("/v1/events", get(events::list::<S>))
-        .route("/v1/webhooks/{provider}", post(webhooks::receive::<S>))
+        .route("/v1/events", get(outbound_events::list::<S>))
+        .route(
+            "/v1/webhooks/{provider}",
+            post(webhook_intake::receive::<S>),
+        )
         .route("/v1/plugins", get(plugins::list::<S>))
         .route(
             "/v1/plugins/{provider}/versions",

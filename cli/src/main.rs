@@ -597,7 +597,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
         .transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let service = RefundService::start_with(&config, crate::start::options()).await?;
-    let outbox = refundry_service::events::Outbox::new(
+    let outbox = refundry_service::outbound_events::Outbox::new(
         service.ledger().clone(),
         &config.events,
         service.providers().clock().clone(),

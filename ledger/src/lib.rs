@@ -10,10 +10,10 @@
 #![deny(missing_docs)]
 
 pub mod db;
-mod events;
 pub mod exchange;
 mod exchanges;
 mod inbox;
+mod outbox;
 pub mod plugin_versions;
 pub mod recordings;
 mod stats;
@@ -22,11 +22,11 @@ pub mod storage;
 pub mod testing;
 mod types;
 
-pub use events::{
+pub use inbox::{InboxEvent, Inboxed};
+pub use outbox::{
     Attempt, AttemptRecord, DeliveryRecord, DeliveryState, DueDelivery, EventBody, EventPage,
     EventQuery, EventRecord, Next,
 };
-pub use inbox::{InboxEvent, Inboxed};
 pub use stats::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
 pub use types::*;
 
@@ -243,7 +243,7 @@ impl Ledger {
                 let stamp = Stamp::new(Source::Api, detail, row.now_ms);
                 add_history(&tx, &row.id, &stamp, None, status, true, None)?;
                 let refund = get_refund(&tx, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                events::record(&tx, &refund)?;
+                outbox::record(&tx, &refund)?;
                 tx.commit()?;
                 Ok(match refusal {
                     Some(_) => Begin::Refused(refund),
@@ -507,7 +507,7 @@ fn apply_report(
         // The event carries the refund as this move left it (held webhook events applied
         // below write their own, later, events).
         let moved_to = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-        events::record(c, &moved_to)?;
+        outbox::record(c, &moved_to)?;
         after = Some(moved_to);
     } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
         // Not a move, but the provider's id is worth keeping (lookups by it are cheaper).

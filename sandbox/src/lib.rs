@@ -1,7 +1,7 @@
 //! Stateful simulators of provider refund APIs, for tests, the demo and `refundry sandbox`.
 //!
 //! Each provider has one module ([`mfs_africa`] and [`pagoefectivo`]) that reads that provider's
-//! wire contract (`specs/<provider>.md`) independently of the plugins and the SDK: the sandbox
+//! wire contract independently of the plugins and the SDK: the sandbox
 //! shares no code with them, so that a misreading on either side shows up as a failing exchange.
 //! The pieces that do not depend on a provider live in their own modules and are reused by every
 //! simulator: [`faults`] (fault injection queue, with a per-provider [`faults::FaultPolicy`]),

@@ -1,4 +1,4 @@
-//! What changing a provider's plugin version costs (issue 5): activating a new version, loading a
+//! What changing a provider's plugin version costs: activating a new version, loading a
 //! version from the precompiled artifact cache instead of compiling it, and starting the host with
 //! its versions cached. A benchmark, not a test: but every column checks, outside its timing, that
 //! it took the path it is named after, so no column can measure a shortcut or an error.

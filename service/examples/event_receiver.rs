@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use refundry_ledger::EventBody;
-use refundry_service::events::signature::{self, DEFAULT_TOLERANCE_SECS};
+use refundry_service::outbound_events::signature::{self, DEFAULT_TOLERANCE_SECS};
 
 #[derive(Clone)]
 struct Receiver {

@@ -451,7 +451,7 @@ fn mark_duplicates(rows: &mut [Row]) {
 
 /// The answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub enum RowAnswer {
     /// The service has a refund for the request (new, or under a key used before).
     Refund {
         /// The refund as recorded.
@@ -492,7 +492,7 @@ impl RowError {
 /// Where rows are sent: the service over HTTP, or one in this process.
 pub trait Submit: Send + Sync + 'static {
     /// Sends one refund request.
-    fn submit(&self, req: NewRefund) -> impl Future<Output = Answer> + Send;
+    fn submit(&self, req: NewRefund) -> impl Future<Output = RowAnswer> + Send;
 }
 
 /// The row error of a request that reached no provider (HTTP 503): nothing final was recorded.
@@ -504,13 +504,13 @@ pub fn not_sent_error(code: &str, message: &str) -> RowError {
 }
 
 impl Submit for RefundService {
-    async fn submit(&self, req: NewRefund) -> Answer {
+    async fn submit(&self, req: NewRefund) -> RowAnswer {
         match self.create(req).await {
             Ok(created) if created.not_sent.is_some() => {
                 let failure = created.not_sent.map(|n| n.failure).unwrap_or_default();
-                Answer::Error(not_sent_error(&failure.code, &failure.message))
+                RowAnswer::Error(not_sent_error(&failure.code, &failure.message))
             }
-            Ok(created) => Answer::Refund {
+            Ok(created) => RowAnswer::Refund {
                 refund: Box::new(created.refund),
                 outcome: created.outcome,
                 replayed: created.replayed,
@@ -521,10 +521,10 @@ impl Submit for RefundService {
                     CreateError::Invalid { .. } => "invalid_request",
                     CreateError::IdempotencyConflict { .. } => "idempotency_conflict",
                     CreateError::Internal(_) => {
-                        return Answer::Error(RowError::new("internal", e.to_string()));
+                        return RowAnswer::Error(RowError::new("internal", e.to_string()));
                     }
                 };
-                Answer::Rejected(RowError::new(code, e.to_string()))
+                RowAnswer::Rejected(RowError::new(code, e.to_string()))
             }
         }
     }
@@ -632,10 +632,10 @@ impl RowResult {
         }
     }
 
-    fn answered(row: &Row, answer: Answer) -> Self {
+    fn answered(row: &Row, answer: RowAnswer) -> Self {
         let mut result = Self::of(row, RowOutcome::Error);
         match answer {
-            Answer::Refund {
+            RowAnswer::Refund {
                 refund,
                 outcome,
                 replayed,
@@ -660,11 +660,11 @@ impl RowResult {
                 result.refund_id = Some(refund.id);
             }
             // A refused token: refused before anything was recorded, like a bad field.
-            Answer::Rejected(e) | Answer::Stop(e) => {
+            RowAnswer::Rejected(e) | RowAnswer::Stop(e) => {
                 result.outcome = RowOutcome::Rejected;
                 result.error = Some(e);
             }
-            Answer::Error(e) => result.error = Some(e),
+            RowAnswer::Error(e) => result.error = Some(e),
         }
         result
     }
@@ -704,7 +704,7 @@ pub fn counts<'a>(results: impl IntoIterator<Item = &'a RowResult>) -> Vec<(RowO
 }
 
 /// Sends every valid row, at most `concurrency` at a time, and calls `on_result` with each
-/// result as it is known (invalid rows first, before anything is sent). A [`Answer::Stop`]
+/// result as it is known (invalid rows first, before anything is sent). A [`RowAnswer::Stop`]
 /// stops the run: rows not started by then are [`RowOutcome::NotSent`].
 pub async fn send<S: Submit>(
     rows: &[Row],
@@ -725,8 +725,8 @@ pub async fn send<S: Submit>(
     let mut tasks = tokio::task::JoinSet::new();
     let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut stopped: Option<RowError> = None;
-    let mut record = |i: usize, answer: Answer, stopped: &mut Option<RowError>| {
-        if let Answer::Stop(e) = &answer {
+    let mut record = |i: usize, answer: RowAnswer, stopped: &mut Option<RowError>| {
+        if let RowAnswer::Stop(e) = &answer {
             stopped.get_or_insert_with(|| e.clone());
         }
         let r = RowResult::answered(&rows[i], answer);
@@ -800,15 +800,15 @@ pub async fn send<S: Submit>(
 
 /// The next request to finish: its row's index and answer.
 async fn join_next(
-    tasks: &mut tokio::task::JoinSet<Answer>,
+    tasks: &mut tokio::task::JoinSet<RowAnswer>,
     running: &mut HashMap<tokio::task::Id, usize>,
-) -> Option<(usize, Answer)> {
+) -> Option<(usize, RowAnswer)> {
     let joined = tasks.join_next_with_id().await?;
     Some(match joined {
         Ok((id, answer)) => (running.remove(&id).expect("a task we started"), answer),
         Err(e) => (
             running.remove(&e.id()).expect("a task we started"),
-            Answer::Error(RowError::new(
+            RowAnswer::Error(RowError::new(
                 "internal",
                 format!("the request task failed: {e}"),
             )),
@@ -1110,18 +1110,18 @@ mod tests {
     }
 
     impl Submit for Fake {
-        async fn submit(&self, req: NewRefund) -> Answer {
+        async fn submit(&self, req: NewRefund) -> RowAnswer {
             self.sent.fetch_add(1, Ordering::SeqCst);
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if self.stop_at.as_deref() == Some(req.external_refund_id.as_str()) {
-                return Answer::Stop(RowError::new("unauthorized", "bad token"));
+                return RowAnswer::Stop(RowError::new("unauthorized", "bad token"));
             }
             let mut made = self.made.lock().unwrap();
             if let Some(refund) = made.get(&req.external_refund_id) {
-                return Answer::Refund {
+                return RowAnswer::Refund {
                     refund: Box::new(refund.clone()),
                     outcome: Outcome::Created,
                     replayed: true,
@@ -1155,7 +1155,7 @@ mod tests {
                 updated_at: Utc::now(),
             };
             made.insert(req.external_refund_id, refund.clone());
-            Answer::Refund {
+            RowAnswer::Refund {
                 refund: Box::new(refund),
                 outcome: if refused {
                     Outcome::Refused

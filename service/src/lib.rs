@@ -11,12 +11,12 @@
 
 pub mod batch;
 pub mod config;
-pub mod events;
 pub mod exchange;
 pub mod export;
 pub mod logging;
 pub mod metrics;
 pub mod money;
+pub mod outbound_events;
 pub mod providers;
 pub mod refunds;
 pub mod registry;

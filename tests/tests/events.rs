@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use refundry_service::events::signature;
+use refundry_service::outbound_events::signature;
 use refundry_tests::receiver::{Received, Receiver};
 use refundry_tests::service::{
     Options, Service, expect, mfs_body, pe_body, str_of as s, wait_until, with_original,

@@ -1,4 +1,4 @@
-//! Plugin versions (issue 5) end to end: the real `refundry serve` as a child process against the
+//! Plugin versions (hot swap) end to end: the real `refundry serve` as a child process against the
 //! MFS Africa sandbox, with its two real plugin versions, `mfs-africa.wasm` (0.1.0) and
 //! `mfs-africa-next.wasm` (0.2.0, which names itself in `X-Plugin-Version`; the sandbox records
 //! that header per refund, so the sandbox tells which version really sent a request).

@@ -1,4 +1,4 @@
-//! Record and replay (issue 6) end to end: refunds made through a real `refundry serve` against
+//! Record and replay end to end: refunds made through a real `refundry serve` against
 //! the sandboxes are recorded (every plugin operation: its input, each import call with the
 //! host's answer, its output), and `refundry replay <refund-id>` re-runs them offline from the
 //! ledger: identical with the recorded version, and, with `--plugin mfs-africa-next.wasm`

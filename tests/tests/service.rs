@@ -1,5 +1,5 @@
 //! `refundry serve` end to end: the real binary as a child process on loopback, against both
-//! sandboxes. Every orchestrator rule of issue 4 (idempotency, pre-checks, refusals, retries,
+//! sandboxes. Every orchestrator rule (idempotency, pre-checks, refusals, retries,
 //! unknown outcomes, concurrency), the REST API's answers (auth, limits, listing, CSV, history),
 //! and that no configured secret leaks into the logs, the exchange log or the database.
 

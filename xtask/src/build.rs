@@ -26,7 +26,7 @@ pub const PLUGINS: &[Plugin] = &[
         feature: None,
         name: "mfs-africa",
     },
-    // The plugin's second version, for hot-swapping between two real versions (issue 5).
+    // The plugin's second version, for hot-swapping between two real versions.
     Plugin {
         krate: "refundry-mfs-africa",
         feature: Some("next"),
@@ -42,7 +42,7 @@ pub const PLUGINS: &[Plugin] = &[
         feature: None,
         name: "hostile",
     },
-    // A component whose describe() traps, which the registry must refuse to load (issue 5).
+    // A component whose describe() traps, which the registry must refuse to load.
     Plugin {
         krate: "refundry-hostile",
         feature: Some("trap-describe"),

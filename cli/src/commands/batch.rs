@@ -21,7 +21,7 @@ use refundry_api::health::Health;
 use refundry_api::refunds::{REPLAYED_HEADER, RefundFailureBody};
 use refundry_ledger::{Outcome, RefundRecord};
 use refundry_service::batch::{
-    self, Answer, Catalog, Check, Report, RowError, RowOutcome, RowResult, Submit,
+    self, Catalog, Check, Report, RowAnswer, RowError, RowOutcome, RowResult, Submit,
 };
 use refundry_service::refunds::{NewRefund, RefundService};
 use refundry_service::{Config, Needs};
@@ -274,10 +274,10 @@ struct Remote {
 }
 
 impl Submit for Remote {
-    async fn submit(&self, req: NewRefund) -> Answer {
+    async fn submit(&self, req: NewRefund) -> RowAnswer {
         let body = match serde_json::to_vec(&req) {
             Ok(b) => b,
-            Err(e) => return Answer::Error(RowError::new("internal", e.to_string())),
+            Err(e) => return RowAnswer::Error(RowError::new("internal", e.to_string())),
         };
         let sent = self
             .client
@@ -292,25 +292,25 @@ impl Submit for Remote {
         match sent {
             Ok(answer) => read_answer(&answer),
             // The request may have reached the service: re-running the row finds out.
-            Err(e) => Answer::Error(RowError::new("no_answer", format!("{e:#}"))),
+            Err(e) => RowAnswer::Error(RowError::new("no_answer", format!("{e:#}"))),
         }
     }
 }
 
 /// What a `POST /v1/refunds` answer says (see the API's route table).
-fn read_answer(answer: &super::client::Answer) -> Answer {
+fn read_answer(answer: &super::client::HttpAnswer) -> RowAnswer {
     let replayed = answer
         .headers
         .get(REPLAYED_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let with_refund = |outcome: Outcome, refund: RefundRecord| Answer::Refund {
+    let with_refund = |outcome: Outcome, refund: RefundRecord| RowAnswer::Refund {
         refund: Box::new(refund),
         outcome,
         replayed,
     };
     let unexpected =
-        |e: anyhow::Error| Answer::Error(RowError::new("unexpected_answer", format!("{e:#}")));
+        |e: anyhow::Error| RowAnswer::Error(RowError::new("unexpected_answer", format!("{e:#}")));
     let status = answer.status;
     match status {
         StatusCode::CREATED | StatusCode::ACCEPTED => {
@@ -338,7 +338,7 @@ fn read_answer(answer: &super::client::Answer) -> Answer {
                 if status == StatusCode::SERVICE_UNAVAILABLE
                     && failed.refund.status != refundry_ledger::Status::Failed
                 {
-                    return Answer::Error(refundry_service::batch::not_sent_error(
+                    return RowAnswer::Error(refundry_service::batch::not_sent_error(
                         &failed.error.code,
                         &failed.error.message,
                     ));
@@ -347,16 +347,16 @@ fn read_answer(answer: &super::client::Answer) -> Answer {
             }
             // A 500 of the service itself carries no refund.
             match answer.error() {
-                Ok(e) => Answer::Error(RowError::new(&e.error.code, e.error.message)),
+                Ok(e) => RowAnswer::Error(RowError::new(&e.error.code, e.error.message)),
                 Err(e) => unexpected(e),
             }
         }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => match answer.error() {
-            Ok(e) => Answer::Stop(RowError::new(&e.error.code, e.error.message)),
-            Err(e) => Answer::Stop(RowError::new("unexpected_answer", format!("{e:#}"))),
+            Ok(e) => RowAnswer::Stop(RowError::new(&e.error.code, e.error.message)),
+            Err(e) => RowAnswer::Stop(RowError::new("unexpected_answer", format!("{e:#}"))),
         },
         s if s.is_client_error() => match answer.error() {
-            Ok(e) => Answer::Rejected(RowError::new(&e.error.code, e.error.message)),
+            Ok(e) => RowAnswer::Rejected(RowError::new(&e.error.code, e.error.message)),
             Err(e) => unexpected(e),
         },
         _ => unexpected(anyhow::anyhow!(

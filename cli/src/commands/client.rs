@@ -14,7 +14,7 @@ pub struct ServiceClient {
 }
 
 /// One answer: status, headers and the raw body.
-pub struct Answer {
+pub struct HttpAnswer {
     /// The URL called (for messages).
     pub url: Url,
     /// HTTP status.
@@ -61,7 +61,7 @@ impl ServiceClient {
         body: Option<Vec<u8>>,
         content_type: Option<&str>,
         authorized: bool,
-    ) -> Result<Answer> {
+    ) -> Result<HttpAnswer> {
         let url = self.url(path)?;
         let mut req = self.http.request(method, url.clone());
         if authorized {
@@ -81,7 +81,7 @@ impl ServiceClient {
             .await
             .with_context(|| format!("reading the answer of {url}"))?
             .to_vec();
-        Ok(Answer {
+        Ok(HttpAnswer {
             url,
             status,
             headers,
@@ -90,7 +90,7 @@ impl ServiceClient {
     }
 }
 
-impl Answer {
+impl HttpAnswer {
     /// The body as `T` (an empty body reads as JSON `null`).
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         let text: &[u8] = if self.body.is_empty() {

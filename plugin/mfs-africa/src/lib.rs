@@ -1,4 +1,4 @@
-//! Refundry plugin for MFS Africa refunds, following `specs/mfs-africa.md` (wire contract v1).
+//! Refundry plugin for MFS Africa refunds (wire contract v1).
 //!
 //! Configuration (`[providers.mfs-africa]`): `base_url`, `api_key`, `api_secret` for requests and
 //! `webhook_secret` for webhooks. A missing or unusable key is a final refusal of kind
@@ -29,8 +29,8 @@ pub const CURRENCIES: [&str; 13] = [
 ];
 
 /// The version `describe()` reports and, in the `next` build, what `X-Plugin-Version` says. The
-/// `next` feature is the plugin's second version (issue 5: the host swaps between two real
-/// versions of one provider); without it this is the crate's version.
+/// `next` feature is the plugin's second version (so the host has two real versions of one
+/// provider to swap between); without it this is the crate's version.
 pub const VERSION: &str = if cfg!(feature = "next") {
     "0.2.0"
 } else {

@@ -1,5 +1,4 @@
-//! Refundry plugin for PagoEfectivo (Peru) refunds, following `specs/pagoefectivo.md` (wire
-//! contract v1).
+//! Refundry plugin for PagoEfectivo (Peru) refunds (wire contract v1).
 //!
 //! Configuration (`[providers.pagoefectivo]`): `base_url`, `id_service` (an integer), `access_key`
 //! and `secret_key` (authorization hash, request signatures and webhook signatures). A missing or

@@ -1,4 +1,5 @@
-//! Simulator of the MFS Africa refund API, following `specs/mfs-africa.md` (the wire contract).
+//! Simulator of the MFS Africa refund API (wire contract v1), read from the provider's contract
+//! independently of the plugin.
 //!
 //! API (`/v1/...`, signed): create a refund, get one by id, list by external id; see `api.rs`'s
 //! handlers for the order of checks. Control (`/_sandbox/...`, unauthenticated): seed
@@ -18,7 +19,7 @@
 //! `Retry-After` is sent when `retry_after` is given, and always for 429 (default 1 s). Webhook
 //! faults: `drop_webhooks`, `duplicate_webhooks`, `fail_webhooks` (each with `count`).
 //!
-//! Not in the spec, for telling plugin versions apart (issue 5, hot-swap): each refund keeps the
+//! Not in the provider's contract, for telling plugin versions apart (hot swap): each refund keeps the
 //! `X-Plugin-Version` header of the request that created it (shown by `GET /_sandbox/refunds` as
 //! `created_by_plugin_version`), and [`Config::require_header`] makes a header mandatory.
 //!

@@ -1,5 +1,5 @@
-//! Simulator of the PagoEfectivo refund API, following `specs/pagoefectivo.md` (the wire
-//! contract).
+//! Simulator of the PagoEfectivo refund API (wire contract v1), read from the provider's contract
+//! independently of the plugin.
 //!
 //! API: `POST /v1/authorizations` (credentials and clock, gives a bearer token), then, with
 //! `Authorization: Bearer` and `PE-Signature`: create a refund, get one by `referenceId`, list by

@@ -232,7 +232,7 @@ impl RefundService {
     pub(crate) async fn record(
         &self,
         refund: &RefundRecord,
-        answer: Answer,
+        answer: ProviderAnswer,
         sender: Sender,
         plugin: &str,
     ) -> Result<Recorded, refundry_ledger::db::DbError> {
@@ -248,13 +248,13 @@ impl RefundService {
         let stamp = |detail: String| Stamp::new(source, detail, now).by(plugin);
         let ledger = &self.inner.ledger;
         let (report, outcome, detail) = match answer {
-            Answer::Took(r) => {
+            ProviderAnswer::Took(r) => {
                 let report = report_of(&r);
                 let outcome = Outcome::of_answer(report.status);
                 (report, outcome, "provider answered")
             }
-            Answer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),
-            Answer::Unknown(message) => {
+            ProviderAnswer::Refused(f) => (failed(f), Outcome::Refused, "provider refused"),
+            ProviderAnswer::Unknown(message) => {
                 tracing::warn!(%message, "refund outcome unknown; the janitor will find out");
                 let outcome = first.then_some(Outcome::Unknown);
                 let stamp = stamp(format!("outcome unknown: {message}"));
@@ -263,7 +263,7 @@ impl RefundService {
                     .await?;
                 return Ok(Recorded::unsettled(Outcome::Unknown, None));
             }
-            Answer::NotSent(n) => {
+            ProviderAnswer::NotSent(n) => {
                 // No first answer is recorded: the same key sends the request again, and so does
                 // the janitor at its next look (it asks the provider first, by external id).
                 tracing::warn!(code = %n.failure.code, error = %n.failure.message,
@@ -307,7 +307,7 @@ impl RefundService {
 }
 
 /// What the provider's answer to a create request comes to.
-pub(crate) enum Answer {
+pub(crate) enum ProviderAnswer {
     /// The provider took it (any status, failed included).
     Took(Refund),
     /// Refused, finally.
@@ -350,7 +350,7 @@ impl Recorded {
 }
 
 pub(crate) enum Classified {
-    Final(Answer),
+    Final(ProviderAnswer),
     Retry(Retry),
 }
 
@@ -368,14 +368,14 @@ impl Retry {
     /// What a retryable failure comes to when no attempt is left: the outcome is unknown when
     /// any attempt may have been acted on (the janitor finds the refund by its external id), else
     /// nothing reached the provider that did anything and nothing final is recorded.
-    pub(crate) fn after_last_attempt(self, any_may_have_acted: bool) -> Answer {
+    pub(crate) fn after_last_attempt(self, any_may_have_acted: bool) -> ProviderAnswer {
         if any_may_have_acted || self.may_have_acted {
-            Answer::Unknown(format!(
+            ProviderAnswer::Unknown(format!(
                 "the provider failed every attempt and may have acted on one: {}",
                 self.failure.message
             ))
         } else {
-            Answer::NotSent(NotSent {
+            ProviderAnswer::NotSent(NotSent {
                 failure: Failure {
                     code: "provider_unavailable".into(),
                     ..self.failure
@@ -399,8 +399,8 @@ pub(crate) fn classify(
     sent: bool,
 ) -> Classified {
     match result {
-        Ok(Ok(refund)) => Classified::Final(Answer::Took(refund)),
-        Ok(Err(RefundError::Refused(r))) => Classified::Final(Answer::Refused(Failure {
+        Ok(Ok(refund)) => Classified::Final(ProviderAnswer::Took(refund)),
+        Ok(Err(RefundError::Refused(r))) => Classified::Final(ProviderAnswer::Refused(Failure {
             code: crate::view::refusal_word(r.kind).replace('-', "_"),
             message: r.message,
             provider_code: r.provider_code,
@@ -414,11 +414,11 @@ pub(crate) fn classify(
             },
             retry_after_ms: r.retry_after_ms,
         }),
-        Ok(Err(RefundError::UnknownOutcome(m))) => Classified::Final(Answer::Unknown(m)),
-        Err(e) if sent => Classified::Final(Answer::Unknown(format!(
+        Ok(Err(RefundError::UnknownOutcome(m))) => Classified::Final(ProviderAnswer::Unknown(m)),
+        Err(e) if sent => Classified::Final(ProviderAnswer::Unknown(format!(
             "the plugin failed after sending a request: {e}"
         ))),
-        Err(e) => Classified::Final(Answer::NotSent(NotSent {
+        Err(e) => Classified::Final(ProviderAnswer::NotSent(NotSent {
             failure: Failure {
                 code: "plugin_error".into(),
                 message: e.to_string(),
@@ -587,11 +587,11 @@ mod tests {
         };
         assert!(matches!(
             classify(trap(), true),
-            Classified::Final(Answer::Unknown(_))
+            Classified::Final(ProviderAnswer::Unknown(_))
         ));
         assert!(matches!(
             classify(trap(), false),
-            Classified::Final(Answer::NotSent(_))
+            Classified::Final(ProviderAnswer::NotSent(_))
         ));
     }
 
@@ -603,7 +603,7 @@ mod tests {
             message: "too much".into(),
             http_status: Some(422),
         })));
-        let Classified::Final(Answer::Refused(f)) = classify(refused, true) else {
+        let Classified::Final(ProviderAnswer::Refused(f)) = classify(refused, true) else {
             panic!("a refusal is final");
         };
         assert_eq!(
@@ -655,14 +655,14 @@ mod tests {
             Classified::Retry(r) => r.after_last_attempt(earlier),
             Classified::Final(_) => panic!("retryable"),
         };
-        assert!(matches!(last(Some(500), false), Answer::Unknown(_)));
+        assert!(matches!(last(Some(500), false), ProviderAnswer::Unknown(_)));
         // An earlier 500 may have been acted on, whatever the last attempt got.
-        assert!(matches!(last(Some(429), true), Answer::Unknown(_)));
-        let Answer::NotSent(n) = last(Some(429), false) else {
+        assert!(matches!(last(Some(429), true), ProviderAnswer::Unknown(_)));
+        let ProviderAnswer::NotSent(n) = last(Some(429), false) else {
             panic!("a rate limit on every attempt reached nothing");
         };
         assert_eq!(n.failure.code, "provider_unavailable");
         assert_eq!(n.retry_after, Duration::from_secs(1));
-        assert!(matches!(last(None, false), Answer::NotSent(_)));
+        assert!(matches!(last(None, false), ProviderAnswer::NotSent(_)));
     }
 }

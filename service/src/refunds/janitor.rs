@@ -159,7 +159,7 @@ impl RefundService {
         let answer = match classify(result, sent) {
             Classified::Final(answer) => answer,
             // Not final: leave it unknown; the next check looks again.
-            Classified::Retry(r) => super::create::Answer::Unknown(r.failure.message),
+            Classified::Retry(r) => super::create::ProviderAnswer::Unknown(r.failure.message),
         };
         self.record(refund, answer, Sender::Janitor { checks }, plugin.version())
             .await

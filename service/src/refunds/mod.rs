@@ -7,7 +7,7 @@ mod janitor;
 mod keys;
 mod service;
 mod types;
-mod webhooks;
+mod webhook_intake;
 
 pub use self::service::RefundService;
 pub use self::types::{

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::player::Replayed;
-use super::record::{Call, Recording};
+use super::record::{RecordedCall, Recording};
 
 /// One column of the comparison: the original recording, or one replay of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,10 +115,10 @@ impl Report {
 }
 
 /// A call's fields as the comparison shows them, the import first.
-fn fields(call: &Call) -> Vec<(String, String)> {
+fn fields(call: &RecordedCall) -> Vec<(String, String)> {
     let mut out = vec![("import".to_owned(), call.label().to_owned())];
     match call {
-        Call::HttpSend {
+        RecordedCall::HttpSend {
             method,
             url,
             headers,
@@ -145,15 +145,17 @@ fn fields(call: &Call) -> Vec<(String, String)> {
                 out.push(("body".into(), body.display()));
             }
         }
-        Call::ClockNow => {}
-        Call::StorageGet { key } | Call::StorageDelete { key } | Call::ConfigGet { key } => {
+        RecordedCall::ClockNow => {}
+        RecordedCall::StorageGet { key }
+        | RecordedCall::StorageDelete { key }
+        | RecordedCall::ConfigGet { key } => {
             out.push(("key".into(), key.clone()));
         }
-        Call::StorageSet { key, value } => {
+        RecordedCall::StorageSet { key, value } => {
             out.push(("key".into(), key.clone()));
             out.push(("value".into(), value.display()));
         }
-        Call::Log {
+        RecordedCall::Log {
             level,
             message,
             fields,
@@ -233,7 +235,7 @@ pub fn compare(recording: &Recording, replays: &[&Replayed]) -> (Vec<Row>, Vec<O
     let mut rows = Vec::new();
     for i in 0..steps {
         let original = recording.steps.get(i).map(|s| &s.call);
-        let calls: Vec<Option<&Call>> = std::iter::once(original)
+        let calls: Vec<Option<&RecordedCall>> = std::iter::once(original)
             .chain(replays.iter().map(|r| r.calls.get(i)))
             .collect();
         let label = calls.iter().flatten().next().map_or("", |c| c.label());
@@ -387,11 +389,11 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::record::{Answer, Input, Step};
+    use crate::replay::record::{Input, RecordedAnswer, Step};
     use serde_json::json;
 
-    fn http(headers: &[(&str, &str)]) -> Call {
-        Call::HttpSend {
+    fn http(headers: &[(&str, &str)]) -> RecordedCall {
+        RecordedCall::HttpSend {
             method: "POST".into(),
             url: "http://p/v1/refunds".into(),
             headers: headers
@@ -410,12 +412,12 @@ mod tests {
             },
             steps: vec![
                 Step {
-                    call: Call::ClockNow,
-                    answer: Answer::Clock(5),
+                    call: RecordedCall::ClockNow,
+                    answer: RecordedAnswer::Clock(5),
                 },
                 Step {
                     call: http(&[("X-Api-Key", "k")]),
-                    answer: Answer::Logged,
+                    answer: RecordedAnswer::Logged,
                 },
             ],
             output: json!({"ok": {"status": "pending"}}),
@@ -454,7 +456,7 @@ mod tests {
         let rec = recording();
         let next = Replayed {
             calls: vec![
-                Call::ClockNow,
+                RecordedCall::ClockNow,
                 http(&[("X-Api-Key", "k"), ("X-Plugin-Version", "0.2.0")]),
             ],
             output: rec.output.clone(),
@@ -471,7 +473,10 @@ mod tests {
     fn another_import_or_a_changed_result_is_reported() {
         let rec = recording();
         let other = Replayed {
-            calls: vec![Call::ClockNow, Call::ConfigGet { key: "k".into() }],
+            calls: vec![
+                RecordedCall::ClockNow,
+                RecordedCall::ConfigGet { key: "k".into() },
+            ],
             output: Value::Null,
             stopped: Some("stopped".into()),
         };
@@ -481,7 +486,7 @@ mod tests {
             "create-refund step 2 http request import: http request vs config get"
         );
         let shorter = Replayed {
-            calls: vec![Call::ClockNow],
+            calls: vec![RecordedCall::ClockNow],
             output: json!({"ok": {"status": "failed"}}),
             stopped: None,
         };

@@ -28,7 +28,7 @@ pub use self::store::{Recordings, StoredRecording};
 pub use crate::config::RecordingConfig;
 
 use self::player::{Player, Prepared};
-use self::record::{Answer, ConfigAnswer};
+use self::record::{ConfigAnswer, RecordedAnswer};
 use crate::config::Config;
 use refundry_ledger::db::{Database, DbError};
 use refundry_runtime::component::PluginComponent;
@@ -188,7 +188,7 @@ pub async fn replay_in(
     let masks = Arc::new(SecretMasks::new(&provider_config.secrets));
     for r in &recordings {
         for step in &r.recording.steps {
-            if let Answer::Config(ConfigAnswer::Secret(key)) = &step.answer
+            if let RecordedAnswer::Config(ConfigAnswer::Secret(key)) = &step.answer
                 && masks.value(key).is_none()
             {
                 return Err(ReplayError::MissingSecret {

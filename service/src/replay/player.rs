@@ -15,8 +15,9 @@ use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use super::record::{
-    Answer, Body, Call, ConfigAnswer, Input, RecordedHttpError, RecordedStorageError, Recording,
-    SecretMasks, Step, failure_output, refund_output, webhook_output,
+    Body, ConfigAnswer, Input, RecordedAnswer, RecordedCall, RecordedHttpError,
+    RecordedStorageError, Recording, SecretMasks, Step, failure_output, refund_output,
+    webhook_output,
 };
 use refundry_runtime::bindings;
 use refundry_runtime::bindings::{RefundPlugin, RefundPluginPre};
@@ -28,7 +29,7 @@ use refundry_runtime::limits::{MemoryCap, MemoryLimitExceeded};
 pub struct ReplayState {
     recorded: Arc<[Step]>,
     masks: Arc<SecretMasks>,
-    calls: Vec<Call>,
+    calls: Vec<RecordedCall>,
     stopped: Option<String>,
     stop: Arc<Notify>,
     memory: MemoryCap,
@@ -37,7 +38,7 @@ pub struct ReplayState {
 impl ReplayState {
     /// The recorded answer to `call`, the next call of the plugin; `None` (and the operation
     /// stopped) when the recording has no such call at this step.
-    fn answer(&mut self, call: Call) -> Option<Answer> {
+    fn answer(&mut self, call: RecordedCall) -> Option<RecordedAnswer> {
         if self.stopped.is_some() {
             return None;
         }
@@ -70,13 +71,13 @@ impl bindings::http::Host for ReplayState {
         req: bindings::http::Request,
     ) -> Result<bindings::http::Response, bindings::http::HttpError> {
         let masks = self.masks.clone();
-        match self.answer(Call::http(&masks, &req)) {
-            Some(Answer::Http(Ok(r))) => Ok(bindings::http::Response {
+        match self.answer(RecordedCall::http(&masks, &req)) {
+            Some(RecordedAnswer::Http(Ok(r))) => Ok(bindings::http::Response {
                 status: r.status,
                 headers: unmask_pairs(&masks, &r.headers),
                 body: r.body.bytes(&masks),
             }),
-            Some(Answer::Http(Err(e))) => Err(match e {
+            Some(RecordedAnswer::Http(Err(e))) => Err(match e {
                 RecordedHttpError::Denied(m) => bindings::http::HttpError::Denied(masks.unmask(&m)),
                 RecordedHttpError::InvalidRequest(m) => {
                     bindings::http::HttpError::InvalidRequest(masks.unmask(&m))
@@ -99,8 +100,8 @@ impl bindings::http::Host for ReplayState {
 
 impl bindings::clock::Host for ReplayState {
     fn now(&mut self) -> i64 {
-        match self.answer(Call::ClockNow) {
-            Some(Answer::Clock(t)) => t,
+        match self.answer(RecordedCall::ClockNow) {
+            Some(RecordedAnswer::Clock(t)) => t,
             _ => 0,
         }
     }
@@ -112,10 +113,10 @@ impl bindings::storage::Host for ReplayState {
         key: String,
     ) -> Result<Option<Vec<u8>>, bindings::storage::StorageError> {
         let masks = self.masks.clone();
-        match self.answer(Call::StorageGet {
+        match self.answer(RecordedCall::StorageGet {
             key: masks.mask(&key),
         }) {
-            Some(Answer::Stored(r)) => r
+            Some(RecordedAnswer::Stored(r)) => r
                 .map(|v| v.map(|b| b.bytes(&masks)))
                 .map_err(|e| storage_error(&masks, e)),
             _ => std::future::pending().await,
@@ -128,18 +129,18 @@ impl bindings::storage::Host for ReplayState {
         value: Vec<u8>,
     ) -> Result<(), bindings::storage::StorageError> {
         let masks = self.masks.clone();
-        match self.answer(Call::storage_set(&masks, &key, &value)) {
-            Some(Answer::Written(r)) => r.map_err(|e| storage_error(&masks, e)),
+        match self.answer(RecordedCall::storage_set(&masks, &key, &value)) {
+            Some(RecordedAnswer::Written(r)) => r.map_err(|e| storage_error(&masks, e)),
             _ => std::future::pending().await,
         }
     }
 
     async fn delete(&mut self, key: String) -> Result<(), bindings::storage::StorageError> {
         let masks = self.masks.clone();
-        match self.answer(Call::StorageDelete {
+        match self.answer(RecordedCall::StorageDelete {
             key: masks.mask(&key),
         }) {
-            Some(Answer::Written(r)) => r.map_err(|e| storage_error(&masks, e)),
+            Some(RecordedAnswer::Written(r)) => r.map_err(|e| storage_error(&masks, e)),
             _ => std::future::pending().await,
         }
     }
@@ -148,12 +149,14 @@ impl bindings::storage::Host for ReplayState {
 impl bindings::config::Host for ReplayState {
     fn get(&mut self, key: String) -> Option<String> {
         let masks = self.masks.clone();
-        match self.answer(Call::ConfigGet {
+        match self.answer(RecordedCall::ConfigGet {
             key: masks.mask(&key),
         }) {
-            Some(Answer::Config(ConfigAnswer::Value(v))) => Some(masks.unmask(&v)),
+            Some(RecordedAnswer::Config(ConfigAnswer::Value(v))) => Some(masks.unmask(&v)),
             // Re-supplied from the configuration, so what is computed with it comes out the same.
-            Some(Answer::Config(ConfigAnswer::Secret(k))) => masks.value(&k).map(str::to_owned),
+            Some(RecordedAnswer::Config(ConfigAnswer::Secret(k))) => {
+                masks.value(&k).map(str::to_owned)
+            }
             _ => None,
         }
     }
@@ -162,7 +165,7 @@ impl bindings::config::Host for ReplayState {
 impl bindings::log::Host for ReplayState {
     fn log(&mut self, level: bindings::log::Level, message: String, fields: Vec<(String, String)>) {
         let masks = self.masks.clone();
-        self.answer(Call::log(&masks, level, &message, &fields));
+        self.answer(RecordedCall::log(&masks, level, &message, &fields));
     }
 }
 
@@ -186,7 +189,7 @@ fn unmask_pairs(masks: &SecretMasks, pairs: &[(String, String)]) -> Vec<(String,
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replayed {
     /// Every import call the plugin made, in order (up to where it stopped).
-    pub calls: Vec<Call>,
+    pub calls: Vec<RecordedCall>,
     /// What it returned; `null` when it was stopped first.
     pub output: Value,
     /// Why it was stopped before returning, if it was.

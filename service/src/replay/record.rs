@@ -189,7 +189,7 @@ impl Input {
 /// What the plugin asked for through one import: its side of a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "import", rename_all = "kebab-case")]
-pub enum Call {
+pub enum RecordedCall {
     /// `http.send`.
     HttpSend {
         /// Method (`GET`, `POST`, ...).
@@ -236,28 +236,28 @@ pub enum Call {
     },
 }
 
-impl Call {
+impl RecordedCall {
     /// How the import is named in a comparison (`http request`, `clock now`, ...).
     pub fn label(&self) -> &'static str {
         match self {
-            Call::HttpSend { .. } => "http request",
-            Call::ClockNow => "clock now",
-            Call::StorageGet { .. } => "storage get",
-            Call::StorageSet { .. } => "storage set",
-            Call::StorageDelete { .. } => "storage delete",
-            Call::ConfigGet { .. } => "config get",
-            Call::Log { .. } => "log",
+            RecordedCall::HttpSend { .. } => "http request",
+            RecordedCall::ClockNow => "clock now",
+            RecordedCall::StorageGet { .. } => "storage get",
+            RecordedCall::StorageSet { .. } => "storage set",
+            RecordedCall::StorageDelete { .. } => "storage delete",
+            RecordedCall::ConfigGet { .. } => "config get",
+            RecordedCall::Log { .. } => "log",
         }
     }
 
     /// Whether `other` is a call of the same import (whatever its arguments).
-    pub fn same_import(&self, other: &Call) -> bool {
+    pub fn same_import(&self, other: &RecordedCall) -> bool {
         std::mem::discriminant(self) == std::mem::discriminant(other)
     }
 
     /// The plugin's side of an `http.send`.
     pub fn http(masks: &SecretMasks, req: &Request) -> Self {
-        Call::HttpSend {
+        RecordedCall::HttpSend {
             method: refundry_runtime::caps::http::method(req.method).to_string(),
             url: masks.mask(&req.url),
             headers: mask_pairs(masks, &req.headers),
@@ -267,7 +267,7 @@ impl Call {
 
     /// The plugin's side of a `storage.set`.
     pub fn storage_set(masks: &SecretMasks, key: &str, value: &[u8]) -> Self {
-        Call::StorageSet {
+        RecordedCall::StorageSet {
             key: masks.mask(key),
             value: Body::of(masks, value),
         }
@@ -287,7 +287,7 @@ impl Call {
             Level::Warn => "warn",
             Level::Error => "error",
         };
-        Call::Log {
+        RecordedCall::Log {
             level: level.into(),
             message: masks.mask(message),
             fields: mask_pairs(masks, fields),
@@ -296,7 +296,7 @@ impl Call {
 
     fn size(&self) -> usize {
         16 + match self {
-            Call::HttpSend {
+            RecordedCall::HttpSend {
                 method,
                 url,
                 headers,
@@ -304,12 +304,12 @@ impl Call {
             } => {
                 method.len() + url.len() + pairs_size(headers) + body.as_ref().map_or(0, Body::len)
             }
-            Call::ClockNow => 0,
-            Call::StorageGet { key } | Call::StorageDelete { key } | Call::ConfigGet { key } => {
-                key.len()
-            }
-            Call::StorageSet { key, value } => key.len() + value.len(),
-            Call::Log {
+            RecordedCall::ClockNow => 0,
+            RecordedCall::StorageGet { key }
+            | RecordedCall::StorageDelete { key }
+            | RecordedCall::ConfigGet { key } => key.len(),
+            RecordedCall::StorageSet { key, value } => key.len() + value.len(),
+            RecordedCall::Log {
                 level,
                 message,
                 fields,
@@ -372,7 +372,7 @@ pub enum ConfigAnswer {
 /// The host's side of a step: what the import returned to the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Answer {
+pub enum RecordedAnswer {
     /// `http.send`'s result.
     Http(Result<RecordedResponse, RecordedHttpError>),
     /// `clock.now`, ms since the epoch.
@@ -387,10 +387,10 @@ pub enum Answer {
     Logged,
 }
 
-impl Answer {
+impl RecordedAnswer {
     /// `http.send`'s answer.
     pub fn http(masks: &SecretMasks, result: &Result<Response, HttpError>) -> Self {
-        Answer::Http(match result {
+        RecordedAnswer::Http(match result {
             Ok(r) => Ok(RecordedResponse {
                 status: r.status,
                 headers: mask_pairs(masks, &r.headers),
@@ -409,7 +409,7 @@ impl Answer {
 
     /// `storage.get`'s answer.
     pub fn stored(masks: &SecretMasks, result: &Result<Option<Vec<u8>>, StorageError>) -> Self {
-        Answer::Stored(match result {
+        RecordedAnswer::Stored(match result {
             Ok(v) => Ok(v.as_deref().map(|b| Body::of(masks, b))),
             Err(e) => Err(storage_error(masks, e)),
         })
@@ -417,7 +417,7 @@ impl Answer {
 
     /// `storage.set` or `storage.delete`'s answer.
     pub fn written(masks: &SecretMasks, result: &Result<(), StorageError>) -> Self {
-        Answer::Written(match result {
+        RecordedAnswer::Written(match result {
             Ok(()) => Ok(()),
             Err(e) => Err(storage_error(masks, e)),
         })
@@ -425,10 +425,10 @@ impl Answer {
 
     fn size(&self) -> usize {
         8 + match self {
-            Answer::Http(Ok(r)) => pairs_size(&r.headers) + r.body.len(),
-            Answer::Http(Err(_)) => 64,
-            Answer::Stored(Ok(v)) => v.as_ref().map_or(0, Body::len),
-            Answer::Config(ConfigAnswer::Value(v) | ConfigAnswer::Secret(v)) => v.len(),
+            RecordedAnswer::Http(Ok(r)) => pairs_size(&r.headers) + r.body.len(),
+            RecordedAnswer::Http(Err(_)) => 64,
+            RecordedAnswer::Stored(Ok(v)) => v.as_ref().map_or(0, Body::len),
+            RecordedAnswer::Config(ConfigAnswer::Value(v) | ConfigAnswer::Secret(v)) => v.len(),
             _ => 16,
         }
     }
@@ -445,9 +445,9 @@ fn storage_error(masks: &SecretMasks, e: &StorageError) -> RecordedStorageError 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The plugin's side.
-    pub call: Call,
+    pub call: RecordedCall,
     /// The host's side.
-    pub answer: Answer,
+    pub answer: RecordedAnswer,
 }
 
 /// One plugin operation, recorded.
@@ -526,7 +526,7 @@ impl Recorder {
     /// later one, by `[token:N]`. The plugin never sees the value on replay: it is handed the
     /// marker where it was handed the token, and sends the marker where it sent the token, so the
     /// comparison holds.
-    pub fn step(&self, mut call: Call, mut answer: Answer) {
+    pub fn step(&self, mut call: RecordedCall, mut answer: RecordedAnswer) {
         let mut d = self.lock();
         if d.truncated {
             return;
@@ -595,22 +595,26 @@ impl Observer for Recorder {
         let m = self.masks();
         let (call, answer) = match (*call, *answer) {
             (Import::HttpSend { request, .. }, ImportAnswer::Http(r)) => {
-                (Call::http(&m, request), Answer::http(&m, r))
+                (RecordedCall::http(&m, request), RecordedAnswer::http(&m, r))
             }
-            (Import::ClockNow, ImportAnswer::Clock(now)) => (Call::ClockNow, Answer::Clock(now)),
-            (Import::StorageGet { key }, ImportAnswer::Stored(r)) => {
-                (Call::StorageGet { key: m.mask(key) }, Answer::stored(&m, r))
+            (Import::ClockNow, ImportAnswer::Clock(now)) => {
+                (RecordedCall::ClockNow, RecordedAnswer::Clock(now))
             }
-            (Import::StorageSet { key, value }, ImportAnswer::Written(r)) => {
-                (Call::storage_set(&m, key, value), Answer::written(&m, r))
-            }
+            (Import::StorageGet { key }, ImportAnswer::Stored(r)) => (
+                RecordedCall::StorageGet { key: m.mask(key) },
+                RecordedAnswer::stored(&m, r),
+            ),
+            (Import::StorageSet { key, value }, ImportAnswer::Written(r)) => (
+                RecordedCall::storage_set(&m, key, value),
+                RecordedAnswer::written(&m, r),
+            ),
             (Import::StorageDelete { key }, ImportAnswer::Written(r)) => (
-                Call::StorageDelete { key: m.mask(key) },
-                Answer::written(&m, r),
+                RecordedCall::StorageDelete { key: m.mask(key) },
+                RecordedAnswer::written(&m, r),
             ),
             (Import::ConfigGet { key }, ImportAnswer::Config(value)) => (
-                Call::ConfigGet { key: m.mask(key) },
-                Answer::Config(m.config_answer(key, value)),
+                RecordedCall::ConfigGet { key: m.mask(key) },
+                RecordedAnswer::Config(m.config_answer(key, value)),
             ),
             (
                 Import::Log {
@@ -619,7 +623,10 @@ impl Observer for Recorder {
                     fields,
                 },
                 ImportAnswer::Logged,
-            ) => (Call::log(&m, level, message, fields), Answer::Logged),
+            ) => (
+                RecordedCall::log(&m, level, message, fields),
+                RecordedAnswer::Logged,
+            ),
             (call, answer) => unreachable!("{call:?} is never answered with {answer:?}"),
         };
         self.step(call, answer);
@@ -737,7 +744,7 @@ impl SecretMasks {
 }
 
 /// Values of credential-named JSON fields and headers in an answer the plugin was handed.
-fn issued_credentials(answer: &Answer) -> Vec<String> {
+fn issued_credentials(answer: &RecordedAnswer) -> Vec<String> {
     let mut out = Vec::new();
     let mut body = |b: &Body| {
         if let Body::Text(t) = b {
@@ -745,11 +752,11 @@ fn issued_credentials(answer: &Answer) -> Vec<String> {
         }
     };
     match answer {
-        Answer::Http(Ok(r)) => {
+        RecordedAnswer::Http(Ok(r)) => {
             body(&r.body);
             out.extend(refundry_runtime::secret::credential_headers(&r.headers));
         }
-        Answer::Stored(Ok(Some(b))) => body(b),
+        RecordedAnswer::Stored(Ok(Some(b))) => body(b),
         _ => {}
     }
     // Never a marker of a configured secret.
@@ -921,7 +928,7 @@ mod tests {
             external_refund_id: None,
         });
         for i in 0..20 {
-            rec.step(Call::ClockNow, Answer::Clock(i));
+            rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i));
         }
         rec.output(json!({"ok": 1}));
         let r = rec.take().unwrap();
@@ -933,7 +940,7 @@ mod tests {
         );
         // A prefix: the steps kept are the first ones, in order.
         for (i, s) in r.steps.iter().enumerate() {
-            assert_eq!(s.answer, Answer::Clock(i as i64));
+            assert_eq!(s.answer, RecordedAnswer::Clock(i as i64));
         }
         assert_eq!(r.output, json!({"ok": 1}));
 
@@ -943,7 +950,7 @@ mod tests {
             external_refund_id: None,
         });
         for i in 0..20 {
-            rec.step(Call::ClockNow, Answer::Clock(i));
+            rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i));
         }
         let r = rec.take().unwrap();
         assert!(!r.truncated);
@@ -992,14 +999,14 @@ mod tests {
             )
             .into_bytes(),
         });
-        rec.step(Call::ClockNow, Answer::http(&m, &issued));
+        rec.step(RecordedCall::ClockNow, RecordedAnswer::http(&m, &issued));
         let used = Request {
             method: refundry_runtime::bindings::http::Method::Get,
             url: "http://p/v1/refunds/r".into(),
             headers: vec![("Authorization".into(), format!("Bearer {token}"))],
             body: None,
         };
-        rec.step(Call::http(&m, &used), Answer::Clock(1));
+        rec.step(RecordedCall::http(&m, &used), RecordedAnswer::Clock(1));
         rec.output(json!({"ok": format!("echo {token}")}));
         let r = rec.take().unwrap();
         let text = serde_json::to_string(&r).unwrap();
@@ -1027,14 +1034,14 @@ mod tests {
             b"{\"a\":\"s3cr3t\"}",
         ));
         rec.step(
-            Call::ConfigGet {
+            RecordedCall::ConfigGet {
                 key: "api_secret".into(),
             },
-            Answer::Config(m.config_answer("api_secret", Some("s3cr3t"))),
+            RecordedAnswer::Config(m.config_answer("api_secret", Some("s3cr3t"))),
         );
         rec.step(
-            Call::StorageGet { key: "t".into() },
-            Answer::stored(&m, &Ok(Some(vec![0xff, 0x00]))),
+            RecordedCall::StorageGet { key: "t".into() },
+            RecordedAnswer::stored(&m, &Ok(Some(vec![0xff, 0x00]))),
         );
         let r = rec.take().unwrap();
         let text = serde_json::to_string(&r).unwrap();

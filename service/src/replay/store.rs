@@ -128,7 +128,7 @@ pub async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::record::{Answer, Call, Input};
+    use crate::replay::record::{Input, RecordedAnswer, RecordedCall};
 
     fn by() -> RecordedBy {
         RecordedBy {
@@ -145,7 +145,7 @@ mod tests {
             external_refund_id: None,
         });
         for i in 0..steps {
-            rec.step(Call::ClockNow, Answer::Clock(i as i64));
+            rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i as i64));
         }
         rec
     }
