@@ -1,4 +1,6 @@
-//! The SQLite database behind the host: opened once, migrated at start, shared by every capability.
+//! The SQLite database behind the ledger: opened once, migrated at start, shared by every part of
+//! the service. Only this crate runs SQL on it: the service holds the [`Database`] handle and calls
+//! the ledger's functions, so another backend is a change to this crate alone.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -267,7 +269,7 @@ impl Database {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    pub async fn run<R: Send + 'static>(
+    pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {

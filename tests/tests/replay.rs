@@ -221,8 +221,9 @@ async fn a_pagoefectivo_refund_replays_identically() {
 /// Every recording's text, and the plugin storage's values, read with SQL from the service's
 /// database (the raw file can split a long row across pages).
 async fn recordings_and_storage(service: &Service) -> (String, Vec<String>) {
-    let db = refundry_ledger::db::Database::open(Some(&service.db_path())).unwrap();
-    db.run(|c| {
+    let path = service.db_path();
+    tokio::task::spawn_blocking(move || {
+        let c = rusqlite::Connection::open(path)?;
         let mut all = String::new();
         let mut rows = c.prepare("SELECT recording FROM recordings")?;
         for text in rows.query_map([], |r| r.get::<_, String>(0))? {
@@ -233,9 +234,10 @@ async fn recordings_and_storage(service: &Service) -> (String, Vec<String>) {
         let stored = kv
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((all, stored))
+        Ok::<_, rusqlite::Error>((all, stored))
     })
     .await
+    .unwrap()
     .unwrap()
 }
 

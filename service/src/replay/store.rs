@@ -172,13 +172,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_oldest_recordings_go_when_the_total_passes_its_cap() {
-        let db = Database::open(None).unwrap();
-        let probe = Recordings::new(db.clone(), RecordingConfig::default());
+        // The size of one such recording, measured in a database of its own.
+        let probe = Recordings::new(Database::open(None).unwrap(), RecordingConfig::default());
         probe.save("probe", &recorder(&probe, 10), 0).await.unwrap();
         let one = probe.total_bytes().await.unwrap();
-        db.run(|c| c.execute("DELETE FROM recordings", []))
-            .await
-            .unwrap();
+        let db = Database::open(None).unwrap();
 
         // Room for three and a half such recordings.
         let config = RecordingConfig {
