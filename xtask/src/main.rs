@@ -3,8 +3,10 @@
 //! - `build-plugins`: installs the wasm target if missing, builds every plugin for
 //!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`
 //!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`).
-//! - `test`: `build-plugins`, the `refundry` binary, then every test in the workspace (and the
-//!   host's unit tests again with the `native-plugins` feature), then `api-check`.
+//! - `test`: `build-plugins`, the `refundry` binary and the embedding example, then every test in
+//!   the workspace, then `layering` and `api-check`.
+//! - `layering`: crate arrows point one way (runtime <- ledger <- service <- api <- cli), the
+//!   runtime pulls in no service crate, and no two files of a crate import each other.
 //! - `api-check`: Schemathesis (pinned, in a venv under `target/api-check/`) against
 //!   `refundry serve` with both providers on sandboxes: every phase, every check; fails on any
 //!   failure or error, i.e. wherever the API does other than its OpenAPI document says.
@@ -17,6 +19,7 @@ mod api_check;
 mod bench_service;
 mod build;
 mod demo;
+mod layering;
 mod process;
 
 use anyhow::Result;
@@ -41,6 +44,8 @@ enum Command {
     },
     /// Build everything, start the sandbox, and walk real refunds through the host.
     Demo,
+    /// Check the architecture: crate arrows one way, a lean runtime, no file circles.
+    Layering,
     /// Run Schemathesis (every phase, every check) against `refundry serve` and its OpenAPI
     /// document.
     ApiCheck,
@@ -63,9 +68,11 @@ fn main() -> Result<()> {
             // The end-to-end tests start `refundry serve` as a child process: build it first.
             build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)?;
+            layering::run()?;
             api_check::run()
         }
         Command::Demo => demo::run(),
+        Command::Layering => layering::run(),
         Command::ApiCheck => api_check::run(),
         Command::Bench { args } => {
             build::plugins()?;
