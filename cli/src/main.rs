@@ -1,5 +1,5 @@
-//! `refundry`: the host's command line. It parses arguments and wires library pieces together;
-//! the logic lives in the `refundry_host` library.
+//! `refundry`: the command line. It parses arguments and wires the crates together;
+//! the logic lives in `refundry-service` (and the REST API in `refundry-api`).
 
 use std::io::Write;
 use std::net::SocketAddr;

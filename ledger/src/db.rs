@@ -239,7 +239,7 @@ impl Synchronous {
     }
 }
 
-/// A shared SQLite connection. Calls go through [`Database::run`], on tokio's blocking pool.
+/// A shared SQLite connection: the ledger crate runs each statement on tokio's blocking pool.
 #[derive(Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,

@@ -23,7 +23,7 @@
 //! measuring and then comes from storage, as the spec wants (SQLite in the host, a map natively).
 //!
 //! Needs the plugin components: `cargo xtask build-plugins`, then
-//! `cargo bench -p refundry-host --bench create_refund`.
+//! `cargo bench -p refundry-native --bench create_refund`.
 
 use std::future::Future;
 use std::hint::black_box;

@@ -33,7 +33,7 @@
 //! host's work, not a cold disk.
 //!
 //! Needs the plugin components (`cargo xtask build-plugins`: `mfs-africa`, `mfs-africa-next` and
-//! `pagoefectivo`), then `cargo bench -p refundry-host --bench plugin_registry`.
+//! `pagoefectivo`), then `cargo bench -p refundry-service --bench plugin_registry`.
 //!
 //! [`Registry::load`]: refundry_service::registry::Registry::load
 //! [`Registry::activate`]: refundry_service::registry::Registry::activate

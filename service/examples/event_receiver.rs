@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! export REFUNDRY_EVENTS_SECRET=$(openssl rand -hex 32)   # the same value as [events] secret
-//! cargo run -p refundry-host --example event_receiver -- 127.0.0.1:8790
+//! cargo run -p refundry-service --example event_receiver -- 127.0.0.1:8790
 //! # refundry.toml: [events] url = "http://127.0.0.1:8790/refundry-events"
 //! #                         secret = "env:REFUNDRY_EVENTS_SECRET"
 //! ```
