@@ -18,7 +18,6 @@ pub mod plugin_versions;
 pub mod recordings;
 mod stats;
 pub mod storage;
-#[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 

@@ -141,6 +141,8 @@ fn unavailable(e: DbError) -> StorageError {
 
 #[cfg(test)]
 mod tests {
+    use refundry_runtime::caps::storage::check_store;
+
     use super::*;
 
     fn store(db: &Database, provider: &str, quotas: PluginQuotas) -> SqliteStore {
@@ -175,52 +177,25 @@ mod tests {
         assert_eq!(third.get("token").await.unwrap(), None);
     }
 
-    fn quotas(keys: u64, bytes: u64) -> PluginQuotas {
-        PluginQuotas {
-            storage_max_keys: keys,
-            storage_max_bytes: bytes,
+    #[tokio::test]
+    async fn keeps_values_and_quotas_like_every_store() {
+        // An empty namespace each time: a database of its own.
+        let empty = |quotas| SqliteStore::new(Database::open(None).unwrap(), "p".into(), quotas);
+        check_store(empty).await;
+    }
+
+    #[tokio::test]
+    async fn each_provider_has_its_own_quota() {
+        let db = Database::open(None).unwrap();
+        let quotas = PluginQuotas {
+            storage_max_keys: 1,
             ..PluginQuotas::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn the_key_count_quota_refuses_a_new_key_not_a_replacement() {
-        let db = Database::open(None).unwrap();
-        let s = store(&db, "p", quotas(2, 1 << 20));
-        s.set("a", b"1").await.unwrap();
-        s.set("b", b"2").await.unwrap();
-        assert_eq!(s.set("c", b"3").await, Err(StorageError::TooLarge(0)));
-        assert_eq!(s.get("c").await.unwrap(), None, "nothing written");
-        // Replacing a key adds none.
-        s.set("b", b"22").await.unwrap();
-        // Another provider has its own quota.
-        store(&db, "q", quotas(2, 1 << 20))
-            .set("c", b"3")
-            .await
-            .unwrap();
-        // Freed by a delete.
-        s.delete("a").await.unwrap();
-        s.set("c", b"3").await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn the_byte_quota_counts_keys_and_values() {
-        let db = Database::open(None).unwrap();
-        let s = store(&db, "p", quotas(100, 1024));
-        // Key "a" (1 byte) + 600 bytes.
-        s.set("a", &[0; 600]).await.unwrap();
-        // 1024 - 601 - 1 ("b") = 422 bytes left for b's value.
+        };
+        store(&db, "p", quotas).set("a", b"1").await.unwrap();
+        store(&db, "q", quotas).set("a", b"1").await.unwrap();
         assert_eq!(
-            s.set("b", &[0; 423]).await,
-            Err(StorageError::TooLarge(422))
+            store(&db, "p", quotas).set("b", b"2").await,
+            Err(StorageError::TooLarge(0))
         );
-        s.set("b", &[0; 422]).await.unwrap();
-        // Replacing a value counts its new size, not both.
-        s.set("a", &[0; 600]).await.unwrap();
-        assert_eq!(
-            s.set("a", &[0; 601]).await,
-            Err(StorageError::TooLarge(600))
-        );
-        assert_eq!(s.get("a").await.unwrap(), Some(vec![0; 600]));
     }
 }

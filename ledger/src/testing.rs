@@ -1,4 +1,4 @@
-//! Sample rows for the tests of the crates above the ledger (feature `testing`).
+//! Sample rows for the tests of the crates that use the ledger.
 
 use chrono::{DateTime, Utc};
 

@@ -20,3 +20,37 @@ wasmtime::component::bindgen!({
 pub use exports::refundry::provider::provider as guest;
 pub use refundry::provider::types;
 pub use refundry::provider::{clock, config, http, log, storage};
+
+impl types::RefundStatus {
+    /// The status as the contract spells it (`pending`, `processed`, `failed`, `reversed`).
+    pub fn as_str(self) -> &'static str {
+        use types::RefundStatus as S;
+        match self {
+            S::Pending => "pending",
+            S::Processed => "processed",
+            S::Failed => "failed",
+            S::Reversed => "reversed",
+        }
+    }
+}
+
+impl types::RefusalKind {
+    /// The kind as the contract spells it (`amount-exceeded`, ...).
+    pub fn as_str(self) -> &'static str {
+        use types::RefusalKind as K;
+        match self {
+            K::InvalidRequest => "invalid-request",
+            K::Authentication => "authentication",
+            K::Forbidden => "forbidden",
+            K::InvalidTransaction => "invalid-transaction",
+            K::IdempotencyConflict => "idempotency-conflict",
+            K::AmountExceeded => "amount-exceeded",
+            K::CurrencyMismatch => "currency-mismatch",
+            K::WindowExpired => "window-expired",
+            K::NotSettled => "not-settled",
+            K::InsufficientFunds => "insufficient-funds",
+            K::NotFound => "not-found",
+            K::Other => "other",
+        }
+    }
+}

@@ -311,7 +311,7 @@ pub fn describe_refund_error(e: &RefundError) -> String {
     match e {
         RefundError::Refused(r) => format!(
             "refused ({}{}): {}",
-            crate::view::refusal_word(r.kind),
+            r.kind.as_str(),
             r.provider_code
                 .as_deref()
                 .map(|c| format!(", provider code {c}"))

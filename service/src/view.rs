@@ -3,37 +3,7 @@
 use serde::Serialize;
 
 use crate::money::format_minor;
-use refundry_runtime::bindings::types::{
-    ProviderInfo, Refund, RefundError, RefundStatus, RefusalKind, WebhookEvent,
-};
-
-/// Canonical status as a lower-case word.
-pub fn status_word(s: RefundStatus) -> &'static str {
-    match s {
-        RefundStatus::Pending => "pending",
-        RefundStatus::Processed => "processed",
-        RefundStatus::Failed => "failed",
-        RefundStatus::Reversed => "reversed",
-    }
-}
-
-/// Refusal kind as the kebab-case word of the contract.
-pub fn refusal_word(k: RefusalKind) -> &'static str {
-    match k {
-        RefusalKind::InvalidRequest => "invalid-request",
-        RefusalKind::Authentication => "authentication",
-        RefusalKind::Forbidden => "forbidden",
-        RefusalKind::InvalidTransaction => "invalid-transaction",
-        RefusalKind::IdempotencyConflict => "idempotency-conflict",
-        RefusalKind::AmountExceeded => "amount-exceeded",
-        RefusalKind::CurrencyMismatch => "currency-mismatch",
-        RefusalKind::WindowExpired => "window-expired",
-        RefusalKind::NotSettled => "not-settled",
-        RefusalKind::InsufficientFunds => "insufficient-funds",
-        RefusalKind::NotFound => "not-found",
-        RefusalKind::Other => "other",
-    }
-}
+use refundry_runtime::bindings::types::{ProviderInfo, Refund, RefundError, WebhookEvent};
 
 /// A refund, as printed.
 #[derive(Debug, Serialize)]
@@ -71,7 +41,7 @@ impl From<&Refund> for RefundView {
             amount: r.amount.amount_minor,
             currency: r.amount.currency.clone(),
             amount_display: format_minor(r.amount.amount_minor, &r.amount.currency),
-            status: status_word(r.status),
+            status: r.status.as_str(),
             provider_status: r.provider_status.clone(),
             failure_reason: r.failure_reason.clone(),
             created_at: r.created_at.map(rfc3339),
@@ -102,7 +72,7 @@ impl From<&RefundError> for RefundErrorView {
         match e {
             RefundError::Refused(r) => Self {
                 kind: "refused",
-                refusal: Some(refusal_word(r.kind)),
+                refusal: Some(r.kind.as_str()),
                 provider_code: r.provider_code.clone(),
                 http_status: r.http_status,
                 message: r.message.clone(),

@@ -189,7 +189,7 @@ fn write_component(plugin: &Plugin, out_dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Builds the `refundry` binary (debug) and returns its path.
+/// Builds the `refundry` binary and the embedding example (debug); returns the former's path.
 pub fn host_binary() -> Result<PathBuf> {
     cargo(
         &[
@@ -197,11 +197,10 @@ pub fn host_binary() -> Result<PathBuf> {
             "--quiet",
             "-p",
             "refundry-cli",
-            "--bin",
-            "refundry",
             // The embedding example, whose command line the tests run too.
             "-p",
             "embed-gateway",
+            "--bins",
         ],
         &[],
     )?;

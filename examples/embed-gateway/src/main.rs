@@ -22,8 +22,8 @@ use refundry_runtime::bindings::storage::StorageError;
 use refundry_runtime::caps::{LogLine, Settings};
 use refundry_runtime::{
     BoxFuture, Capabilities, Engine, EngineLimits, KeyValueStore, LogSink, Money, Plugin,
-    PluginComponent, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, RefusalKind,
-    Secret, WebhookError, WebhookEvent,
+    PluginComponent, Refund, RefundError, RefundLookup, RefundRequest, Secret, WebhookError,
+    WebhookEvent,
 };
 use serde_json::{Value, json};
 
@@ -233,7 +233,7 @@ fn refund_answer(
         Ok(Err(RefundError::Refused(r))) => (
             1,
             json!({ "refused": {
-                "kind": refusal_kind(r.kind),
+                "kind": r.kind.as_str(),
                 "provider_code": r.provider_code,
                 "message": r.message,
                 "http_status": r.http_status,
@@ -260,7 +260,7 @@ fn refund_json(r: &Refund) -> Value {
         "original_transaction_id": r.original_transaction_id,
         "amount_minor": r.amount.amount_minor,
         "currency": r.amount.currency,
-        "status": status(r.status),
+        "status": r.status.as_str(),
         "provider_status": r.provider_status,
         "failure_reason": r.failure_reason,
         "created_at_ms": r.created_at,
@@ -283,33 +283,5 @@ fn webhook_error_json(e: &WebhookError) -> Value {
         WebhookError::InvalidSignature => json!({ "reason": "invalid_signature" }),
         WebhookError::StaleTimestamp(s) => json!({ "reason": "stale_timestamp", "skew_s": s }),
         WebhookError::Malformed(m) => json!({ "reason": "malformed", "message": m }),
-    }
-}
-
-/// A refusal kind as the contract spells it.
-fn refusal_kind(kind: RefusalKind) -> &'static str {
-    match kind {
-        RefusalKind::InvalidRequest => "invalid-request",
-        RefusalKind::Authentication => "authentication",
-        RefusalKind::Forbidden => "forbidden",
-        RefusalKind::InvalidTransaction => "invalid-transaction",
-        RefusalKind::IdempotencyConflict => "idempotency-conflict",
-        RefusalKind::AmountExceeded => "amount-exceeded",
-        RefusalKind::CurrencyMismatch => "currency-mismatch",
-        RefusalKind::WindowExpired => "window-expired",
-        RefusalKind::NotSettled => "not-settled",
-        RefusalKind::InsufficientFunds => "insufficient-funds",
-        RefusalKind::NotFound => "not-found",
-        RefusalKind::Other => "other",
-    }
-}
-
-/// A refund status as the contract spells it.
-fn status(status: RefundStatus) -> &'static str {
-    match status {
-        RefundStatus::Pending => "pending",
-        RefundStatus::Processed => "processed",
-        RefundStatus::Failed => "failed",
-        RefundStatus::Reversed => "reversed",
     }
 }

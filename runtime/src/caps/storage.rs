@@ -181,6 +181,51 @@ fn check_key(key: &str) -> Result<(), StorageError> {
     }
 }
 
+/// Checks that a store keeps values and its quotas the way the runtime expects (the same checks
+/// the runtime's and the ledger's stores pass): for the tests of a gateway's own store. `make`
+/// gives an empty namespace with the quotas it is handed. Panics at the first difference.
+pub async fn check_store<S: KeyValueStore>(make: impl Fn(PluginQuotas) -> S) {
+    let quotas = |keys, bytes| PluginQuotas {
+        storage_max_keys: keys,
+        storage_max_bytes: bytes,
+        ..PluginQuotas::default()
+    };
+    let s = make(PluginQuotas::default());
+    assert_eq!(s.get("token").await, Ok(None), "an empty namespace");
+    s.set("token", b"A").await.expect("a value is kept");
+    assert_eq!(s.get("token").await, Ok(Some(b"A".to_vec())));
+    s.set("token", b"A2").await.expect("a value is replaced");
+    assert_eq!(s.get("token").await, Ok(Some(b"A2".to_vec())));
+    s.delete("token").await.expect("a value is removed");
+    assert_eq!(s.get("token").await, Ok(None));
+
+    // The key count refuses a new key, not a replacement, and nothing is written.
+    let s = make(quotas(2, 1 << 20));
+    s.set("a", b"1").await.unwrap();
+    s.set("b", b"2").await.unwrap();
+    assert_eq!(s.set("c", b"3").await, Err(StorageError::TooLarge(0)));
+    assert_eq!(s.get("c").await, Ok(None), "nothing written past the quota");
+    s.set("b", b"22").await.expect("replacing a key adds none");
+    s.delete("a").await.unwrap();
+    s.set("c", b"3").await.expect("a delete frees a key");
+
+    // The bytes count keys and values: key "a" and 600 bytes leave 1024 - 601 - 1 ("b") = 422.
+    let s = make(quotas(100, 1024));
+    s.set("a", &[0; 600]).await.unwrap();
+    assert_eq!(
+        s.set("b", &[0; 423]).await,
+        Err(StorageError::TooLarge(422))
+    );
+    s.set("b", &[0; 422]).await.unwrap();
+    // Replacing a value counts its new size, not both.
+    s.set("a", &[0; 600]).await.unwrap();
+    assert_eq!(
+        s.set("a", &[0; 601]).await,
+        Err(StorageError::TooLarge(600))
+    );
+    assert_eq!(s.get("a").await, Ok(Some(vec![0; 600])));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,24 +234,9 @@ mod tests {
         Storage::new(Arc::new(MemoryStore::new(quotas)))
     }
 
-    fn quotas(keys: u64, bytes: u64) -> PluginQuotas {
-        PluginQuotas {
-            storage_max_keys: keys,
-            storage_max_bytes: bytes,
-            ..PluginQuotas::default()
-        }
-    }
-
     #[tokio::test]
-    async fn values_are_kept_replaced_and_removed() {
-        let s = storage(PluginQuotas::default());
-        assert_eq!(s.get("token").await.unwrap(), None);
-        s.set("token", b"A").await.unwrap();
-        assert_eq!(s.get("token").await.unwrap(), Some(b"A".to_vec()));
-        s.set("token", b"A2").await.unwrap();
-        assert_eq!(s.get("token").await.unwrap(), Some(b"A2".to_vec()));
-        s.delete("token").await.unwrap();
-        assert_eq!(s.get("token").await.unwrap(), None);
+    async fn the_memory_store_keeps_values_and_quotas() {
+        check_store(MemoryStore::new).await;
     }
 
     #[tokio::test]
@@ -220,36 +250,6 @@ mod tests {
             s.set("k", &vec![0; MAX_VALUE + 1]).await,
             Err(StorageError::TooLarge(MAX_VALUE as u32))
         );
-    }
-
-    #[tokio::test]
-    async fn the_key_count_quota_refuses_a_new_key_not_a_replacement() {
-        let s = storage(quotas(2, 1 << 20));
-        s.set("a", b"1").await.unwrap();
-        s.set("b", b"2").await.unwrap();
-        assert_eq!(s.set("c", b"3").await, Err(StorageError::TooLarge(0)));
-        assert_eq!(s.get("c").await.unwrap(), None, "nothing written");
-        s.set("b", b"22").await.unwrap();
-        s.delete("a").await.unwrap();
-        s.set("c", b"3").await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn the_byte_quota_counts_keys_and_values() {
-        let s = storage(quotas(100, 1024));
-        s.set("a", &[0; 600]).await.unwrap();
-        // 1024 - 601 - 1 ("b") = 422 bytes left for b's value.
-        assert_eq!(
-            s.set("b", &[0; 423]).await,
-            Err(StorageError::TooLarge(422))
-        );
-        s.set("b", &[0; 422]).await.unwrap();
-        s.set("a", &[0; 600]).await.unwrap();
-        assert_eq!(
-            s.set("a", &[0; 601]).await,
-            Err(StorageError::TooLarge(600))
-        );
-        assert_eq!(s.get("a").await.unwrap(), Some(vec![0; 600]));
     }
 
     #[tokio::test]

@@ -401,7 +401,7 @@ pub(crate) fn classify(
     match result {
         Ok(Ok(refund)) => Classified::Final(ProviderAnswer::Took(refund)),
         Ok(Err(RefundError::Refused(r))) => Classified::Final(ProviderAnswer::Refused(Failure {
-            code: crate::view::refusal_word(r.kind).replace('-', "_"),
+            code: r.kind.as_str().replace('-', "_"),
             message: r.message,
             provider_code: r.provider_code,
         })),

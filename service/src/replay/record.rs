@@ -830,7 +830,7 @@ fn refund_json(r: &Refund) -> Value {
         "original_transaction_id": r.original_transaction_id,
         "amount_minor": r.amount.amount_minor,
         "currency": r.amount.currency,
-        "status": crate::view::status_word(r.status),
+        "status": r.status.as_str(),
         "provider_status": r.provider_status,
         "failure_reason": r.failure_reason,
         "created_at": r.created_at,
