@@ -33,6 +33,7 @@ pub mod caps;
 pub mod component;
 pub mod engine;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod logic;
 pub mod observe;

@@ -8,7 +8,8 @@
 //! embed-gateway --provider-config FILE get --external-refund-id X
 //! embed-gateway --provider-config FILE webhook --headers-json FILE --body FILE
 //! ```
-//! Exit codes: 0 and the refund (or webhook event) as JSON on stdout; 1 and the provider's
+//! Exit codes: 0 and the refund (or webhook event) as JSON on stdout (in the runtime's
+//! [`refundry_runtime::json`] shape: amounts in minor units, times in ms); 1 and the provider's
 //! refusal (or the webhook's rejection) as JSON; 2 on a usage or configuration error; 3 and the
 //! error as JSON when there is no final answer (retryable, outcome unknown, plugin failure).
 
@@ -20,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand};
 use refundry_runtime::bindings::storage::StorageError;
 use refundry_runtime::caps::{LogLine, Settings};
+use refundry_runtime::json;
 use refundry_runtime::{
     BoxFuture, Capabilities, Engine, EngineLimits, KeyValueStore, LogSink, Money, Plugin,
     PluginComponent, Refund, RefundError, RefundLookup, RefundRequest, Secret, WebhookError,
-    WebhookEvent,
 };
 use serde_json::{Value, json};
 
@@ -174,7 +175,7 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
             let body =
                 std::fs::read(&body).map_err(|e| Usage(format!("{}: {e}", body.display())))?;
             match plugin.parse_webhook(&headers, &body).await {
-                Ok(Ok(event)) => (0, webhook_json(&event)),
+                Ok(Ok(event)) => (0, json::webhook_event(&event)),
                 Ok(Err(e)) => (1, json!({ "rejected": webhook_error_json(&e) })),
                 Err(e) => (3, json!({ "error": e.to_string() })),
             }
@@ -209,8 +210,12 @@ async fn load(path: &Path) -> Result<Plugin, Usage> {
     let engine = Engine::new(EngineLimits::default()).map_err(|e| Usage(e.to_string()))?;
     let component =
         PluginComponent::from_file(&engine, &component_path).map_err(|e| Usage(e.to_string()))?;
-    // The provider is whatever the component says it is.
-    let caps = Capabilities::builder("provider", Arc::new(config))
+    // Named for its logs after the component's file; the component says which provider it is.
+    let name = component_path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let caps = Capabilities::builder(&name, Arc::new(config))
         .origin(origin)
         .storage(Arc::new(MapStore::default()))
         .log(Arc::new(StderrLog))
@@ -229,7 +234,7 @@ fn refund_answer(
     answer: Result<Result<Refund, RefundError>, refundry_runtime::PluginError>,
 ) -> (u8, Value) {
     match answer {
-        Ok(Ok(refund)) => (0, refund_json(&refund)),
+        Ok(Ok(refund)) => (0, json::refund(&refund)),
         Ok(Err(RefundError::Refused(r))) => (
             1,
             json!({ "refused": {
@@ -251,30 +256,6 @@ fn refund_answer(
         Ok(Err(RefundError::UnknownOutcome(why))) => (3, json!({ "unknown_outcome": why })),
         Err(e) => (3, json!({ "error": e.to_string() })),
     }
-}
-
-fn refund_json(r: &Refund) -> Value {
-    json!({
-        "provider_refund_id": r.provider_refund_id,
-        "external_refund_id": r.external_refund_id,
-        "original_transaction_id": r.original_transaction_id,
-        "amount_minor": r.amount.amount_minor,
-        "currency": r.amount.currency,
-        "status": r.status.as_str(),
-        "provider_status": r.provider_status,
-        "failure_reason": r.failure_reason,
-        "created_at_ms": r.created_at,
-        "updated_at_ms": r.updated_at,
-    })
-}
-
-fn webhook_json(e: &WebhookEvent) -> Value {
-    json!({
-        "event_id": e.event_id,
-        "event_type": e.event_type,
-        "occurred_at_ms": e.occurred_at,
-        "refund": refund_json(&e.refund),
-    })
 }
 
 fn webhook_error_json(e: &WebhookError) -> Value {

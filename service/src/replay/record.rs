@@ -822,26 +822,10 @@ fn pairs_size(pairs: &[(String, String)]) -> usize {
     pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum()
 }
 
-/// A refund as recorded: every field of the contract's `refund`, times in ms.
-fn refund_json(r: &Refund) -> Value {
-    json!({
-        "provider_refund_id": r.provider_refund_id,
-        "external_refund_id": r.external_refund_id,
-        "original_transaction_id": r.original_transaction_id,
-        "amount_minor": r.amount.amount_minor,
-        "currency": r.amount.currency,
-        "status": r.status.as_str(),
-        "provider_status": r.provider_status,
-        "failure_reason": r.failure_reason,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    })
-}
-
 /// The output of `create-refund` or `get-refund`: `{"ok": refund}` or `{"error": ...}`.
 pub fn refund_output(masks: &SecretMasks, r: &Result<Refund, RefundError>) -> Value {
     let mut v = match r {
-        Ok(refund) => json!({ "ok": refund_json(refund) }),
+        Ok(refund) => json!({ "ok": refundry_runtime::json::refund(refund) }),
         Err(e) => json!({ "error": crate::view::RefundErrorView::from(e) }),
     };
     masks.mask_json(&mut v);
@@ -851,12 +835,7 @@ pub fn refund_output(masks: &SecretMasks, r: &Result<Refund, RefundError>) -> Va
 /// The output of `parse-webhook`: `{"ok": event}` or `{"error": "..."}`.
 pub fn webhook_output(masks: &SecretMasks, r: &Result<WebhookEvent, WebhookError>) -> Value {
     let mut v = match r {
-        Ok(e) => json!({ "ok": {
-            "event_id": e.event_id,
-            "event_type": e.event_type,
-            "occurred_at": e.occurred_at,
-            "refund": refund_json(&e.refund),
-        }}),
+        Ok(e) => json!({ "ok": refundry_runtime::json::webhook_event(e) }),
         Err(e) => json!({ "error": crate::providers::describe_webhook_error(e) }),
     };
     masks.mask_json(&mut v);
