@@ -38,7 +38,9 @@ fn open_connections(pid: u32, port: u16) -> usize {
             )
         })
         .collect();
-    let mut count = 0;
+    // A set of inodes, not a count of lines: the kernel walks its socket table anew for each
+    // read of the file, so a socket can be listed twice while connections come and go.
+    let mut open = std::collections::HashSet::new();
     for table in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         for line in text.lines().skip(1) {
@@ -53,11 +55,11 @@ fn open_connections(pid: u32, port: u16) -> usize {
                 .and_then(|p| u16::from_str_radix(p, 16).ok());
             // 0A: LISTEN.
             if local_port == Some(port) && *state != "0A" && inodes.contains(*inode) {
-                count += 1;
+                open.insert(inode.to_string());
             }
         }
     }
-    count
+    open.len()
 }
 
 /// Reads until the server closes the connection; what it sent. Panics after `within`.
