@@ -20,7 +20,13 @@ use crate::replay::Recorder;
 
 /// Where the exchanges of one plugin operation are collected. Cheap to clone.
 #[derive(Clone)]
-pub struct Exchanges(Arc<Mutex<Collected>>);
+pub struct Exchanges {
+    collected: Arc<Mutex<Collected>>,
+    /// Removes the provider's secrets from each exchange.
+    redactor: Redactor,
+    /// The operation's recorder, when it is recorded.
+    recorder: Option<Recorder>,
+}
 
 impl std::fmt::Debug for Exchanges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,39 +34,38 @@ impl std::fmt::Debug for Exchanges {
         f.debug_struct("Exchanges")
             .field("done", &c.done)
             .field("sent", &c.sent)
-            .field("recording", &c.recorder.is_some())
+            .field("recording", &self.recorder.is_some())
             .finish()
     }
 }
 
+#[derive(Default)]
 struct Collected {
-    redactor: Redactor,
     done: Vec<Exchange>,
     sent: usize,
-    recorder: Option<Recorder>,
 }
 
 impl Exchanges {
     /// An empty collection; exchanges are redacted with `redactor` (the provider's secrets).
     pub fn new(redactor: Redactor) -> Self {
-        Self(Arc::new(Mutex::new(Collected {
+        Self {
+            collected: Arc::default(),
             redactor,
-            done: Vec::new(),
-            sent: 0,
             recorder: None,
-        })))
+        }
     }
 
     /// An empty collection that also records the operation (see [`crate::replay`]).
     pub fn recording(redactor: Redactor, recorder: Recorder) -> Self {
-        let exchanges = Self::new(redactor);
-        exchanges.lock().recorder = Some(recorder);
-        exchanges
+        Self {
+            recorder: Some(recorder),
+            ..Self::new(redactor)
+        }
     }
 
     /// The operation's recorder, when it is recorded.
-    pub fn recorder(&self) -> Option<Recorder> {
-        self.lock().recorder.clone()
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     /// This collection as the operation's observer.
@@ -79,7 +84,7 @@ impl Exchanges {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.collected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn keep(
@@ -88,8 +93,8 @@ impl Exchanges {
         result: &Result<refundry_runtime::bindings::http::Response, HttpError>,
         sent: Sent,
     ) {
+        let e = Exchange::record(&self.redactor, request, result, sent.latency, sent.at_ms);
         let mut c = self.lock();
-        let e = Exchange::record(&c.redactor, request, result, sent.latency, sent.at_ms);
         c.sent += 1;
         c.done.push(e);
     }
@@ -97,7 +102,7 @@ impl Exchanges {
 
 impl Observer for Exchanges {
     fn operation_started(&self, scope: Scope<'_>, op: &Operation<'_>) {
-        if let Some(r) = self.recorder() {
+        if let Some(r) = &self.recorder {
             r.operation_started(scope, op);
         }
     }
@@ -113,7 +118,7 @@ impl Observer for Exchanges {
         {
             self.keep(request, result, *sent);
         }
-        if let Some(r) = self.recorder() {
+        if let Some(r) = &self.recorder {
             r.import(scope, call, answer);
         }
     }
@@ -126,7 +131,7 @@ impl Observer for Exchanges {
     }
 
     fn operation_finished(&self, scope: Scope<'_>, answer: &Result<OperationAnswer, PluginError>) {
-        if let Some(r) = self.recorder() {
+        if let Some(r) = &self.recorder {
             r.operation_finished(scope, answer);
         }
     }

@@ -224,7 +224,7 @@ impl RefundService {
             return;
         };
         let now = self.now_ms();
-        if let Err(e) = self.inner.recordings.save(refund_id, &recorder, now).await {
+        if let Err(e) = self.inner.recordings.save(refund_id, recorder, now).await {
             tracing::warn!(refund_id, error = %e, "could not keep the operation's recording");
         }
     }

@@ -469,12 +469,14 @@ pub use refundry_ledger::recordings::RecordedBy;
 /// Collects one operation's recording in memory. Cheap to clone (shared with the instance's
 /// state, so the calls made before a trap or the deadline are kept too).
 #[derive(Clone)]
-pub struct Recorder(Arc<Mutex<Draft>>);
+pub struct Recorder {
+    draft: Arc<Mutex<Draft>>,
+    /// The provider's secrets, as the recording marks them.
+    masks: Arc<SecretMasks>,
+}
 
 struct Draft {
     by: RecordedBy,
-    /// The provider's secrets, as the recording marks them.
-    masks: Arc<SecretMasks>,
     cap: usize,
     size: usize,
     input: Option<Input>,
@@ -489,9 +491,8 @@ impl Recorder {
     /// An empty recording of an operation run by `by`, capped at about `cap` bytes, with the
     /// provider's secrets marked as `masks` says.
     pub fn new(by: RecordedBy, cap: usize, masks: Arc<SecretMasks>) -> Self {
-        Self(Arc::new(Mutex::new(Draft {
+        let draft = Draft {
             by,
-            masks,
             cap,
             size: 0,
             input: None,
@@ -499,15 +500,15 @@ impl Recorder {
             output: Value::Null,
             truncated: false,
             tokens: Vec::new(),
-        })))
+        };
+        Self {
+            draft: Arc::new(Mutex::new(draft)),
+            masks,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Draft> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn masks(&self) -> Arc<SecretMasks> {
-        self.lock().masks.clone()
+        self.draft.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records the operation's input.
@@ -580,37 +581,37 @@ impl Recorder {
 /// answer, and its output.
 impl Observer for Recorder {
     fn operation_started(&self, _scope: Scope<'_>, op: &Operation<'_>) {
-        let masks = self.masks();
+        let masks = &self.masks;
         let input = match op {
             // `describe()` is never run for a refund, so never recorded.
             Operation::Describe => return,
-            Operation::CreateRefund(req) => Input::create(&masks, req),
-            Operation::GetRefund(lookup) => Input::get(&masks, lookup),
-            Operation::ParseWebhook(headers, body) => Input::webhook(&masks, headers, body),
+            Operation::CreateRefund(req) => Input::create(masks, req),
+            Operation::GetRefund(lookup) => Input::get(masks, lookup),
+            Operation::ParseWebhook(headers, body) => Input::webhook(masks, headers, body),
         };
         self.input(input);
     }
 
     fn import(&self, _scope: Scope<'_>, call: &Import<'_>, answer: &ImportAnswer<'_>) {
-        let m = self.masks();
+        let m = &self.masks;
         let (call, answer) = match (*call, *answer) {
             (Import::HttpSend { request, .. }, ImportAnswer::Http(r)) => {
-                (RecordedCall::http(&m, request), RecordedAnswer::http(&m, r))
+                (RecordedCall::http(m, request), RecordedAnswer::http(m, r))
             }
             (Import::ClockNow, ImportAnswer::Clock(now)) => {
                 (RecordedCall::ClockNow, RecordedAnswer::Clock(now))
             }
             (Import::StorageGet { key }, ImportAnswer::Stored(r)) => (
                 RecordedCall::StorageGet { key: m.mask(key) },
-                RecordedAnswer::stored(&m, r),
+                RecordedAnswer::stored(m, r),
             ),
             (Import::StorageSet { key, value }, ImportAnswer::Written(r)) => (
-                RecordedCall::storage_set(&m, key, value),
-                RecordedAnswer::written(&m, r),
+                RecordedCall::storage_set(m, key, value),
+                RecordedAnswer::written(m, r),
             ),
             (Import::StorageDelete { key }, ImportAnswer::Written(r)) => (
                 RecordedCall::StorageDelete { key: m.mask(key) },
-                RecordedAnswer::written(&m, r),
+                RecordedAnswer::written(m, r),
             ),
             (Import::ConfigGet { key }, ImportAnswer::Config(value)) => (
                 RecordedCall::ConfigGet { key: m.mask(key) },
@@ -624,7 +625,7 @@ impl Observer for Recorder {
                 },
                 ImportAnswer::Logged,
             ) => (
-                RecordedCall::log(&m, level, message, fields),
+                RecordedCall::log(m, level, message, fields),
                 RecordedAnswer::Logged,
             ),
             (call, answer) => unreachable!("{call:?} is never answered with {answer:?}"),
@@ -633,10 +634,10 @@ impl Observer for Recorder {
     }
 
     fn operation_finished(&self, _scope: Scope<'_>, answer: &Result<OperationAnswer, PluginError>) {
-        let m = self.masks();
+        let m = &self.masks;
         self.output(match answer {
-            Ok(OperationAnswer::Refund(r)) => refund_output(&m, r),
-            Ok(OperationAnswer::Webhook(r)) => webhook_output(&m, r),
+            Ok(OperationAnswer::Refund(r)) => refund_output(m, r),
+            Ok(OperationAnswer::Webhook(r)) => webhook_output(m, r),
             Ok(OperationAnswer::Info(_)) => Value::Null,
             Err(e) => failure_output(e),
         });
