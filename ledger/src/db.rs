@@ -215,6 +215,87 @@ const MIGRATIONS: &[&str] = &[
         id  INTEGER PRIMARY KEY CHECK (id = 1),
         key BLOB NOT NULL
     ) STRICT;",
+    // 9: reconciliation runs (the provider's refunds in a creation range compared with the
+    // ledger's) and their findings. Two tables are rebuilt, SQLite having no way to change a
+    // constraint in place: the history takes the source `reconcile`, and an event's `refund_id`
+    // (the key its deliveries are ordered by) no longer references `refunds`, since a finding
+    // about a refund the ledger lacks is keyed by its run's id. Rows, `seq` values (and so the
+    // AUTOINCREMENT counters), indexes and the history's append-only triggers are kept.
+    "CREATE TABLE refund_history_new (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        refund_id       TEXT NOT NULL REFERENCES refunds (id),
+        at              INTEGER NOT NULL,
+        source          TEXT NOT NULL
+            CHECK (source IN ('api', 'webhook', 'janitor', 'reconcile')),
+        from_status     TEXT,
+        to_status       TEXT NOT NULL,
+        applied         INTEGER NOT NULL,
+        provider_status TEXT,
+        detail          TEXT,
+        plugin_version  TEXT
+    ) STRICT;
+    INSERT INTO refund_history_new (seq, refund_id, at, source, from_status, to_status, applied,
+        provider_status, detail, plugin_version)
+        SELECT seq, refund_id, at, source, from_status, to_status, applied, provider_status,
+            detail, plugin_version
+        FROM refund_history;
+    DROP TABLE refund_history;
+    ALTER TABLE refund_history_new RENAME TO refund_history;
+    CREATE INDEX refund_history_by_refund ON refund_history (refund_id, seq);
+    CREATE TRIGGER refund_history_no_update BEFORE UPDATE ON refund_history
+        BEGIN SELECT RAISE(ABORT, 'refund history is append-only'); END;
+    CREATE TRIGGER refund_history_no_delete BEFORE DELETE ON refund_history
+        BEGIN SELECT RAISE(ABORT, 'refund history is append-only'); END;
+
+    CREATE TABLE events_new (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        refund_id  TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body       TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO events_new (seq, id, refund_id, type, created_at, body)
+        SELECT seq, id, refund_id, type, created_at, body FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_new RENAME TO events;
+    CREATE INDEX events_by_refund ON events (refund_id, seq);
+
+    CREATE TABLE reconciliations (
+        id               TEXT PRIMARY KEY,
+        provider         TEXT NOT NULL,
+        range_from       INTEGER NOT NULL,
+        range_to         INTEGER NOT NULL,
+        trigger          TEXT NOT NULL CHECK (trigger IN ('schedule', 'cli', 'api')),
+        started_at       INTEGER NOT NULL,
+        finished_at      INTEGER NOT NULL,
+        outcome          TEXT NOT NULL CHECK (outcome IN ('matched', 'discrepancies', 'error')),
+        error            TEXT,
+        provider_refunds INTEGER NOT NULL,
+        ledger_refunds   INTEGER NOT NULL
+    ) STRICT;
+    -- Runs newest first (ids are time-ordered), of one provider.
+    CREATE INDEX reconciliations_by_provider ON reconciliations (provider, id);
+    CREATE TABLE reconciliation_findings (
+        reconciliation_id  TEXT NOT NULL REFERENCES reconciliations (id),
+        seq                INTEGER NOT NULL,
+        kind               TEXT NOT NULL CHECK (kind IN ('missing_in_ledger',
+            'missing_at_provider', 'status_mismatch', 'amount_mismatch', 'currency_mismatch')),
+        refund_id          TEXT REFERENCES refunds (id),
+        external_refund_id TEXT,
+        provider_refund_id TEXT,
+        ledger_status      TEXT,
+        ledger_amount      INTEGER,
+        ledger_currency    TEXT,
+        provider_status    TEXT,
+        provider_amount    INTEGER,
+        provider_currency  TEXT,
+        applied            INTEGER NOT NULL CHECK (applied IN (0, 1)),
+        detail             TEXT NOT NULL,
+        PRIMARY KEY (reconciliation_id, seq)
+    ) STRICT;
+    -- A reconciliation reads one provider's refunds created in a range.
+    CREATE INDEX refunds_by_provider_created ON refunds (provider, created_at);",
 ];
 
 /// How SQLite makes a commit durable (`[database] synchronous`).
@@ -287,14 +368,39 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Applies the `migrations` not yet applied, each in its own transaction.
+fn migrate_with(conn: &Connection, migrations: &[&str]) -> Result<(), rusqlite::Error> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql} PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+    if done >= migrations.len() {
+        return Ok(());
     }
-    Ok(())
+    // A migration that rebuilds a table drops the old one, which enforced foreign keys refuse
+    // while other rows reference it. So they are off while migrations run (the pragma does
+    // nothing inside a transaction, hence here), and every reference is checked before each
+    // commit instead, as SQLite's own procedure for changing a table's schema does.
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = migrations
+        .iter()
+        .enumerate()
+        .skip(done)
+        .try_for_each(|(i, sql)| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            if tx.prepare("PRAGMA foreign_key_check")?.query([])?.next()?.is_some() {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!("migration {} leaves a dangling reference", i + 1)),
+                ));
+            }
+            tx.commit()
+        });
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
 }
 
 #[cfg(test)]
@@ -317,6 +423,97 @@ mod tests {
         assert_eq!(sync(&normal), 1);
         drop(normal);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_reconciliation_migration_keeps_history_and_events_and_frees_the_event_key() {
+        // A database as the previous release left it, with a refund, its history, an event
+        // and a delivery of it.
+        let conn = Connection::open_in_memory().unwrap();
+        migrate_with(&conn, &MIGRATIONS[..8]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO refunds (id, provider, plugin_version, plugin_sha256, external_refund_id,
+                original_transaction_id, amount, currency, status, fingerprint, created_at,
+                updated_at)
+             VALUES ('rf_1', 'p', '1', 'x', 'e1', 't1', 100, 'KES', 'pending', 'f', 1, 2);
+             INSERT INTO refund_history (refund_id, at, source, to_status, applied, plugin_version)
+             VALUES ('rf_1', 1, 'api', 'unknown', 1, '1'), ('rf_1', 2, 'janitor', 'pending', 1, '1');
+             INSERT INTO events (id, refund_id, type, created_at, body)
+             VALUES ('evt_1', 'rf_1', 'refund.unknown', 1, '{}'),
+                    ('evt_2', 'rf_1', 'refund.pending', 2, '{}');
+             INSERT INTO event_deliveries (event_seq, endpoint, refund_id, state, next_attempt_at)
+             VALUES (2, 'http://e/', 'rf_1', 'pending', 2);",
+        )
+        .unwrap();
+        let fk = |c: &Connection| {
+            c.pragma_query_value(None, "foreign_keys", |r| r.get::<_, bool>(0))
+                .unwrap()
+        };
+        assert!(fk(&conn), "the bundled SQLite enforces foreign keys");
+
+        migrate(&conn).unwrap();
+        assert!(fk(&conn), "enforced again after the migrations");
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let rows = |sql: &str| -> Vec<(i64, String)> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            rows("SELECT seq, source FROM refund_history ORDER BY seq"),
+            [(1, "api".to_owned()), (2, "janitor".to_owned())]
+        );
+        assert_eq!(
+            rows("SELECT seq, id FROM events ORDER BY seq"),
+            [(1, "evt_1".to_owned()), (2, "evt_2".to_owned())]
+        );
+        // The delivery still joins its event, and new rows continue the numbering.
+        assert_eq!(
+            rows(
+                "SELECT d.event_seq, e.type FROM event_deliveries d
+                 JOIN events e ON e.seq = d.event_seq"
+            ),
+            [(2, "refund.pending".to_owned())]
+        );
+        conn.execute_batch(
+            "INSERT INTO refund_history (refund_id, at, source, to_status, applied)
+             VALUES ('rf_1', 3, 'reconcile', 'processed', 1);
+             INSERT INTO events (id, refund_id, type, created_at, body)
+             VALUES ('evt_3', 'rec_1', 'reconciliation.discrepancy', 3, '{}');",
+        )
+        .unwrap();
+        assert_eq!(
+            rows("SELECT seq, id FROM events WHERE refund_id = 'rec_1'"),
+            [(3, "evt_3".to_owned())]
+        );
+        assert_eq!(rows("SELECT seq, source FROM refund_history")[2].0, 3);
+        // The history is still append-only, still references its refund, and still refuses
+        // an unknown source.
+        let err = conn
+            .execute("DELETE FROM refund_history", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        assert!(
+            conn.execute(
+                "INSERT INTO refund_history (refund_id, at, source, to_status, applied)
+                 VALUES ('rf_nobody', 4, 'api', 'pending', 1)",
+                [],
+            )
+            .is_err()
+        );
+        assert!(
+            conn.execute(
+                "INSERT INTO refund_history (refund_id, at, source, to_status, applied)
+                 VALUES ('rf_1', 4, 'portal', 'pending', 1)",
+                [],
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test]

@@ -212,23 +212,32 @@ pub enum Source {
     Webhook,
     /// The janitor's status check.
     Janitor,
+    /// A reconciliation run: the provider's own list of refunds disagreed with the ledger.
+    Reconcile,
 }
 
 impl Source {
+    /// Every source.
+    pub const ALL: [Source; 4] = [
+        Source::Api,
+        Source::Webhook,
+        Source::Janitor,
+        Source::Reconcile,
+    ];
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Api => "api",
             Source::Webhook => "webhook",
             Source::Janitor => "janitor",
+            Source::Reconcile => "reconcile",
         }
     }
 
     /// Parses the stored word.
     pub fn parse(word: &str) -> Option<Self> {
-        [Source::Api, Source::Webhook, Source::Janitor]
-            .into_iter()
-            .find(|s| s.as_str() == word)
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
     }
 }
 
