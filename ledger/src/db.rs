@@ -391,7 +391,12 @@ fn migrate_with(conn: &Connection, migrations: &[&str]) -> Result<(), rusqlite::
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i + 1)?;
-            if tx.prepare("PRAGMA foreign_key_check")?.query([])?.next()?.is_some() {
+            if tx
+                .prepare("PRAGMA foreign_key_check")?
+                .query([])?
+                .next()?
+                .is_some()
+            {
                 return Err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
                     Some(format!("migration {} leaves a dangling reference", i + 1)),
@@ -494,9 +499,7 @@ mod tests {
         assert_eq!(rows("SELECT seq, source FROM refund_history")[2].0, 3);
         // The history is still append-only, still references its refund, and still refuses
         // an unknown source.
-        let err = conn
-            .execute("DELETE FROM refund_history", [])
-            .unwrap_err();
+        let err = conn.execute("DELETE FROM refund_history", []).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         assert!(
             conn.execute(

@@ -66,28 +66,12 @@ impl Ledger {
                 if inserted == 0 {
                     return Ok(Inboxed::Duplicate);
                 }
-                let by_provider_id: Option<String> = match &event.report.provider_refund_id {
-                    Some(prid) => tx
-                        .query_row(
-                            "SELECT id FROM refunds WHERE provider = ?1 AND provider_refund_id = ?2",
-                            params![event.provider, prid],
-                            |r| r.get(0),
-                        )
-                        .optional()?,
-                    None => None,
-                };
-                let refund_id = match (by_provider_id, &event.external_refund_id) {
-                    (Some(id), _) => Some(id),
-                    (None, Some(ext)) => tx
-                        .query_row(
-                            "SELECT refund_id FROM idempotency_keys
-                             WHERE provider = ?1 AND external_refund_id = ?2",
-                            params![event.provider, ext],
-                            |r| r.get(0),
-                        )
-                        .optional()?,
-                    (None, None) => None,
-                };
+                let refund_id = find_refund_id(
+                    &tx,
+                    &event.provider,
+                    event.report.provider_refund_id.as_deref(),
+                    event.external_refund_id.as_deref(),
+                )?;
                 let result = match refund_id {
                     None => Inboxed::Unmatched,
                     Some(id) => {
@@ -99,7 +83,10 @@ impl Ledger {
                     }
                 };
                 let (word, refund_id) = match &result {
-                    Inboxed::Matched(a) => (if a.moved { "applied" } else { "recorded" }, Some(a.refund.id.clone())),
+                    Inboxed::Matched(a) => (
+                        if a.moved { "applied" } else { "recorded" },
+                        Some(a.refund.id.clone()),
+                    ),
                     _ => ("unmatched", None),
                 };
                 tx.execute(
@@ -125,6 +112,36 @@ impl Ledger {
                     .collect()
             })
             .await
+    }
+}
+
+/// The id of the refund of `provider` that a provider's report names: by the provider's refund
+/// id first (what its webhooks and lists carry), else by the gateway's refund id.
+pub(super) fn find_refund_id(
+    c: &Connection,
+    provider: &str,
+    provider_refund_id: Option<&str>,
+    external_refund_id: Option<&str>,
+) -> Result<Option<String>, rusqlite::Error> {
+    let by_provider_id: Option<String> = match provider_refund_id {
+        Some(prid) => c
+            .prepare_cached(
+                "SELECT id FROM refunds WHERE provider = ?1 AND provider_refund_id = ?2",
+            )?
+            .query_row(params![provider, prid], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    match (by_provider_id, external_refund_id) {
+        (Some(id), _) => Ok(Some(id)),
+        (None, Some(ext)) => c
+            .prepare_cached(
+                "SELECT refund_id FROM idempotency_keys
+                 WHERE provider = ?1 AND external_refund_id = ?2",
+            )?
+            .query_row(params![provider, ext], |r| r.get(0))
+            .optional(),
+        (None, None) => Ok(None),
     }
 }
 
