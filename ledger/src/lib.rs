@@ -15,6 +15,7 @@ mod exchanges;
 mod inbox;
 mod outbox;
 pub mod plugin_versions;
+mod reconciliations;
 pub mod recordings;
 mod stats;
 pub mod storage;
@@ -23,8 +24,12 @@ mod types;
 
 pub use inbox::{InboxEvent, Inboxed};
 pub use outbox::{
-    Attempt, AttemptRecord, DeliveryRecord, DeliveryState, DueDelivery, EventBody, EventPage,
-    EventQuery, EventRecord, Next,
+    Attempt, AttemptRecord, DISCREPANCY_EVENT, DeliveryRecord, DeliveryState, DiscrepancyData,
+    DueDelivery, EventBody, EventData, EventPage, EventQuery, EventRecord, Next,
+};
+pub use reconciliations::{
+    Finding, FindingKind, FindingSide, NewReconciliation, ReconciliationPage, ReconciliationQuery,
+    ReconciliationRecord, RunOutcome, Trigger,
 };
 pub use stats::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
 pub use types::*;
@@ -726,7 +731,10 @@ mod tests {
             ["refund.unknown", "refund.pending", "refund.processed"]
         );
         let page = l.events(query(&a.id)).await.unwrap();
-        assert_eq!(page.events[2].body.data.status, Status::Processed);
+        assert_eq!(
+            page.events[2].body.refund().unwrap().status,
+            Status::Processed
+        );
         assert_eq!(page.events[2].body.kind, page.events[2].kind);
 
         assert_eq!(

@@ -1,10 +1,12 @@
 //! The outbound events outbox: one event per status a refund enters, written in the same
 //! transaction as the move (so an event is never lost nor sent for a move that was rolled back),
-//! and, per configured endpoint, a delivery of each event with its attempts.
+//! one per finding of a reconciliation run, written with the run, and, per configured endpoint,
+//! a delivery of each event with its attempts.
 //!
 //! Deliveries of one refund's events to one endpoint go in order: only the oldest pending one of
 //! each (endpoint, refund) queue is ever due, so a later event waits until the earlier one is
-//! delivered or abandoned.
+//! delivered or abandoned. The queue's key is the `refund_id` column: a refund's id, or for a
+//! finding about a refund the ledger does not hold, its reconciliation run's id.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -13,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::{Ledger, RefundRecord, time};
 use crate::db::DbError;
+use crate::reconciliations::Finding;
 
 /// An event as its receivers get it (the body of the POST, byte for byte as stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -21,14 +24,67 @@ pub struct EventBody {
     /// at least once.
     pub id: String,
     /// `refund.<status>`: the status the refund entered (`refund.unknown` when it was written and
-    /// sent but the provider's answer is not known yet).
+    /// sent but the provider's answer is not known yet); or `reconciliation.discrepancy`: a
+    /// reconciliation run found the provider and the ledger disagreeing.
     #[serde(rename = "type")]
     pub kind: String,
-    /// When the refund entered the status (RFC 3339 UTC).
+    /// When the refund entered the status, or when the reconciliation run finished (RFC 3339
+    /// UTC).
     pub created_at: DateTime<Utc>,
-    /// The refund as it was right after the change (the REST API's refund object).
-    pub data: RefundRecord,
+    /// What the event is about: a refund for `refund.*`, a finding for
+    /// `reconciliation.discrepancy`.
+    pub data: EventData,
 }
+
+impl EventBody {
+    /// The refund of a `refund.*` event (`None` for a reconciliation finding).
+    pub fn refund(&self) -> Option<&RefundRecord> {
+        self.data.refund()
+    }
+}
+
+/// What an event carries. Untagged, so a `refund.*` event's `data` is the refund object itself,
+/// exactly as before reconciliation events existed; the event's `type` says which it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventData {
+    /// The refund as it was right after the change (the REST API's refund object).
+    Refund(RefundRecord),
+    /// A reconciliation run's finding.
+    Discrepancy(DiscrepancyData),
+}
+
+impl EventData {
+    /// The refund, for a `refund.*` event.
+    pub fn refund(&self) -> Option<&RefundRecord> {
+        match self {
+            EventData::Refund(refund) => Some(refund),
+            EventData::Discrepancy(_) => None,
+        }
+    }
+
+    /// The finding, for a `reconciliation.discrepancy` event.
+    pub fn discrepancy(&self) -> Option<&DiscrepancyData> {
+        match self {
+            EventData::Refund(_) => None,
+            EventData::Discrepancy(discrepancy) => Some(discrepancy),
+        }
+    }
+}
+
+/// The `data` of a `reconciliation.discrepancy` event: one finding of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiscrepancyData {
+    /// The run that found it (`rec_` + a time-ordered UUID).
+    pub reconciliation_id: String,
+    /// Provider id.
+    pub provider: String,
+    /// What the run found.
+    pub finding: Finding,
+}
+
+/// The event type of a reconciliation finding.
+pub const DISCREPANCY_EVENT: &str = "reconciliation.discrepancy";
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -99,12 +155,13 @@ pub struct EventRecord {
     pub seq: i64,
     /// Event id.
     pub id: String,
-    /// `refund.<status>`.
+    /// `refund.<status>` or `reconciliation.discrepancy`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The refund it is about.
+    /// The refund it is about; for a reconciliation finding about a refund the ledger does not
+    /// hold, the run's id. Deliveries with the same value reach an endpoint in order.
     pub refund_id: String,
-    /// When the refund entered the status.
+    /// When the refund entered the status, or the reconciliation run finished.
     pub created_at: DateTime<Utc>,
     /// The body sent to every endpoint.
     pub body: EventBody,
@@ -180,20 +237,46 @@ pub enum Next {
 /// Writes the event for the status `refund` just entered, inside the caller's transaction.
 pub(super) fn record(c: &Connection, refund: &RefundRecord) -> Result<(), rusqlite::Error> {
     let body = EventBody {
-        id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        id: new_event_id(),
         kind: format!("refund.{}", refund.status.as_str()),
         created_at: refund.updated_at,
-        data: refund.clone(),
+        data: EventData::Refund(refund.clone()),
     };
-    let json = serde_json::to_string(&body).expect("an event serialises");
+    insert(c, &refund.id, &body)
+}
+
+/// Writes the event of one reconciliation finding, inside the transaction that records its run.
+/// `key` orders its deliveries: the refund's id when the ledger holds the refund (so the finding
+/// reaches an endpoint after the refund's status events written before it), else the run's id.
+pub(super) fn record_discrepancy(
+    c: &Connection,
+    key: &str,
+    created_at: DateTime<Utc>,
+    data: DiscrepancyData,
+) -> Result<(), rusqlite::Error> {
+    let body = EventBody {
+        id: new_event_id(),
+        kind: DISCREPANCY_EVENT.to_owned(),
+        created_at,
+        data: EventData::Discrepancy(data),
+    };
+    insert(c, key, &body)
+}
+
+fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn insert(c: &Connection, key: &str, body: &EventBody) -> Result<(), rusqlite::Error> {
+    let json = serde_json::to_string(body).expect("an event serialises");
     c.prepare_cached(
         "INSERT INTO events (id, refund_id, type, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         body.id,
-        refund.id,
+        key,
         body.kind,
-        refund.updated_at.timestamp_millis(),
+        body.created_at.timestamp_millis(),
         json
     ])?;
     Ok(())

@@ -1,0 +1,921 @@
+//! Reconciliation runs: the refunds a provider holds, created in a range, compared with the
+//! ledger's; each run is kept with what it found, and every finding is also an outbound event
+//! (`reconciliation.discrepancy`), written in the same transaction as the run.
+//!
+//! The comparison itself is the service's (it asks the provider through its plugin); the ledger
+//! gives it the refunds to compare with ([`Ledger::refunds_created_between`],
+//! [`Ledger::find_refund`]) and keeps the result ([`Ledger::record_reconciliation`]).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Ledger, REFUND_COLUMNS, RefundRecord, get_refund, inbox, outbox, refund, time};
+use crate::db::DbError;
+use crate::outbox::DiscrepancyData;
+
+/// What a reconciliation run found about one refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The provider holds a refund the ledger does not (made in the provider's portal, or lost).
+    MissingInLedger,
+    /// The ledger holds a refund the provider does not (refunds the provider never acted on,
+    /// failed without a provider refund id, are not looked for).
+    MissingAtProvider,
+    /// The statuses differ; applied to the ledger when the move is forward.
+    StatusMismatch,
+    /// The amounts differ. Reported only.
+    AmountMismatch,
+    /// The currencies differ. Reported only.
+    CurrencyMismatch,
+}
+
+impl FindingKind {
+    /// Every kind.
+    pub const ALL: [FindingKind; 5] = [
+        FindingKind::MissingInLedger,
+        FindingKind::MissingAtProvider,
+        FindingKind::StatusMismatch,
+        FindingKind::AmountMismatch,
+        FindingKind::CurrencyMismatch,
+    ];
+
+    /// The snake-case word used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::MissingInLedger => "missing_in_ledger",
+            FindingKind::MissingAtProvider => "missing_at_provider",
+            FindingKind::StatusMismatch => "status_mismatch",
+            FindingKind::AmountMismatch => "amount_mismatch",
+            FindingKind::CurrencyMismatch => "currency_mismatch",
+        }
+    }
+
+    /// Parses the snake-case word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+/// One side's view of a refund in a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FindingSide {
+    /// Its status: Refundry's status word for both sides (the plugin maps the provider's own).
+    pub status: String,
+    /// Amount in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// One discrepancy between the provider and the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Finding {
+    /// What differs.
+    pub kind: FindingKind,
+    /// The ledger's refund id (`rf_...`), when the ledger holds the refund.
+    pub refund_id: Option<String>,
+    /// The gateway's refund id, when known.
+    pub external_refund_id: Option<String>,
+    /// The provider's refund id, when known.
+    pub provider_refund_id: Option<String>,
+    /// The refund as the ledger holds it; absent for `missing_in_ledger`.
+    pub ledger: Option<FindingSide>,
+    /// The refund as the provider holds it; absent for `missing_at_provider`.
+    pub provider: Option<FindingSide>,
+    /// Whether the run moved the ledger's refund to the provider's status (only a
+    /// `status_mismatch` moving forward is applied).
+    pub applied: bool,
+    /// What was found, for people.
+    pub detail: String,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The service's schedule.
+    Schedule,
+    /// `refundry reconcile` on the command line.
+    Cli,
+    /// A request to the REST API.
+    Api,
+}
+
+impl Trigger {
+    /// Every trigger.
+    pub const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::Cli, Trigger::Api];
+
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Cli => "cli",
+            Trigger::Api => "api",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == word)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The provider and the ledger agree.
+    Matched,
+    /// At least one finding.
+    Discrepancies,
+    /// The run could not finish (its `error` says why); its findings, if any, are partial.
+    Error,
+}
+
+impl RunOutcome {
+    /// Every outcome.
+    pub const ALL: [RunOutcome; 3] = [
+        RunOutcome::Matched,
+        RunOutcome::Discrepancies,
+        RunOutcome::Error,
+    ];
+
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Matched => "matched",
+            RunOutcome::Discrepancies => "discrepancies",
+            RunOutcome::Error => "error",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == word)
+    }
+}
+
+/// A finished run about to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReconciliation {
+    /// Provider id.
+    pub provider: String,
+    /// Refunds created at or after this time (ms) were compared...
+    pub from_ms: i64,
+    /// ...and before this one (ms).
+    pub to_ms: i64,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it started (ms).
+    pub started_at_ms: i64,
+    /// When it finished (ms); also the time of its events.
+    pub finished_at_ms: i64,
+    /// How many refunds in the range the provider listed.
+    pub provider_refunds: i64,
+    /// How many refunds in the range the ledger holds.
+    pub ledger_refunds: i64,
+    /// Why it could not finish, when it could not.
+    pub error: Option<String>,
+    /// What it found, in the order to keep.
+    pub findings: Vec<Finding>,
+}
+
+impl NewReconciliation {
+    /// `error` when the run failed, else `discrepancies` when it found any, else `matched`.
+    pub fn outcome(&self) -> RunOutcome {
+        if self.error.is_some() {
+            RunOutcome::Error
+        } else if !self.findings.is_empty() {
+            RunOutcome::Discrepancies
+        } else {
+            RunOutcome::Matched
+        }
+    }
+}
+
+/// A recorded run (`GET /v1/reconciliations`, `GET /v1/reconciliations/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationRecord {
+    /// Run id (`rec_` + a time-ordered UUID, given when the run is recorded).
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// Start of the creation range compared (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the creation range compared (exclusive).
+    pub to: DateTime<Utc>,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Why it could not finish, when it could not.
+    pub error: Option<String>,
+    /// How many refunds in the range the provider listed.
+    pub provider_refunds: i64,
+    /// How many refunds in the range the ledger held.
+    pub ledger_refunds: i64,
+    /// How many findings of each kind (every kind, zero included).
+    pub finding_counts: BTreeMap<String, i64>,
+    /// The findings in the order recorded; empty in a list (read one run for them).
+    pub findings: Vec<Finding>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationPage {
+    /// The runs, without their findings.
+    pub reconciliations: Vec<ReconciliationRecord>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A selection of runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconciliationQuery {
+    /// Only this provider's.
+    pub provider: Option<String>,
+    /// Continue after this run id (the previous page's `next_cursor`).
+    pub cursor: Option<String>,
+    /// At most this many (the caller bounds it).
+    pub limit: usize,
+}
+
+const RUN_COLUMNS: &str = "id, provider, range_from, range_to, trigger, started_at, finished_at, \
+    outcome, error, provider_refunds, ledger_refunds";
+
+impl Ledger {
+    /// Records a finished run with its findings, and one `reconciliation.discrepancy` event per
+    /// finding, in one transaction: a run is never kept without its events, nor an event sent
+    /// for a run that was not kept. The events reach endpoints like status events do (through
+    /// [`Ledger::enqueue_deliveries`]).
+    pub async fn record_reconciliation(
+        &self,
+        run: NewReconciliation,
+    ) -> Result<ReconciliationRecord, DbError> {
+        self.db
+            .run(move |c| {
+                let tx = c.unchecked_transaction()?;
+                let id = format!("rec_{}", uuid::Uuid::now_v7().simple());
+                tx.execute(
+                    "INSERT INTO reconciliations (id, provider, range_from, range_to, trigger,
+                        started_at, finished_at, outcome, error, provider_refunds, ledger_refunds)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        id,
+                        run.provider,
+                        run.from_ms,
+                        run.to_ms,
+                        run.trigger.as_str(),
+                        run.started_at_ms,
+                        run.finished_at_ms,
+                        run.outcome().as_str(),
+                        run.error,
+                        run.provider_refunds,
+                        run.ledger_refunds
+                    ],
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO reconciliation_findings (reconciliation_id, seq, kind, refund_id,
+                        external_refund_id, provider_refund_id, ledger_status, ledger_amount,
+                        ledger_currency, provider_status, provider_amount, provider_currency,
+                        applied, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?;
+                for (seq, finding) in (1i64..).zip(&run.findings) {
+                    let (l, p) = (finding.ledger.as_ref(), finding.provider.as_ref());
+                    insert.execute(params![
+                        id,
+                        seq,
+                        finding.kind.as_str(),
+                        finding.refund_id,
+                        finding.external_refund_id,
+                        finding.provider_refund_id,
+                        l.map(|s| &s.status),
+                        l.map(|s| s.amount_minor),
+                        l.map(|s| &s.currency),
+                        p.map(|s| &s.status),
+                        p.map(|s| s.amount_minor),
+                        p.map(|s| &s.currency),
+                        finding.applied,
+                        finding.detail
+                    ])?;
+                    // The delivery-ordering key: the refund's own id when the ledger holds it,
+                    // so an endpoint gets the finding after that refund's earlier status events
+                    // (and a status event the run caused after it); else the run's id, which
+                    // keeps a run's findings about unknown refunds in order among themselves.
+                    let key = finding.refund_id.as_deref().unwrap_or(&id);
+                    let data = DiscrepancyData {
+                        reconciliation_id: id.clone(),
+                        provider: run.provider.clone(),
+                        finding: finding.clone(),
+                    };
+                    outbox::record_discrepancy(&tx, key, time(run.finished_at_ms), data)?;
+                }
+                drop(insert);
+                let record = get_run(&tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await
+    }
+
+    /// A page of runs, newest first, without their findings (counts by kind only).
+    pub async fn reconciliations(
+        &self,
+        query: ReconciliationQuery,
+    ) -> Result<ReconciliationPage, DbError> {
+        self.db
+            .run(move |c| {
+                let limit = query.limit.max(1);
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM reconciliations
+                     WHERE (?1 IS NULL OR provider = ?1) AND (?2 IS NULL OR id < ?2)
+                     ORDER BY id DESC LIMIT ?3"
+                ))?;
+                let mut reconciliations = stmt
+                    .query_map(
+                        params![query.provider, query.cursor, (limit + 1) as i64],
+                        run_row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if reconciliations.len() > limit {
+                    reconciliations.truncate(limit);
+                    reconciliations.last().map(|r| r.id.clone())
+                } else {
+                    None
+                };
+                for run in &mut reconciliations {
+                    run.finding_counts = finding_counts(c, &run.id)?;
+                }
+                Ok(ReconciliationPage {
+                    reconciliations,
+                    next_cursor,
+                })
+            })
+            .await
+    }
+
+    /// One run with its findings, in the order recorded.
+    pub async fn reconciliation(&self, id: &str) -> Result<Option<ReconciliationRecord>, DbError> {
+        let id = id.to_owned();
+        self.db.run(move |c| get_run(c, &id)).await
+    }
+
+    /// The ledger's refunds of `provider` created in `[from_ms, to_ms)`, oldest first: what a
+    /// reconciliation compares the provider's list with. The caller bounds the range (every
+    /// refund in it is returned).
+    pub async fn refunds_created_between(
+        &self,
+        provider: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RefundRecord>, DbError> {
+        let provider = provider.to_owned();
+        self.db
+            .run(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {REFUND_COLUMNS} FROM refunds
+                     WHERE provider = ?1 AND created_at >= ?2 AND created_at < ?3
+                     ORDER BY created_at, id"
+                ))?
+                .query_map(params![provider, from_ms, to_ms], refund)?
+                .collect()
+            })
+            .await
+    }
+
+    /// The refund of `provider` a provider's record names: by the provider's refund id first,
+    /// else by the gateway's refund id (the lookup webhooks use).
+    pub async fn find_refund(
+        &self,
+        provider: &str,
+        provider_refund_id: Option<&str>,
+        external_refund_id: Option<&str>,
+    ) -> Result<Option<RefundRecord>, DbError> {
+        let provider = provider.to_owned();
+        let provider_refund_id = provider_refund_id.map(str::to_owned);
+        let external_refund_id = external_refund_id.map(str::to_owned);
+        self.db
+            .run(move |c| {
+                let id = inbox::find_refund_id(
+                    c,
+                    &provider,
+                    provider_refund_id.as_deref(),
+                    external_refund_id.as_deref(),
+                )?;
+                match id {
+                    Some(id) => get_refund(c, &id),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+}
+
+/// One run with its findings.
+fn get_run(c: &Connection, id: &str) -> Result<Option<ReconciliationRecord>, rusqlite::Error> {
+    let Some(mut run) = c
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM reconciliations WHERE id = ?1"
+        ))?
+        .query_row([id], run_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    run.finding_counts = finding_counts(c, id)?;
+    run.findings = c
+        .prepare_cached(
+            "SELECT kind, refund_id, external_refund_id, provider_refund_id, ledger_status,
+                ledger_amount, ledger_currency, provider_status, provider_amount,
+                provider_currency, applied, detail
+             FROM reconciliation_findings WHERE reconciliation_id = ?1 ORDER BY seq",
+        )?
+        .query_map([id], finding_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(run))
+}
+
+fn finding_counts(c: &Connection, id: &str) -> Result<BTreeMap<String, i64>, rusqlite::Error> {
+    let mut counts: BTreeMap<String, i64> = FindingKind::ALL
+        .into_iter()
+        .map(|k| (k.as_str().to_owned(), 0))
+        .collect();
+    let mut stmt = c.prepare_cached(
+        "SELECT kind, COUNT(*) FROM reconciliation_findings WHERE reconciliation_id = ?1
+         GROUP BY kind",
+    )?;
+    for row in stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (kind, n) = row?;
+        counts.insert(kind, n);
+    }
+    Ok(counts)
+}
+
+fn run_row(r: &Row<'_>) -> Result<ReconciliationRecord, rusqlite::Error> {
+    Ok(ReconciliationRecord {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        from: time(r.get(2)?),
+        to: time(r.get(3)?),
+        trigger: word(r, 4, Trigger::parse)?,
+        started_at: time(r.get(5)?),
+        finished_at: time(r.get(6)?),
+        outcome: word(r, 7, RunOutcome::parse)?,
+        error: r.get(8)?,
+        provider_refunds: r.get(9)?,
+        ledger_refunds: r.get(10)?,
+        finding_counts: BTreeMap::new(),
+        findings: Vec::new(),
+    })
+}
+
+fn finding_row(r: &Row<'_>) -> Result<Finding, rusqlite::Error> {
+    Ok(Finding {
+        kind: word(r, 0, FindingKind::parse)?,
+        refund_id: r.get(1)?,
+        external_refund_id: r.get(2)?,
+        provider_refund_id: r.get(3)?,
+        ledger: side(r.get(4)?, r.get(5)?, r.get(6)?),
+        provider: side(r.get(7)?, r.get(8)?, r.get(9)?),
+        applied: r.get(10)?,
+        detail: r.get(11)?,
+    })
+}
+
+/// A side is written with its three columns together, or not at all.
+fn side(
+    status: Option<String>,
+    amount: Option<i64>,
+    currency: Option<String>,
+) -> Option<FindingSide> {
+    match (status, amount, currency) {
+        (Some(status), Some(amount_minor), Some(currency)) => Some(FindingSide {
+            status,
+            amount_minor,
+            currency,
+        }),
+        _ => None,
+    }
+}
+
+/// A word column read back with its parser. The columns' CHECK constraints admit only known
+/// words, so an unknown one is a corrupt row: an error, not a guess.
+fn word<T>(r: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> Result<T, rusqlite::Error> {
+    let text: String = r.get(idx)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("unknown word {text:?}").into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Database;
+    use crate::{
+        Begin, DISCREPANCY_EVENT, EventData, EventQuery, NewRow, Report, Source, Stamp, Status,
+    };
+
+    fn ledger() -> Ledger {
+        Ledger::new(Database::open(None).unwrap())
+    }
+
+    /// Writes a refund of `provider` received at `at_ms`.
+    async fn refund_at(l: &Ledger, provider: &str, ext: &str, at_ms: i64) -> RefundRecord {
+        let row = NewRow {
+            id: format!("rf_{}", uuid::Uuid::now_v7().simple()),
+            provider: provider.into(),
+            plugin_version: "1.0.0".into(),
+            plugin_sha256: "abc".into(),
+            external_refund_id: ext.into(),
+            original_transaction_id: "txn-1".into(),
+            amount: 100,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original_amount: None,
+            fingerprint: format!("fp-{ext}"),
+            now_ms: at_ms,
+            first_check_ms: at_ms + 1_000,
+        };
+        match l.begin(row, None).await.unwrap() {
+            Begin::New(r) => r,
+            other => panic!("a new refund, got {other:?}"),
+        }
+    }
+
+    fn side(status: &str, amount_minor: i64) -> Option<FindingSide> {
+        Some(FindingSide {
+            status: status.into(),
+            amount_minor,
+            currency: "KES".into(),
+        })
+    }
+
+    fn missing_in_ledger(prid: &str) -> Finding {
+        Finding {
+            kind: FindingKind::MissingInLedger,
+            refund_id: None,
+            external_refund_id: None,
+            provider_refund_id: Some(prid.into()),
+            ledger: None,
+            provider: side("processed", 500),
+            applied: false,
+            detail: "made in the provider's portal".into(),
+        }
+    }
+
+    fn mismatch(refund: &RefundRecord, kind: FindingKind, applied: bool) -> Finding {
+        Finding {
+            kind,
+            refund_id: Some(refund.id.clone()),
+            external_refund_id: Some(refund.external_refund_id.clone()),
+            provider_refund_id: Some("pr-1".into()),
+            ledger: side(refund.status.as_str(), refund.amount),
+            provider: side("processed", refund.amount + 1),
+            applied,
+            detail: format!("{} differs", kind.as_str()),
+        }
+    }
+
+    fn run(provider: &str, findings: Vec<Finding>) -> NewReconciliation {
+        NewReconciliation {
+            provider: provider.into(),
+            from_ms: 0,
+            to_ms: 10_000,
+            trigger: Trigger::Schedule,
+            started_at_ms: 20_000,
+            finished_at_ms: 21_000,
+            provider_refunds: 3,
+            ledger_refunds: 2,
+            error: None,
+            findings,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_are_listed_newest_first_by_page_and_provider_and_read_with_their_findings() {
+        let l = ledger();
+        let r = refund_at(&l, "p", "a", 1_000).await;
+        let findings = vec![
+            mismatch(&r, FindingKind::StatusMismatch, true),
+            missing_in_ledger("pr-x"),
+            mismatch(&r, FindingKind::AmountMismatch, false),
+            missing_in_ledger("pr-y"),
+        ];
+        let first = l
+            .record_reconciliation(run("p", findings.clone()))
+            .await
+            .unwrap();
+        assert!(first.id.starts_with("rec_"), "{}", first.id);
+        assert_eq!(first.outcome, RunOutcome::Discrepancies);
+        assert_eq!(first.findings, findings);
+        let other = l.record_reconciliation(run("q", vec![])).await.unwrap();
+        let last = l
+            .record_reconciliation(NewReconciliation {
+                trigger: Trigger::Cli,
+                ..run("p", vec![])
+            })
+            .await
+            .unwrap();
+
+        let page = |provider: Option<&str>, cursor: Option<String>| {
+            l.reconciliations(ReconciliationQuery {
+                provider: provider.map(str::to_owned),
+                cursor,
+                limit: 2,
+            })
+        };
+        let one = page(None, None).await.unwrap();
+        let ids: Vec<_> = one.reconciliations.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [last.id.clone(), other.id.clone()]);
+        let two = page(None, one.next_cursor).await.unwrap();
+        assert_eq!(two.reconciliations.len(), 1);
+        assert_eq!(two.reconciliations[0].id, first.id);
+        assert_eq!(two.next_cursor, None);
+        // A listed run has its counts but not its findings.
+        let listed = &two.reconciliations[0];
+        assert!(listed.findings.is_empty());
+        assert_eq!(listed.finding_counts["missing_in_ledger"], 2);
+        assert_eq!(listed.finding_counts["status_mismatch"], 1);
+        assert_eq!(listed.finding_counts["amount_mismatch"], 1);
+        assert_eq!(listed.finding_counts["currency_mismatch"], 0);
+        assert_eq!(listed.finding_counts.len(), FindingKind::ALL.len());
+
+        let of_p = page(Some("p"), None).await.unwrap();
+        let ids: Vec<_> = of_p.reconciliations.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [last.id.clone(), first.id.clone()]);
+        assert_eq!(of_p.reconciliations[0].trigger, Trigger::Cli);
+
+        let got = l.reconciliation(&first.id).await.unwrap().unwrap();
+        assert_eq!(got, first);
+        assert_eq!(got.findings, findings, "findings in the order recorded");
+        assert_eq!(got.from, time(0));
+        assert_eq!(got.to, time(10_000));
+        assert_eq!(got.finished_at, time(21_000));
+        assert_eq!((got.provider_refunds, got.ledger_refunds), (3, 2));
+        assert_eq!(l.reconciliation("rec_nobody").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_run_without_findings_matched_and_one_with_an_error_failed() {
+        let l = ledger();
+        let matched = l.record_reconciliation(run("p", vec![])).await.unwrap();
+        assert_eq!(matched.outcome, RunOutcome::Matched);
+        assert_eq!(matched.error, None);
+        let failed = NewReconciliation {
+            error: Some("the provider's list timed out".into()),
+            findings: vec![missing_in_ledger("pr-partial")],
+            ..run("p", vec![])
+        };
+        let failed = l.record_reconciliation(failed).await.unwrap();
+        assert_eq!(failed.outcome, RunOutcome::Error);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("the provider's list timed out")
+        );
+        let read = l.reconciliation(&failed.id).await.unwrap().unwrap();
+        assert_eq!(read.outcome, RunOutcome::Error);
+        assert_eq!(read.findings.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_finding_is_one_event_delivered_in_order_with_its_refunds_events() {
+        let l = ledger();
+        l.enqueue_deliveries(vec!["http://e/".into()], 0)
+            .await
+            .unwrap();
+        let r = refund_at(&l, "p", "a", 1_000).await;
+        let rec = l
+            .record_reconciliation(run(
+                "p",
+                vec![
+                    mismatch(&r, FindingKind::StatusMismatch, false),
+                    missing_in_ledger("pr-x"),
+                    missing_in_ledger("pr-y"),
+                ],
+            ))
+            .await
+            .unwrap();
+        // The refund's own event, then one per finding.
+        assert_eq!(
+            l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
+                .await
+                .unwrap(),
+            4
+        );
+        let all = l
+            .events(EventQuery {
+                limit: 50,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        let kinds: Vec<_> = all.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "refund.unknown",
+                DISCREPANCY_EVENT,
+                DISCREPANCY_EVENT,
+                DISCREPANCY_EVENT
+            ]
+        );
+        // Bodies of both kinds parse; each event got a delivery.
+        assert_eq!(all.events[0].body.refund().unwrap().id, r.id);
+        let keys: Vec<_> = all.events.iter().map(|e| e.refund_id.as_str()).collect();
+        assert_eq!(keys, [r.id.as_str(), &r.id, &rec.id, &rec.id]);
+        for (event, finding) in all.events[1..].iter().zip(&rec.findings) {
+            let EventData::Discrepancy(data) = &event.body.data else {
+                panic!("a discrepancy body, got {:?}", event.body.data);
+            };
+            assert_eq!(data.reconciliation_id, rec.id);
+            assert_eq!(data.provider, "p");
+            assert_eq!(&data.finding, finding);
+            assert_eq!(event.body.created_at, time(21_000));
+            assert_eq!(event.deliveries.len(), 1);
+        }
+        // The finding about the refund waits behind the refund's own event; the run's own
+        // queue delivers its findings one after the other.
+        let due = l.due_deliveries(2_000, 10).await.unwrap();
+        let heads: Vec<_> = due.iter().map(|d| d.event_seq).collect();
+        assert_eq!(heads, [all.events[0].seq, all.events[2].seq]);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_cannot_be_written_leaves_no_run_and_no_event() {
+        let l = ledger();
+        let r = refund_at(&l, "p", "a", 1_000).await;
+        let mut dangling = mismatch(&r, FindingKind::CurrencyMismatch, false);
+        dangling.refund_id = Some("rf_nobody".into());
+        let findings = vec![missing_in_ledger("pr-x"), dangling];
+        assert!(l.record_reconciliation(run("p", findings)).await.is_err());
+        let page = l
+            .reconciliations(ReconciliationQuery {
+                limit: 10,
+                ..ReconciliationQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.reconciliations.is_empty());
+        let events = l
+            .events(EventQuery {
+                limit: 50,
+                ..EventQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.events.len(), 1, "only the refund's own event");
+    }
+
+    #[tokio::test]
+    async fn event_bodies_keep_their_json_shapes() {
+        let l = ledger();
+        let r = refund_at(&l, "p", "a", 1_000).await;
+        let rec = l
+            .record_reconciliation(run("p", vec![missing_in_ledger("pr-x")]))
+            .await
+            .unwrap();
+        let stored: Vec<serde_json::Value> =
+            l.db.run(|c| {
+                c.prepare("SELECT body FROM events ORDER BY seq")?
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .map(|b| b.map(|b| serde_json::from_str(&b).unwrap()))
+                    .collect()
+            })
+            .await
+            .unwrap();
+        // A status event's data is the refund object itself, as before.
+        assert_eq!(stored[0]["data"], serde_json::to_value(&r).unwrap());
+        assert_eq!(stored[0]["type"], "refund.unknown");
+        let discrepancy = &stored[1];
+        let keys: Vec<_> = discrepancy.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["created_at", "data", "id", "type"]);
+        assert!(discrepancy["id"].as_str().unwrap().starts_with("evt_"));
+        assert_eq!(discrepancy["type"], "reconciliation.discrepancy");
+        assert_eq!(discrepancy["created_at"], "1970-01-01T00:00:21Z");
+        assert_eq!(
+            discrepancy["data"],
+            serde_json::json!({
+                "reconciliation_id": rec.id,
+                "provider": "p",
+                "finding": {
+                    "kind": "missing_in_ledger",
+                    "refund_id": null,
+                    "external_refund_id": null,
+                    "provider_refund_id": "pr-x",
+                    "ledger": null,
+                    "provider": {"status": "processed", "amount_minor": 500, "currency": "KES"},
+                    "applied": false,
+                    "detail": "made in the provider's portal"
+                }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn refunds_created_between_is_half_open_and_of_one_provider() {
+        let l = ledger();
+        refund_at(&l, "p", "before", 999).await;
+        let from = refund_at(&l, "p", "from", 1_000).await;
+        let inside = refund_at(&l, "p", "inside", 1_500).await;
+        refund_at(&l, "p", "to", 2_000).await;
+        refund_at(&l, "q", "other", 1_200).await;
+        let got = l.refunds_created_between("p", 1_000, 2_000).await.unwrap();
+        let ids: Vec<_> = got.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [from.id, inside.id]);
+        assert!(
+            l.refunds_created_between("p", 2_001, 3_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn find_refund_by_the_providers_id_first_else_the_gateways() {
+        let l = ledger();
+        let a = refund_at(&l, "p", "ext-a", 1_000).await;
+        let b = refund_at(&l, "p", "ext-b", 1_000).await;
+        let report = Report {
+            status: Status::Pending,
+            provider_refund_id: Some("pr-a".into()),
+            provider_status: Some("PENDING".into()),
+            failure: None,
+        };
+        let stamp = Stamp::new(Source::Api, "answered", 1_100);
+        l.apply(&a.id, report, stamp, None, None).await.unwrap();
+        let find = |prid: Option<&'static str>, ext: Option<&'static str>| {
+            let l = l.clone();
+            async move { l.find_refund("p", prid, ext).await.unwrap().map(|r| r.id) }
+        };
+        assert_eq!(find(Some("pr-a"), None).await, Some(a.id.clone()));
+        assert_eq!(find(Some("pr-a"), Some("ext-b")).await, Some(a.id.clone()));
+        assert_eq!(find(Some("pr-unknown"), Some("ext-b")).await, Some(b.id));
+        assert_eq!(find(None, Some("ext-a")).await, Some(a.id));
+        assert_eq!(find(None, None).await, None);
+        assert_eq!(l.find_refund("q", Some("pr-a"), None).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_reconciliation_applies_through_the_forward_only_rules() {
+        let l = ledger();
+        let r = refund_at(&l, "p", "a", 1_000).await;
+        let report = |status: Status| Report {
+            status,
+            provider_refund_id: Some("pr-a".into()),
+            provider_status: None,
+            failure: None,
+        };
+        let stamp = || Stamp::new(Source::Reconcile, "rec_1", 5_000);
+        let forward = l
+            .apply(&r.id, report(Status::Processed), stamp(), None, None)
+            .await
+            .unwrap();
+        assert!(forward.moved);
+        let backward = l
+            .apply(&r.id, report(Status::Pending), stamp(), None, None)
+            .await
+            .unwrap();
+        assert!(!backward.moved);
+        let history = l.get(&r.id).await.unwrap().unwrap().history;
+        let last: Vec<_> = history[1..].iter().map(|h| (h.source, h.applied)).collect();
+        assert_eq!(
+            last,
+            [(Source::Reconcile, true), (Source::Reconcile, false)]
+        );
+    }
+
+    #[test]
+    fn words_round_trip() {
+        for k in FindingKind::ALL {
+            assert_eq!(FindingKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for t in Trigger::ALL {
+            assert_eq!(Trigger::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for o in RunOutcome::ALL {
+            assert_eq!(RunOutcome::parse(o.as_str()), Some(o));
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for s in Source::ALL {
+            assert_eq!(Source::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}
