@@ -1,6 +1,6 @@
 //! The ledger: refunds, their append-only history, idempotency records, the webhook inbox, the
-//! outbound events outbox, the redacted log of provider HTTP exchanges, recordings, plugin
-//! versions and the plugins' key-value storage, in one SQLite database (schema in
+//! outbound events outbox, reconciliation runs, the redacted log of provider HTTP exchanges,
+//! recordings, plugin versions and the plugins' key-value storage, in one SQLite database (schema in
 //! [`crate::db`]'s migrations). The service reaches the database only through this crate.
 //!
 //! Every method is one SQLite transaction on the shared connection, so checks and writes that

@@ -198,7 +198,8 @@ pub struct DueDelivery {
     pub event_id: String,
     /// Where to send it.
     pub endpoint: String,
-    /// Its refund.
+    /// Its refund (a reconciliation run's id for a finding about a refund the ledger lacks):
+    /// the queue it is delivered in order within.
     pub refund_id: String,
     /// Tries so far.
     pub attempts: i64,
