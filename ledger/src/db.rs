@@ -519,6 +519,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_migration_that_leaves_a_dangling_reference_is_rolled_back() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let mut migrations = MIGRATIONS.to_vec();
+        migrations.push(
+            "INSERT INTO refund_history (refund_id, at, source, to_status, applied)
+             VALUES ('rf_nobody', 1, 'api', 'pending', 1);",
+        );
+        let err = migrate_with(&conn, &migrations).unwrap_err();
+        assert!(err.to_string().contains("dangling reference"), "{err}");
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM refund_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(enforced, "enforced again after a failed migration");
+    }
+
     #[tokio::test]
     async fn migrations_run_once() {
         let dir = std::env::temp_dir().join(format!("refundry-db-{}", std::process::id()));

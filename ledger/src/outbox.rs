@@ -181,7 +181,8 @@ pub struct EventPage {
 /// A selection of events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
-    /// Only this refund's.
+    /// Only this refund's (with the reconciliation findings about it); a run's id selects its
+    /// findings about refunds the ledger lacks.
     pub refund_id: Option<String>,
     /// Continue after this position (the previous page's `next_cursor`).
     pub after_seq: Option<i64>,

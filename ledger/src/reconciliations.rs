@@ -256,7 +256,8 @@ impl Ledger {
     /// Records a finished run with its findings, and one `reconciliation.discrepancy` event per
     /// finding, in one transaction: a run is never kept without its events, nor an event sent
     /// for a run that was not kept. The events reach endpoints like status events do (through
-    /// [`Ledger::enqueue_deliveries`]).
+    /// [`Ledger::enqueue_deliveries`]). A finding's `refund_id` must name a refund the ledger
+    /// holds: otherwise nothing is written and the error says so.
     pub async fn record_reconciliation(
         &self,
         run: NewReconciliation,
