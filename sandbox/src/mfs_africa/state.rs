@@ -582,6 +582,113 @@ mod tests {
         assert_eq!(versions, [Some("0.2.0"), None]);
     }
 
+    fn portal_at(ledger: &mut Ledger, id: &str, at: &str, amount_minor: i64) -> Refund {
+        let created_at = DateTime::parse_from_rfc3339(at).unwrap().to_utc();
+        ledger
+            .create_portal_refund(
+                PortalRefund {
+                    original_transaction_id: "txn_1".into(),
+                    amount_minor,
+                    currency: "KES".into(),
+                    reason: None,
+                    external_refund_id: None,
+                    created_at,
+                },
+                id.into(),
+            )
+            .unwrap()
+    }
+
+    fn page_ids(page: &Page<'_>) -> Vec<String> {
+        page.refunds.iter().map(|r| r.refund_id.clone()).collect()
+    }
+
+    #[test]
+    fn pages_follow_created_at_then_refund_id_after_the_cursor() {
+        let mut ledger = ledger();
+        portal_at(&mut ledger, "r_b", "2026-11-25T09:00:00Z", 1);
+        portal_at(&mut ledger, "r_a", "2026-11-25T09:00:00Z", 1);
+        portal_at(&mut ledger, "r_0", "2026-11-25T08:00:00Z", 1);
+        portal_at(&mut ledger, "r_end", "2026-11-25T09:30:00Z", 1);
+        let from = now() - TimeDelta::hours(2);
+        let to = now() - TimeDelta::minutes(30);
+        let first = ledger.created_between(from, to, 2, None).unwrap();
+        assert_eq!(page_ids(&first), ["r_0", "r_a"]);
+        assert!(first.has_more);
+        let second = ledger.created_between(from, to, 2, Some("r_a")).unwrap();
+        assert_eq!(page_ids(&second), ["r_b"]);
+        assert!(!second.has_more);
+        assert_eq!(
+            ledger
+                .created_between(from, to, 2, Some("r_x"))
+                .unwrap_err(),
+            UnknownCursor("r_x".into())
+        );
+    }
+
+    #[test]
+    fn a_portal_refund_is_judged_at_its_creation_time() {
+        let mut ledger = ledger();
+        let request = |at: DateTime<Utc>, amount_minor| PortalRefund {
+            original_transaction_id: "txn_1".into(),
+            amount_minor,
+            currency: "KES".into(),
+            reason: None,
+            external_refund_id: None,
+            created_at: at,
+        };
+        assert!(matches!(
+            ledger.create_portal_refund(request(now() - TimeDelta::days(2), 1), "r1".into()),
+            Err(PortalError::BeforeOriginal { .. })
+        ));
+        assert_eq!(
+            ledger.create_portal_refund(request(now(), 500_001), "r1".into()),
+            Err(PortalError::Refused(ApiError::AmountExceeded {
+                requested: "5000.01".into(),
+                available: "5000.00".into()
+            }))
+        );
+        let made = ledger
+            .create_portal_refund(request(now() - TimeDelta::hours(1), 500_000), "r1".into())
+            .unwrap();
+        assert_eq!(made.created_at, now() - TimeDelta::hours(1));
+        assert_eq!(made.external_refund_id, None);
+        assert_eq!(
+            ledger.counts(),
+            RefundCounts {
+                created: 1,
+                portal: 1,
+                deleted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_deleted_refund_frees_its_amount_and_external_id() {
+        let mut ledger = ledger();
+        let Ok(Created::New(lost)) =
+            ledger.create_refund(request("a", 400_000), None, "r1".into(), now())
+        else {
+            panic!("refund refused");
+        };
+        ledger
+            .create_refund(request("b", 100_000), None, "r2".into(), now())
+            .unwrap();
+        assert_eq!(ledger.delete(&lost.refund_id), Some(lost.clone()));
+        assert_eq!(ledger.delete(&lost.refund_id), None);
+        assert!(ledger.refund("r1").is_none());
+        assert!(ledger.refunds_by_external_id("a").is_empty());
+        // The survivor is still found through every index after the rebuild.
+        assert_eq!(ledger.refund("r2").unwrap().refund_id, "r2");
+        assert_eq!(ledger.refunds_by_external_id("b").len(), 1);
+        assert!(matches!(
+            ledger.create_refund(request("a", 400_000), None, "r3".into(), now()),
+            Ok(Created::New(_))
+        ));
+        assert_eq!(ledger.counts().created, 3);
+        assert_eq!(ledger.counts().deleted, 1);
+    }
+
     #[test]
     fn transitions_follow_the_spec() {
         use RefundStatus::*;

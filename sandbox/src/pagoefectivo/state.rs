@@ -654,6 +654,120 @@ mod tests {
         ));
     }
 
+    fn portal(at: DateTime<Utc>, cents: i64, refund_id: Option<&str>) -> PortalRefund {
+        PortalRefund {
+            transaction_id: "81234567".into(),
+            amount_cents: cents,
+            currency: Currency::Pen,
+            transaction_code: "81234567".into(),
+            refund_id: refund_id.map(Into::into),
+            reason: None,
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn pages_follow_date_creation_then_reference_id() {
+        let mut ledger = ledger();
+        let at = |minutes| now() - TimeDelta::minutes(minutes);
+        // Recorded out of time order; two in the same second.
+        let late = ledger
+            .create_portal_refund(portal(at(10), 1, None), true)
+            .unwrap();
+        let early_1 = ledger
+            .create_portal_refund(portal(at(50), 1, None), true)
+            .unwrap();
+        let early_2 = ledger
+            .create_portal_refund(portal(at(50), 1, None), true)
+            .unwrap();
+        ledger
+            .create_portal_refund(portal(at(61), 1, None), true)
+            .unwrap();
+        assert_eq!(late.refund_id, "portal-1");
+        let (from, to) = (at(60), at(0));
+        let page = |n| {
+            let page = ledger.created_between(from, to, n, 2);
+            let ids: Vec<String> = page
+                .refunds
+                .iter()
+                .map(|r| r.reference_id.clone())
+                .collect();
+            (ids, page.total_pages)
+        };
+        assert_eq!(
+            page(1),
+            (
+                vec![early_1.reference_id.clone(), early_2.reference_id.clone()],
+                2
+            )
+        );
+        assert_eq!(page(2), (vec![late.reference_id.clone()], 2));
+        assert_eq!(page(3), (vec![], 2));
+        assert_eq!(page(u64::MAX), (vec![], 2));
+        assert_eq!(ledger.created_between(to, to, 1, 50).total_pages, 0);
+    }
+
+    #[test]
+    fn a_portal_refund_follows_the_rules_and_never_replays() {
+        let mut ledger = ledger();
+        assert!(matches!(
+            ledger.create_portal_refund(portal(now() - TimeDelta::days(2), 1, None), true),
+            Err(PortalError::BeforeOriginal { .. })
+        ));
+        assert!(matches!(
+            ledger.create_portal_refund(portal(now(), 50_001, None), true),
+            Err(PortalError::Refused(ApiError::AmountAboveRefundable { .. }))
+        ));
+        assert_eq!(
+            ledger.create_portal_refund(portal(now(), 1, None), false),
+            Err(PortalError::Refused(ApiError::InsufficientBalance))
+        );
+        ledger
+            .create_portal_refund(portal(now(), 1, Some("portal-1")), true)
+            .unwrap();
+        // The generated id skips one a test chose.
+        let generated = ledger
+            .create_portal_refund(portal(now(), 1, None), true)
+            .unwrap();
+        assert_eq!(generated.refund_id, "portal-2");
+        assert_eq!(
+            ledger.create_portal_refund(portal(now(), 1, Some("portal-1")), true),
+            Err(PortalError::Refused(ApiError::RefundIdConflict(
+                "portal-1".into()
+            )))
+        );
+        assert_eq!(
+            ledger.counts(),
+            RefundCounts {
+                created: 2,
+                portal: 2,
+                deleted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_deleted_refund_frees_its_amount_and_refund_id() {
+        let mut ledger = ledger();
+        let Ok(Created::New(lost)) = create(&mut ledger, "a", 40_000) else {
+            panic!("refund refused");
+        };
+        let Ok(Created::New(kept)) = create(&mut ledger, "b", 10_000) else {
+            panic!("refund refused");
+        };
+        assert_eq!(ledger.delete(&lost.reference_id), Some(lost.clone()));
+        assert_eq!(ledger.delete(&lost.reference_id), None);
+        assert!(ledger.refund(&lost.reference_id).is_none());
+        assert!(ledger.refunds_by_refund_id("a").is_empty());
+        assert_eq!(ledger.refund(&kept.reference_id), Some(&kept));
+        assert_eq!(ledger.refunds_by_refund_id("b"), [&kept]);
+        assert!(matches!(
+            create(&mut ledger, "a", 40_000),
+            Ok(Created::New(_))
+        ));
+        assert_eq!(ledger.counts().deleted, 1);
+    }
+
     #[test]
     fn transitions_follow_the_spec() {
         use RefundStatus::*;
