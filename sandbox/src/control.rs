@@ -2,7 +2,10 @@
 //! the error convention and the routes for faults, the IP allowlist and webhook delivery.
 //!
 //! Conventions shared by all control endpoints: bodies are JSON; bad input is 400
-//! `{"error": "..."}`, unknown ids 404, illegal moves 409 (same body).
+//! `{"error": "..."}`, unknown ids 404, illegal moves 409 (same body). A control request refused
+//! by one of the provider's own business rules (a portal refund over the refundable balance, say)
+//! gets the status the provider's API would give and also names the provider's error code:
+//! `{"error": "...", "code": "amount_exceeded"}`.
 //!
 //! Routes served here for any simulator implementing [`Controlled`]:
 //! - `POST /_sandbox/faults`: queues a [`FaultSpec`] (201 `{"queued": spec}`), validated under the
@@ -34,6 +37,8 @@ use crate::webhooks::Dispatcher;
 pub(crate) struct ControlError {
     status: StatusCode,
     message: String,
+    /// The provider's error code, when a provider business rule refused the request.
+    code: Option<String>,
 }
 
 impl ControlError {
@@ -42,7 +47,14 @@ impl ControlError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// Also names the provider's error code in the body (`"code"`).
+    pub(crate) fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
     }
 
     /// 400 with a message.
@@ -53,7 +65,11 @@ impl ControlError {
 
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let body = match self.code {
+            Some(code) => json!({ "error": self.message, "code": code }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

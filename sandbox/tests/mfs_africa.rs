@@ -117,8 +117,11 @@ async fn create_replay_and_duplicate() {
         stats,
         json!({
             "requests": {"POST /v1/refunds": 3, "GET /v1/refunds/{id}": 2,
-                         "GET /v1/refunds?external_refund_id": 3},
+                         "GET /v1/refunds?external_refund_id": 3,
+                         "GET /v1/refunds?created_from": 0},
             "refunds_created": 1,
+            "portal_refunds_created": 0,
+            "refunds_deleted": 0,
             "auth_failures": 0
         })
     );

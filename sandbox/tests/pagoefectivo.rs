@@ -148,9 +148,12 @@ async fn authorize_create_replay_conflict_and_query() {
         stats,
         json!({
             "requests": {"POST /v1/authorizations": 2, "POST /v1/refunds": 3,
-                         "GET /v1/refunds/{referenceId}": 2, "GET /v1/refunds?refundId": 3},
+                         "GET /v1/refunds/{referenceId}": 2, "GET /v1/refunds?refundId": 3,
+                         "GET /v1/refunds?dateFrom": 0},
             "authorizations": 2,
             "refunds_created": 1,
+            "portal_refunds_created": 0,
+            "refunds_deleted": 0,
             "auth_failures": 0
         })
     );

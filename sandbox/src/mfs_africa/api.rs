@@ -6,7 +6,6 @@
 //! answered without processing, or a `delay` after normal processing). Only then does the
 //! operation run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -19,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::error::ApiError;
+use super::list::{ListKind, RangeQuery};
 use super::state::CreateRefund;
 use super::state::Created;
-use super::wire::{self, RefundList, RefundObject};
+use super::wire::{self, RefundList, RefundObject, RefundPage};
 use super::{Shared, random_id, signing};
 use crate::faults::RequestFault;
 
@@ -110,7 +110,10 @@ fn count_request(shared: &Shared, request: &Request) {
         .map(MatchedPath::as_str);
     let counter = match (request.method(), path) {
         (&Method::POST, Some("/v1/refunds")) => &shared.stats.create,
-        (&Method::GET, Some("/v1/refunds")) => &shared.stats.list,
+        (&Method::GET, Some("/v1/refunds")) => match query_pairs(request.uri()).as_deref() {
+            Ok(pairs) if ListKind::of(pairs) == ListKind::Range => &shared.stats.list_range,
+            _ => &shared.stats.list,
+        },
         (&Method::GET, Some("/v1/refunds/{refund_id}")) => &shared.stats.get,
         _ => return,
     };
@@ -216,17 +219,31 @@ pub(super) async fn get_refund(
     }
 }
 
-/// `GET /v1/refunds?external_refund_id=...`.
+/// The decoded query pairs, in order, repeated keys kept.
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .map_err(|_| ApiError::InvalidRequest("malformed query string".to_owned()))
+}
+
+/// `GET /v1/refunds`: the lookup by `external_refund_id`, or the range list (see [`ListKind`]).
 pub(super) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
-        Ok(Query(query)) => query,
-        Err(_) => {
-            return ApiError::InvalidRequest("malformed query string".to_owned()).into_response();
-        }
+    let pairs = match query_pairs(&uri) {
+        Ok(pairs) => pairs,
+        Err(error) => return error.into_response(),
     };
-    let Some(external_id) = query.get("external_refund_id") else {
+    match ListKind::of(&pairs) {
+        ListKind::ByExternalId => refunds_by_external_id(&shared, &pairs),
+        ListKind::Range => refunds_created_between(&shared, &pairs),
+    }
+}
+
+/// `GET /v1/refunds?external_refund_id=...`: `{"data": [...]}`, empty when none.
+fn refunds_by_external_id(shared: &Shared, pairs: &[(String, String)]) -> Response {
+    let Some((_, external_id)) = pairs.iter().find(|(key, _)| key == "external_refund_id") else {
         return ApiError::InvalidRequest(
-            "external_refund_id query parameter is required".to_owned(),
+            "external_refund_id, or created_from and created_to, query parameters are required"
+                .to_owned(),
         )
         .into_response();
     };
@@ -244,6 +261,35 @@ pub(super) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) ->
         .map(RefundObject::from)
         .collect();
     Json(RefundList { data }).into_response()
+}
+
+/// `GET /v1/refunds?created_from=..&created_to=..&limit=..&starting_after=..`:
+/// `{"data": [...], "has_more": bool}`.
+///
+/// A `starting_after` the simulator does not hold is `invalid_request` (the spec is silent): the
+/// id did not come from a previous page of this provider, or that refund was lost since, and
+/// answering an empty last page instead would make a reconciliation stop early without a word.
+fn refunds_created_between(shared: &Shared, pairs: &[(String, String)]) -> Response {
+    let query = match RangeQuery::from_pairs(pairs) {
+        Ok(query) => query,
+        Err(error) => return error.into_response(),
+    };
+    let ledger = shared.ledger();
+    let page = match ledger.created_between(
+        query.from,
+        query.to,
+        query.limit,
+        query.starting_after.as_deref(),
+    ) {
+        Ok(page) => page,
+        Err(unknown) => return ApiError::InvalidRequest(unknown.to_string()).into_response(),
+    };
+    let body = RefundPage {
+        data: page.refunds.into_iter().map(RefundObject::from).collect(),
+        has_more: page.has_more,
+    };
+    drop(ledger);
+    Json(body).into_response()
 }
 
 /// Any path the simulator does not serve.

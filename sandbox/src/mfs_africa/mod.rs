@@ -1,10 +1,12 @@
 //! Simulator of the MFS Africa refund API (wire contract v1), read from the provider's contract
 //! independently of the plugin.
 //!
-//! API (`/v1/...`, signed): create a refund, get one by id, list by external id; see `api.rs`'s
-//! handlers for the order of checks. Control (`/_sandbox/...`, unauthenticated): seed
-//! transactions, move refunds (which emits signed webhooks), inject faults, set the IP allowlist
-//! and the callback URL, read deliveries, refunds and counters.
+//! API (`/v1/...`, signed): create a refund, get one by id, look one up by external id, list a
+//! range of creation times page by page (`list.rs`); see `api.rs`'s handlers for the order of
+//! checks. Control (`/_sandbox/...`, unauthenticated; routes listed in `control.rs`): seed
+//! transactions, make refunds as the merchant's staff would in the provider's portal, move
+//! refunds (which emits signed webhooks), forget refunds (the provider lost them), inject faults,
+//! set the IP allowlist and the callback URL, read deliveries, refunds and counters.
 //!
 //! Faults (`POST /_sandbox/faults`, see [`crate::faults`]), request faults applied in queue order
 //! to API requests that passed authentication and the allowlist:
@@ -29,10 +31,16 @@
 //! - unknown paths under the API answer 404 with code `not_found` in the spec's error body.
 //! - amounts with leading zeros (`"015.00"`) are `invalid_request`, like every other
 //!   non-canonical form.
+//! - the range list: a `starting_after` that is no refund the simulator holds, a `limit` outside
+//!   1..=100, `created_from` later than `created_to`, a parameter given twice, or only one of
+//!   `created_from` and `created_to` are `invalid_request`; a range of exactly 31 days is
+//!   allowed. `created_at` counts to the second in the range and the order, as the refund object
+//!   shows it.
 
 mod api;
 mod control;
 mod error;
+mod list;
 mod money;
 mod signing;
 mod state;
@@ -265,7 +273,10 @@ impl Shared {
 struct Stats {
     create: AtomicU64,
     get: AtomicU64,
+    /// `GET /v1/refunds` as the lookup by external id.
     list: AtomicU64,
+    /// `GET /v1/refunds` as the range list.
+    list_range: AtomicU64,
     auth_failures: AtomicU64,
 }
 

@@ -122,6 +122,14 @@ pub(crate) struct RefundList {
     pub(crate) data: Vec<RefundObject>,
 }
 
+/// `{"data": [refund object, ...], "has_more": bool}`: one page of the range list.
+#[derive(Debug, Serialize)]
+pub(crate) struct RefundPage {
+    pub(crate) data: Vec<RefundObject>,
+    /// Whether refunds of the range follow this page.
+    pub(crate) has_more: bool,
+}
+
 /// The only event type the spec defines.
 pub(crate) const STATUS_CHANGED: &str = "refund.status_changed";
 

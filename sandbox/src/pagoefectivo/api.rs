@@ -8,7 +8,6 @@
 //! (an injected `status` or `error`, answered without processing, or a `delay` after normal
 //! processing). Only then does the operation run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -22,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::error::ApiError;
+use super::list::{ListKind, RangeQuery, RefundPage};
 use super::state::CreateRefund;
 use super::state::Created;
 use super::wire::{self, Authorization, AuthorizationData, QueryOk, RefundObject, Success};
@@ -189,7 +189,10 @@ fn count_request(shared: &Shared, request: &Request) {
         .map(MatchedPath::as_str);
     let counter = match (request.method(), path) {
         (&Method::POST, Some("/v1/refunds")) => &shared.stats.create,
-        (&Method::GET, Some("/v1/refunds")) => &shared.stats.list,
+        (&Method::GET, Some("/v1/refunds")) => match query_pairs(request.uri()).as_deref() {
+            Ok(pairs) if ListKind::of(pairs) == ListKind::Range => &shared.stats.list_range,
+            _ => &shared.stats.list,
+        },
         (&Method::GET, Some("/v1/refunds/{reference_id}")) => &shared.stats.get,
         _ => return,
     };
@@ -239,14 +242,33 @@ pub(super) async fn get_refund(
     }
 }
 
-/// `GET /v1/refunds?refundId=...`.
+/// The decoded query pairs, in order, repeated keys kept.
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .map_err(|_| ApiError::invalid("query", "malformed query string"))
+}
+
+/// `GET /v1/refunds`: the lookup by `refundId`, or the range list (see [`ListKind`]).
 pub(super) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let query = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
-        Ok(Query(query)) => query,
-        Err(_) => return ApiError::invalid("refundId", "malformed query string").into_response(),
+    let pairs = match query_pairs(&uri) {
+        Ok(pairs) => pairs,
+        Err(error) => return error.into_response(),
     };
-    let Some(refund_id) = query.get("refundId") else {
-        return ApiError::invalid("refundId", "query parameter is required").into_response();
+    match ListKind::of(&pairs) {
+        ListKind::ByRefundId => refunds_by_refund_id(&shared, &pairs),
+        ListKind::Range => refunds_created_between(&shared, &pairs),
+    }
+}
+
+/// `GET /v1/refunds?refundId=...`: `{"code": "100", "data": [...]}`, empty when none.
+fn refunds_by_refund_id(shared: &Shared, pairs: &[(String, String)]) -> Response {
+    let Some((_, refund_id)) = pairs.iter().find(|(key, _)| key == "refundId") else {
+        return ApiError::invalid(
+            "refundId",
+            "query parameter is required (or dateFrom and dateTo, for the range list)",
+        )
+        .into_response();
     };
     if !wire::is_valid_refund_id(refund_id) {
         return ApiError::invalid(
@@ -261,6 +283,26 @@ pub(super) async fn list_refunds(State(shared): State<Arc<Shared>>, uri: Uri) ->
         .into_iter()
         .map(RefundObject::from)
         .collect();
+    Json(QueryOk::new(data)).into_response()
+}
+
+/// `GET /v1/refunds?dateFrom=..&dateTo=..&page=..&pageSize=..`:
+/// `{"code": "100", "data": {"items": [...], "page": p, "pageSize": s, "totalPages": n}}`.
+fn refunds_created_between(shared: &Shared, pairs: &[(String, String)]) -> Response {
+    let query = match RangeQuery::from_pairs(pairs) {
+        Ok(query) => query,
+        Err(error) => return error.into_response(),
+    };
+    let data = {
+        let ledger = shared.ledger();
+        let page = ledger.created_between(query.from, query.to, query.page, query.page_size);
+        RefundPage {
+            items: page.refunds.into_iter().map(RefundObject::from).collect(),
+            page: query.page,
+            page_size: query.page_size,
+            total_pages: page.total_pages,
+        }
+    };
     Json(QueryOk::new(data)).into_response()
 }
 

@@ -127,7 +127,8 @@ impl ApiError {
         ApiError::InvalidRequest(vec![FieldError::new(field, message)])
     }
 
-    fn status_and_code(&self) -> (StatusCode, &str) {
+    /// The HTTP status and `code` of this refusal, per the spec's table (or as injected).
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "111"),
             ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, "105"),

@@ -2,11 +2,13 @@
 //! independently of the plugin.
 //!
 //! API: `POST /v1/authorizations` (credentials and clock, gives a bearer token), then, with
-//! `Authorization: Bearer` and `PE-Signature`: create a refund, get one by `referenceId`, list by
-//! `refundId`; see `api.rs`'s handlers for the order of checks. Control (`/_sandbox/...`,
-//! unauthenticated): seed payments, move refunds (which sends signed notifications), toggle the
-//! merchant balance, expire tokens or change their lifetime, inject faults, set the IP allowlist
-//! and the notification URL, read deliveries, refunds and counters; see `control.rs`.
+//! `Authorization: Bearer` and `PE-Signature`: create a refund, get one by `referenceId`, look one
+//! up by `refundId`, list a range of creation dates page by page (`list.rs`); see `api.rs`'s
+//! handlers for the order of checks. Control (`/_sandbox/...`, unauthenticated): seed payments,
+//! make refunds as the merchant's staff would in the back office, move refunds (which sends
+//! signed notifications), forget refunds (the provider lost them), toggle the merchant balance,
+//! expire tokens or change their lifetime, inject faults, set the IP allowlist and the
+//! notification URL, read deliveries, refunds and counters; see `control.rs`.
 //!
 //! Faults (`POST /_sandbox/faults`, see [`crate::faults`]), request faults applied in queue order
 //! to `/v1` requests other than the authorization that passed the token, signature and allowlist
@@ -39,7 +41,13 @@
 //! - `referenceId` is `PE-RF-` and a 9-digit number that starts at random per run and then counts
 //!   up; `operationNumber` is `OP-` and a 12-digit number built the same way (unique within a
 //!   run, and unlikely to repeat an earlier run's, which a receiver may still remember).
-//! - `GET /v1/refunds` without a valid `refundId` query parameter is 400 `111`.
+//! - `GET /v1/refunds` with none of `refundId`, `dateFrom`, `dateTo`, `page` and `pageSize` is
+//!   400 `111` naming `refundId`; an invalid `refundId` likewise.
+//! - the range list: a missing `dateFrom` or `dateTo`, `dateFrom` later than `dateTo`, `page` below
+//!   1, `pageSize` outside 1..=100, or a parameter given twice are `111`, every such field listed
+//!   in `data` (the range's own faults name `dateTo`); a range of exactly 31 days is allowed.
+//!   `page` and `pageSize` are answered as asked, and `totalPages` is 0 for a range without
+//!   refunds. `dateCreation` counts to the second in the range and the order, as shown.
 //! - unknown paths answer 404 with code `"404"` (not in the spec's table) in the spec's error body.
 //! - amounts with leading zeros (`"015.00"`) are `111`, like every other non-canonical form.
 //! - `status_reason` given on a control move becomes `statusReason`; a move without one sets it
@@ -49,6 +57,7 @@
 mod api;
 mod control;
 mod error;
+mod list;
 mod money;
 mod signing;
 mod state;
@@ -289,7 +298,10 @@ struct Stats {
     authorize: AtomicU64,
     create: AtomicU64,
     get: AtomicU64,
+    /// `GET /v1/refunds` as the lookup by `refundId`.
     list: AtomicU64,
+    /// `GET /v1/refunds` as the range list.
+    list_range: AtomicU64,
     /// Tokens issued.
     authorizations: AtomicU64,
     /// `105`, `106`, `107` and `108` answers.

@@ -117,17 +117,82 @@ pub(crate) enum TransitionError {
     },
 }
 
+/// A refund made by the merchant's staff in PagoEfectivo's back office, never through the API
+/// (the control API's `POST /_sandbox/portal-refunds`). It follows the API's business rules but
+/// has no idempotency: each one is a new refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortalRefund {
+    pub(crate) transaction_id: String,
+    pub(crate) amount_cents: i64,
+    pub(crate) currency: Currency,
+    pub(crate) transaction_code: String,
+    /// `None`: the ledger names it `portal-<n>` (the refund object's `refundId` is never null).
+    pub(crate) refund_id: Option<String>,
+    pub(crate) reason: Option<String>,
+    /// When the refund was made; also the time the business rules are judged at.
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+/// Why a portal refund was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PortalError {
+    /// One of the API's business rules (`120`, `133`, `135`, `134`, `132`, `136`) or a
+    /// `refundId` already in use (`131`).
+    #[error(transparent)]
+    Refused(ApiError),
+    /// No refund can be made before the payment it refunds.
+    #[error("created_at {created_at} is before the payment was made ({paid_at})")]
+    BeforeOriginal {
+        /// The refund's asked-for creation time, Lima offset.
+        created_at: String,
+        /// When the original was paid, Lima offset.
+        paid_at: String,
+    },
+}
+
+/// One page of [`Ledger::created_between`].
+#[derive(Debug)]
+pub(crate) struct Page<'a> {
+    /// At most the page size, in list order; empty past the last page.
+    pub(crate) refunds: Vec<&'a Refund>,
+    /// The number of pages of the whole range; 0 when the range holds no refund.
+    pub(crate) total_pages: u64,
+}
+
+/// Counts of refunds over the simulator's life, for `GET /_sandbox/stats`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefundCounts {
+    /// Every refund made, through the API or the back office; a deleted refund stays counted (it
+    /// was made).
+    pub(crate) created: u64,
+    /// Of `created`, those made in the back office.
+    pub(crate) portal: u64,
+    /// Refunds the provider lost (`DELETE /_sandbox/refunds/{referenceId}`).
+    pub(crate) deleted: u64,
+}
+
 /// All payments and refunds of one simulator.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     payments: HashMap<String, Payment>,
-    /// In creation order.
+    /// In the order they were recorded (which is not creation order for portal refunds placed in
+    /// the past).
     refunds: Vec<Refund>,
     by_reference: HashMap<String, usize>,
     by_refund_id: HashMap<String, usize>,
     by_transaction: HashMap<String, Vec<usize>>,
     /// The number in the next `referenceId` (`PE-RF-<number>`, at least 6 digits).
     next_reference: u64,
+    /// The number in the next generated portal `refundId` (`portal-<n>`).
+    next_portal: u64,
+    counts: RefundCounts,
+}
+
+/// The list order (spec, "List (reconciliation)"): `dateCreation`, then `referenceId`. The time
+/// counts to the second, as `dateCreation` shows it, so that two refunds of the same second are
+/// ordered by the id a client can see, not by fractions it cannot.
+fn list_key(refund: &Refund) -> (i64, &str) {
+    (refund.created_at.timestamp(), &refund.reference_id)
 }
 
 impl Ledger {
@@ -140,6 +205,8 @@ impl Ledger {
             by_refund_id: HashMap::new(),
             by_transaction: HashMap::new(),
             next_reference: first_reference,
+            next_portal: 1,
+            counts: RefundCounts::default(),
         }
     }
 
@@ -170,46 +237,16 @@ impl Ledger {
                 Err(ApiError::RefundIdConflict(request.refund_id))
             };
         }
-        let payment = self
-            .payments
-            .get(&request.transaction_id)
-            .ok_or_else(|| ApiError::TransactionNotFound(request.transaction_id.clone()))?;
-        if payment.currency != request.currency {
-            return Err(ApiError::CurrencyMismatch {
-                given: request.currency.as_str(),
-                original: payment.currency.as_str(),
-            });
-        }
-        if !payment.paid {
-            return Err(ApiError::NotPaid);
-        }
-        if now - payment.paid_at > REFUND_WINDOW {
-            return Err(ApiError::WindowExpired);
-        }
-        let already_refunded: i64 = self
-            .by_transaction
-            .get(&payment.transaction_id)
-            .into_iter()
-            .flatten()
-            .map(|&index| &self.refunds[index])
-            .filter(|refund| refund.status != RefundStatus::Rejected)
-            .map(|refund| refund.amount_cents)
-            .sum();
-        let available = payment.amount_cents - already_refunded;
-        if request.amount_cents > available {
-            return Err(ApiError::AmountAboveRefundable {
-                requested: money::format_amount(request.amount_cents),
-                available: money::format_amount(available.max(0)),
-            });
-        }
-        if !balance_sufficient {
-            return Err(ApiError::InsufficientBalance);
-        }
-        let reference_id = format!("PE-RF-{:06}", self.next_reference);
-        self.next_reference += 1;
+        self.check_refundable(
+            &request.transaction_id,
+            request.amount_cents,
+            request.currency,
+            now,
+            balance_sufficient,
+        )?;
         let refund = Refund {
             refund_id: request.refund_id,
-            reference_id,
+            reference_id: self.take_reference(),
             transaction_id: request.transaction_id,
             transaction_code: request.transaction_code,
             amount_cents: request.amount_cents,
@@ -220,6 +257,135 @@ impl Ledger {
             created_at: now,
             updated_at: now,
         };
+        self.insert(refund.clone());
+        Ok(Created::New(refund))
+    }
+
+    /// Records a refund made in the back office, after the same business rules as an API create,
+    /// judged at its `created_at`; a `refundId` already in use is `131` whatever the parameters
+    /// (the back office does not replay).
+    pub(crate) fn create_portal_refund(
+        &mut self,
+        request: PortalRefund,
+        balance_sufficient: bool,
+    ) -> Result<Refund, PortalError> {
+        if let Some(refund_id) = &request.refund_id
+            && self.by_refund_id.contains_key(refund_id)
+        {
+            return Err(PortalError::Refused(ApiError::RefundIdConflict(
+                refund_id.clone(),
+            )));
+        }
+        let payment = self.payments.get(&request.transaction_id).ok_or_else(|| {
+            PortalError::Refused(ApiError::TransactionNotFound(
+                request.transaction_id.clone(),
+            ))
+        })?;
+        if request.created_at < payment.paid_at {
+            return Err(PortalError::BeforeOriginal {
+                created_at: super::wire::format_date(request.created_at),
+                paid_at: super::wire::format_date(payment.paid_at),
+            });
+        }
+        self.check_refundable(
+            &request.transaction_id,
+            request.amount_cents,
+            request.currency,
+            request.created_at,
+            balance_sufficient,
+        )
+        .map_err(PortalError::Refused)?;
+        let refund_id = match request.refund_id {
+            Some(refund_id) => refund_id,
+            None => self.take_portal_refund_id(),
+        };
+        let refund = Refund {
+            refund_id,
+            reference_id: self.take_reference(),
+            transaction_id: request.transaction_id,
+            transaction_code: request.transaction_code,
+            amount_cents: request.amount_cents,
+            currency: request.currency,
+            reason: request.reason,
+            status: RefundStatus::Pending,
+            status_reason: None,
+            created_at: request.created_at,
+            updated_at: request.created_at,
+        };
+        self.insert(refund.clone());
+        self.counts.portal += 1;
+        Ok(refund)
+    }
+
+    /// The business rules of a new refund, in the spec's order: unknown transaction (`120`),
+    /// currency (`133`), not paid (`135`), 180-day window judged at `at` (`134`), refundable
+    /// balance (`132`), merchant balance (`136`).
+    fn check_refundable(
+        &self,
+        transaction_id: &str,
+        amount_cents: i64,
+        currency: Currency,
+        at: DateTime<Utc>,
+        balance_sufficient: bool,
+    ) -> Result<(), ApiError> {
+        let payment = self
+            .payments
+            .get(transaction_id)
+            .ok_or_else(|| ApiError::TransactionNotFound(transaction_id.to_owned()))?;
+        if payment.currency != currency {
+            return Err(ApiError::CurrencyMismatch {
+                given: currency.as_str(),
+                original: payment.currency.as_str(),
+            });
+        }
+        if !payment.paid {
+            return Err(ApiError::NotPaid);
+        }
+        if at - payment.paid_at > REFUND_WINDOW {
+            return Err(ApiError::WindowExpired);
+        }
+        let already_refunded: i64 = self
+            .by_transaction
+            .get(transaction_id)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.refunds[index])
+            .filter(|refund| refund.status != RefundStatus::Rejected)
+            .map(|refund| refund.amount_cents)
+            .sum();
+        let available = payment.amount_cents - already_refunded;
+        if amount_cents > available {
+            return Err(ApiError::AmountAboveRefundable {
+                requested: money::format_amount(amount_cents),
+                available: money::format_amount(available.max(0)),
+            });
+        }
+        if !balance_sufficient {
+            return Err(ApiError::InsufficientBalance);
+        }
+        Ok(())
+    }
+
+    /// The next `referenceId`.
+    fn take_reference(&mut self) -> String {
+        let reference_id = format!("PE-RF-{:06}", self.next_reference);
+        self.next_reference += 1;
+        reference_id
+    }
+
+    /// The next `portal-<n>` not already used as a `refundId` (a test may have chosen one).
+    fn take_portal_refund_id(&mut self) -> String {
+        loop {
+            let refund_id = format!("portal-{}", self.next_portal);
+            self.next_portal += 1;
+            if !self.by_refund_id.contains_key(&refund_id) {
+                return refund_id;
+            }
+        }
+    }
+
+    /// Stores a new refund and indexes it.
+    fn insert(&mut self, refund: Refund) {
         let index = self.refunds.len();
         self.by_reference.insert(refund.reference_id.clone(), index);
         self.by_refund_id.insert(refund.refund_id.clone(), index);
@@ -227,8 +393,63 @@ impl Ledger {
             .entry(refund.transaction_id.clone())
             .or_default()
             .push(index);
-        self.refunds.push(refund.clone());
-        Ok(Created::New(refund))
+        self.refunds.push(refund);
+        self.counts.created += 1;
+    }
+
+    /// Forgets a refund, as if the provider lost it: lookups, lists and the refundable balance no
+    /// longer see it, and its `refundId` is free again. Gives the refund, `None` when unknown.
+    pub(crate) fn delete(&mut self, reference_id: &str) -> Option<Refund> {
+        let index = *self.by_reference.get(reference_id)?;
+        let refund = self.refunds.remove(index);
+        // Every later index moved down by one; rebuilding is simplest and the store is small.
+        self.by_reference.clear();
+        self.by_refund_id.clear();
+        self.by_transaction.clear();
+        for (index, kept) in self.refunds.iter().enumerate() {
+            self.by_reference.insert(kept.reference_id.clone(), index);
+            self.by_refund_id.insert(kept.refund_id.clone(), index);
+            self.by_transaction
+                .entry(kept.transaction_id.clone())
+                .or_default()
+                .push(index);
+        }
+        self.counts.deleted += 1;
+        Some(refund)
+    }
+
+    /// Counts of refunds made, made in the back office, and deleted.
+    pub(crate) fn counts(&self) -> RefundCounts {
+        self.counts
+    }
+
+    /// Page `page` (from 1) of `page_size` refunds with `from <= created_at < to`, in list order
+    /// ([`list_key`]). A page past the last is empty.
+    pub(crate) fn created_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: u64,
+        page_size: usize,
+    ) -> Page<'_> {
+        // Whole seconds on both sides: `from` and `to` have no fractions, and a refund's time
+        // counts to the second, as shown.
+        let (from, to) = (from.timestamp(), to.timestamp());
+        let mut matching: Vec<&Refund> = self
+            .refunds
+            .iter()
+            .filter(|refund| (from..to).contains(&refund.created_at.timestamp()))
+            .collect();
+        matching.sort_by(|a, b| list_key(a).cmp(&list_key(b)));
+        let total_pages = matching.len().div_ceil(page_size) as u64;
+        let skip = usize::try_from(page.saturating_sub(1))
+            .unwrap_or(usize::MAX)
+            .saturating_mul(page_size);
+        let refunds = matching.into_iter().skip(skip).take(page_size).collect();
+        Page {
+            refunds,
+            total_pages,
+        }
     }
 
     /// The refund with this `referenceId`.
@@ -431,6 +652,120 @@ mod tests {
             ledger.create_refund(request("a", 1_000), false, now()),
             Ok(Created::Replay(_))
         ));
+    }
+
+    fn portal(at: DateTime<Utc>, cents: i64, refund_id: Option<&str>) -> PortalRefund {
+        PortalRefund {
+            transaction_id: "81234567".into(),
+            amount_cents: cents,
+            currency: Currency::Pen,
+            transaction_code: "81234567".into(),
+            refund_id: refund_id.map(Into::into),
+            reason: None,
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn pages_follow_date_creation_then_reference_id() {
+        let mut ledger = ledger();
+        let at = |minutes| now() - TimeDelta::minutes(minutes);
+        // Recorded out of time order; two in the same second.
+        let late = ledger
+            .create_portal_refund(portal(at(10), 1, None), true)
+            .unwrap();
+        let early_1 = ledger
+            .create_portal_refund(portal(at(50), 1, None), true)
+            .unwrap();
+        let early_2 = ledger
+            .create_portal_refund(portal(at(50), 1, None), true)
+            .unwrap();
+        ledger
+            .create_portal_refund(portal(at(61), 1, None), true)
+            .unwrap();
+        assert_eq!(late.refund_id, "portal-1");
+        let (from, to) = (at(60), at(0));
+        let page = |n| {
+            let page = ledger.created_between(from, to, n, 2);
+            let ids: Vec<String> = page
+                .refunds
+                .iter()
+                .map(|r| r.reference_id.clone())
+                .collect();
+            (ids, page.total_pages)
+        };
+        assert_eq!(
+            page(1),
+            (
+                vec![early_1.reference_id.clone(), early_2.reference_id.clone()],
+                2
+            )
+        );
+        assert_eq!(page(2), (vec![late.reference_id.clone()], 2));
+        assert_eq!(page(3), (vec![], 2));
+        assert_eq!(page(u64::MAX), (vec![], 2));
+        assert_eq!(ledger.created_between(to, to, 1, 50).total_pages, 0);
+    }
+
+    #[test]
+    fn a_portal_refund_follows_the_rules_and_never_replays() {
+        let mut ledger = ledger();
+        assert!(matches!(
+            ledger.create_portal_refund(portal(now() - TimeDelta::days(2), 1, None), true),
+            Err(PortalError::BeforeOriginal { .. })
+        ));
+        assert!(matches!(
+            ledger.create_portal_refund(portal(now(), 50_001, None), true),
+            Err(PortalError::Refused(ApiError::AmountAboveRefundable { .. }))
+        ));
+        assert_eq!(
+            ledger.create_portal_refund(portal(now(), 1, None), false),
+            Err(PortalError::Refused(ApiError::InsufficientBalance))
+        );
+        ledger
+            .create_portal_refund(portal(now(), 1, Some("portal-1")), true)
+            .unwrap();
+        // The generated id skips one a test chose.
+        let generated = ledger
+            .create_portal_refund(portal(now(), 1, None), true)
+            .unwrap();
+        assert_eq!(generated.refund_id, "portal-2");
+        assert_eq!(
+            ledger.create_portal_refund(portal(now(), 1, Some("portal-1")), true),
+            Err(PortalError::Refused(ApiError::RefundIdConflict(
+                "portal-1".into()
+            )))
+        );
+        assert_eq!(
+            ledger.counts(),
+            RefundCounts {
+                created: 2,
+                portal: 2,
+                deleted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_deleted_refund_frees_its_amount_and_refund_id() {
+        let mut ledger = ledger();
+        let Ok(Created::New(lost)) = create(&mut ledger, "a", 40_000) else {
+            panic!("refund refused");
+        };
+        let Ok(Created::New(kept)) = create(&mut ledger, "b", 10_000) else {
+            panic!("refund refused");
+        };
+        assert_eq!(ledger.delete(&lost.reference_id), Some(lost.clone()));
+        assert_eq!(ledger.delete(&lost.reference_id), None);
+        assert!(ledger.refund(&lost.reference_id).is_none());
+        assert!(ledger.refunds_by_refund_id("a").is_empty());
+        assert_eq!(ledger.refund(&kept.reference_id), Some(&kept));
+        assert_eq!(ledger.refunds_by_refund_id("b"), [&kept]);
+        assert!(matches!(
+            create(&mut ledger, "a", 40_000),
+            Ok(Created::New(_))
+        ));
+        assert_eq!(ledger.counts().deleted, 1);
     }
 
     #[test]
