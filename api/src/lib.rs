@@ -55,6 +55,7 @@ use auth::Tokens;
 use error::ApiError;
 use health::ProviderHealth;
 use refundry_ledger::{EventPage, EventQuery, ExchangeRecord, ListQuery, Page, RefundDetail};
+use refundry_runtime::bindings::types::WebhookRequest;
 use refundry_service::config::ApiToken;
 use refundry_service::refunds::{
     CreateError, Created, NewRefund, RefundService, ServiceError, WebhookAccepted,
@@ -89,12 +90,11 @@ pub trait RefundApi: Clone + Send + Sync + 'static {
         &self,
         query: EventQuery,
     ) -> impl Future<Output = Result<EventPage, ServiceError>> + Send;
-    /// Takes a provider's webhook.
+    /// Takes a provider's webhook delivery.
     fn webhook(
         &self,
         provider: &str,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        req: WebhookRequest,
     ) -> impl Future<Output = Result<WebhookAccepted, WebhookIntakeError>> + Send;
     /// The loaded providers, for `/healthz`.
     fn providers(&self) -> Vec<ProviderHealth>;
@@ -160,10 +160,9 @@ impl RefundApi for RefundService {
     fn webhook(
         &self,
         provider: &str,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        req: WebhookRequest,
     ) -> impl Future<Output = Result<WebhookAccepted, WebhookIntakeError>> + Send {
-        RefundService::webhook(self, provider, headers, body)
+        RefundService::webhook(self, provider, req)
     }
 
     fn providers(&self) -> Vec<ProviderHealth> {

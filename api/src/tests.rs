@@ -12,10 +12,11 @@ use tower::ServiceExt;
 use super::*;
 use refundry_ledger::testing::record;
 use refundry_ledger::{Failure, Outcome, RefundRecord, Status};
-use refundry_runtime::bindings::types::WebhookError;
+use refundry_runtime::bindings::types::{WebhookError, WebhookRequest};
 use refundry_runtime::error::LoadError;
 use refundry_runtime::secret::Secret;
 use refundry_service::config::{ConnectionLimits, Scope};
+use refundry_service::refunds::{AcceptedEvent, EventResult};
 
 const REFUNDS_TOKEN: &str = "refunds-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
@@ -34,6 +35,15 @@ struct Fake {
     refunds: Arc<Vec<RefundRecord>>,
     calls: Arc<AtomicUsize>,
     list_queries: Arc<Mutex<Vec<ListQuery>>>,
+    webhook_requests: Arc<Mutex<Option<WebhookRequest>>>,
+}
+
+/// A delivery of one event, `evt_1`, with this result.
+fn one(result: EventResult) -> WebhookAccepted {
+    WebhookAccepted::Events(vec![AcceptedEvent {
+        event_id: "evt_1".into(),
+        result,
+    }])
 }
 
 impl Default for Fake {
@@ -51,10 +61,11 @@ impl Default for Fake {
                     not_sent: None,
                 })
             }),
-            webhook: Arc::new(|_, _, _| Ok(WebhookAccepted::Duplicate)),
+            webhook: Arc::new(|_, _, _| Ok(one(EventResult::Duplicate))),
             refunds: Arc::new((0..7).map(record).collect()),
             calls: Arc::default(),
             list_queries: Arc::default(),
+            webhook_requests: Arc::default(),
         }
     }
 }
@@ -117,11 +128,11 @@ impl RefundApi for Fake {
     async fn webhook(
         &self,
         provider: &str,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        req: WebhookRequest,
     ) -> Result<WebhookAccepted, WebhookIntakeError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        (self.webhook)(provider, &headers, &body)
+        *self.webhook_requests.lock().unwrap() = Some(req.clone());
+        (self.webhook)(provider, &req.headers, &req.body)
     }
 
     fn providers(&self) -> Vec<ProviderHealth> {
@@ -684,14 +695,30 @@ async fn webhooks_need_no_token_and_map_rejections() {
         webhook: Arc::new(move |provider, headers, body| {
             *seen2.lock().unwrap() = Some((provider.to_owned(), headers.to_vec(), body.to_vec()));
             match body {
-                b"applied" => Ok(WebhookAccepted::Applied {
+                b"applied" => Ok(one(EventResult::Applied {
                     refund_id: "rf_1".into(),
                     status: Status::Processed,
-                }),
-                b"recorded" => Ok(WebhookAccepted::Recorded {
+                })),
+                b"recorded" => Ok(one(EventResult::Recorded {
                     refund_id: "rf_1".into(),
+                })),
+                b"unmatched" => Ok(one(EventResult::Unmatched)),
+                b"batch" => Ok(WebhookAccepted::Events(vec![
+                    AcceptedEvent {
+                        event_id: "evt_1".into(),
+                        result: EventResult::Applied {
+                            refund_id: "rf_1".into(),
+                            status: Status::Processed,
+                        },
+                    },
+                    AcceptedEvent {
+                        event_id: "evt_2".into(),
+                        result: EventResult::Duplicate,
+                    },
+                ])),
+                b"ignored" => Ok(WebhookAccepted::Ignored {
+                    reason: "event type `refund.created` is not handled".into(),
                 }),
-                b"unmatched" => Ok(WebhookAccepted::Unmatched),
                 b"malformed" => Err(WebhookIntakeError::Rejected(WebhookError::Malformed(
                     "no event id".into(),
                 ))),
@@ -718,16 +745,43 @@ async fn webhooks_need_no_token_and_map_rejections() {
 
     let a = call(&fake, post("applied")).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert_eq!(a.json(), json!({"status": "applied", "refund_id": "rf_1"}));
+    let event = |status: &str, refund_id: Option<&str>| json!({"event_id": "evt_1", "status": status, "refund_id": refund_id});
+    assert_eq!(
+        a.json(),
+        json!({"status": "applied", "refund_id": "rf_1", "events": [event("applied", Some("rf_1"))]})
+    );
     let (provider, headers, body) = seen.lock().unwrap().take().unwrap();
     assert_eq!(provider, "mfs-africa");
     assert!(headers.contains(&("x-signature".into(), "t=1,v1=abc".into())));
     assert_eq!(body, b"applied");
 
     let a = call(&fake, post("recorded")).await;
-    assert_eq!(a.json(), json!({"status": "recorded", "refund_id": "rf_1"}));
+    assert_eq!(
+        a.json(),
+        json!({"status": "recorded", "refund_id": "rf_1", "events": [event("recorded", Some("rf_1"))]})
+    );
     let a = call(&fake, post("unmatched")).await;
-    assert_eq!(a.json(), json!({"status": "unmatched", "refund_id": null}));
+    assert_eq!(
+        a.json(),
+        json!({"status": "unmatched", "refund_id": null, "events": [event("unmatched", None)]})
+    );
+    let a = call(&fake, post("batch")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.json(),
+        json!({"status": "accepted", "refund_id": null, "events": [
+            event("applied", Some("rf_1")),
+            {"event_id": "evt_2", "status": "duplicate", "refund_id": null},
+        ]})
+    );
+    // A genuine delivery the plugin does not handle is a 200, so the provider stops retrying.
+    let a = call(&fake, post("ignored")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.json(),
+        json!({"status": "ignored", "refund_id": null, "events": [],
+               "reason": "event type `refund.created` is not handled"})
+    );
     let a = call(&fake, post("dup")).await;
     assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
 
@@ -743,6 +797,28 @@ async fn webhooks_need_no_token_and_map_rejections() {
         // Not a bearer route: no challenge.
         assert_eq!(a.header("www-authenticate"), None);
     }
+}
+
+#[tokio::test]
+async fn webhooks_reach_the_plugin_with_their_method_path_and_query() {
+    let fake = Fake::default();
+    let req = Request::post("/v1/webhooks/pagoefectivo?attempt=2&x=a%20b")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(call(&fake, req).await.status, StatusCode::OK);
+    let seen = fake.webhook_requests.lock().unwrap().take().unwrap();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/v1/webhooks/pagoefectivo");
+    assert_eq!(seen.query.as_deref(), Some("attempt=2&x=a%20b"));
+    assert_eq!(seen.body, b"{}");
+
+    let req = Request::post("/v1/webhooks/pagoefectivo")
+        .body(Body::from("{}"))
+        .unwrap();
+    call(&fake, req).await;
+    let seen = fake.webhook_requests.lock().unwrap().take().unwrap();
+    assert_eq!(seen.query, None);
 }
 
 #[tokio::test]

@@ -2,25 +2,59 @@
 //! token: the provider signs its webhooks, and the plugin checks the signature).
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, RawBody};
 use super::{AppState, RefundApi};
-use refundry_runtime::bindings::types::WebhookError;
-use refundry_service::refunds::{WebhookAccepted, WebhookIntakeError};
+use refundry_runtime::bindings::types::{WebhookError, WebhookRequest};
+use refundry_service::refunds::{EventResult, WebhookAccepted, WebhookIntakeError};
 
-/// What became of an accepted webhook.
+/// What became of an accepted webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookReceipt {
-    /// `applied` (it moved its refund), `recorded` (kept in the refund's history without moving
-    /// it), `duplicate` (this event id came before), `unmatched` (no refund matches; kept in the
-    /// inbox).
+    /// For a delivery of one event, what became of it: `applied` (it moved its refund),
+    /// `recorded` (kept in the refund's history without moving it), `duplicate` (this event id
+    /// came before), `unmatched` (no refund matches; kept in the inbox). `accepted` for a
+    /// batched delivery (see `events`); `ignored` for an event type the provider's plugin does
+    /// not handle (kept in the inbox; see `reason`).
+    pub status: String,
+    /// The refund a delivery of one event concerns, when one matched.
+    pub refund_id: Option<String>,
+    /// Each event of the delivery, in order, with what became of it.
+    pub events: Vec<EventReceipt>,
+    /// Why the delivery was ignored, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What became of one event of a webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventReceipt {
+    /// The provider's event id.
+    pub event_id: String,
+    /// `applied`, `recorded`, `duplicate` or `unmatched` (as for a delivery of one event).
     pub status: String,
     /// The refund it concerns, when one matched.
     pub refund_id: Option<String>,
+}
+
+impl From<&EventResult> for EventReceipt {
+    fn from(r: &EventResult) -> Self {
+        let (status, refund_id) = match r {
+            EventResult::Applied { refund_id, .. } => ("applied", Some(refund_id.clone())),
+            EventResult::Recorded { refund_id } => ("recorded", Some(refund_id.clone())),
+            EventResult::Duplicate => ("duplicate", None),
+            EventResult::Unmatched => ("unmatched", None),
+        };
+        EventReceipt {
+            event_id: String::new(),
+            status: status.into(),
+            refund_id,
+        }
+    }
 }
 
 /// Takes a provider's webhook: the raw body and headers go to the provider's plugin, which
@@ -33,7 +67,7 @@ pub struct WebhookReceipt {
     params(("provider" = String, Path, description = "Provider id (`mfs-africa`, `pagoefectivo`)", example = "mfs-africa")),
     request_body(content = String, description = "The provider's notification, as sent", content_type = "application/json"),
     responses(
-        (status = 200, description = "Accepted (duplicates and unmatched events included)", body = WebhookReceipt),
+        (status = 200, description = "Accepted (duplicates, unmatched events and event types the plugin does not handle included)", body = WebhookReceipt),
         (status = 400, description = "Malformed (`malformed_webhook`)", body = ErrorBody),
         (status = 401, description = "Missing signature header, invalid signature or stale timestamp", body = ErrorBody),
         (status = 404, description = "No such provider (`unknown_provider`)", body = ErrorBody),
@@ -44,6 +78,8 @@ pub struct WebhookReceipt {
 pub async fn receive<S: RefundApi>(
     State(state): State<AppState<S>>,
     Path(provider): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<WebhookReceipt>, ApiError> {
@@ -60,24 +96,51 @@ pub async fn receive<S: RefundApi>(
         .collect();
     let span = tracing::Span::current();
     span.record("provider", provider.as_str());
+    // The plugin sees the request as the provider made it: some providers sign the path or
+    // put a token in the query.
+    let req = WebhookRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers,
+        body: body.to_vec(),
+    };
     let accepted = state
         .service
-        .webhook(&provider, headers, body.to_vec())
+        .webhook(&provider, req)
         .await
         .map_err(intake_error)?;
-    let (status, refund_id) = match accepted {
-        WebhookAccepted::Applied { refund_id, .. } => ("applied", Some(refund_id)),
-        WebhookAccepted::Recorded { refund_id } => ("recorded", Some(refund_id)),
-        WebhookAccepted::Duplicate => ("duplicate", None),
-        WebhookAccepted::Unmatched => ("unmatched", None),
+    let receipt = match accepted {
+        WebhookAccepted::Ignored { reason } => WebhookReceipt {
+            status: "ignored".into(),
+            refund_id: None,
+            events: Vec::new(),
+            reason: Some(reason),
+        },
+        WebhookAccepted::Events(accepted) => {
+            let events: Vec<EventReceipt> = accepted
+                .iter()
+                .map(|e| EventReceipt {
+                    event_id: e.event_id.clone(),
+                    ..EventReceipt::from(&e.result)
+                })
+                .collect();
+            let (status, refund_id) = match events.as_slice() {
+                [one] => (one.status.clone(), one.refund_id.clone()),
+                _ => ("accepted".to_owned(), None),
+            };
+            WebhookReceipt {
+                status,
+                refund_id,
+                events,
+                reason: None,
+            }
+        }
     };
-    if let Some(id) = &refund_id {
+    if let Some(id) = &receipt.refund_id {
         span.record("refund_id", id.as_str());
     }
-    Ok(Json(WebhookReceipt {
-        status: status.into(),
-        refund_id,
-    }))
+    Ok(Json(receipt))
 }
 
 fn intake_error(e: WebhookIntakeError) -> ApiError {

@@ -13,7 +13,7 @@ use commands::{batch, plugins};
 use refundry_ledger::db::Database;
 use refundry_ledger::{Ledger, ListQuery, Page, Status};
 use refundry_runtime::engine::Engine;
-use refundry_runtime::{Money, RefundLookup, RefundRequest};
+use refundry_runtime::{Money, RefundLookup, RefundRequest, WebhookOutcome};
 use refundry_service::export::{self, DEFAULT_PAGE, MAX_PAGE};
 use refundry_service::refunds::RefundService;
 use refundry_service::view::{ProviderInfoView, RefundErrorView, RefundView, WebhookEventView};
@@ -445,15 +445,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load_for(&cli.config, Needs::OneShot)?;
             let host = Providers::start_with(&config, crate::start::options()).await?;
             match host.parse_webhook(&provider, &headers, &body).await {
-                Ok(event) => {
-                    let v = WebhookEventView::from(&event);
+                Ok(WebhookOutcome::Ignored(reason)) => {
                     if cli.json {
-                        println!("{}", serde_json::to_string_pretty(&v)?);
+                        println!("{}", serde_json::json!({ "ignored": reason }));
                     } else {
-                        println!("event         {} ({})", v.event_id, v.event_type);
-                        println!("occurred      {}", v.occurred_at.as_deref().unwrap_or("-"));
-                        println!("refund        {}", v.refund.provider_refund_id);
-                        println!("status        {}", v.refund.status);
+                        println!("ignored       {reason}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(WebhookOutcome::Events(events)) => {
+                    let views: Vec<WebhookEventView> =
+                        events.iter().map(WebhookEventView::from).collect();
+                    if cli.json {
+                        // One event prints as the event itself; a batch as their list.
+                        match views.as_slice() {
+                            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+                            many => println!("{}", serde_json::to_string_pretty(many)?),
+                        }
+                    } else {
+                        for v in &views {
+                            println!("event         {} ({})", v.event_id, v.event_type);
+                            println!("occurred      {}", v.occurred_at.as_deref().unwrap_or("-"));
+                            println!("refund        {}", v.refund.provider_refund_id);
+                            println!("status        {}", v.refund.status);
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }

@@ -100,6 +100,32 @@ impl Ledger {
             .await
     }
 
+    /// Keeps a verified delivery its plugin does not handle (an event type it ignores), under
+    /// `key` (the service uses a digest of the body, so a redelivery is kept once), with the
+    /// plugin's `reason` as its event type. Returns false when that key was kept before.
+    pub async fn keep_ignored_webhook(
+        &self,
+        provider: &str,
+        key: &str,
+        reason: &str,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let (provider, key, reason) = (provider.to_owned(), key.to_owned(), reason.to_owned());
+        self.db
+            .run(move |c| {
+                let inserted = c.execute(
+                    "INSERT INTO webhook_inbox (provider, event_id, event_type, status, body,
+                        received_at, result)
+                     VALUES (?1, ?2, ?3, 'ignored', ?4, ?5, 'ignored')
+                     ON CONFLICT (provider, event_id) DO NOTHING",
+                    params![provider, key, reason, body, now_ms],
+                )?;
+                Ok(inserted == 1)
+            })
+            .await
+    }
+
     /// Events kept in the inbox that matched no refund, oldest first: `(provider, event id)`.
     pub async fn unmatched_webhooks(&self) -> Result<Vec<(String, String)>, DbError> {
         self.db

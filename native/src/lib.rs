@@ -25,8 +25,9 @@ use refundry_pagoefectivo::PagoEfectivo;
 use refundry_runtime::BoxFuture;
 use refundry_runtime::RefundLogic;
 use refundry_runtime::bindings::types::{
-    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
-    RefusalKind, Retryable, WebhookError, WebhookEvent,
+    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest,
+    RefundStatus, Refusal, RefusalKind, Retryable, WebhookError, WebhookEvent, WebhookOutcome,
+    WebhookRequest,
 };
 use refundry_runtime::bindings::{http, log, storage};
 use refundry_runtime::caps::{Capabilities, OperationHost};
@@ -76,22 +77,34 @@ impl LinkedCrate {
         self,
         host: &SdkHost,
         lookup: refundry_sdk::RefundLookup,
+        original: Option<String>,
     ) -> Result<refundry_sdk::Refund, refundry_sdk::RefundError> {
         match self {
-            Self::MfsAfrica => MfsAfrica::get_refund(host, lookup),
-            Self::PagoEfectivo => PagoEfectivo::get_refund(host, lookup),
+            Self::MfsAfrica => MfsAfrica::get_refund(host, lookup, original),
+            Self::PagoEfectivo => PagoEfectivo::get_refund(host, lookup, original),
+        }
+    }
+
+    fn list_refunds(
+        self,
+        host: &SdkHost,
+        range: refundry_sdk::TimeRange,
+        cursor: Option<String>,
+    ) -> Result<refundry_sdk::RefundPage, refundry_sdk::RefundError> {
+        match self {
+            Self::MfsAfrica => MfsAfrica::list_refunds(host, range, cursor),
+            Self::PagoEfectivo => PagoEfectivo::list_refunds(host, range, cursor),
         }
     }
 
     fn parse_webhook(
         self,
         host: &SdkHost,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<refundry_sdk::WebhookEvent, refundry_sdk::WebhookError> {
+        req: &refundry_sdk::WebhookRequest,
+    ) -> Result<refundry_sdk::WebhookOutcome, refundry_sdk::WebhookError> {
         match self {
-            Self::MfsAfrica => MfsAfrica::parse_webhook(host, headers, body),
-            Self::PagoEfectivo => PagoEfectivo::parse_webhook(host, headers, body),
+            Self::MfsAfrica => MfsAfrica::parse_webhook(host, req),
+            Self::PagoEfectivo => PagoEfectivo::parse_webhook(host, req),
         }
     }
 }
@@ -191,24 +204,39 @@ impl RefundLogic for NativePlugin {
                         answer.map(refund).map_err(refund_error),
                     ))
                 }
-                Operation::GetRefund(lookup) => {
-                    let lookup = sdk_lookup(lookup);
+                Operation::GetRefund(lookup, original) => {
+                    let (lookup, original) = (sdk_lookup(lookup), original.map(str::to_owned));
                     let answer = self
-                        .on_blocking_pool(name, host, move |h| linked.get_refund(h, lookup))
+                        .on_blocking_pool(name, host, move |h| {
+                            linked.get_refund(h, lookup, original)
+                        })
                         .await?;
                     Ok(OperationAnswer::Refund(
                         answer.map(refund).map_err(refund_error),
                     ))
                 }
-                Operation::ParseWebhook(headers, body) => {
-                    let (headers, body) = (headers.to_vec(), body.to_vec());
+                Operation::ListRefunds(range, cursor) => {
+                    let range = refundry_sdk::TimeRange {
+                        from: range.from,
+                        to: range.to,
+                    };
+                    let cursor = cursor.map(str::to_owned);
                     let answer = self
                         .on_blocking_pool(name, host, move |h| {
-                            linked.parse_webhook(h, &headers, &body)
+                            linked.list_refunds(h, range, cursor)
                         })
                         .await?;
+                    Ok(OperationAnswer::Page(
+                        answer.map(refund_page).map_err(refund_error),
+                    ))
+                }
+                Operation::ParseWebhook(req) => {
+                    let req = sdk_webhook_request(req);
+                    let answer = self
+                        .on_blocking_pool(name, host, move |h| linked.parse_webhook(h, &req))
+                        .await?;
                     Ok(OperationAnswer::Webhook(
-                        answer.map(webhook_event).map_err(webhook_error),
+                        answer.map(webhook_outcome).map_err(webhook_error),
                     ))
                 }
             }
@@ -318,6 +346,9 @@ fn provider_info(i: refundry_sdk::ProviderInfo) -> ProviderInfo {
         partial_refunds: i.partial_refunds,
         multiple_refunds: i.multiple_refunds,
         refund_window_days: i.refund_window_days,
+        status_queries: i.status_queries,
+        reversal_window_days: i.reversal_window_days,
+        max_list_range_days: i.max_list_range_days,
     }
 }
 
@@ -358,6 +389,8 @@ fn refusal_kind(k: refundry_sdk::RefusalKind) -> RefusalKind {
         S::NotSettled => RefusalKind::NotSettled,
         S::InsufficientFunds => RefusalKind::InsufficientFunds,
         S::NotFound => RefusalKind::NotFound,
+        S::Configuration => RefusalKind::Configuration,
+        S::Unsupported => RefusalKind::Unsupported,
         S::Other => RefusalKind::Other,
     }
 }
@@ -386,6 +419,32 @@ fn webhook_event(e: refundry_sdk::WebhookEvent) -> WebhookEvent {
         event_type: e.event_type,
         occurred_at: e.occurred_at,
         refund: refund(e.refund),
+    }
+}
+
+fn refund_page(p: refundry_sdk::RefundPage) -> RefundPage {
+    RefundPage {
+        refunds: p.refunds.into_iter().map(refund).collect(),
+        next_cursor: p.next_cursor,
+    }
+}
+
+fn sdk_webhook_request(r: &WebhookRequest) -> refundry_sdk::WebhookRequest {
+    refundry_sdk::WebhookRequest {
+        method: r.method.clone(),
+        path: r.path.clone(),
+        query: r.query.clone(),
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    }
+}
+
+fn webhook_outcome(o: refundry_sdk::WebhookOutcome) -> WebhookOutcome {
+    match o {
+        refundry_sdk::WebhookOutcome::Events(events) => {
+            WebhookOutcome::Events(events.into_iter().map(webhook_event).collect())
+        }
+        refundry_sdk::WebhookOutcome::Ignored(why) => WebhookOutcome::Ignored(why),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Host-side bindings of the `refundry:provider` contract, generated from `wit/`.
+//! Host-side bindings of the newest `refundry:provider` contract, generated from
+//! `wit/v0.2.0/`: the types every operation of the runtime speaks. Components built against an
+//! older released contract run through its adapter (see [`crate::contract`]).
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.2.0",
     world: "refund-plugin",
     imports: {
         // A plugin waiting on the network must hold no host thread: `send` is async and the
@@ -19,7 +21,7 @@ wasmtime::component::bindgen!({
 
 pub use exports::refundry::provider::provider as guest;
 pub use refundry::provider::types;
-pub use refundry::provider::{clock, config, http, log, storage};
+pub use refundry::provider::{clock, config, crypto, http, log, storage};
 
 impl types::RefundStatus {
     /// The status as the contract spells it (`pending`, `processed`, `failed`, `reversed`).
@@ -50,6 +52,8 @@ impl types::RefusalKind {
             K::NotSettled => "not-settled",
             K::InsufficientFunds => "insufficient-funds",
             K::NotFound => "not-found",
+            K::Configuration => "configuration",
+            K::Unsupported => "unsupported",
             K::Other => "other",
         }
     }

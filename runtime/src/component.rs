@@ -4,14 +4,13 @@
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::bindings::RefundPluginPre;
-use crate::caps::PluginState;
+use crate::contract::{ContractVersion, Prepared};
 use crate::engine::{Engine, imports};
 use crate::error::LoadError;
 
 /// A compiled, linked plugin component, ready to instantiate.
 pub struct PluginComponent {
-    pub(crate) pre: RefundPluginPre<PluginState>,
+    pub(crate) pre: Prepared,
     /// Lowercase hex SHA-256 of the component bytes.
     pub sha256: String,
     /// Size of the component, in bytes.
@@ -39,9 +38,9 @@ impl PluginComponent {
         Ok(Self::of(engine, pre, sha256, size))
     }
 
-    fn of(engine: &Engine, pre: RefundPluginPre<PluginState>, sha256: String, size: usize) -> Self {
+    fn of(engine: &Engine, pre: Prepared, sha256: String, size: usize) -> Self {
         Self {
-            imports: imports(engine.wasmtime(), pre.instance_pre().component()),
+            imports: imports(engine.wasmtime(), pre.component()),
             pre,
             sha256,
             size,
@@ -59,7 +58,12 @@ impl PluginComponent {
 
     /// The compiled component.
     pub fn component(&self) -> &Component {
-        self.pre.instance_pre().component()
+        self.pre.component()
+    }
+
+    /// The released contract the component was built against.
+    pub fn contract(&self) -> ContractVersion {
+        self.pre.version()
     }
 }
 

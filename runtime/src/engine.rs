@@ -7,24 +7,14 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::bindings::{RefundPlugin, RefundPluginPre};
 use crate::caps::PluginState;
+use crate::contract::{self, ContractVersion, Prepared};
 use crate::error::LoadError;
 use crate::limits::EngineLimits;
 use crate::limits::MemoryCap;
-
-/// The imports a plugin may have: the contract's interfaces, and nothing else (not even WASI).
-pub const ALLOWED_IMPORTS: &[&str] = &[
-    "refundry:provider/types@0.1.0",
-    "refundry:provider/http@0.1.0",
-    "refundry:provider/clock@0.1.0",
-    "refundry:provider/storage@0.1.0",
-    "refundry:provider/config@0.1.0",
-    "refundry:provider/log@0.1.0",
-];
 
 /// How often the epoch advances. A running plugin yields to the async runtime at each tick, so a
 /// plugin that computes forever cannot hold a runtime thread and is dropped at its deadline.
@@ -75,8 +65,7 @@ impl Engine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let inner = wasmtime::Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::new(&inner);
-        RefundPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
+        contract::add_to_linker(&mut linker).map_err(|e| EngineError(format!("{e:#}")))?;
         spawn_epoch_ticker(&inner)?;
         Ok(Self {
             artifact_key: compatibility_digest(&inner).into(),
@@ -96,21 +85,20 @@ impl Engine {
         &self.inner
     }
 
-    /// Compiles a component after checking that it imports only the contract, and links it.
-    pub fn prepare(&self, bytes: &[u8]) -> Result<RefundPluginPre<PluginState>, LoadError> {
+    /// Compiles a component after checking that it imports only the contract it was built
+    /// against, and links it.
+    pub(crate) fn prepare(&self, bytes: &[u8]) -> Result<Prepared, LoadError> {
         let component = Component::new(&self.inner, bytes)
             .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
         self.link(&component)
     }
 
-    /// Checks that a compiled component imports only the contract, and links it.
-    pub fn link(&self, component: &Component) -> Result<RefundPluginPre<PluginState>, LoadError> {
-        check_imports(&self.inner, component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        RefundPluginPre::new(pre).map_err(|e| LoadError::Contract(format!("{e:#}")))
+    /// Finds which released contract a compiled component was built against, checks that it
+    /// imports only that contract, and links it.
+    pub(crate) fn link(&self, component: &Component) -> Result<Prepared, LoadError> {
+        let version = ContractVersion::of(&self.inner, component)?;
+        version.check_imports(&imports(&self.inner, component))?;
+        Prepared::link(&self.linker, component, version)
     }
 
     /// What a precompiled artifact must have been made for to run in this engine: a digest of
@@ -158,18 +146,6 @@ pub fn imports(engine: &wasmtime::Engine, component: &Component) -> Vec<String> 
         .imports(engine)
         .map(|(name, _)| name.to_owned())
         .collect()
-}
-
-fn check_imports(engine: &wasmtime::Engine, component: &Component) -> Result<(), LoadError> {
-    for import in imports(engine, component) {
-        if !ALLOWED_IMPORTS.contains(&import.as_str()) {
-            return Err(LoadError::ForbiddenImport {
-                import,
-                allowed: ALLOWED_IMPORTS.join(", "),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn spawn_epoch_ticker(engine: &wasmtime::Engine) -> Result<(), EngineError> {

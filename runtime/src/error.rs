@@ -76,13 +76,15 @@ pub enum LoadError {
     /// The bytes are not a valid WebAssembly component.
     #[error("not a valid WebAssembly component: {0}")]
     NotAComponent(String),
-    /// The component imports something the contract does not grant.
+    /// The component imports something the contract it was built against does not grant.
     #[error(
-        "component imports {import:?}, which is outside the refundry:provider contract (allowed: {allowed})"
+        "component imports {import:?}, which is outside the refundry:provider@{contract} contract (allowed: {allowed})"
     )]
     ForbiddenImport {
         /// The import's name.
         import: String,
+        /// The released contract version the component exports.
+        contract: &'static str,
         /// The allowed imports.
         allowed: String,
     },

@@ -31,6 +31,7 @@
 pub mod bindings;
 pub mod caps;
 pub mod component;
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod json;
@@ -45,14 +46,16 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use bindings::types::{
-    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
-    RefusalKind, Retryable, WebhookError, WebhookEvent,
+    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest,
+    RefundStatus, Refusal, RefusalKind, Retryable, TimeRange, WebhookError, WebhookEvent,
+    WebhookOutcome, WebhookRequest,
 };
 pub use caps::{
     Capabilities, Clock, ConfigSource, KeyValueStore, LogSink, MemoryStore, ReqwestTransport,
     Settings, SystemClock, Transport,
 };
 pub use component::PluginComponent;
+pub use contract::ContractVersion;
 pub use engine::Engine;
 pub use error::{LoadError, PluginError};
 pub use limits::{EngineLimits, HttpLimits, MemoryLimitExceeded, PluginQuotas};

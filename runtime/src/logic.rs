@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::BoxFuture;
 use crate::bindings::types::{
-    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest, TimeRange,
+    WebhookError, WebhookOutcome, WebhookRequest,
 };
 use crate::caps::{Capabilities, OperationHost};
 use crate::component::PluginComponent;
@@ -67,29 +68,45 @@ impl dyn RefundLogic {
         }
     }
 
-    /// `get-refund`, seen by `observer` too when given.
+    /// `get-refund` (with the original payment's id when known), seen by `observer` too when
+    /// given.
     pub async fn get_refund(
         &self,
         lookup: &RefundLookup,
+        original_transaction_id: Option<&str>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Result<Refund, RefundError>, PluginError> {
-        match self.perform(Operation::GetRefund(lookup), observer).await? {
+        let op = Operation::GetRefund(lookup, original_transaction_id);
+        match self.perform(op, observer).await? {
             OperationAnswer::Refund(r) => Ok(r),
             _ => unreachable!("get-refund answers with a refund"),
+        }
+    }
+
+    /// `list-refunds`: one page of the refunds the provider holds, created in `range`; seen by
+    /// `observer` too when given.
+    pub async fn list_refunds(
+        &self,
+        range: &TimeRange,
+        cursor: Option<&str>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Result<RefundPage, RefundError>, PluginError> {
+        match self
+            .perform(Operation::ListRefunds(range, cursor), observer)
+            .await?
+        {
+            OperationAnswer::Page(r) => Ok(r),
+            _ => unreachable!("list-refunds answers with a page"),
         }
     }
 
     /// `parse-webhook`, seen by `observer` too when given.
     pub async fn parse_webhook(
         &self,
-        headers: &[(String, String)],
-        body: &[u8],
+        req: &WebhookRequest,
         observer: Option<Arc<dyn Observer>>,
-    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
-        match self
-            .perform(Operation::ParseWebhook(headers, body), observer)
-            .await?
-        {
+    ) -> Result<Result<WebhookOutcome, WebhookError>, PluginError> {
+        match self.perform(Operation::ParseWebhook(req), observer).await? {
             OperationAnswer::Webhook(r) => Ok(r),
             _ => unreachable!("parse-webhook answers with a webhook event"),
         }
@@ -116,6 +133,7 @@ impl dyn RefundLogic {
         let clean = match &answer {
             OperationAnswer::Info(i) => sanitizer.provider_info(i).map(OperationAnswer::Info),
             OperationAnswer::Refund(r) => sanitizer.refund_answer(r).map(OperationAnswer::Refund),
+            OperationAnswer::Page(p) => sanitizer.page_answer(p).map(OperationAnswer::Page),
             OperationAnswer::Webhook(w) => {
                 sanitizer.webhook_answer(w).map(OperationAnswer::Webhook)
             }

@@ -14,7 +14,8 @@ use crate::bindings::http::{HttpError, Request, Response};
 use crate::bindings::log::Level;
 use crate::bindings::storage::StorageError;
 use crate::bindings::types::{
-    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest, TimeRange,
+    WebhookError, WebhookOutcome, WebhookRequest,
 };
 use crate::error::PluginError;
 
@@ -25,10 +26,12 @@ pub enum Operation<'a> {
     Describe,
     /// `create-refund`.
     CreateRefund(&'a RefundRequest),
-    /// `get-refund`.
-    GetRefund(&'a RefundLookup),
-    /// `parse-webhook`: headers as received, the raw body.
-    ParseWebhook(&'a [(String, String)], &'a [u8]),
+    /// `get-refund`, with the original payment's id when the host knows it.
+    GetRefund(&'a RefundLookup, Option<&'a str>),
+    /// `list-refunds`: the range and the cursor of the page asked for (`None` for the first).
+    ListRefunds(&'a TimeRange, Option<&'a str>),
+    /// `parse-webhook`: the delivery as received.
+    ParseWebhook(&'a WebhookRequest),
 }
 
 impl Operation<'_> {
@@ -37,8 +40,9 @@ impl Operation<'_> {
         match self {
             Operation::Describe => "describe",
             Operation::CreateRefund(_) => "create-refund",
-            Operation::GetRefund(_) => "get-refund",
-            Operation::ParseWebhook(..) => "parse-webhook",
+            Operation::GetRefund(..) => "get-refund",
+            Operation::ListRefunds(..) => "list-refunds",
+            Operation::ParseWebhook(_) => "parse-webhook",
         }
     }
 }
@@ -50,8 +54,10 @@ pub enum OperationAnswer {
     Info(ProviderInfo),
     /// `create-refund`'s or `get-refund`'s answer.
     Refund(Result<Refund, RefundError>),
+    /// `list-refunds`' answer.
+    Page(Result<RefundPage, RefundError>),
     /// `parse-webhook`'s answer.
-    Webhook(Result<WebhookEvent, WebhookError>),
+    Webhook(Result<WebhookOutcome, WebhookError>),
 }
 
 /// Who runs an operation: the provider and the plugin version that serves it.

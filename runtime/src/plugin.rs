@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use crate::BoxFuture;
 use crate::bindings::types::{
-    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest, TimeRange,
+    WebhookError, WebhookOutcome, WebhookRequest,
 };
 use crate::caps::{Capabilities, OperationHost, PluginState, Settings};
 use crate::component::PluginComponent;
+use crate::contract::Instance;
 use crate::engine::Engine;
 use crate::error::{LoadError, PluginError};
 use crate::limits::MemoryLimitExceeded;
@@ -56,6 +58,9 @@ impl Plugin {
                 partial_refunds: false,
                 multiple_refunds: false,
                 refund_window_days: None,
+                status_queries: false,
+                reversal_window_days: None,
+                max_list_range_days: None,
             },
         };
         // What a plugin says of itself is shown and kept too: held to the same rules as its
@@ -106,23 +111,35 @@ impl Plugin {
         (self as &dyn RefundLogic).create_refund(req, None).await
     }
 
-    /// `get-refund`, on a fresh instance.
+    /// `get-refund`, on a fresh instance; `original_transaction_id` when the gateway knows it.
     pub async fn get_refund(
         &self,
         lookup: &RefundLookup,
+        original_transaction_id: Option<&str>,
     ) -> Result<Result<Refund, RefundError>, PluginError> {
-        (self as &dyn RefundLogic).get_refund(lookup, None).await
+        (self as &dyn RefundLogic)
+            .get_refund(lookup, original_transaction_id, None)
+            .await
     }
 
-    /// `parse-webhook`, on a fresh instance: `headers` as received, `body` raw.
+    /// `list-refunds`, on a fresh instance: one page of the refunds the provider holds, created
+    /// in `range`; `cursor` is `None` for the first page, then the page's `next_cursor`.
+    pub async fn list_refunds(
+        &self,
+        range: &TimeRange,
+        cursor: Option<&str>,
+    ) -> Result<Result<RefundPage, RefundError>, PluginError> {
+        (self as &dyn RefundLogic)
+            .list_refunds(range, cursor, None)
+            .await
+    }
+
+    /// `parse-webhook`, on a fresh instance: the delivery as received.
     pub async fn parse_webhook(
         &self,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<Result<WebhookEvent, WebhookError>, PluginError> {
-        (self as &dyn RefundLogic)
-            .parse_webhook(headers, body, None)
-            .await
+        req: &WebhookRequest,
+    ) -> Result<Result<WebhookOutcome, WebhookError>, PluginError> {
+        (self as &dyn RefundLogic).parse_webhook(req, None).await
     }
 
     /// `create-refund` on a fresh instance, as the plugin answered it (not sanitized), and what
@@ -170,25 +187,7 @@ impl Plugin {
         let deadline = self.engine.limits().deadline;
         let work = async {
             let (mut store, instance) = self.instantiate(name, host).await?;
-            let guest = instance.refundry_provider_provider();
-            let answer = match op {
-                Operation::Describe => guest
-                    .call_describe(&mut store)
-                    .await
-                    .map(OperationAnswer::Info),
-                Operation::CreateRefund(req) => guest
-                    .call_create_refund(&mut store, req)
-                    .await
-                    .map(OperationAnswer::Refund),
-                Operation::GetRefund(lookup) => guest
-                    .call_get_refund(&mut store, lookup)
-                    .await
-                    .map(OperationAnswer::Refund),
-                Operation::ParseWebhook(headers, body) => guest
-                    .call_parse_webhook(&mut store, headers, body)
-                    .await
-                    .map(OperationAnswer::Webhook),
-            };
+            let answer = instance.call(&mut store, op).await;
             let stats = OpStats {
                 peak_memory: store.data().memory.peak(),
             };
@@ -214,7 +213,7 @@ impl Plugin {
         &self,
         op: &'static str,
         host: Arc<OperationHost>,
-    ) -> Result<(wasmtime::Store<PluginState>, crate::bindings::RefundPlugin), PluginError> {
+    ) -> Result<(wasmtime::Store<PluginState>, Instance), PluginError> {
         let state = PluginState {
             host,
             memory: self.engine.memory_cap(),
@@ -223,7 +222,7 @@ impl Plugin {
         let instance = self
             .component
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| self.instantiate_error(op, e))?;
         Ok((store, instance))
@@ -288,7 +287,7 @@ impl RefundLogic for Plugin {
 /// A plugin instance kept across calls; see [`Plugin::warm`].
 pub struct WarmPlugin {
     store: wasmtime::Store<PluginState>,
-    instance: crate::bindings::RefundPlugin,
+    instance: Instance,
     plugin: Plugin,
 }
 
@@ -298,10 +297,14 @@ impl WarmPlugin {
         &mut self,
         req: &RefundRequest,
     ) -> Result<Result<Refund, RefundError>, PluginError> {
-        let guest = self.instance.refundry_provider_provider();
-        guest
-            .call_create_refund(&mut self.store, req)
+        match self
+            .instance
+            .call(&mut self.store, Operation::CreateRefund(req))
             .await
-            .map_err(|e| self.plugin.call_error("create-refund", e))
+        {
+            Ok(OperationAnswer::Refund(r)) => Ok(r),
+            Ok(_) => unreachable!("create-refund answers with a refund"),
+            Err(e) => Err(self.plugin.call_error("create-refund", e)),
+        }
     }
 }

@@ -13,12 +13,17 @@
 //!
 //! Redaction comes first, so a cut can never leave part of a secret behind.
 
-use crate::bindings::types::{ProviderInfo, Refund, RefundError, WebhookError, WebhookEvent};
+use crate::bindings::types::{
+    ProviderInfo, Refund, RefundError, RefundPage, WebhookError, WebhookEvent, WebhookOutcome,
+};
 use crate::error::PluginError;
 use crate::secret::{MIN_TOKEN, REDACTED, Redactor};
 
 /// The longest id or code a plugin may answer with, in bytes.
 pub const MAX_ID: usize = 128;
+/// The longest list cursor a plugin may answer with, in bytes: opaque to the host, so never cut,
+/// but a cursor longer than this is no provider's.
+pub const MAX_CURSOR: usize = 1024;
 /// The longest message kept from a plugin's answer, in bytes ([`TRUNCATED`] included).
 pub const MAX_MESSAGE: usize = 2048;
 /// What ends a message that was cut.
@@ -67,8 +72,13 @@ impl Sanitizer {
 
     /// An id or code: without secrets, and at most [`MAX_ID`] bytes.
     fn id(&self, field: &'static str, text: &str) -> Result<String, Oversized> {
+        self.capped(field, text, MAX_ID)
+    }
+
+    /// A text without secrets, and at most `cap` bytes.
+    fn capped(&self, field: &'static str, text: &str, cap: usize) -> Result<String, Oversized> {
         let text = self.redact(text);
-        if text.len() > MAX_ID {
+        if text.len() > cap {
             return Err(Oversized {
                 field,
                 len: text.len(),
@@ -141,18 +151,53 @@ impl Sanitizer {
         })
     }
 
+    /// A `list-refunds` answer.
+    pub fn page_answer(
+        &self,
+        answer: &Result<RefundPage, RefundError>,
+    ) -> Result<Result<RefundPage, RefundError>, Oversized> {
+        Ok(match answer {
+            Ok(p) => Ok(RefundPage {
+                refunds: p
+                    .refunds
+                    .iter()
+                    .map(|r| self.refund(r))
+                    .collect::<Result<_, _>>()?,
+                next_cursor: p
+                    .next_cursor
+                    .as_deref()
+                    .map(|c| self.capped("next_cursor", c, MAX_CURSOR))
+                    .transpose()?,
+            }),
+            Err(e) => Err(self.refund_error(e)?),
+        })
+    }
+
+    /// A webhook event.
+    fn webhook_event(&self, e: &WebhookEvent) -> Result<WebhookEvent, Oversized> {
+        Ok(WebhookEvent {
+            event_id: self.id("event_id", &e.event_id)?,
+            event_type: self.id("event_type", &e.event_type)?,
+            occurred_at: e.occurred_at,
+            refund: self.refund(&e.refund)?,
+        })
+    }
+
     /// A `parse-webhook` answer.
     pub fn webhook_answer(
         &self,
-        answer: &Result<WebhookEvent, WebhookError>,
-    ) -> Result<Result<WebhookEvent, WebhookError>, Oversized> {
+        answer: &Result<WebhookOutcome, WebhookError>,
+    ) -> Result<Result<WebhookOutcome, WebhookError>, Oversized> {
         Ok(match answer {
-            Ok(e) => Ok(WebhookEvent {
-                event_id: self.id("event_id", &e.event_id)?,
-                event_type: self.id("event_type", &e.event_type)?,
-                occurred_at: e.occurred_at,
-                refund: self.refund(&e.refund)?,
-            }),
+            Ok(WebhookOutcome::Events(events)) => Ok(WebhookOutcome::Events(
+                events
+                    .iter()
+                    .map(|e| self.webhook_event(e))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Ok(WebhookOutcome::Ignored(reason)) => {
+                Ok(WebhookOutcome::Ignored(self.message(reason)))
+            }
             Err(e) => Err(match e {
                 WebhookError::MissingHeader(h) => {
                     WebhookError::MissingHeader(self.id("missing_header", h)?)
@@ -180,6 +225,9 @@ impl Sanitizer {
             partial_refunds: i.partial_refunds,
             multiple_refunds: i.multiple_refunds,
             refund_window_days: i.refund_window_days,
+            status_queries: i.status_queries,
+            reversal_window_days: i.reversal_window_days,
+            max_list_range_days: i.max_list_range_days,
         })
     }
 

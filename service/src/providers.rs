@@ -10,7 +10,8 @@ use refundry_ledger::db::{Database, DbError};
 use refundry_ledger::storage::SqliteStore;
 use refundry_runtime::RefundLogic;
 use refundry_runtime::bindings::types::{
-    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+    ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookOutcome,
+    WebhookRequest,
 };
 use refundry_runtime::caps::{Capabilities, Clock, ReqwestTransport, SystemClock, Transport};
 use refundry_runtime::engine::{Engine, EngineError};
@@ -230,21 +231,29 @@ impl Providers {
     ) -> Result<Refund, OperationError> {
         self.provider(provider)?
             .logic
-            .get_refund(lookup, None)
+            .get_refund(lookup, None, None)
             .await?
             .map_err(OperationError::Refund)
     }
 
-    /// Verifies and parses a webhook `provider` sent.
+    /// Verifies and parses a webhook `provider` sent: `headers` as received, the raw `body`,
+    /// as a `POST` to the provider's webhook path.
     pub async fn parse_webhook(
         &self,
         provider: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<WebhookEvent, OperationError> {
+    ) -> Result<WebhookOutcome, OperationError> {
+        let req = WebhookRequest {
+            method: "POST".into(),
+            path: format!("/v1/webhooks/{provider}"),
+            query: None,
+            headers: headers.to_vec(),
+            body: body.to_vec(),
+        };
         self.provider(provider)?
             .logic
-            .parse_webhook(headers, body, None)
+            .parse_webhook(&req, None)
             .await?
             .map_err(OperationError::Webhook)
     }

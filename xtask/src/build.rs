@@ -37,6 +37,18 @@ pub const PLUGINS: &[Plugin] = &[
         feature: None,
         name: "pagoefectivo",
     },
+    // Both providers with digests computed in the guest: the criterion bench's baseline for
+    // what the host's `crypto` import saves.
+    Plugin {
+        krate: "refundry-mfs-africa",
+        feature: Some("guest-crypto"),
+        name: "mfs-africa-guest-crypto",
+    },
+    Plugin {
+        krate: "refundry-pagoefectivo",
+        feature: Some("guest-crypto"),
+        name: "pagoefectivo-guest-crypto",
+    },
     Plugin {
         krate: "refundry-hostile",
         feature: None,

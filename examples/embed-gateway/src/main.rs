@@ -8,7 +8,8 @@
 //! embed-gateway --provider-config FILE get --external-refund-id X
 //! embed-gateway --provider-config FILE webhook --headers-json FILE --body FILE
 //! ```
-//! Exit codes: 0 and the refund (or webhook event) as JSON on stdout (in the runtime's
+//! Exit codes: 0 and the refund (or webhook event; a list for a batch, `{"ignored": ..}` for an
+//! event type the plugin does not handle) as JSON on stdout (in the runtime's
 //! [`refundry_runtime::json`] shape: amounts in minor units, times in ms); 1 and the provider's
 //! refusal (or the webhook's rejection) as JSON; 2 on a usage or configuration error; 3 and the
 //! error as JSON when there is no final answer (retryable, outcome unknown, plugin failure).
@@ -25,6 +26,7 @@ use refundry_runtime::json;
 use refundry_runtime::{
     BoxFuture, Capabilities, Engine, EngineLimits, KeyValueStore, LogSink, Money, Plugin,
     PluginComponent, Refund, RefundError, RefundLookup, RefundRequest, Secret, WebhookError,
+    WebhookOutcome, WebhookRequest,
 };
 use serde_json::{Value, json};
 
@@ -166,7 +168,7 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
         }
         Command::Get { external_refund_id } => {
             let lookup = RefundLookup::ExternalRefundId(external_refund_id);
-            refund_answer(plugin.get_refund(&lookup).await)
+            refund_answer(plugin.get_refund(&lookup, None).await)
         }
         Command::Webhook { headers_json, body } => {
             let headers: BTreeMap<String, String> = serde_json::from_str(&read(&headers_json)?)
@@ -174,8 +176,24 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
             let headers: Vec<(String, String)> = headers.into_iter().collect();
             let body =
                 std::fs::read(&body).map_err(|e| Usage(format!("{}: {e}", body.display())))?;
-            match plugin.parse_webhook(&headers, &body).await {
-                Ok(Ok(event)) => (0, json::webhook_event(&event)),
+            // The delivery as this command line has it: a POST whose path this gateway does not
+            // know (no provider the runtime ships signs the path).
+            let req = WebhookRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                query: None,
+                headers,
+                body,
+            };
+            match plugin.parse_webhook(&req).await {
+                Ok(Ok(WebhookOutcome::Events(events))) => match events.as_slice() {
+                    [one] => (0, json::webhook_event(one)),
+                    many => (
+                        0,
+                        Value::Array(many.iter().map(json::webhook_event).collect()),
+                    ),
+                },
+                Ok(Ok(WebhookOutcome::Ignored(reason))) => (0, json!({ "ignored": reason })),
                 Ok(Err(e)) => (1, json!({ "rejected": webhook_error_json(&e) })),
                 Err(e) => (3, json!({ "error": e.to_string() })),
             }

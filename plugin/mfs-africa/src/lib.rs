@@ -2,15 +2,16 @@
 //!
 //! Configuration (`[providers.mfs-africa]`): `base_url`, `api_key`, `api_secret` for requests and
 //! `webhook_secret` for webhooks. A missing or unusable key is a final refusal of kind
-//! `authentication` (the kind whose remedy is "fix the configuration"), never a panic; a webhook
-//! that cannot be verified for want of `webhook_secret` is `invalid-signature`, logged at error.
+//! `configuration`, never a panic; a webhook that cannot be verified for want of
+//! `webhook_secret` is `invalid-signature`, logged at error.
 
 use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
-    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
-    RefusalKind, WebhookError, WebhookEvent, money,
+    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage,
+    RefundRequest, RefusalKind, TimeRange, WebhookError, WebhookEvent, WebhookOutcome,
+    WebhookRequest, money,
 };
 
 pub mod sign;
@@ -42,19 +43,29 @@ pub const VERSION: &str = if cfg!(feature = "next") {
 /// old one, and a replayed webhook cannot outlive the window either way.
 const WEBHOOK_TOLERANCE_MS: i64 = 300_000;
 
+/// Spec "Webhooks": the one event type it defines; any other is acknowledged and ignored.
+const STATUS_CHANGED: &str = "refund.status_changed";
+
+/// Spec "List (reconciliation)": the longest range one list request may cover.
+const MAX_LIST_RANGE_DAYS: u32 = 31;
+
+/// Spec "List (reconciliation)": `limit` is at most 100; the fewest requests per range.
+const LIST_LIMIT: u32 = 100;
+
 /// Which operation an HTTP failure belongs to: a lost answer to a create may hide a refund, a
 /// lost answer to a read hides nothing and is simply retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Create,
     Get,
+    List,
 }
 
 impl Op {
     fn effect(self) -> errors::Effect {
         match self {
             Op::Create => errors::Effect::Write,
-            Op::Get => errors::Effect::Read,
+            Op::Get | Op::List => errors::Effect::Read,
         }
     }
 }
@@ -90,10 +101,9 @@ impl From<Error> for RefundError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
-            // Both are fixed by the operator, which is what `authentication` tells them.
-            Error::Config { .. } | Error::Clock { .. } => {
-                errors::refused(RefusalKind::Authentication, message)
-            }
+            Error::Config { .. } => errors::refused(RefusalKind::Configuration, message),
+            // The provider would refuse the signature's time: fixed like a clock it rejected.
+            Error::Clock { .. } => errors::refused(RefusalKind::Authentication, message),
             Error::InvalidRequest { .. } => errors::refused(RefusalKind::InvalidRequest, message),
             Error::UnsupportedCurrency { .. } => {
                 errors::refused(RefusalKind::CurrencyMismatch, message)
@@ -379,6 +389,67 @@ fn get(host: &impl Host, lookup: &RefundLookup) -> Result<Refund, Error> {
     }
 }
 
+/// One page of the refunds created in `range` (spec: "List (reconciliation)"). The provider
+/// takes whole seconds: the range asked is widened to them and the answer cut back to `range`.
+/// The cursor is the last `refund_id` of the previous page (`starting_after`).
+fn list(host: &impl Host, range: &TimeRange, cursor: Option<&str>) -> Result<RefundPage, Error> {
+    const SECOND: i64 = 1000;
+    if range.to <= range.from {
+        return Err(invalid(format!(
+            "empty range: to {} is not after from {}",
+            range.to, range.from
+        )));
+    }
+    let from_s = range.from.div_euclid(SECOND);
+    let to_s = range.to.div_euclid(SECOND) + i64::from(range.to.rem_euclid(SECOND) != 0);
+    if to_s - from_s > i64::from(MAX_LIST_RANGE_DAYS) * 86_400 {
+        return Err(invalid(format!(
+            "a list covers at most {MAX_LIST_RANGE_DAYS} days"
+        )));
+    }
+    let bad_time = |e: TimeError| invalid(format!("range: {e}"));
+    let created_from = time::format_rfc3339_utc(from_s * SECOND).map_err(bad_time)?;
+    let created_to = time::format_rfc3339_utc(to_s * SECOND).map_err(bad_time)?;
+    let mut target = format!(
+        "/v1/refunds?created_from={created_from}&created_to={created_to}&limit={LIST_LIMIT}"
+    );
+    if let Some(after) = cursor {
+        if after.is_empty() {
+            return Err(invalid("empty cursor"));
+        }
+        target.push_str("&starting_after=");
+        target.push_str(&path_segment(after));
+    }
+    let config = Config::load(host)?;
+    let resp = send(host, &config, Op::List, Method::Get, &target, None)?;
+    if resp.status != 200 {
+        return Err(provider_error(&resp));
+    }
+    let page: wire::RefundPage =
+        serde_json::from_slice(&resp.body).map_err(|e| bad_answer(resp.status, e))?;
+    let next_cursor = match (page.has_more, page.data.last()) {
+        (false, _) => None,
+        (true, Some(last)) => Some(last.refund_id.clone()),
+        (true, None) => return Err(bad_answer(resp.status, "has_more with an empty page")),
+    };
+    let mut refunds = Vec::with_capacity(page.data.len());
+    for object in page.data {
+        let refund = object
+            .into_refund()
+            .map_err(|e| bad_answer(resp.status, e))?;
+        let inside = refund
+            .created_at
+            .is_none_or(|at| (range.from..range.to).contains(&at));
+        if inside {
+            refunds.push(refund);
+        }
+    }
+    Ok(RefundPage {
+        refunds,
+        next_cursor,
+    })
+}
+
 impl Provider for MfsAfrica {
     fn describe() -> ProviderInfo {
         ProviderInfo {
@@ -389,6 +460,10 @@ impl Provider for MfsAfrica {
             partial_refunds: true,
             multiple_refunds: true,
             refund_window_days: Some(180),
+            status_queries: true,
+            // The spec sets no limit on when a processed refund may be reversed.
+            reversal_window_days: None,
+            max_list_range_days: Some(MAX_LIST_RANGE_DAYS),
         }
     }
 
@@ -396,15 +471,28 @@ impl Provider for MfsAfrica {
         create(host, &req).map_err(RefundError::from)
     }
 
-    fn get_refund(host: &impl Host, lookup: RefundLookup) -> Result<Refund, RefundError> {
+    /// MFS Africa finds a refund by its own id or the merchant's: the payment is not needed.
+    fn get_refund(
+        host: &impl Host,
+        lookup: RefundLookup,
+        _original_transaction_id: Option<String>,
+    ) -> Result<Refund, RefundError> {
         get(host, &lookup).map_err(RefundError::from)
+    }
+
+    fn list_refunds(
+        host: &impl Host,
+        range: TimeRange,
+        cursor: Option<String>,
+    ) -> Result<RefundPage, RefundError> {
+        list(host, &range, cursor.as_deref()).map_err(RefundError::from)
     }
 
     fn parse_webhook(
         host: &impl Host,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<WebhookEvent, WebhookError> {
+        req: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        let (headers, body) = (&req.headers[..], &req.body[..]);
         let signature = http::required_header(headers, "X-MFS-Signature")?;
         let timestamp = http::required_header(headers, "X-MFS-Timestamp")?;
         let event_id = http::required_header(headers, "X-MFS-Event-Id")?;
@@ -428,6 +516,14 @@ impl Provider for MfsAfrica {
         if age_ms.unsigned_abs() > WEBHOOK_TOLERANCE_MS.unsigned_abs() {
             return Err(WebhookError::StaleTimestamp(age_ms / 1000));
         }
+        let head: wire::WebhookHead =
+            serde_json::from_slice(body).map_err(|e| malformed("body", &e))?;
+        if head.event_type != STATUS_CHANGED {
+            return Ok(WebhookOutcome::Ignored(format!(
+                "event type `{}` is not handled",
+                head.event_type
+            )));
+        }
         let event: wire::WebhookBody =
             serde_json::from_slice(body).map_err(|e| malformed("body", &e))?;
         if event.event_id != event_id {
@@ -442,11 +538,11 @@ impl Provider for MfsAfrica {
             .data
             .into_refund()
             .map_err(|e| malformed("data", &e))?;
-        Ok(WebhookEvent {
+        Ok(WebhookOutcome::Events(vec![WebhookEvent {
             event_id: event.event_id,
             event_type: event.event_type,
             occurred_at,
             refund,
-        })
+        }]))
     }
 }

@@ -1,7 +1,7 @@
 //! Request signing and webhook verification (spec: "Request signing", "Webhooks"). Pure functions
 //! of their arguments: only the flows in `lib.rs` read the clock and the configuration.
 
-use refundry_sdk::crypto::{constant_time_eq, hmac_sha256_hex, sha256_hex};
+use refundry_sdk::crypto::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 
 /// `METHOD \n PATH \n TIMESTAMP \n lowercase hex SHA-256(body)`; an absent body hashes as empty.
 /// `path` is the request target exactly as sent, query string included.
@@ -34,13 +34,18 @@ pub fn signed_headers(
     headers
 }
 
-/// Lowercase hex HMAC-SHA256(webhook_secret, `TIMESTAMP + "." + raw body`).
-pub fn webhook_signature(webhook_secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+/// What a webhook signature covers: `TIMESTAMP + "." + raw body`.
+fn webhook_payload(timestamp: &str, body: &[u8]) -> Vec<u8> {
     let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len());
     signed.extend_from_slice(timestamp.as_bytes());
     signed.push(b'.');
     signed.extend_from_slice(body);
-    hmac_sha256_hex(webhook_secret, &signed)
+    signed
+}
+
+/// Lowercase hex HMAC-SHA256(webhook_secret, `TIMESTAMP + "." + raw body`).
+pub fn webhook_signature(webhook_secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    hmac_sha256_hex(webhook_secret, &webhook_payload(timestamp, body))
 }
 
 /// True when `signature` (the `X-MFS-Signature` header) is the webhook signature of `body`,
@@ -51,8 +56,7 @@ pub fn verify_webhook(
     body: &[u8],
     signature: &str,
 ) -> bool {
-    let expected = webhook_signature(webhook_secret, timestamp, body);
-    constant_time_eq(expected.as_bytes(), signature.as_bytes())
+    verify_hmac_sha256_hex(webhook_secret, &webhook_payload(timestamp, body), signature)
 }
 
 #[cfg(test)]

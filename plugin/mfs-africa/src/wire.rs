@@ -54,6 +54,26 @@ pub struct RefundList {
     pub data: Vec<RefundObject>,
 }
 
+/// Answer of the list `GET /v1/refunds?created_from=..&created_to=..` (spec: "List
+/// (reconciliation)"): one page, oldest first.
+#[derive(Debug, Deserialize)]
+pub struct RefundPage {
+    /// The refunds of this page.
+    pub data: Vec<RefundObject>,
+    /// True when more refunds follow: ask again with `starting_after` = the last `refund_id`.
+    pub has_more: bool,
+}
+
+/// The first fields of a webhook body: enough to tell whether the plugin handles its event type
+/// before reading `data`, which another event type may shape differently.
+#[derive(Debug, Deserialize)]
+pub struct WebhookHead {
+    /// Unique per event.
+    pub event_id: String,
+    /// `refund.status_changed` is the one type the spec defines.
+    pub event_type: String,
+}
+
 /// Body of every error answer.
 #[derive(Debug, Deserialize)]
 pub struct ErrorBody {

@@ -2,9 +2,8 @@
 //!
 //! Configuration (`[providers.pagoefectivo]`): `base_url`, `id_service` (an integer), `access_key`
 //! and `secret_key` (authorization hash, request signatures and webhook signatures). A missing or
-//! unusable key is a final refusal of kind `authentication` (the kind whose remedy is "fix the
-//! configuration"), never a panic; a webhook that cannot be verified for want of `secret_key` is
-//! `invalid-signature`, logged at error.
+//! unusable key is a final refusal of kind `configuration`, never a panic; a webhook that cannot
+//! be verified for want of `secret_key` is `invalid-signature`, logged at error.
 //!
 //! Every call but the authorization carries a bearer token, cached in host storage under
 //! [`TOKEN_KEY`] until shortly before it expires: an operation authorizes only when no usable
@@ -15,8 +14,9 @@ use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
-    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
-    RefusalKind, WebhookError, WebhookEvent, money,
+    Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage,
+    RefundRequest, RefusalKind, TimeRange, WebhookError, WebhookEvent, WebhookOutcome,
+    WebhookRequest, money,
 };
 
 pub mod sign;
@@ -47,6 +47,12 @@ const REFRESH_MARGIN_DIVISOR: i64 = 10;
 /// Spec "Create a refund": `reason` is at most 200 characters.
 const MAX_REASON_CHARS: usize = 200;
 
+/// Spec "List (reconciliation)": the longest range one list request may cover.
+const MAX_LIST_RANGE_DAYS: u32 = 31;
+
+/// Spec "List (reconciliation)": `pageSize` is at most 100; the fewest requests per range.
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// Which call an HTTP failure belongs to: a lost answer to a create may hide a refund; a lost
 /// answer to a read or to an authorization hides nothing and is simply retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,7 @@ enum Op {
     Authorize,
     Create,
     Get,
+    List,
 }
 
 impl Op {
@@ -61,7 +68,7 @@ impl Op {
     fn effect(self) -> errors::Effect {
         match self {
             Op::Create => errors::Effect::Write,
-            Op::Get | Op::Authorize => errors::Effect::Read,
+            Op::Get | Op::List | Op::Authorize => errors::Effect::Read,
         }
     }
 }
@@ -97,10 +104,9 @@ impl From<Error> for RefundError {
     fn from(err: Error) -> Self {
         let message = err.to_string();
         match err {
-            // Both are fixed by the operator, which is what `authentication` tells them.
-            Error::Config { .. } | Error::Clock { .. } => {
-                errors::refused(RefusalKind::Authentication, message)
-            }
+            Error::Config { .. } => errors::refused(RefusalKind::Configuration, message),
+            // The provider would refuse the request's time: fixed like a clock it rejected.
+            Error::Clock { .. } => errors::refused(RefusalKind::Authentication, message),
             Error::InvalidRequest { .. } => errors::refused(RefusalKind::InvalidRequest, message),
             Error::UnsupportedCurrency { .. } => {
                 errors::refused(RefusalKind::CurrencyMismatch, message)
@@ -552,6 +558,73 @@ fn get(host: &impl Host, lookup: &RefundLookup) -> Result<Refund, Error> {
     }
 }
 
+/// One page of the refunds created in `range` (spec: "List (reconciliation)"). The provider
+/// takes whole seconds of Lima time: the range asked is widened to them and the answer cut back to
+/// `range`. The cursor is the number of the page to ask for.
+fn list(host: &impl Host, range: &TimeRange, cursor: Option<&str>) -> Result<RefundPage, Error> {
+    const SECOND: i64 = 1000;
+    if range.to <= range.from {
+        return Err(invalid(format!(
+            "empty range: to {} is not after from {}",
+            range.to, range.from
+        )));
+    }
+    let from_s = range.from.div_euclid(SECOND);
+    let to_s = range.to.div_euclid(SECOND) + i64::from(range.to.rem_euclid(SECOND) != 0);
+    if to_s - from_s > i64::from(MAX_LIST_RANGE_DAYS) * 86_400 {
+        return Err(invalid(format!(
+            "a list covers at most {MAX_LIST_RANGE_DAYS} days"
+        )));
+    }
+    let page = match cursor {
+        None => 1,
+        Some(c) => c
+            .parse::<u32>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| invalid(format!("cursor `{c}` is not a page number")))?,
+    };
+    let lima = |ms| {
+        time::format_rfc3339_offset(ms, LIMA_OFFSET_MINUTES)
+            .map_err(|e| invalid(format!("range: {e}")))
+    };
+    let (date_from, date_to) = (lima(from_s * SECOND)?, lima(to_s * SECOND)?);
+    let target = format!(
+        "/v1/refunds?dateFrom={}&dateTo={}&page={page}&pageSize={LIST_PAGE_SIZE}",
+        query_value(&date_from),
+        query_value(&date_to)
+    );
+    let config = Config::load(host)?;
+    let resp = call(host, &config, Op::List, Method::Get, &target, None)?;
+    if resp.status != 200 {
+        return Err(provider_error(Op::List, &resp));
+    }
+    let data: wire::RefundListPage = envelope(Op::List, &resp)?;
+    let next_cursor = (data.page < data.total_pages).then(|| (data.page + 1).to_string());
+    let mut refunds = Vec::with_capacity(data.items.len());
+    for object in data.items {
+        let refund = object
+            .into_refund()
+            .map_err(|e| bad_answer(Op::List, resp.status, e))?;
+        let inside = refund
+            .created_at
+            .is_none_or(|at| (range.from..range.to).contains(&at));
+        if inside {
+            refunds.push(refund);
+        }
+    }
+    Ok(RefundPage {
+        refunds,
+        next_cursor,
+    })
+}
+
+/// A Lima date as a query value: its `-` offset and `:` need no escaping, but a `+` would read
+/// as a space, so it is encoded (Lima is always `-05:00`; this keeps the function honest).
+fn query_value(value: &str) -> String {
+    value.replace('+', "%2B")
+}
+
 impl Provider for PagoEfectivo {
     fn describe() -> ProviderInfo {
         ProviderInfo {
@@ -562,6 +635,10 @@ impl Provider for PagoEfectivo {
             partial_refunds: true,
             multiple_refunds: true,
             refund_window_days: Some(180),
+            status_queries: true,
+            // The spec sets no limit on when a completed refund may be reverted.
+            reversal_window_days: None,
+            max_list_range_days: Some(MAX_LIST_RANGE_DAYS),
         }
     }
 
@@ -569,8 +646,21 @@ impl Provider for PagoEfectivo {
         create(host, &req).map_err(RefundError::from)
     }
 
-    fn get_refund(host: &impl Host, lookup: RefundLookup) -> Result<Refund, RefundError> {
+    /// PagoEfectivo finds a refund by `referenceId` or `refundId`: the payment is not needed.
+    fn get_refund(
+        host: &impl Host,
+        lookup: RefundLookup,
+        _original_transaction_id: Option<String>,
+    ) -> Result<Refund, RefundError> {
         get(host, &lookup).map_err(RefundError::from)
+    }
+
+    fn list_refunds(
+        host: &impl Host,
+        range: TimeRange,
+        cursor: Option<String>,
+    ) -> Result<RefundPage, RefundError> {
+        list(host, &range, cursor.as_deref()).map_err(RefundError::from)
     }
 
     /// Spec "Notifications". The scheme signs no timestamp, so there is no freshness check and
@@ -578,9 +668,9 @@ impl Provider for PagoEfectivo {
     /// (`operationNumber`) and never moving a refund backwards.
     fn parse_webhook(
         host: &impl Host,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<WebhookEvent, WebhookError> {
+        req: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        let (headers, body) = (&req.headers[..], &req.body[..]);
         let signature = http::required_header(headers, "PE-Signature")?;
         let Some(secret) = host.config("secret_key").filter(|s| !s.is_empty()) else {
             host.log(
@@ -596,19 +686,23 @@ impl Provider for PagoEfectivo {
         }
         let malformed =
             |what: &str, e: &dyn std::fmt::Display| WebhookError::Malformed(format!("{what}: {e}"));
-        let event: wire::WebhookBody =
+        let head: wire::WebhookHead =
             serde_json::from_slice(body).map_err(|e| malformed("body", &e))?;
-        match wire::EventType::parse(&event.event_type) {
+        match wire::EventType::parse(&head.event_type) {
             wire::EventType::Pending
             | wire::EventType::Completed
             | wire::EventType::Rejected
             | wire::EventType::Reverted => {}
+            // A genuine notification of a type the spec does not list: acknowledged, so that
+            // the provider stops retrying it.
             wire::EventType::Unknown(other) => {
-                return Err(WebhookError::Malformed(format!(
-                    "unknown eventType `{other}`"
+                return Ok(WebhookOutcome::Ignored(format!(
+                    "eventType `{other}` is not handled"
                 )));
             }
         }
+        let event: wire::WebhookBody =
+            serde_json::from_slice(body).map_err(|e| malformed("body", &e))?;
         if event.operation_number.is_empty() {
             return Err(WebhookError::Malformed("operationNumber is empty".into()));
         }
@@ -616,12 +710,12 @@ impl Provider for PagoEfectivo {
             .data
             .into_refund()
             .map_err(|e| malformed("data", &e))?;
-        Ok(WebhookEvent {
+        Ok(WebhookOutcome::Events(vec![WebhookEvent {
             event_id: event.operation_number,
             event_type: event.event_type,
             // The refund's last change is when the event happened: the body has no other time.
             occurred_at: refund.updated_at,
             refund,
-        })
+        }]))
     }
 }

@@ -2,7 +2,7 @@
 //! "Every other call", "Notifications"). Pure functions of their arguments: only the flows in
 //! `lib.rs` read the clock, the configuration and storage.
 
-use refundry_sdk::crypto::{constant_time_eq, hmac_sha256_hex, sha256_hex};
+use refundry_sdk::crypto::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 use serde_json::{Map, Value};
 
 /// `hashString`: lowercase hex SHA-256 of `idService.accessKey.secretKey.dateRequest`, where
@@ -67,8 +67,7 @@ pub fn signed_headers(
 /// True when `signature` (the `PE-Signature` header) is the HMAC of the raw webhook `body`,
 /// compared in constant time. The spec fixes lowercase hex, so nothing is normalised.
 pub fn verify_webhook(secret_key: &[u8], body: &[u8], signature: &str) -> bool {
-    let expected = hmac_sha256_hex(secret_key, body);
-    constant_time_eq(expected.as_bytes(), signature.as_bytes())
+    verify_hmac_sha256_hex(secret_key, body, signature)
 }
 
 #[cfg(test)]

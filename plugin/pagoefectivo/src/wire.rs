@@ -137,6 +137,28 @@ impl ErrorBody {
     }
 }
 
+/// The `data` of the list `GET /v1/refunds?dateFrom=..&dateTo=..` (spec: "List
+/// (reconciliation)"): one page, oldest first.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundListPage {
+    /// The refunds of this page; none past the last page.
+    pub items: Vec<RefundObject>,
+    /// This page's number, from 1.
+    pub page: u32,
+    /// How many pages the range has.
+    pub total_pages: u32,
+}
+
+/// The first field of a notification: enough to tell whether the plugin handles its event type
+/// before reading `data`, which another event type may shape differently.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookHead {
+    /// `refund.pending`, `refund.completed`, `refund.rejected` or `refund.reverted`.
+    pub event_type: String,
+}
+
 /// Body of a notification.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -49,7 +49,7 @@ pub fn from_http(error: &HttpError, effect: Effect, message: impl Into<String>) 
             Effect::Read,
         ) => retryable(message),
         (HttpError::Denied(_) | HttpError::InvalidRequest(_), _) => {
-            refused(RefusalKind::Other, format!("configuration: {message}"))
+            refused(RefusalKind::Configuration, message)
         }
     }
 }
@@ -111,8 +111,10 @@ mod tests {
         let denied = from_http(&HttpError::Denied("other host".into()), Effect::Read, "m");
         assert!(matches!(
             denied,
-            RefundError::Refused(Refusal { kind: RefusalKind::Other, ref message, .. })
-                if message.starts_with("configuration:")
+            RefundError::Refused(Refusal {
+                kind: RefusalKind::Configuration,
+                ..
+            })
         ));
     }
 

@@ -29,8 +29,9 @@ pub use host::WasmHost;
 pub use __private::wit::refundry::provider::log::Level;
 pub use __private::wit::refundry::provider::storage::StorageError;
 pub use __private::wit::refundry::provider::types::{
-    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus, Refusal,
-    RefusalKind, Retryable, WebhookError, WebhookEvent,
+    Money, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage, RefundRequest,
+    RefundStatus, Refusal, RefusalKind, Retryable, TimeRange, WebhookError, WebhookEvent,
+    WebhookOutcome, WebhookRequest,
 };
 
 /// The HTTP capability's types (what a plugin sends and what comes back) and small helpers.
@@ -104,15 +105,34 @@ pub trait Provider {
     /// Asks the provider to refund `req`.
     fn create_refund(host: &impl Host, req: RefundRequest) -> Result<Refund, RefundError>;
 
-    /// Looks a refund up at the provider.
-    fn get_refund(host: &impl Host, lookup: RefundLookup) -> Result<Refund, RefundError>;
+    /// Looks a refund up at the provider; `original_transaction_id` is the payment it was made
+    /// against, when the host knows it.
+    fn get_refund(
+        host: &impl Host,
+        lookup: RefundLookup,
+        original_transaction_id: Option<String>,
+    ) -> Result<Refund, RefundError>;
 
-    /// Verifies and parses a webhook: `headers` as received (names in any case), `body` raw.
+    /// One page of the refunds the provider holds whose creation falls in `range`; `cursor` is
+    /// `None` for the first page, then the previous page's `next_cursor`. By default the
+    /// provider cannot list refunds: the answer is a refusal of kind `unsupported`.
+    fn list_refunds(
+        _host: &impl Host,
+        _range: TimeRange,
+        _cursor: Option<String>,
+    ) -> Result<RefundPage, RefundError> {
+        Err(errors::refused(
+            RefusalKind::Unsupported,
+            "this provider cannot list refunds",
+        ))
+    }
+
+    /// Verifies and parses a webhook delivery (headers as received, names in any case; the raw
+    /// body): its events, or `ignored` for a verified event type the plugin does not handle.
     fn parse_webhook(
         host: &impl Host,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<WebhookEvent, WebhookError>;
+        req: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError>;
 }
 
 /// Exports `$ty` (a type implementing [`Provider`]) as the component's `provider` interface,
@@ -151,7 +171,7 @@ pub mod __private {
     #[allow(missing_docs, clippy::all)]
     pub mod wit {
         wit_bindgen::generate!({
-            path: "../../wit",
+            path: "../../wit/v0.2.0",
             world: "refund-plugin",
             // wit-bindgen already derives Clone (records, variants) and implements Debug; equality
             // lets plugin tests compare whole refunds and errors.
@@ -172,8 +192,8 @@ pub mod __private {
         use super::Adapter;
         use super::wit::exports::refundry::provider::provider::Guest;
         use crate::{
-            Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
-            WasmHost, WebhookError, WebhookEvent,
+            Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage,
+            RefundRequest, TimeRange, WasmHost, WebhookError, WebhookOutcome, WebhookRequest,
         };
 
         /// Reports a panic through the `log` import: with `panic = "abort"` the instance traps
@@ -209,17 +229,25 @@ pub mod __private {
                 P::create_refund(&WasmHost, req)
             }
 
-            fn get_refund(lookup: RefundLookup) -> Result<Refund, RefundError> {
+            fn get_refund(
+                lookup: RefundLookup,
+                original_transaction_id: Option<String>,
+            ) -> Result<Refund, RefundError> {
                 install_panic_hook();
-                P::get_refund(&WasmHost, lookup)
+                P::get_refund(&WasmHost, lookup, original_transaction_id)
             }
 
-            fn parse_webhook(
-                headers: Vec<(String, String)>,
-                body: Vec<u8>,
-            ) -> Result<WebhookEvent, WebhookError> {
+            fn list_refunds(
+                range: TimeRange,
+                cursor: Option<String>,
+            ) -> Result<RefundPage, RefundError> {
                 install_panic_hook();
-                P::parse_webhook(&WasmHost, &headers, &body)
+                P::list_refunds(&WasmHost, range, cursor)
+            }
+
+            fn parse_webhook(req: WebhookRequest) -> Result<WebhookOutcome, WebhookError> {
+                install_panic_hook();
+                P::parse_webhook(&WasmHost, &req)
             }
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod http;
 pub mod log;
 pub mod storage;

@@ -102,8 +102,17 @@ impl RefundService {
             Some(id) => RefundLookup::ProviderRefundId(id.clone()),
             None => RefundLookup::ExternalRefundId(refund.external_refund_id.clone()),
         };
+        // A provider that only reports by callback has no status to ask for: its refunds are
+        // settled by webhooks and by reconciliation against its list.
+        if !plugin.logic.info().status_queries {
+            return unsettled("no status queries at this provider".into()).await;
+        }
         let exchanges = self.operation_exchanges(&plugin);
-        let result = plugin.logic.get_refund(&lookup, exchanges.observer()).await;
+        let original = Some(refund.original_transaction_id.as_str());
+        let result = plugin
+            .logic
+            .get_refund(&lookup, original, exchanges.observer())
+            .await;
         self.keep_exchanges(refund, "get-refund", &exchanges)
             .await?;
         match result {

@@ -11,6 +11,6 @@ mod webhook_intake;
 
 pub use self::service::RefundService;
 pub use self::types::{
-    CreateError, Created, NewRefund, NotSent, OriginalPayment, ServiceError, WebhookAccepted,
-    WebhookIntakeError,
+    AcceptedEvent, CreateError, Created, EventResult, NewRefund, NotSent, OriginalPayment,
+    ServiceError, WebhookAccepted, WebhookIntakeError,
 };

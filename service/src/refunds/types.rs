@@ -149,9 +149,31 @@ pub enum CreateError {
     Internal(String),
 }
 
-/// What became of an accepted webhook (HTTP 200 in every case).
+/// What the service did with a verified webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookAccepted {
+    /// Its events (one, or several for a batched delivery), each with what became of it.
+    Events(Vec<AcceptedEvent>),
+    /// A genuine delivery of an event type its plugin does not handle: acknowledged (so the
+    /// provider stops retrying it) and kept in the inbox.
+    Ignored {
+        /// The plugin's reason.
+        reason: String,
+    },
+}
+
+/// One event of a delivery and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedEvent {
+    /// The provider's event id.
+    pub event_id: String,
+    /// What became of it.
+    pub result: EventResult,
+}
+
+/// What became of one webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventResult {
     /// The event moved a refund.
     Applied {
         /// The refund.

@@ -409,6 +409,7 @@ mod tests {
             input: Input::GetRefund {
                 provider_refund_id: Some("r".into()),
                 external_refund_id: None,
+                original_transaction_id: None,
             },
             steps: vec![
                 Step {

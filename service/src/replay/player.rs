@@ -21,6 +21,8 @@ use super::record::{
 };
 use refundry_runtime::bindings;
 use refundry_runtime::bindings::{RefundPlugin, RefundPluginPre};
+use refundry_runtime::caps::crypto;
+use refundry_runtime::contract::ContractVersion;
 use refundry_runtime::engine::Engine;
 use refundry_runtime::error::{LoadError, PluginError};
 use refundry_runtime::limits::{MemoryCap, MemoryLimitExceeded};
@@ -162,6 +164,22 @@ impl bindings::config::Host for ReplayState {
     }
 }
 
+/// Digests are pure functions of their arguments: a replay computes them again, as the host did
+/// when the operation ran (they are not recorded).
+impl bindings::crypto::Host for ReplayState {
+    fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
+        crypto::sha256(&data).to_vec()
+    }
+
+    fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        crypto::hmac_sha256(&key, &data).to_vec()
+    }
+
+    fn hmac_sha256_verify(&mut self, key: Vec<u8>, data: Vec<u8>, mac: Vec<u8>) -> bool {
+        crypto::hmac_sha256_verify(&key, &data, &mac)
+    }
+}
+
 impl bindings::log::Host for ReplayState {
     fn log(&mut self, level: bindings::log::Level, message: String, fields: Vec<(String, String)>) {
         let masks = self.masks.clone();
@@ -214,8 +232,16 @@ impl Player {
         Ok(Self { engine, linker })
     }
 
-    /// Links a compiled (and import-checked) component to the replay imports.
+    /// Links a compiled (and import-checked) component to the replay imports. Replays run
+    /// components of the newest contract only: an older one is refused with its version.
     pub fn prepare(&self, component: &Component) -> Result<Prepared, LoadError> {
+        let version = ContractVersion::of(self.engine.wasmtime(), component)?;
+        if version != ContractVersion::NEWEST {
+            return Err(LoadError::Contract(format!(
+                "replay runs components built against contract {}; this one is built against {version}",
+                ContractVersion::NEWEST
+            )));
+        }
         let pre = self
             .linker
             .instantiate_pre(component)
@@ -301,6 +327,7 @@ async fn call(
         Input::GetRefund {
             provider_refund_id,
             external_refund_id,
+            original_transaction_id,
         } => {
             let lookup = match (provider_refund_id, external_refund_id) {
                 (Some(id), _) => bindings::types::RefundLookup::ProviderRefundId(m(id)),
@@ -308,15 +335,28 @@ async fn call(
                     .as_deref()
                     .unwrap_or_default())),
             };
-            refund_output(masks, &guest.call_get_refund(&mut *store, &lookup).await?)
-        }
-        Input::ParseWebhook { headers, body } => {
-            let headers = unmask_pairs(masks, headers);
-            let body: Vec<u8> = Body::bytes(body, masks);
-            let event = guest
-                .call_parse_webhook(&mut *store, &headers, &body)
+            let original = original_transaction_id.as_deref().map(m);
+            let answer = guest
+                .call_get_refund(&mut *store, &lookup, original.as_deref())
                 .await?;
-            webhook_output(masks, &event)
+            refund_output(masks, &answer)
+        }
+        Input::ParseWebhook {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        } => {
+            let req = bindings::types::WebhookRequest {
+                method: method.clone(),
+                path: m(path),
+                query: query.as_deref().map(m),
+                headers: unmask_pairs(masks, headers),
+                body: Body::bytes(body, masks),
+            };
+            let outcome = guest.call_parse_webhook(&mut *store, &req).await?;
+            webhook_output(masks, &outcome)
         }
     })
 }

@@ -19,7 +19,7 @@ use refundry_runtime::bindings::http::{HttpError, Request, Response};
 use refundry_runtime::bindings::log::Level;
 use refundry_runtime::bindings::storage::StorageError;
 use refundry_runtime::bindings::types::{
-    Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookEvent,
+    Refund, RefundError, RefundLookup, RefundRequest, WebhookError, WebhookOutcome, WebhookRequest,
 };
 use refundry_runtime::error::PluginError;
 use refundry_runtime::observe::{
@@ -107,14 +107,32 @@ pub enum Input {
         provider_refund_id: Option<String>,
         /// The external refund id, when looked up by it.
         external_refund_id: Option<String>,
+        /// The original payment's id, when the host passed it (absent from recordings made
+        /// before lookups carried it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original_transaction_id: Option<String>,
     },
     /// `parse-webhook`.
     ParseWebhook {
+        /// The request method (recordings made before webhooks carried it were all `POST`).
+        #[serde(default = "post")]
+        method: String,
+        /// The request path, without the query (empty in older recordings).
+        #[serde(default)]
+        path: String,
+        /// The query string, when there was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
         /// Headers as received.
         headers: Vec<(String, String)>,
         /// The raw body.
         body: Body,
     },
+}
+
+/// Webhooks are POSTed: the method of a webhook recorded before the method was kept.
+fn post() -> String {
+    "POST".to_owned()
 }
 
 impl Input {
@@ -143,24 +161,30 @@ impl Input {
     }
 
     /// The input of a `get-refund`.
-    pub fn get(masks: &SecretMasks, lookup: &RefundLookup) -> Self {
+    pub fn get(masks: &SecretMasks, lookup: &RefundLookup, original: Option<&str>) -> Self {
+        let original_transaction_id = original.map(|id| masks.mask(id));
         match lookup {
             RefundLookup::ProviderRefundId(id) => Input::GetRefund {
                 provider_refund_id: Some(masks.mask(id)),
                 external_refund_id: None,
+                original_transaction_id,
             },
             RefundLookup::ExternalRefundId(id) => Input::GetRefund {
                 provider_refund_id: None,
                 external_refund_id: Some(masks.mask(id)),
+                original_transaction_id,
             },
         }
     }
 
     /// The input of a `parse-webhook`.
-    pub fn webhook(masks: &SecretMasks, headers: &[(String, String)], body: &[u8]) -> Self {
+    pub fn webhook(masks: &SecretMasks, req: &WebhookRequest) -> Self {
         Input::ParseWebhook {
-            headers: mask_pairs(masks, headers),
-            body: Body::of(masks, body),
+            method: req.method.clone(),
+            path: masks.mask(&req.path),
+            query: req.query.as_deref().map(|q| masks.mask(q)),
+            headers: mask_pairs(masks, &req.headers),
+            body: Body::of(masks, &req.body),
         }
     }
 
@@ -176,12 +200,27 @@ impl Input {
             Input::GetRefund {
                 provider_refund_id,
                 external_refund_id,
+                original_transaction_id,
             } => {
                 provider_refund_id.as_ref().map_or(0, String::len)
                     + external_refund_id.as_ref().map_or(0, String::len)
+                    + original_transaction_id.as_ref().map_or(0, String::len)
                     + 16
             }
-            Input::ParseWebhook { headers, body } => pairs_size(headers) + body.len() + 16,
+            Input::ParseWebhook {
+                method,
+                path,
+                query,
+                headers,
+                body,
+            } => {
+                method.len()
+                    + path.len()
+                    + query.as_ref().map_or(0, String::len)
+                    + pairs_size(headers)
+                    + body.len()
+                    + 16
+            }
         }
     }
 }
@@ -583,11 +622,11 @@ impl Observer for Recorder {
     fn operation_started(&self, _scope: Scope<'_>, op: &Operation<'_>) {
         let masks = &self.masks;
         let input = match op {
-            // `describe()` is never run for a refund, so never recorded.
-            Operation::Describe => return,
+            // `describe()` and `list-refunds` are never run for one refund, so never recorded.
+            Operation::Describe | Operation::ListRefunds(..) => return,
             Operation::CreateRefund(req) => Input::create(masks, req),
-            Operation::GetRefund(lookup) => Input::get(masks, lookup),
-            Operation::ParseWebhook(headers, body) => Input::webhook(masks, headers, body),
+            Operation::GetRefund(lookup, original) => Input::get(masks, lookup, *original),
+            Operation::ParseWebhook(req) => Input::webhook(masks, req),
         };
         self.input(input);
     }
@@ -638,7 +677,7 @@ impl Observer for Recorder {
         self.output(match answer {
             Ok(OperationAnswer::Refund(r)) => refund_output(m, r),
             Ok(OperationAnswer::Webhook(r)) => webhook_output(m, r),
-            Ok(OperationAnswer::Info(_)) => Value::Null,
+            Ok(OperationAnswer::Info(_) | OperationAnswer::Page(_)) => Value::Null,
             Err(e) => failure_output(e),
         });
     }
@@ -833,10 +872,17 @@ pub fn refund_output(masks: &SecretMasks, r: &Result<Refund, RefundError>) -> Va
     v
 }
 
-/// The output of `parse-webhook`: `{"ok": event}` or `{"error": "..."}`.
-pub fn webhook_output(masks: &SecretMasks, r: &Result<WebhookEvent, WebhookError>) -> Value {
+/// The output of `parse-webhook`: `{"ok": event}` for a delivery of one event (the shape of
+/// every recording made before deliveries could carry several), `{"ok_events": [event, ...]}`
+/// for a batch, `{"ignored": "why"}` or `{"error": "..."}`.
+pub fn webhook_output(masks: &SecretMasks, r: &Result<WebhookOutcome, WebhookError>) -> Value {
+    use refundry_runtime::json::webhook_event;
     let mut v = match r {
-        Ok(e) => json!({ "ok": refundry_runtime::json::webhook_event(e) }),
+        Ok(WebhookOutcome::Events(events)) => match events.as_slice() {
+            [one] => json!({ "ok": webhook_event(one) }),
+            many => json!({ "ok_events": many.iter().map(webhook_event).collect::<Vec<_>>() }),
+        },
+        Ok(WebhookOutcome::Ignored(why)) => json!({ "ignored": why }),
         Err(e) => json!({ "error": crate::providers::describe_webhook_error(e) }),
     };
     masks.mask_json(&mut v);

@@ -143,6 +143,7 @@ mod tests {
         rec.input(Input::GetRefund {
             provider_refund_id: Some("r".into()),
             external_refund_id: None,
+            original_transaction_id: None,
         });
         for i in 0..steps {
             rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i as i64));

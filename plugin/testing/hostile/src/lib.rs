@@ -18,7 +18,7 @@
 
 use refundry_sdk::{
     Host, Level, Money, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundRequest,
-    RefundStatus, Refusal, RefusalKind, WebhookError, WebhookEvent, http,
+    RefundStatus, Refusal, RefusalKind, WebhookError, WebhookOutcome, WebhookRequest, http,
 };
 
 /// The hostile provider.
@@ -111,6 +111,9 @@ impl Provider for Hostile {
             partial_refunds: true,
             multiple_refunds: true,
             refund_window_days: None,
+            status_queries: true,
+            reversal_window_days: None,
+            max_list_range_days: None,
         }
     }
 
@@ -134,7 +137,11 @@ impl Provider for Hostile {
         }
     }
 
-    fn get_refund(_host: &impl Host, lookup: RefundLookup) -> Result<Refund, RefundError> {
+    fn get_refund(
+        _host: &impl Host,
+        lookup: RefundLookup,
+        _original_transaction_id: Option<String>,
+    ) -> Result<Refund, RefundError> {
         let (provider_refund_id, external_refund_id) = match lookup {
             RefundLookup::ProviderRefundId(id) => (id, None),
             RefundLookup::ExternalRefundId(ext) => (format!("hostile-{ext}"), Some(ext)),
@@ -157,9 +164,8 @@ impl Provider for Hostile {
 
     fn parse_webhook(
         _host: &impl Host,
-        _headers: &[(String, String)],
-        _body: &[u8],
-    ) -> Result<WebhookEvent, WebhookError> {
+        _req: &WebhookRequest,
+    ) -> Result<WebhookOutcome, WebhookError> {
         Err(WebhookError::Malformed("hostile".into()))
     }
 }
@@ -251,15 +257,31 @@ mod tests {
 
         let host = FakeHost::new();
         let by_ext =
-            Hostile::get_refund(&host, RefundLookup::ExternalRefundId("r-9".into())).unwrap();
+            Hostile::get_refund(&host, RefundLookup::ExternalRefundId("r-9".into()), None).unwrap();
         assert_eq!(by_ext.provider_refund_id, "hostile-r-9");
         assert_eq!(by_ext.status, RefundStatus::Pending);
         let by_id =
-            Hostile::get_refund(&host, RefundLookup::ProviderRefundId("p-1".into())).unwrap();
+            Hostile::get_refund(&host, RefundLookup::ProviderRefundId("p-1".into()), None).unwrap();
         assert_eq!(by_id.provider_refund_id, "p-1");
+        let req = WebhookRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            query: None,
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+        };
         assert_eq!(
-            Hostile::parse_webhook(&host, &[], b"{}"),
+            Hostile::parse_webhook(&host, &req),
             Err(WebhookError::Malformed("hostile".into()))
         );
+        // Contract 0.2's default: a provider that cannot list refunds says so.
+        let range = refundry_sdk::TimeRange { from: 0, to: 1 };
+        assert!(matches!(
+            Hostile::list_refunds(&host, range, None),
+            Err(RefundError::Refused(refundry_sdk::Refusal {
+                kind: refundry_sdk::RefusalKind::Unsupported,
+                ..
+            }))
+        ));
     }
 }

@@ -1,0 +1,217 @@
+//! The released versions of the `refundry:provider` contract, and how a component of each runs.
+//!
+//! A released contract is frozen in `wit/vX.Y.Z/` and never edited again: a plugin built once
+//! must keep loading in every later host. The runtime links every released version into one
+//! linker, finds the version a component was built against from the provider interface it
+//! exports, and runs an older component through its adapter onto the newest operations
+//! ([`v0_1`]), so the rest of the host speaks only the newest contract's types.
+
+pub(crate) mod v0_1;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings;
+use crate::caps::PluginState;
+use crate::error::LoadError;
+use crate::observe::{Operation, OperationAnswer};
+
+/// A released version of the `refundry:provider` contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ContractVersion {
+    /// `wit/v0.1.0/`: create, get and parse-webhook; the host's adapter answers `list-refunds`
+    /// with `unsupported`.
+    V0_1_0,
+    /// `wit/v0.2.0/`: adds `list-refunds`, the `crypto` import, the `configuration` and
+    /// `unsupported` refusals, webhook requests and outcomes, and more of `describe()`.
+    V0_2_0,
+}
+
+impl ContractVersion {
+    /// Every released version, oldest first.
+    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_1_0, ContractVersion::V0_2_0];
+
+    /// The version the runtime's own types speak.
+    pub const NEWEST: ContractVersion = ContractVersion::V0_2_0;
+
+    /// The version as written in the WIT package (`0.2.0`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1_0 => "0.1.0",
+            ContractVersion::V0_2_0 => "0.2.0",
+        }
+    }
+
+    /// The interfaces a component of this version may import: the contract's own, nothing else
+    /// (not even WASI).
+    pub fn imports(self) -> &'static [&'static str] {
+        match self {
+            ContractVersion::V0_1_0 => &[
+                "refundry:provider/types@0.1.0",
+                "refundry:provider/http@0.1.0",
+                "refundry:provider/clock@0.1.0",
+                "refundry:provider/storage@0.1.0",
+                "refundry:provider/config@0.1.0",
+                "refundry:provider/log@0.1.0",
+            ],
+            ContractVersion::V0_2_0 => &[
+                "refundry:provider/types@0.2.0",
+                "refundry:provider/http@0.2.0",
+                "refundry:provider/clock@0.2.0",
+                "refundry:provider/storage@0.2.0",
+                "refundry:provider/config@0.2.0",
+                "refundry:provider/log@0.2.0",
+                "refundry:provider/crypto@0.2.0",
+            ],
+        }
+    }
+
+    /// The provider interface a component of this version exports.
+    pub fn export(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1_0 => "refundry:provider/provider@0.1.0",
+            ContractVersion::V0_2_0 => "refundry:provider/provider@0.2.0",
+        }
+    }
+
+    /// The version a component was built against, from the provider interface it exports.
+    pub fn of(engine: &wasmtime::Engine, component: &Component) -> Result<Self, LoadError> {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|v| exports.iter().any(|e| e == v.export()))
+            .ok_or_else(|| {
+                LoadError::Contract(format!(
+                    "it exports {exports:?}, none of the released provider interfaces ({})",
+                    Self::ALL.map(Self::export).join(", ")
+                ))
+            })
+    }
+
+    /// Checks that `component` imports only what this version grants.
+    pub(crate) fn check_imports(self, imports: &[String]) -> Result<(), LoadError> {
+        let allowed = self.imports();
+        match imports.iter().find(|i| !allowed.contains(&i.as_str())) {
+            None => Ok(()),
+            Some(import) => Err(LoadError::ForbiddenImport {
+                import: import.clone(),
+                contract: self.as_str(),
+                allowed: allowed.join(", "),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Adds every released contract's imports to `linker`: the host's capabilities under each
+/// version's names.
+pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    bindings::RefundPlugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_1::RefundPlugin::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// A component linked against the contract it was built for, ready to instantiate.
+pub(crate) enum Prepared {
+    /// Built against 0.1.0: runs through [`v0_1`]'s adapter.
+    V0_1(v0_1::RefundPluginPre<PluginState>),
+    /// Built against the newest contract.
+    V0_2(bindings::RefundPluginPre<PluginState>),
+}
+
+impl Prepared {
+    /// Links `component`, built against `version`, with `linker`.
+    pub(crate) fn link(
+        linker: &Linker<PluginState>,
+        component: &Component,
+        version: ContractVersion,
+    ) -> Result<Self, LoadError> {
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let fit = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        Ok(match version {
+            ContractVersion::V0_1_0 => {
+                Prepared::V0_1(v0_1::RefundPluginPre::new(pre).map_err(fit)?)
+            }
+            ContractVersion::V0_2_0 => {
+                Prepared::V0_2(bindings::RefundPluginPre::new(pre).map_err(fit)?)
+            }
+        })
+    }
+
+    /// The contract version.
+    pub(crate) fn version(&self) -> ContractVersion {
+        match self {
+            Prepared::V0_1(_) => ContractVersion::V0_1_0,
+            Prepared::V0_2(_) => ContractVersion::V0_2_0,
+        }
+    }
+
+    /// The compiled component.
+    pub(crate) fn component(&self) -> &Component {
+        match self {
+            Prepared::V0_1(pre) => pre.instance_pre().component(),
+            Prepared::V0_2(pre) => pre.instance_pre().component(),
+        }
+    }
+
+    /// A new instance in `store`.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Prepared::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
+            Prepared::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// One instance of a component, of whichever contract it was built for.
+pub(crate) enum Instance {
+    /// Built against 0.1.0.
+    V0_1(v0_1::RefundPlugin),
+    /// Built against the newest contract.
+    V0_2(bindings::RefundPlugin),
+}
+
+impl Instance {
+    /// Runs `op` on this instance and answers in the newest contract's terms.
+    pub(crate) async fn call(
+        &self,
+        store: &mut Store<PluginState>,
+        op: Operation<'_>,
+    ) -> wasmtime::Result<OperationAnswer> {
+        let guest = match self {
+            Instance::V0_1(instance) => return v0_1::call(instance, store, op).await,
+            Instance::V0_2(instance) => instance.refundry_provider_provider(),
+        };
+        Ok(match op {
+            Operation::Describe => OperationAnswer::Info(guest.call_describe(store).await?),
+            Operation::CreateRefund(req) => {
+                OperationAnswer::Refund(guest.call_create_refund(store, req).await?)
+            }
+            Operation::GetRefund(lookup, original) => {
+                OperationAnswer::Refund(guest.call_get_refund(store, lookup, original).await?)
+            }
+            Operation::ListRefunds(range, cursor) => {
+                OperationAnswer::Page(guest.call_list_refunds(store, *range, cursor).await?)
+            }
+            Operation::ParseWebhook(req) => {
+                OperationAnswer::Webhook(guest.call_parse_webhook(store, req).await?)
+            }
+        })
+    }
+}
