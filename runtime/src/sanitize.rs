@@ -364,7 +364,15 @@ mod tests {
             occurred_at: None,
             refund: refund(),
         };
-        let clean = s.webhook_answer(&Ok(event)).unwrap();
+        let clean = s
+            .webhook_answer(&Ok(WebhookOutcome::Events(vec![event])))
+            .unwrap();
+        assert!(!leaks(&clean), "{clean:?}");
+        let clean = s
+            .webhook_answer(&Ok(WebhookOutcome::Ignored(format!(
+                "event type refund.{KEY}"
+            ))))
+            .unwrap();
         assert!(!leaks(&clean), "{clean:?}");
         for e in [
             WebhookError::MissingHeader(format!("X-{KEY}")),
@@ -379,6 +387,31 @@ mod tests {
             message: format!("panicked: {KEY}"),
         });
         assert!(!leaks(&trap), "{trap:?}");
+    }
+
+    #[test]
+    fn a_listed_page_keeps_no_secret_and_no_cursor_over_its_cap() {
+        let s = sanitizer();
+        let page = RefundPage {
+            refunds: vec![refund(), refund()],
+            next_cursor: Some("c".repeat(MAX_CURSOR)),
+        };
+        let clean = s.page_answer(&Ok(page.clone())).unwrap().unwrap();
+        assert!(!leaks(&clean), "{clean:?}");
+        assert_eq!(clean.refunds.len(), 2);
+        // A cursor is opaque: kept whole up to its cap, never cut.
+        assert_eq!(clean.next_cursor, page.next_cursor);
+        let long = RefundPage {
+            next_cursor: Some("c".repeat(MAX_CURSOR + 1)),
+            ..page
+        };
+        assert_eq!(
+            s.page_answer(&Ok(long)).unwrap_err(),
+            Oversized {
+                field: "next_cursor",
+                len: MAX_CURSOR + 1
+            }
+        );
     }
 
     #[test]
@@ -408,7 +441,17 @@ mod tests {
             occurred_at: None,
             refund: refund(),
         };
-        assert_eq!(s.webhook_answer(&Ok(event)).unwrap_err().field, "event_id");
+        // One oversized event makes the whole delivery an error, wherever it is in the batch.
+        let fine = WebhookEvent {
+            event_id: "e".into(),
+            ..event.clone()
+        };
+        assert_eq!(
+            s.webhook_answer(&Ok(WebhookOutcome::Events(vec![fine, event])))
+                .unwrap_err()
+                .field,
+            "event_id"
+        );
     }
 
     #[test]
@@ -421,6 +464,9 @@ mod tests {
             partial_refunds: true,
             multiple_refunds: true,
             refund_window_days: Some(30),
+            status_queries: true,
+            reversal_window_days: Some(90),
+            max_list_range_days: Some(31),
         };
         let clean = sanitizer().provider_info(&info).unwrap();
         assert_eq!(clean.display_name, format!("P (key {REDACTED})"));

@@ -215,3 +215,161 @@ impl Instance {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::PluginComponent;
+    use crate::engine::Engine;
+
+    /// A component exporting an (empty) instance under each of `exports` and importing a clock
+    /// under each of `imports`: enough for the loader, which goes by names before it links.
+    fn component(imports: &[&str], exports: &[&str]) -> Vec<u8> {
+        let mut wat = String::from("(component\n");
+        for i in imports {
+            wat.push_str(&format!(
+                "  (import \"{i}\" (instance (export \"now\" (func (result s64)))))\n"
+            ));
+        }
+        for (n, e) in exports.iter().enumerate() {
+            wat.push_str(&format!(
+                "  (instance $e{n})\n  (export \"{e}\" (instance $e{n}))\n"
+            ));
+        }
+        wat.push(')');
+        wat::parse_str(&wat).unwrap()
+    }
+
+    fn version_of(bytes: &[u8]) -> Result<ContractVersion, LoadError> {
+        let engine =
+            wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        ContractVersion::of(&engine, &component)
+    }
+
+    #[test]
+    fn a_version_is_written_as_in_its_wit_package() {
+        assert_eq!(ContractVersion::V0_1_0.as_str(), "0.1.0");
+        assert_eq!(ContractVersion::V0_2_0.as_str(), "0.2.0");
+        assert_eq!(ContractVersion::V0_2_0.to_string(), "0.2.0");
+        // Oldest first, the newest last: `of` prefers the newest a component exports.
+        assert!(ContractVersion::ALL.is_sorted());
+        assert_eq!(ContractVersion::ALL.last(), Some(&ContractVersion::NEWEST));
+        // Every name a version grants or expects is of that version's package, and no other's.
+        for v in ContractVersion::ALL {
+            let suffix = format!("@{}", v.as_str());
+            assert!(v.export().ends_with(&suffix), "{}", v.export());
+            for import in v.imports() {
+                assert!(import.starts_with("refundry:provider/"), "{import}");
+                assert!(import.ends_with(&suffix), "{v}: {import}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_version_is_the_provider_interface_a_component_exports() {
+        let v01 = component(&[], &["refundry:provider/provider@0.1.0"]);
+        let v02 = component(&[], &["refundry:provider/provider@0.2.0"]);
+        assert_eq!(version_of(&v01).unwrap(), ContractVersion::V0_1_0);
+        assert_eq!(version_of(&v02).unwrap(), ContractVersion::V0_2_0);
+        let both = component(
+            &[],
+            &[
+                "refundry:provider/provider@0.1.0",
+                "refundry:provider/provider@0.2.0",
+            ],
+        );
+        assert_eq!(version_of(&both).unwrap(), ContractVersion::V0_2_0);
+    }
+
+    #[test]
+    fn a_component_exporting_no_released_provider_interface_is_refused() {
+        for exports in [
+            &[][..],
+            &["refundry:provider/provider@0.3.0"][..],
+            &["refundry:provider/provider"][..],
+            &["example:other/provider@0.2.0"][..],
+        ] {
+            match version_of(&component(&[], exports)) {
+                Err(LoadError::Contract(message)) => {
+                    assert!(
+                        message.contains("refundry:provider/provider@0.1.0"),
+                        "{message}"
+                    );
+                    assert!(
+                        message.contains("refundry:provider/provider@0.2.0"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{exports:?}: expected a contract error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_component_importing_another_versions_interface_is_refused_naming_its_contract() {
+        let engine = Engine::new(Default::default()).unwrap();
+        // A 0.2 component reaching for 0.1's clock, and a 0.1 component reaching for the crypto
+        // that only 0.2 grants: each version's world is exactly its own folder's.
+        for (import, export, contract) in [
+            (
+                "refundry:provider/clock@0.1.0",
+                "refundry:provider/provider@0.2.0",
+                "0.2.0",
+            ),
+            (
+                "refundry:provider/crypto@0.2.0",
+                "refundry:provider/provider@0.1.0",
+                "0.1.0",
+            ),
+        ] {
+            let bytes = component(&[import], &[export]);
+            match PluginComponent::compile(&engine, &bytes) {
+                Err(e @ LoadError::ForbiddenImport { .. }) => {
+                    let message = e.to_string();
+                    let LoadError::ForbiddenImport {
+                        import: found,
+                        contract: named,
+                        allowed,
+                    } = e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!((found.as_str(), named), (import, contract));
+                    assert!(
+                        message.contains(&format!("refundry:provider@{contract}")),
+                        "{message}"
+                    );
+                    assert!(!allowed.contains(import), "{allowed}");
+                }
+                Err(other) => panic!("{import}: expected ForbiddenImport, got {other}"),
+                Ok(_) => panic!("{import} was loaded into a {contract} component"),
+            }
+        }
+    }
+
+    #[test]
+    fn each_version_allows_exactly_its_own_imports() {
+        for v in ContractVersion::ALL {
+            let own: Vec<String> = v.imports().iter().map(|i| i.to_string()).collect();
+            assert!(v.check_imports(&own).is_ok(), "{v}");
+            assert!(
+                v.check_imports(&[]).is_ok(),
+                "{v}: importing nothing is allowed"
+            );
+            for other in ContractVersion::ALL.into_iter().filter(|o| *o != v) {
+                for import in other.imports() {
+                    if v.imports().contains(import) {
+                        continue;
+                    }
+                    match v.check_imports(&[import.to_string()]) {
+                        Err(LoadError::ForbiddenImport { contract, .. }) => {
+                            assert_eq!(contract, v.as_str())
+                        }
+                        other => panic!("{v} allowed {import}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
