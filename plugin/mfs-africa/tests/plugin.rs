@@ -4,8 +4,9 @@ use refundry_mfs_africa::{MfsAfrica, sign};
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::testing::{FakeHost, response};
 use refundry_sdk::{
-    Host, Level, Money, Provider, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus,
-    Refusal, RefusalKind, Retryable, WebhookError,
+    Host, Level, Money, Provider, Refund, RefundError, RefundLookup, RefundPage, RefundRequest,
+    RefundStatus, Refusal, RefusalKind, Retryable, TimeRange, WebhookError, WebhookEvent,
+    WebhookOutcome, WebhookRequest,
 };
 
 /// 2026-11-25T10:15:30Z (`date -u -d 2026-11-25T10:15:30Z +%s`).
@@ -230,20 +231,29 @@ fn invalid_requests_are_refused_before_any_call() {
 }
 
 #[test]
-fn missing_configuration_is_an_authentication_refusal() {
+fn missing_configuration_is_a_configuration_refusal() {
+    let range = TimeRange {
+        from: NOW,
+        to: NOW + 60_000,
+    };
     for key in ["base_url", "api_key", "api_secret"] {
         let mut host = answering(201, fixture("refund_pending.json"));
         host.remove_config(key);
         let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
         assert!(
-            refused_before_call(RefusalKind::Authentication)(&err),
+            refused_before_call(RefusalKind::Configuration)(&err),
             "{key}: {err:?}"
         );
         assert!(format!("{err:?}").contains(key));
-        let err =
-            MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("x".into())).unwrap_err();
+        let err = MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("x".into()), None)
+            .unwrap_err();
         assert!(
-            refused_before_call(RefusalKind::Authentication)(&err),
+            refused_before_call(RefusalKind::Configuration)(&err),
+            "{key}: {err:?}"
+        );
+        let err = MfsAfrica::list_refunds(&host, range, None).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::Configuration)(&err),
             "{key}: {err:?}"
         );
         assert!(host.requests().is_empty());
@@ -252,7 +262,7 @@ fn missing_configuration_is_an_authentication_refusal() {
     host.set_config("base_url", "127.0.0.1:8080");
     let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
     assert!(
-        refused_before_call(RefusalKind::Authentication)(&err),
+        refused_before_call(RefusalKind::Configuration)(&err),
         "{err:?}"
     );
 }
@@ -471,9 +481,12 @@ fn success_bodies_that_do_not_parse_are_unknown_outcomes() {
         let err = MfsAfrica::create_refund(&host, request()).unwrap_err();
         assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
         let host = answering(200, body);
-        let err =
-            MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_abc123".into()))
-                .unwrap_err();
+        let err = MfsAfrica::get_refund(
+            &host,
+            RefundLookup::ProviderRefundId("rfnd_abc123".into()),
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
     }
     // A success status the spec does not use is not a refund either.
@@ -496,8 +509,8 @@ fn transport_failures_depend_on_the_operation() {
         let f = failure.clone();
         let host = host(move |_| Err(f.clone()));
         let create = MfsAfrica::create_refund(&host, request()).unwrap_err();
-        let get =
-            MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-1".into())).unwrap_err();
+        let get = MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-1".into()), None)
+            .unwrap_err();
         let is_retryable = |e: &RefundError| {
             matches!(
                 e,
@@ -509,7 +522,7 @@ fn transport_failures_depend_on_the_operation() {
                 })
             )
         };
-        let is_config = |e: &RefundError| matches!(e, RefundError::Refused(Refusal { kind: RefusalKind::Other, provider_code: None, http_status: None, message }) if message.starts_with("configuration"));
+        let is_config = |e: &RefundError| refused_before_call(RefusalKind::Configuration)(e);
         match failure {
             HttpError::ConnectFailed(_) => {
                 assert!(is_retryable(&create), "{create:?}");
@@ -533,8 +546,12 @@ fn transport_failures_depend_on_the_operation() {
 #[test]
 fn get_by_provider_id() {
     let host = answering(200, fixture("refund_failed.json"));
-    let refund =
-        MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_ugx777".into())).unwrap();
+    let refund = MfsAfrica::get_refund(
+        &host,
+        RefundLookup::ProviderRefundId("rfnd_ugx777".into()),
+        None,
+    )
+    .unwrap();
     assert_eq!(refund.provider_refund_id, "rfnd_ugx777");
     assert_eq!(
         refund.amount,
@@ -566,7 +583,7 @@ fn get_by_provider_id() {
 #[test]
 fn get_by_provider_id_encodes_the_path_segment() {
     let host = answering(200, fixture("refund_pending.json"));
-    MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("a/b c?".into())).unwrap();
+    MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("a/b c?".into()), None).unwrap();
     assert_eq!(
         host.requests()[0].url,
         "http://127.0.0.1:8080/v1/refunds/a%2Fb%20c%3F"
@@ -577,7 +594,7 @@ fn get_by_provider_id_encodes_the_path_segment() {
 fn get_unknown_refund_is_not_found() {
     let host = answering(404, error_body("refund_not_found"));
     assert_eq!(
-        MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_x".into())),
+        MfsAfrica::get_refund(&host, RefundLookup::ProviderRefundId("rfnd_x".into()), None),
         Err(refused(RefusalKind::NotFound, "refund_not_found", 404))
     );
 }
@@ -585,9 +602,12 @@ fn get_unknown_refund_is_not_found() {
 #[test]
 fn get_by_external_id() {
     let host = answering(200, fixture("refund_list.json"));
-    let refund =
-        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("order-991-r1".into()))
-            .unwrap();
+    let refund = MfsAfrica::get_refund(
+        &host,
+        RefundLookup::ExternalRefundId("order-991-r1".into()),
+        None,
+    )
+    .unwrap();
     assert_eq!(refund.status, RefundStatus::Processed);
     assert_eq!(refund.provider_refund_id, "rfnd_abc123");
     let sent = &host.requests()[0];
@@ -610,20 +630,20 @@ fn get_by_external_id() {
 #[test]
 fn get_by_external_id_not_found_or_invalid() {
     let host = answering(200, fixture("refund_list_empty.json"));
-    let err =
-        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into())).unwrap_err();
+    let err = MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()), None)
+        .unwrap_err();
     assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
 
     // A list naming another external id is not an answer about ours.
     let host = answering(200, fixture("refund_list.json"));
-    let err =
-        MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into())).unwrap_err();
+    let err = MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()), None)
+        .unwrap_err();
     assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
 
     let host = answering(200, fixture("refund_list.json"));
     for bad in ["", "a&b=c", "r 1", "x".repeat(65).as_str()] {
-        let err =
-            MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId(bad.into())).unwrap_err();
+        let err = MfsAfrica::get_refund(&host, RefundLookup::ExternalRefundId(bad.into()), None)
+            .unwrap_err();
         assert!(
             refused_before_call(RefusalKind::InvalidRequest)(&err),
             "{bad:?}: {err:?}"
@@ -651,6 +671,11 @@ fn describe_matches_the_spec() {
     );
     assert!(info.partial_refunds && info.multiple_refunds);
     assert_eq!(info.refund_window_days, Some(180));
+    // Spec "Query" and "List (reconciliation)": status queries, ranges of at most 31 days; the
+    // spec sets no reversal window.
+    assert!(info.status_queries);
+    assert_eq!(info.max_list_range_days, Some(31));
+    assert_eq!(info.reversal_window_days, None);
 }
 
 #[test]
@@ -661,12 +686,14 @@ fn only_the_next_build_names_its_version_on_every_request() {
     MfsAfrica::get_refund(
         &host_get,
         RefundLookup::ProviderRefundId("rfnd_abc123".into()),
+        None,
     )
     .unwrap();
     let host_list = answering(200, fixture("refund_list.json"));
     MfsAfrica::get_refund(
         &host_list,
         RefundLookup::ExternalRefundId("order-991-r1".into()),
+        None,
     )
     .unwrap();
     let expected: &[&str] = if cfg!(feature = "next") {
@@ -682,6 +709,186 @@ fn only_the_next_build_names_its_version_on_every_request() {
             .map(|(_, v)| v.as_str())
             .collect();
         assert_eq!(versions, expected, "{} {}", sent.method.as_str(), sent.url);
+    }
+}
+
+// --- list (reconciliation) ---
+
+/// 09:15:30.250Z to 10:15:30.500Z: neither end on a whole second, as the host may ask.
+const LIST_RANGE: TimeRange = TimeRange {
+    from: NOW - 3_600_000 + 250,
+    to: NOW + 500,
+};
+/// The range widened to the whole seconds the provider takes.
+const LIST_QUERY: &str =
+    "created_from=2026-11-25T09:15:30Z&created_to=2026-11-25T10:15:31Z&limit=100";
+
+#[test]
+fn list_sends_the_signed_range_request_and_maps_a_page() {
+    let host = answering(200, fixture("list_page.json"));
+    let page = MfsAfrica::list_refunds(&host, LIST_RANGE, None).unwrap();
+
+    let sent = host.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method, Method::Get);
+    assert_eq!(
+        sent[0].url,
+        format!("http://127.0.0.1:8080/v1/refunds?{LIST_QUERY}")
+    );
+    assert_eq!(sent[0].body, None);
+    // The signed PATH is the target with its query. Computed independently:
+    //   python3 -c 'import hashlib,hmac; e=hashlib.sha256(b"").hexdigest();
+    //     s="GET\n/v1/refunds?created_from=2026-11-25T09:15:30Z&created_to=2026-11-25T10:15:31Z&limit=100\n2026-11-25T10:15:30Z\n"+e;
+    //     print(hmac.new(b"test_api_secret", s.encode(), hashlib.sha256).hexdigest())'
+    let signed = [
+        ("X-Api-Key", "test_api_key"),
+        ("X-Timestamp", "2026-11-25T10:15:30Z"),
+        (
+            "X-Signature",
+            "f9357fff90e13d2acffa1f3f79b03f5b2865341a00e7a51751d607570a92e282",
+        ),
+    ];
+    assert_eq!(headers(&sent[0]), [&signed[..], EXTRA_HEADERS].concat());
+
+    // rfnd_early (09:15:30.000) is before `from` and rfnd_late (10:15:30.750) at or after `to`:
+    // the provider sent them for the widened seconds, the page keeps only the range asked.
+    assert_eq!(
+        page,
+        RefundPage {
+            refunds: vec![
+                Refund {
+                    provider_refund_id: "rfnd_api1".into(),
+                    external_refund_id: Some("order-991-r1".into()),
+                    original_transaction_id: "txn_8f2k1".into(),
+                    amount: Money {
+                        amount_minor: 150_000,
+                        currency: "KES".into(),
+                    },
+                    status: RefundStatus::Processed,
+                    provider_status: "processed".into(),
+                    failure_reason: None,
+                    created_at: Some(NOW - 2_130_000),
+                    updated_at: Some(NOW - 1_830_000),
+                },
+                // Made by staff in the portal: no external id, created at 13:00+03:00.
+                Refund {
+                    provider_refund_id: "rfnd_portal".into(),
+                    external_refund_id: None,
+                    original_transaction_id: "txn_9c3".into(),
+                    amount: Money {
+                        amount_minor: 5000,
+                        currency: "UGX".into(),
+                    },
+                    status: RefundStatus::Pending,
+                    provider_status: "pending".into(),
+                    failure_reason: None,
+                    created_at: Some(NOW - 930_000),
+                    updated_at: Some(NOW - 930_000),
+                },
+            ],
+            // `has_more`: the cursor is the page's last refund id as the provider sent it, even
+            // when that refund was cut from the page.
+            next_cursor: Some("rfnd_late".into()),
+        }
+    );
+}
+
+#[test]
+fn list_with_a_cursor_asks_for_the_refunds_after_it() {
+    let host = answering(200, fixture("list_page_last.json"));
+    let page = MfsAfrica::list_refunds(&host, LIST_RANGE, Some("rfnd_late".into())).unwrap();
+    let sent = &host.requests()[0];
+    assert_eq!(
+        sent.url,
+        format!("http://127.0.0.1:8080/v1/refunds?{LIST_QUERY}&starting_after=rfnd_late")
+    );
+    // Computed as above, over the target with `&starting_after=rfnd_late`.
+    assert_eq!(
+        headers(sent)[2],
+        (
+            "X-Signature",
+            "c8b2396486f0e4dd3bf230a3a7f60b9a0407c99d4d142f954a024e7e444ded1c"
+        )
+    );
+    // No `has_more`: the last page. Its one refund (10:15:30.900) is past the range.
+    assert_eq!(
+        page,
+        RefundPage {
+            refunds: vec![],
+            next_cursor: None,
+        }
+    );
+    // A cursor is a path-safe refund id: anything else is encoded, never spliced raw.
+    let host = answering(200, fixture("list_page_last.json"));
+    MfsAfrica::list_refunds(&host, LIST_RANGE, Some("a&limit=1".into())).unwrap();
+    assert!(
+        host.requests()[0]
+            .url
+            .ends_with("&limit=100&starting_after=a%26limit%3D1"),
+        "{}",
+        host.requests()[0].url
+    );
+}
+
+#[test]
+fn list_refuses_a_range_over_31_days_or_empty_before_any_call() {
+    const DAY: i64 = 86_400_000;
+    let whole = |from: i64, to: i64| TimeRange { from, to };
+    for (range, what) in [
+        (whole(NOW, NOW + 31 * DAY + 1_000), "31 days and a second"),
+        (whole(NOW, NOW + 40 * DAY), "40 days"),
+        // Widened to whole seconds it is over 31 days.
+        (whole(NOW + 1, NOW + 31 * DAY + 1), "31 days off the second"),
+        (whole(NOW, NOW), "empty"),
+        (whole(NOW, NOW - 1), "reversed"),
+    ] {
+        let host = answering(200, fixture("list_page.json"));
+        let err = MfsAfrica::list_refunds(&host, range, None).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::InvalidRequest)(&err),
+            "{what}: {err:?}"
+        );
+        assert!(host.requests().is_empty(), "{what} sent a request");
+    }
+    // Exactly 31 days is allowed, as is one millisecond.
+    for range in [whole(NOW, NOW + 31 * DAY), whole(NOW, NOW + 1)] {
+        let host = answering(200, fixture("list_page_last.json"));
+        assert!(MfsAfrica::list_refunds(&host, range, None).is_ok());
+    }
+    // An empty cursor is no page the provider gave.
+    let host = answering(200, fixture("list_page.json"));
+    let err = MfsAfrica::list_refunds(&host, LIST_RANGE, Some(String::new())).unwrap_err();
+    assert!(
+        refused_before_call(RefusalKind::InvalidRequest)(&err),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn list_errors_follow_the_error_table_and_bad_pages_are_retried_reads() {
+    let refusing = answering(400, error_body("invalid_request"));
+    assert_eq!(
+        MfsAfrica::list_refunds(&refusing, LIST_RANGE, None),
+        Err(refused(RefusalKind::InvalidRequest, "invalid_request", 400))
+    );
+    let unavailable = answering(503, error_body("service_unavailable"));
+    assert_eq!(
+        MfsAfrica::list_refunds(&unavailable, LIST_RANGE, None),
+        Err(retryable("service_unavailable", 503, None))
+    );
+    // A list only reads: a lost answer is retried, never an unknown outcome.
+    let timing_out = host(|_| Err(HttpError::Timeout));
+    let err = MfsAfrica::list_refunds(&timing_out, LIST_RANGE, None).unwrap_err();
+    assert!(matches!(err, RefundError::Retryable(_)), "{err:?}");
+    // Pages that are not the spec's: no `has_more`, or more promised after an empty page.
+    for body in [
+        fixture("refund_list.json"),
+        br#"{"data": [], "has_more": true}"#.to_vec(),
+        b"not json".to_vec(),
+    ] {
+        let host = answering(200, body);
+        let err = MfsAfrica::list_refunds(&host, LIST_RANGE, None).unwrap_err();
+        assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
     }
 }
 
@@ -702,6 +909,25 @@ fn webhook_headers(sig: &str, ts: &str, event_id: &str) -> Vec<(String, String)>
     ]
 }
 
+/// A delivery as the host passes it on: `POST` to the plugin's webhook path.
+fn webhook(headers: &[(String, String)], body: &[u8]) -> WebhookRequest {
+    WebhookRequest {
+        method: "POST".into(),
+        path: "/v1/webhooks/mfs-africa".into(),
+        query: None,
+        headers: headers.to_vec(),
+        body: body.to_vec(),
+    }
+}
+
+/// The one event of a delivery (MFS Africa sends one event per delivery).
+fn one_event(outcome: WebhookOutcome) -> WebhookEvent {
+    match outcome {
+        WebhookOutcome::Events(mut events) if events.len() == 1 => events.remove(0),
+        other => panic!("expected one event, got {other:?}"),
+    }
+}
+
 fn webhook_host(now: i64) -> FakeHost {
     host(|_| panic!("webhooks make no calls")).with_now_ms(now)
 }
@@ -710,12 +936,13 @@ fn webhook_host(now: i64) -> FakeHost {
 fn valid_webhook_is_parsed() {
     let host = webhook_host(WEBHOOK_TS_MS + 10_000);
     let body = fixture("webhook_processed.json");
-    let event = MfsAfrica::parse_webhook(
-        &host,
-        &webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"),
-        &body,
-    )
-    .unwrap();
+    let event = one_event(
+        MfsAfrica::parse_webhook(
+            &host,
+            &webhook(&webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"), &body),
+        )
+        .unwrap(),
+    );
     assert_eq!(event.event_id, "evt_01");
     assert_eq!(event.event_type, "refund.status_changed");
     assert_eq!(event.occurred_at, Some(WEBHOOK_TS_MS));
@@ -739,10 +966,45 @@ fn forged_webhooks_are_rejected() {
         ("", WEBHOOK_TS, &body),
     ] {
         assert_eq!(
-            MfsAfrica::parse_webhook(&host, &webhook_headers(sig, ts, "evt_01"), body),
+            MfsAfrica::parse_webhook(&host, &webhook(&webhook_headers(sig, ts, "evt_01"), body)),
             Err(WebhookError::InvalidSignature)
         );
     }
+}
+
+/// `webhook_processed.json` as another event type, signed with `secret` at [`WEBHOOK_TS`].
+fn other_event_type(secret: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = String::from_utf8(fixture("webhook_processed.json"))
+        .unwrap()
+        .replace("refund.status_changed", "payout.completed")
+        .into_bytes();
+    let sig = sign::webhook_signature(secret, WEBHOOK_TS, &body);
+    (webhook_headers(&sig, WEBHOOK_TS, "evt_01"), body)
+}
+
+#[test]
+fn a_verified_webhook_of_another_event_type_is_ignored() {
+    let host = webhook_host(WEBHOOK_TS_MS);
+    let (headers, body) = other_event_type(b"test_webhook_secret");
+    match MfsAfrica::parse_webhook(&host, &webhook(&headers, &body)) {
+        Ok(WebhookOutcome::Ignored(reason)) => {
+            assert!(reason.contains("payout.completed"), "{reason}")
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+    // Ignored only once genuine: its type is not even read otherwise.
+    let (headers, body) = other_event_type(b"guess");
+    assert_eq!(
+        MfsAfrica::parse_webhook(&host, &webhook(&headers, &body)),
+        Err(WebhookError::InvalidSignature)
+    );
+    // And a genuine but stale one is still stale.
+    let (headers, body) = other_event_type(b"test_webhook_secret");
+    let host = webhook_host(WEBHOOK_TS_MS + 301_000);
+    assert_eq!(
+        MfsAfrica::parse_webhook(&host, &webhook(&headers, &body)),
+        Err(WebhookError::StaleTimestamp(301))
+    );
 }
 
 #[test]
@@ -757,7 +1019,7 @@ fn stale_webhooks_are_rejected_either_way() {
         (86_400_000, Some(86_400)),
     ] {
         let host = webhook_host(WEBHOOK_TS_MS + offset_ms);
-        let got = MfsAfrica::parse_webhook(&host, &headers, &body);
+        let got = MfsAfrica::parse_webhook(&host, &webhook(&headers, &body));
         match expected {
             None => assert!(got.is_ok(), "{offset_ms}: {got:?}"),
             Some(s) => assert_eq!(got, Err(WebhookError::StaleTimestamp(s)), "{offset_ms}"),
@@ -775,7 +1037,7 @@ fn missing_headers_are_named() {
             .filter(|(k, _)| !k.eq_ignore_ascii_case(name))
             .collect();
         assert_eq!(
-            MfsAfrica::parse_webhook(&host, &headers, &body),
+            MfsAfrica::parse_webhook(&host, &webhook(&headers, &body)),
             Err(WebhookError::MissingHeader(name.into()))
         );
     }
@@ -803,8 +1065,10 @@ fn malformed_but_signed_webhooks_are_malformed() {
         let sig = sign::webhook_signature(b"test_webhook_secret", WEBHOOK_TS, body.as_bytes());
         let got = MfsAfrica::parse_webhook(
             &host,
-            &webhook_headers(&sig, WEBHOOK_TS, event_id),
-            body.as_bytes(),
+            &webhook(
+                &webhook_headers(&sig, WEBHOOK_TS, event_id),
+                body.as_bytes(),
+            ),
         );
         assert!(
             matches!(got, Err(WebhookError::Malformed(_))),
@@ -815,8 +1079,10 @@ fn malformed_but_signed_webhooks_are_malformed() {
     let sig = sign::webhook_signature(b"test_webhook_secret", "yesterday", good.as_bytes());
     let got = MfsAfrica::parse_webhook(
         &host,
-        &webhook_headers(&sig, "yesterday", "evt_01"),
-        good.as_bytes(),
+        &webhook(
+            &webhook_headers(&sig, "yesterday", "evt_01"),
+            good.as_bytes(),
+        ),
     );
     assert!(matches!(got, Err(WebhookError::Malformed(_))), "{got:?}");
 }
@@ -829,8 +1095,7 @@ fn webhook_without_secret_is_rejected_and_logged() {
     assert_eq!(
         MfsAfrica::parse_webhook(
             &host,
-            &webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"),
-            &body
+            &webhook(&webhook_headers(WEBHOOK_SIG, WEBHOOK_TS, "evt_01"), &body)
         ),
         Err(WebhookError::InvalidSignature)
     );
