@@ -7,8 +7,9 @@ use refundry_pagoefectivo::{PagoEfectivo, TOKEN_KEY, sign};
 use refundry_sdk::http::{self, HttpError, Method};
 use refundry_sdk::testing::{FakeHost, response};
 use refundry_sdk::{
-    Host, Level, Money, Provider, Refund, RefundError, RefundLookup, RefundRequest, RefundStatus,
-    Refusal, RefusalKind, Retryable, WebhookError,
+    Host, Level, Money, Provider, Refund, RefundError, RefundLookup, RefundPage, RefundRequest,
+    RefundStatus, Refusal, RefusalKind, Retryable, TimeRange, WebhookError, WebhookEvent,
+    WebhookOutcome, WebhookRequest,
 };
 
 /// 2026-11-25T10:15:30Z = 05:15:30-05:00 (`date -u -d 2026-11-25T10:15:30Z +%s`).
@@ -195,8 +196,12 @@ fn token_is_cached_and_reused_across_creates() {
         PagoEfectivo::create_refund(&host, request()).unwrap();
         host.advance_ms(60_000);
     }
-    PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-RF-000123".into()))
-        .unwrap_err();
+    PagoEfectivo::get_refund(
+        &host,
+        RefundLookup::ProviderRefundId("PE-RF-000123".into()),
+        None,
+    )
+    .unwrap_err();
     let sent = host.requests();
     assert_eq!(sent.len(), 7);
     assert_eq!(auth_count(&host), 1, "exactly one authorization");
@@ -293,7 +298,7 @@ fn expired_token_is_reauthorized_once_and_the_call_retried_once() {
         ]);
         let got = match lookup {
             None => PagoEfectivo::create_refund(&host, request()),
-            Some(lookup) => PagoEfectivo::get_refund(&host, lookup),
+            Some(lookup) => PagoEfectivo::get_refund(&host, lookup, None),
         };
         assert_eq!(got, Err(refused(RefusalKind::Authentication, "106", 401)));
         assert_eq!(host.requests().len(), 4);
@@ -528,20 +533,29 @@ fn invalid_requests_are_refused_before_any_call() {
 }
 
 #[test]
-fn missing_or_invalid_configuration_is_an_authentication_refusal() {
+fn missing_or_invalid_configuration_is_a_configuration_refusal() {
     for key in ["base_url", "id_service", "access_key", "secret_key"] {
         let mut host = answering(201, fixture("refund_pending.json"));
         host.remove_config(key);
         let err = PagoEfectivo::create_refund(&host, request()).unwrap_err();
         assert!(
-            refused_before_call(RefusalKind::Authentication)(&err),
+            refused_before_call(RefusalKind::Configuration)(&err),
             "{key}: {err:?}"
         );
         assert!(format!("{err:?}").contains(key));
-        let err = PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("x".into()))
+        let err = PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("x".into()), None)
             .unwrap_err();
         assert!(
-            refused_before_call(RefusalKind::Authentication)(&err),
+            refused_before_call(RefusalKind::Configuration)(&err),
+            "{key}: {err:?}"
+        );
+        let range = TimeRange {
+            from: NOW,
+            to: NOW + 60_000,
+        };
+        let err = PagoEfectivo::list_refunds(&host, range, None).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::Configuration)(&err),
             "{key}: {err:?}"
         );
         assert!(host.requests().is_empty());
@@ -555,7 +569,7 @@ fn missing_or_invalid_configuration_is_an_authentication_refusal() {
         host.set_config(key, value);
         let err = PagoEfectivo::create_refund(&host, request()).unwrap_err();
         assert!(
-            refused_before_call(RefusalKind::Authentication)(&err),
+            refused_before_call(RefusalKind::Configuration)(&err),
             "{err:?}"
         );
         assert!(format!("{err:?}").contains(key));
@@ -581,9 +595,12 @@ fn success_bodies_that_do_not_parse_are_unknown_outcomes() {
         let err = PagoEfectivo::create_refund(&host, request()).unwrap_err();
         assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
         let host = answering(200, body);
-        let err =
-            PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-RF-000123".into()))
-                .unwrap_err();
+        let err = PagoEfectivo::get_refund(
+            &host,
+            RefundLookup::ProviderRefundId("PE-RF-000123".into()),
+            None,
+        )
+        .unwrap_err();
         assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
     }
     let host = answering(202, fixture("refund_pending.json"));
@@ -612,7 +629,7 @@ fn transport_failures_depend_on_the_operation() {
             })
         )
     };
-    let is_config = |e: &RefundError| matches!(e, RefundError::Refused(Refusal { kind: RefusalKind::Other, provider_code: None, http_status: None, message }) if message.starts_with("configuration"));
+    let is_config = |e: &RefundError| refused_before_call(RefusalKind::Configuration)(e);
     for failure in failures {
         // The refund calls fail; the authorization succeeds.
         let f = failure.clone();
@@ -624,8 +641,12 @@ fn transport_failures_depend_on_the_operation() {
             }
         });
         let create = PagoEfectivo::create_refund(&provider, request()).unwrap_err();
-        let get = PagoEfectivo::get_refund(&provider, RefundLookup::ExternalRefundId("r-1".into()))
-            .unwrap_err();
+        let get = PagoEfectivo::get_refund(
+            &provider,
+            RefundLookup::ExternalRefundId("r-1".into()),
+            None,
+        )
+        .unwrap_err();
         // The authorization itself fails: nothing about a refund was sent.
         let f = failure.clone();
         let auth_host = host(move |_| Err(f.clone()));
@@ -656,9 +677,12 @@ fn transport_failures_depend_on_the_operation() {
 #[test]
 fn get_by_provider_id() {
     let host = answering(200, fixture("refund_rejected.json"));
-    let refund =
-        PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-RF-000123".into()))
-            .unwrap();
+    let refund = PagoEfectivo::get_refund(
+        &host,
+        RefundLookup::ProviderRefundId("PE-RF-000123".into()),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         refund,
         Refund {
@@ -698,7 +722,7 @@ fn get_by_provider_id() {
 #[test]
 fn get_signs_the_target_as_sent() {
     let mut host = answering(200, fixture("refund_pending.json"));
-    PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("a/b c?".into())).unwrap();
+    PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("a/b c?".into()), None).unwrap();
     let sent = &host.requests()[1];
     assert_eq!(sent.url, "http://127.0.0.1:8080/v1/refunds/a%2Fb%20c%3F");
     let sig = sign::signature(b"test_secret_key", "/v1/refunds/a%2Fb%20c%3F");
@@ -710,7 +734,7 @@ fn get_signs_the_target_as_sent() {
     // A base_url path prefix is part of the request target.
     host.set_config("base_url", "https://pe.example/api/");
     host.clear_records();
-    PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-1".into())).unwrap();
+    PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-1".into()), None).unwrap();
     let sent = host.requests();
     assert_eq!(sent[0].url, "https://pe.example/api/v1/authorizations");
     assert_eq!(sent[1].url, "https://pe.example/api/v1/refunds/PE-1");
@@ -725,7 +749,11 @@ fn get_signs_the_target_as_sent() {
 fn get_unknown_refund_is_not_found() {
     let host = answering(404, error_body("121"));
     assert_eq!(
-        PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId("PE-RF-9".into())),
+        PagoEfectivo::get_refund(
+            &host,
+            RefundLookup::ProviderRefundId("PE-RF-9".into()),
+            None
+        ),
         Err(refused(RefusalKind::NotFound, "121", 404))
     );
 }
@@ -733,9 +761,12 @@ fn get_unknown_refund_is_not_found() {
 #[test]
 fn get_by_external_id() {
     let host = answering(200, fixture("refund_list.json"));
-    let refund =
-        PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId("order-991-r1".into()))
-            .unwrap();
+    let refund = PagoEfectivo::get_refund(
+        &host,
+        RefundLookup::ExternalRefundId("order-991-r1".into()),
+        None,
+    )
+    .unwrap();
     assert_eq!(refund.status, RefundStatus::Processed);
     assert_eq!(refund.provider_status, "completed");
     assert_eq!(refund.provider_refund_id, "PE-RF-000123");
@@ -761,27 +792,27 @@ fn get_by_external_id() {
 #[test]
 fn get_by_external_id_not_found_or_invalid() {
     let host = answering(200, fixture("refund_list_empty.json"));
-    let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()))
+    let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()), None)
         .unwrap_err();
     assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
 
     // A list naming another refund id is not an answer about ours.
     let host = answering(200, fixture("refund_list.json"));
-    let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()))
+    let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId("r-404".into()), None)
         .unwrap_err();
     assert!(refused_before_call(RefusalKind::NotFound)(&err), "{err:?}");
 
     let host = answering(200, fixture("refund_list.json"));
     for bad in ["", "a&b=c", "r 1", "x".repeat(65).as_str()] {
-        let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId(bad.into()))
+        let err = PagoEfectivo::get_refund(&host, RefundLookup::ExternalRefundId(bad.into()), None)
             .unwrap_err();
         assert!(
             refused_before_call(RefusalKind::InvalidRequest)(&err),
             "{bad:?}: {err:?}"
         );
     }
-    let err =
-        PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId(String::new())).unwrap_err();
+    let err = PagoEfectivo::get_refund(&host, RefundLookup::ProviderRefundId(String::new()), None)
+        .unwrap_err();
     assert!(
         refused_before_call(RefusalKind::InvalidRequest)(&err),
         "{err:?}"
@@ -798,6 +829,217 @@ fn describe_matches_the_spec() {
     assert_eq!(info.currencies, ["PEN", "USD"]);
     assert!(info.partial_refunds && info.multiple_refunds);
     assert_eq!(info.refund_window_days, Some(180));
+    // Spec "Query" and "List (reconciliation)": status queries, ranges of at most 31 days; the
+    // spec sets no reversal window.
+    assert!(info.status_queries);
+    assert_eq!(info.max_list_range_days, Some(31));
+    assert_eq!(info.reversal_window_days, None);
+}
+
+// --- list (reconciliation) ---
+
+/// 09:15:30.250Z to 10:15:30.500Z (04:15:30.250 to 05:15:30.500 in Lima): neither end on a whole
+/// second, as the host may ask.
+const LIST_RANGE: TimeRange = TimeRange {
+    from: NOW - 3_600_000 + 250,
+    to: NOW + 500,
+};
+/// The range widened to the whole seconds the provider takes, in Lima time.
+const LIST_DATES: &str = "dateFrom=2026-11-25T04:15:30-05:00&dateTo=2026-11-25T05:15:31-05:00";
+
+#[test]
+fn list_sends_the_signed_range_request_in_lima_time_and_maps_a_page() {
+    let host = answering(200, fixture("list_page.json"));
+    let page = PagoEfectivo::list_refunds(&host, LIST_RANGE, None).unwrap();
+
+    let sent = host.requests();
+    assert_eq!(sent.len(), 2);
+    assert!(is_auth(&sent[0]));
+    assert_eq!(sent[1].method, Method::Get);
+    assert_eq!(
+        sent[1].url,
+        format!("http://127.0.0.1:8080/v1/refunds?{LIST_DATES}&page=1&pageSize=100")
+    );
+    assert_eq!(sent[1].body, None);
+    // PE-Signature over the target with its query. Computed independently:
+    //   python3 -c 'import hmac,hashlib; t="/v1/refunds?dateFrom=2026-11-25T04:15:30-05:00&dateTo=2026-11-25T05:15:31-05:00&page=1&pageSize=100";
+    //     print(hmac.new(b"test_secret_key", t.encode(), hashlib.sha256).hexdigest())'
+    assert_eq!(
+        headers(&sent[1]),
+        [
+            ("Authorization", "Bearer tok-1"),
+            (
+                "PE-Signature",
+                "78f523603c73e6694fe43936a3e377cefacc1e01bac3f1db6ba1e311701ca34b"
+            ),
+        ]
+    );
+
+    // PE-RF-000100 (04:15:30.000) is before `from` and PE-RF-000125 (05:15:30.750) at or after
+    // `to`: sent for the widened seconds, cut back to the range asked.
+    assert_eq!(
+        page,
+        RefundPage {
+            refunds: vec![
+                Refund {
+                    provider_refund_id: "PE-RF-000123".into(),
+                    external_refund_id: Some("order-991-r1".into()),
+                    original_transaction_id: "81234567".into(),
+                    amount: Money {
+                        amount_minor: 16_050,
+                        currency: "PEN".into(),
+                    },
+                    status: RefundStatus::Processed,
+                    provider_status: "completed".into(),
+                    failure_reason: None,
+                    created_at: Some(NOW - 2_130_000),
+                    updated_at: Some(NOW - 1_830_000),
+                },
+                // Made in the back office: no refundId of the merchant's.
+                Refund {
+                    provider_refund_id: "PE-RF-000124".into(),
+                    external_refund_id: None,
+                    original_transaction_id: "81239999".into(),
+                    amount: Money {
+                        amount_minor: 1_200,
+                        currency: "USD".into(),
+                    },
+                    status: RefundStatus::Failed,
+                    provider_status: "rejected".into(),
+                    failure_reason: Some("cuenta cerrada".into()),
+                    created_at: Some(NOW - 930_000),
+                    updated_at: Some(NOW - 870_000),
+                },
+            ],
+            // Page 1 of 2: the cursor is the next page's number.
+            next_cursor: Some("2".into()),
+        }
+    );
+}
+
+#[test]
+fn list_with_a_cursor_asks_for_that_page_and_the_last_page_has_no_cursor() {
+    let host = answering(200, fixture("list_page_last.json"));
+    let page = PagoEfectivo::list_refunds(&host, LIST_RANGE, Some("2".into())).unwrap();
+    assert_eq!(
+        page,
+        RefundPage {
+            refunds: vec![],
+            next_cursor: None,
+        }
+    );
+    let sent = &host.requests()[1];
+    assert_eq!(
+        sent.url,
+        format!("http://127.0.0.1:8080/v1/refunds?{LIST_DATES}&page=2&pageSize=100")
+    );
+    // Computed as above, over the target with `page=2`.
+    assert_eq!(
+        http::header(&sent.headers, "PE-Signature"),
+        Some("4e1f6cfeec3076c88fb6f6ae70928047b4aaef790865fc0c139c47f189c0ae2c")
+    );
+    // A page past the last (the spec: no items) ends the listing too.
+    let past = fixture_str("list_page_last.json").replace("\"page\": 2", "\"page\": 3");
+    let host = answering(200, past.into_bytes());
+    let page = PagoEfectivo::list_refunds(&host, LIST_RANGE, Some("3".into())).unwrap();
+    assert_eq!(page.next_cursor, None);
+}
+
+#[test]
+fn list_dates_are_lima_dates_even_across_midnight() {
+    // 2026-11-25T03:00:00Z to 04:00:00Z is still the 24th in Lima.
+    let from = NOW - 26_130_000;
+    let host = answering(200, fixture("list_page_last.json"));
+    PagoEfectivo::list_refunds(
+        &host,
+        TimeRange {
+            from,
+            to: from + 3_600_000,
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        host.requests()[1].url,
+        "http://127.0.0.1:8080/v1/refunds?dateFrom=2026-11-24T22:00:00-05:00&dateTo=2026-11-24T23:00:00-05:00&page=1&pageSize=100"
+    );
+}
+
+#[test]
+fn list_refuses_a_range_over_31_days_empty_or_a_bad_cursor_before_any_call() {
+    const DAY: i64 = 86_400_000;
+    let range = |from: i64, to: i64| TimeRange { from, to };
+    for (range, cursor, what) in [
+        (
+            range(NOW, NOW + 31 * DAY + 1_000),
+            None,
+            "31 days and a second",
+        ),
+        (range(NOW, NOW + 40 * DAY), None, "40 days"),
+        (
+            range(NOW + 1, NOW + 31 * DAY + 1),
+            None,
+            "31 days off the second",
+        ),
+        (range(NOW, NOW), None, "empty"),
+        (range(NOW, NOW - 1), None, "reversed"),
+        (LIST_RANGE, Some("0"), "page 0"),
+        (LIST_RANGE, Some("two"), "not a number"),
+        (LIST_RANGE, Some(""), "empty cursor"),
+    ] {
+        let host = answering(200, fixture("list_page.json"));
+        let err = PagoEfectivo::list_refunds(&host, range, cursor.map(String::from)).unwrap_err();
+        assert!(
+            refused_before_call(RefusalKind::InvalidRequest)(&err),
+            "{what}: {err:?}"
+        );
+        // Not even the authorization is asked for.
+        assert!(host.requests().is_empty(), "{what} sent a request");
+    }
+    for range in [range(NOW, NOW + 31 * DAY), range(NOW, NOW + 1)] {
+        let host = answering(200, fixture("list_page_last.json"));
+        assert!(PagoEfectivo::list_refunds(&host, range, None).is_ok());
+    }
+}
+
+#[test]
+fn list_errors_follow_the_error_table_and_an_unparseable_page_is_an_unknown_outcome() {
+    let refusing = answering(400, error_body("111"));
+    assert_eq!(
+        PagoEfectivo::list_refunds(&refusing, LIST_RANGE, None),
+        Err(refused(RefusalKind::InvalidRequest, "111", 400))
+    );
+    // An expired token is renewed for a list like for any call.
+    let renewing = scripted(vec![
+        token_answer("tok-1"),
+        (401, error_body("106")),
+        token_answer("tok-2"),
+        (200, fixture("list_page_last.json")),
+    ]);
+    assert!(PagoEfectivo::list_refunds(&renewing, LIST_RANGE, None).is_ok());
+    assert_eq!(bearer(&renewing.requests()[3]), "Bearer tok-2");
+    // A list only reads: a lost answer is retried, never an unknown outcome.
+    let timing_out = host(|req| {
+        if is_auth(req) {
+            Ok(response(201, &[], fixture("auth_token.json")))
+        } else {
+            Err(HttpError::Timeout)
+        }
+    });
+    let err = PagoEfectivo::list_refunds(&timing_out, LIST_RANGE, None).unwrap_err();
+    assert!(matches!(err, RefundError::Retryable(_)), "{err:?}");
+    // Not a page: the lookup's list shape, a failure code, no JSON.
+    for body in [
+        fixture("refund_list.json"),
+        fixture_str("list_page.json")
+            .replace("\"100\"", "\"111\"")
+            .into_bytes(),
+        b"not json".to_vec(),
+    ] {
+        let host = answering(200, body);
+        let err = PagoEfectivo::list_refunds(&host, LIST_RANGE, None).unwrap_err();
+        assert!(matches!(err, RefundError::UnknownOutcome(_)), "{err:?}");
+    }
 }
 
 // --- webhooks ---
@@ -811,6 +1053,25 @@ fn webhook_headers(sig: &str) -> Vec<(String, String)> {
         // Any case, as a proxy might deliver it.
         ("pe-SIGNATURE".into(), sig.into()),
     ]
+}
+
+/// A notification as the host passes it on: `POST` to the plugin's webhook path.
+fn webhook(headers: &[(String, String)], body: &[u8]) -> WebhookRequest {
+    WebhookRequest {
+        method: "POST".into(),
+        path: "/v1/webhooks/pagoefectivo".into(),
+        query: None,
+        headers: headers.to_vec(),
+        body: body.to_vec(),
+    }
+}
+
+/// The one event of a notification (PagoEfectivo sends one event per notification).
+fn one_event(outcome: WebhookOutcome) -> WebhookEvent {
+    match outcome {
+        WebhookOutcome::Events(mut events) if events.len() == 1 => events.remove(0),
+        other => panic!("expected one event, got {other:?}"),
+    }
 }
 
 fn webhook_host() -> FakeHost {
@@ -827,7 +1088,9 @@ fn valid_webhook_is_parsed() {
     // No timestamp is signed: any host clock accepts it.
     host.set_now_ms(NOW + 86_400_000 * 30);
     let body = fixture("webhook_completed.json");
-    let event = PagoEfectivo::parse_webhook(&host, &webhook_headers(WEBHOOK_SIG), &body).unwrap();
+    let event = one_event(
+        PagoEfectivo::parse_webhook(&host, &webhook(&webhook_headers(WEBHOOK_SIG), &body)).unwrap(),
+    );
     assert_eq!(event.event_id, "OP-77812");
     assert_eq!(event.event_type, "refund.completed");
     // dateUpdate 05:20:00-05:00 = 10:20:00Z.
@@ -851,7 +1114,7 @@ fn forged_webhooks_are_rejected() {
         ("", &body),
     ] {
         assert_eq!(
-            PagoEfectivo::parse_webhook(&host, &webhook_headers(sig), body),
+            PagoEfectivo::parse_webhook(&host, &webhook(&webhook_headers(sig), body)),
             Err(WebhookError::InvalidSignature)
         );
     }
@@ -862,7 +1125,10 @@ fn missing_signature_header_is_named() {
     let host = webhook_host();
     let headers = vec![("content-type".to_string(), "application/json".to_string())];
     assert_eq!(
-        PagoEfectivo::parse_webhook(&host, &headers, &fixture("webhook_completed.json")),
+        PagoEfectivo::parse_webhook(
+            &host,
+            &webhook(&headers, &fixture("webhook_completed.json"))
+        ),
         Err(WebhookError::MissingHeader("PE-Signature".into()))
     );
 }
@@ -874,7 +1140,6 @@ fn malformed_but_signed_webhooks_are_malformed() {
     let cases = [
         "not json".to_string(),
         r#"{"eventType": "refund.completed", "operationNumber": "OP-1"}"#.to_string(),
-        good.replace("refund.completed", "refund.settled"),
         good.replace("\"OP-77812\"", "\"\""),
         good.replace("\"status\": \"completed\"", "\"status\": \"done\""),
         good.replace("\"160.50\"", "\"160.500\""),
@@ -883,8 +1148,10 @@ fn malformed_but_signed_webhooks_are_malformed() {
     for body in cases {
         let got = PagoEfectivo::parse_webhook(
             &host,
-            &webhook_headers(&sign_body(body.as_bytes())),
-            body.as_bytes(),
+            &webhook(
+                &webhook_headers(&sign_body(body.as_bytes())),
+                body.as_bytes(),
+            ),
         );
         assert!(
             matches!(got, Err(WebhookError::Malformed(_))),
@@ -894,12 +1161,51 @@ fn malformed_but_signed_webhooks_are_malformed() {
 }
 
 #[test]
+fn a_verified_notification_of_another_event_type_is_ignored() {
+    let host = webhook_host();
+    // Not one of the four types the spec lists; before contract 0.2 this was `malformed`, and
+    // the provider retried a delivery that could never succeed.
+    let body = fixture_str("webhook_completed.json").replace("refund.completed", "refund.settled");
+    let got = PagoEfectivo::parse_webhook(
+        &host,
+        &webhook(
+            &webhook_headers(&sign_body(body.as_bytes())),
+            body.as_bytes(),
+        ),
+    );
+    match got {
+        Ok(WebhookOutcome::Ignored(reason)) => {
+            assert!(reason.contains("refund.settled"), "{reason}")
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+    // Its data is not read: a shape the plugin does not know is no reason to refuse it.
+    let body = r#"{"eventType": "payment.expired", "operationNumber": "OP-9", "data": {"cip": 1}}"#;
+    assert!(matches!(
+        PagoEfectivo::parse_webhook(
+            &host,
+            &webhook(
+                &webhook_headers(&sign_body(body.as_bytes())),
+                body.as_bytes()
+            ),
+        ),
+        Ok(WebhookOutcome::Ignored(_))
+    ));
+    // Ignored only once genuine.
+    let forged = refundry_sdk::crypto::hmac_sha256_hex(b"guess", body.as_bytes());
+    assert_eq!(
+        PagoEfectivo::parse_webhook(&host, &webhook(&webhook_headers(&forged), body.as_bytes())),
+        Err(WebhookError::InvalidSignature)
+    );
+}
+
+#[test]
 fn webhook_without_secret_is_rejected_and_logged() {
     let mut host = webhook_host();
     host.remove_config("secret_key");
     let body = fixture("webhook_completed.json");
     assert_eq!(
-        PagoEfectivo::parse_webhook(&host, &webhook_headers(WEBHOOK_SIG), &body),
+        PagoEfectivo::parse_webhook(&host, &webhook(&webhook_headers(WEBHOOK_SIG), &body)),
         Err(WebhookError::InvalidSignature)
     );
     let logs = host.logs();

@@ -252,3 +252,50 @@ pub mod __private {
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    /// A provider that implements only what it must.
+    struct CallbackOnly;
+
+    impl Provider for CallbackOnly {
+        fn describe() -> ProviderInfo {
+            unreachable!("not called")
+        }
+        fn create_refund(_: &impl Host, _: RefundRequest) -> Result<Refund, RefundError> {
+            unreachable!("not called")
+        }
+        fn get_refund(
+            _: &impl Host,
+            _: RefundLookup,
+            _: Option<String>,
+        ) -> Result<Refund, RefundError> {
+            unreachable!("not called")
+        }
+        fn parse_webhook(
+            _: &impl Host,
+            _: &WebhookRequest,
+        ) -> Result<WebhookOutcome, WebhookError> {
+            unreachable!("not called")
+        }
+    }
+
+    #[test]
+    fn a_provider_that_does_not_list_refunds_answers_unsupported_without_a_call() {
+        let host = FakeHost::new();
+        let range = TimeRange { from: 0, to: 1_000 };
+        match CallbackOnly::list_refunds(&host, range, None) {
+            Err(RefundError::Refused(Refusal {
+                kind: RefusalKind::Unsupported,
+                provider_code: None,
+                http_status: None,
+                ..
+            })) => {}
+            other => panic!("expected an unsupported refusal, got {other:?}"),
+        }
+        assert!(host.requests().is_empty());
+    }
+}
