@@ -865,7 +865,7 @@ fn list_refuses_a_range_over_31_days_or_empty_before_any_call() {
 }
 
 #[test]
-fn list_errors_follow_the_error_table_and_bad_pages_are_retried_reads() {
+fn list_errors_follow_the_error_table_and_an_unparseable_page_is_an_unknown_outcome() {
     let refusing = answering(400, error_body("invalid_request"));
     assert_eq!(
         MfsAfrica::list_refunds(&refusing, LIST_RANGE, None),
