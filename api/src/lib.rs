@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbound_events;
 pub mod plugins;
+pub mod reconciliations;
 pub mod refunds;
 pub mod server;
 pub mod tls;
@@ -54,11 +55,14 @@ use tracing::Instrument;
 use auth::Tokens;
 use error::ApiError;
 use health::ProviderHealth;
-use refundry_ledger::{EventPage, EventQuery, ExchangeRecord, ListQuery, Page, RefundDetail};
+use refundry_ledger::{
+    EventPage, EventQuery, ExchangeRecord, ListQuery, Page, ReconciliationPage,
+    ReconciliationQuery, ReconciliationRecord, RefundDetail, Trigger,
+};
 use refundry_runtime::bindings::types::WebhookRequest;
 use refundry_service::config::ApiToken;
 use refundry_service::refunds::{
-    CreateError, Created, NewRefund, RefundService, ServiceError, WebhookAccepted,
+    CreateError, Created, NewRefund, ReconcileError, RefundService, ServiceError, WebhookAccepted,
     WebhookIntakeError,
 };
 use refundry_service::registry::{Activated, Loaded, ProviderVersions, RegistryError};
@@ -118,6 +122,34 @@ pub trait RefundApi: Clone + Send + Sync + 'static {
         provider: &str,
         version: &str,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+    /// A page of reconciliation runs, newest first. A double without reconciliation answers with
+    /// an error (500).
+    fn reconciliations(
+        &self,
+        _query: ReconciliationQuery,
+    ) -> impl Future<Output = Result<ReconciliationPage, ServiceError>> + Send {
+        std::future::ready(Err(ServiceError(
+            "this service does not reconcile".to_owned(),
+        )))
+    }
+    /// One reconciliation run with its findings.
+    fn reconciliation(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<ReconciliationRecord>, ServiceError>> + Send {
+        std::future::ready(Err(ServiceError(
+            "this service does not reconcile".to_owned(),
+        )))
+    }
+    /// Reconciles `provider` over `[from_ms, to_ms)` now.
+    fn reconcile(
+        &self,
+        provider: &str,
+        _from_ms: i64,
+        _to_ms: i64,
+    ) -> impl Future<Output = Result<ReconciliationRecord, ReconcileError>> + Send {
+        std::future::ready(Err(ReconcileError::UnknownProvider(provider.to_owned())))
+    }
     /// Every metric in the Prometheus text format (`GET /metrics`). A double without metrics
     /// answers with an error (500).
     fn metrics(&self) -> impl Future<Output = Result<String, ServiceError>> + Send {
@@ -209,6 +241,32 @@ impl RefundApi for RefundService {
     fn metrics(&self) -> impl Future<Output = Result<String, ServiceError>> + Send {
         RefundService::metrics_text(self)
     }
+
+    async fn reconciliations(
+        &self,
+        query: ReconciliationQuery,
+    ) -> Result<ReconciliationPage, ServiceError> {
+        self.ledger()
+            .reconciliations(query)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
+    }
+
+    async fn reconciliation(&self, id: &str) -> Result<Option<ReconciliationRecord>, ServiceError> {
+        self.ledger()
+            .reconciliation(id)
+            .await
+            .map_err(|e| ServiceError(e.to_string()))
+    }
+
+    fn reconcile(
+        &self,
+        provider: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<ReconciliationRecord, ReconcileError>> + Send {
+        RefundService::reconcile(self, provider, from_ms, to_ms, Trigger::Api)
+    }
 }
 
 /// What every handler gets: the service and the tokens.
@@ -260,6 +318,11 @@ pub fn router<S: RefundApi>(service: S, tokens: &[ApiToken]) -> Router {
             "/v1/webhooks/{provider}",
             post(webhook_intake::receive::<S>),
         )
+        .route(
+            "/v1/reconciliations",
+            get(reconciliations::list::<S>).post(reconciliations::run::<S>),
+        )
+        .route("/v1/reconciliations/{id}", get(reconciliations::get::<S>))
         .route("/v1/plugins", get(plugins::list::<S>))
         .route(
             "/v1/plugins/{provider}/versions",

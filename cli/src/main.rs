@@ -25,6 +25,7 @@ mod commands {
     pub mod batch;
     pub mod client;
     pub mod plugins;
+    pub mod reconcile;
     pub mod replay;
     pub mod stuck;
     pub mod table;
@@ -76,6 +77,9 @@ enum Command {
     /// Re-run a refund's recorded plugin operations offline and compare them with the originals
     /// (exit 0: identical, 1: different, 2: could not replay).
     Replay(commands::replay::ReplayArgs),
+    /// Reconcile a provider's own list of refunds with the ledger over a range (exit 0: all
+    /// match, 1: something differs, 2: could not run).
+    Reconcile(commands::reconcile::ReconcileArgs),
     /// Run a provider simulator on loopback.
     #[cfg(feature = "sandbox")]
     #[command(subcommand)]
@@ -346,6 +350,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve(&cli.config, a).await,
         Command::Replay(a) => commands::replay::run(&cli.config, cli.json, a).await,
+        Command::Reconcile(a) => commands::reconcile::run(&cli.config, cli.json, a).await,
         Command::Refund(RefundCommand::List(a)) => {
             let ledger = open_ledger(&cli.config)?;
             if let Some(age) = a.stuck {
@@ -643,6 +648,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(address = %bound, "listening");
     let janitor = service.spawn_janitor();
+    let reconciliation = service.spawn_reconciliation(config.reconcile);
     let outbox = outbox.map(|outbox| {
         tracing::info!(
             endpoints = config.events.endpoints.len(),
@@ -657,6 +663,7 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     });
     let served = refundry_api::serve(service, &config.server.tokens, endpoint, shutdown).await;
     janitor.abort();
+    reconciliation.abort();
     if let Some(o) = outbox {
         o.abort();
     }

@@ -29,7 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use refundry_ledger::{LedgerStats, Status};
+use refundry_ledger::{FindingKind, LedgerStats, Status};
 use refundry_runtime::bindings::http::{HttpError, Response};
 use refundry_runtime::bindings::types::WebhookError;
 use refundry_runtime::error::PluginError;
@@ -69,6 +69,12 @@ struct WebhookLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiscrepancyLabels {
+    provider: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefundLabels {
     provider: String,
     plugin_version: String,
@@ -89,6 +95,7 @@ pub struct Metrics {
     provider_requests: Family<ExchangeLabels, Histogram, fn() -> Histogram>,
     plugin_failures: Family<PluginFailureLabels, Counter>,
     webhook_failures: Family<WebhookLabels, Counter>,
+    discrepancies: Family<DiscrepancyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -97,6 +104,7 @@ impl Default for Metrics {
             provider_requests: Family::new_with_constructor(latency_histogram),
             plugin_failures: Family::default(),
             webhook_failures: Family::default(),
+            discrepancies: Family::default(),
         }
     }
 }
@@ -203,6 +211,22 @@ impl Metrics {
             };
             self.webhook_failures.get_or_create(&labels).inc_by(0);
         }
+        for kind in FindingKind::ALL {
+            let labels = DiscrepancyLabels {
+                provider: provider.to_owned(),
+                kind: kind.as_str(),
+            };
+            self.discrepancies.get_or_create(&labels).inc_by(0);
+        }
+    }
+
+    /// A reconciliation of `provider` found a discrepancy of `kind`.
+    pub fn discrepancy(&self, provider: &str, kind: FindingKind) {
+        let labels = DiscrepancyLabels {
+            provider: provider.to_owned(),
+            kind: kind.as_str(),
+        };
+        self.discrepancies.get_or_create(&labels).inc();
     }
 
     /// A plugin operation of version `plugin_version` failed (`""` when not known yet).
@@ -362,6 +386,13 @@ impl Metrics {
             "Webhooks the provider's plugin refused, by provider and reason (invalid_signature, \
              missing_header, stale_timestamp, malformed)",
             self.webhook_failures.clone(),
+        );
+        registry.register(
+            "refundry_reconcile_discrepancies",
+            "Discrepancies reconciliation found between the ledger and a provider's own list, by \
+             provider and kind (missing_in_ledger, missing_at_provider, status_mismatch, \
+             amount_mismatch, currency_mismatch), since this process started",
+            self.discrepancies.clone(),
         );
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)

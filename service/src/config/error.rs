@@ -61,6 +61,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `[reconcile]` setting is wrong.
+    #[error("reconcile.{key}: {reason}")]
+    BadReconcile {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A limit is zero or absurd.
     #[error("{key} = {value} is out of range ({reason})")]
     BadLimit {

@@ -69,6 +69,11 @@
 //! max_total_bytes = 268435456    # all recordings, at least max_operation_bytes; past it the
 //!                                # oldest are deleted
 //!
+//! [reconcile]                    # every provider's own list of refunds against the ledger
+//! interval = "1d"                # between two runs of a provider: seconds, or "90s", "15m",
+//!                                # "6h", "1d" (1 s to 366 d)
+//! window_days = 7                # each run covers the refunds created in the last 7 days (1-366)
+//!
 //! [providers.mfs-africa]
 //! plugin = "../target/plugins/mfs-africa.wasm"   # relative to this file ("native:<id>" links
 //!                                                # the plugin crate in: benchmark builds only)
@@ -97,10 +102,12 @@ use refundry_runtime::limits::{EngineLimits, HttpLimits, PluginQuotas};
 use refundry_runtime::secret::Secret;
 
 mod error;
+pub mod reconcile;
 pub mod recording;
 
 pub use self::error::ConfigError;
 use self::error::limit;
+pub use self::reconcile::ReconcileSchedule;
 pub use self::recording::RecordingConfig;
 
 /// One provider: which plugin runs it and what it is configured with.
@@ -158,6 +165,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Recording of plugin operations, for `refundry replay`.
     pub recording: RecordingConfig,
+    /// `[reconcile]`: scheduled reconciliation with every provider's own list.
+    pub reconcile: ReconcileSchedule,
 }
 
 /// `[events]`: where the outbox delivers an event for every status a refund enters, signed with
@@ -362,6 +371,8 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     recording: self::recording::RawRecording,
+    #[serde(default)]
+    reconcile: self::reconcile::RawReconcile,
 }
 
 #[derive(Deserialize, Default)]
@@ -625,6 +636,7 @@ impl Config {
             plugins,
             events: events(raw.events, &env, needs)?,
             recording: raw.recording.resolve()?,
+            reconcile: raw.reconcile.resolve()?,
         })
     }
 }

@@ -5,10 +5,12 @@
 mod create;
 mod janitor;
 mod keys;
+mod reconcile;
 mod service;
 mod types;
 mod webhook_intake;
 
+pub use self::reconcile::{ReconcileError, pieces};
 pub use self::service::RefundService;
 pub use self::types::{
     AcceptedEvent, CreateError, Created, EventResult, NewRefund, NotSent, OriginalPayment,
