@@ -567,6 +567,8 @@ mod tests {
     }
 
     const MFS_PENDING: &str = r#"{"refund_id": "rfnd_abc123", "external_refund_id": "order-991-r1", "original_transaction_id": "txn_8f2k1", "refund_amount": "1500.00", "currency": "KES", "reason": "customer_return", "status": "pending", "failure_reason": null, "created_at": "2026-11-25T10:15:31Z", "updated_at": "2026-11-25T10:15:31Z"}"#;
+    /// A list page holding [`MFS_PENDING`], with more to come.
+    const MFS_PAGE: &str = r#"{"data": [{"refund_id": "rfnd_abc123", "external_refund_id": "order-991-r1", "original_transaction_id": "txn_8f2k1", "refund_amount": "1500.00", "currency": "KES", "reason": "customer_return", "status": "pending", "failure_reason": null, "created_at": "2026-11-25T10:15:31Z", "updated_at": "2026-11-25T10:15:31Z"}], "has_more": true}"#;
     const MFS_EXCEEDED: &str = r#"{"error": {"code": "amount_exceeded", "message": "refund amount exceeds the refundable balance"}, "trace_id": "tr_9x8y7"}"#;
     const PE_TOKEN: &str = r#"{"code": "100", "message": "Solicitud exitosa.", "data": {"token": "test-token", "codeService": "S1", "tokenStart": "2026-11-25T05:15:30-05:00", "tokenExpires": "2026-11-25T07:15:30-05:00"}}"#;
     const PE_PENDING: &str = r#"{"code": "100", "message": "Solicitud exitosa.", "data": {"refundId": "order-991-r1", "referenceId": "PE-RF-000123", "transactionId": "txn_8f2k1", "transactionCode": "ORDER-991", "refundAmount": "1500.00", "currency": "PEN", "status": "pending", "statusReason": null, "dateCreation": "2026-11-25T05:15:31-05:00", "dateUpdate": "2026-11-25T05:15:31-05:00"}}"#;
@@ -726,14 +728,51 @@ mod tests {
         let native = link("mfs-africa", caps("mfs-africa", &transport).1).unwrap();
         let exchanges = Exchanges::new(Default::default());
         let lookup = RefundLookup::ProviderRefundId("rfnd_abc123".into());
-        let found = native.get_refund(&lookup, exchanges.observer()).await;
+        let found = native.get_refund(&lookup, None, exchanges.observer()).await;
         assert_eq!(found.unwrap().unwrap().provider_refund_id, "rfnd_abc123");
         assert_eq!(exchanges.take().len(), 1);
-        let unsigned = native.parse_webhook(&[], b"{}", None).await.unwrap();
+        let unsigned = WebhookRequest {
+            method: "POST".into(),
+            path: "/v1/webhooks/mfs-africa".into(),
+            query: None,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        let unsigned = native.parse_webhook(&unsigned, None).await.unwrap();
         assert!(
             matches!(unsigned, Err(WebhookError::MissingHeader(_))),
             "{unsigned:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listed_page_is_the_same_natively_and_in_the_component() {
+        let transport = CannedTransport(vec![("/v1/refunds", 200, MFS_PAGE)]);
+        let wasm: Arc<dyn RefundLogic> = Arc::new(component("mfs-africa", &transport).await);
+        let native = link("mfs-africa", caps("mfs-africa", &transport).1).unwrap();
+        let range = refundry_runtime::TimeRange {
+            from: NOW_MS,
+            to: NOW_MS + 60_000,
+        };
+        let (native_ex, wasm_ex) = (
+            Exchanges::new(Default::default()),
+            Exchanges::new(Default::default()),
+        );
+        let n = native
+            .list_refunds(&range, None, native_ex.observer())
+            .await
+            .unwrap();
+        let w = wasm
+            .list_refunds(&range, None, wasm_ex.observer())
+            .await
+            .unwrap();
+        assert_eq!(n, w);
+        let n_ex: Vec<_> = native_ex.take().into_iter().map(comparable).collect();
+        let w_ex: Vec<_> = wasm_ex.take().into_iter().map(comparable).collect();
+        assert_eq!(n_ex, w_ex, "the same exchanges are recorded");
+        let page = n.unwrap();
+        assert_eq!(page.refunds.len(), 1);
+        assert_eq!(page.next_cursor.as_deref(), Some("rfnd_abc123"));
     }
 
     #[test]
