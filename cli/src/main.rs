@@ -497,7 +497,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let view = ProviderInfoView::from(&info);
             if cli.json {
                 let out = serde_json::json!({
-                    "describe": view, "imports": component.imports,
+                    "describe": view, "contract": component.contract().as_str(),
+                    "imports": component.imports,
                     "sha256": component.sha256, "size_bytes": component.size,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -511,6 +512,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .refund_window_days
                     .map_or("none".into(), |d| format!("{d} days"));
                 println!("window        {window}");
+                println!("queries       {}", view.status_queries);
+                let range = view
+                    .max_list_range_days
+                    .map_or("none".into(), |d| format!("{d} days"));
+                println!("list range    {range}");
+                println!("contract      refundry:provider@{}", component.contract());
                 println!("size          {} bytes", component.size);
                 println!("sha256        {}", component.sha256);
                 println!("imports");

@@ -115,6 +115,13 @@ pub struct ProviderInfoView {
     pub multiple_refunds: bool,
     /// Refund window in days.
     pub refund_window_days: Option<u32>,
+    /// Whether the provider answers status queries (false: callback-only).
+    pub status_queries: bool,
+    /// Days a processed refund may still be reversed; `null` when the plugin does not say.
+    pub reversal_window_days: Option<u32>,
+    /// The longest range one list of refunds may cover, in days; `null` when unlimited or
+    /// when the provider cannot list refunds.
+    pub max_list_range_days: Option<u32>,
 }
 
 impl From<&ProviderInfo> for ProviderInfoView {
@@ -127,6 +134,9 @@ impl From<&ProviderInfo> for ProviderInfoView {
             partial_refunds: i.partial_refunds,
             multiple_refunds: i.multiple_refunds,
             refund_window_days: i.refund_window_days,
+            status_queries: i.status_queries,
+            reversal_window_days: i.reversal_window_days,
+            max_list_range_days: i.max_list_range_days,
         }
     }
 }

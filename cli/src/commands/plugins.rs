@@ -268,9 +268,10 @@ fn print_loaded(json: bool, loaded: &Loaded) {
 
 fn version_line(v: &VersionView) -> String {
     format!(
-        "{} {:<10} sha256 {}  {} bytes  loaded {}  (from {}, {:.1} ms)",
+        "{} {:<10} contract {}  sha256 {}  {} bytes  loaded {}  (from {}, {:.1} ms)",
         if v.active { "*" } else { " " },
         v.version,
+        v.contract,
         &v.sha256[..v.sha256.len().min(16)],
         v.size,
         v.loaded_at.format("%Y-%m-%dT%H:%M:%SZ"),

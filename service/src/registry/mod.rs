@@ -27,12 +27,12 @@ use crate::view::ProviderInfoView;
 pub use cache::{ArtifactCache, ArtifactKey, LoadedFrom};
 use refundry_ledger::db::{Database, DbError};
 use refundry_ledger::plugin_versions::{self as store, StoredVersion};
-use refundry_runtime::RefundLogic;
 use refundry_runtime::caps::{Capabilities, Clock};
 use refundry_runtime::component::{PluginComponent, sha256_hex};
 use refundry_runtime::engine::Engine;
 use refundry_runtime::error::LoadError;
 use refundry_runtime::plugin::Plugin;
+use refundry_runtime::{ContractVersion, RefundLogic};
 
 /// The ledger's artifact key, made (32 random bytes) the first time it is asked for.
 pub async fn artifact_key(db: &Database) -> Result<ArtifactKey, DbError> {
@@ -128,6 +128,13 @@ impl PluginVersion {
             version: info.version.clone(),
             sha256: self.sha256().to_owned(),
             size: self.logic.component().map_or(0, |c| c.size),
+            // Logic linked natively is built with the SDK, on the newest contract.
+            contract: self
+                .logic
+                .component()
+                .map_or(ContractVersion::NEWEST, |c| c.contract())
+                .as_str()
+                .to_owned(),
             active,
             loaded_at: DateTime::from_timestamp_millis(self.loaded_at).unwrap_or_default(),
             loaded_from: self.loaded_from,
@@ -148,6 +155,10 @@ pub struct VersionView {
     pub sha256: String,
     /// Size of the component, in bytes.
     pub size: usize,
+    /// The released `refundry:provider` contract the component is built against (`0.1.0`,
+    /// `0.2.0`); an older one runs through the runtime's adapter.
+    #[schema(example = "0.2.0")]
+    pub contract: String,
     /// Whether new refunds go to this version.
     pub active: bool,
     /// When it was first loaded.
