@@ -952,6 +952,7 @@ mod tests {
         rec.input(Input::GetRefund {
             provider_refund_id: Some("r1".into()),
             external_refund_id: None,
+            original_transaction_id: None,
         });
         for i in 0..20 {
             rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i));
@@ -974,6 +975,7 @@ mod tests {
         rec.input(Input::GetRefund {
             provider_refund_id: Some("r1".into()),
             external_refund_id: None,
+            original_transaction_id: None,
         });
         for i in 0..20 {
             rec.step(RecordedCall::ClockNow, RecordedAnswer::Clock(i));
@@ -1016,6 +1018,7 @@ mod tests {
         rec.input(Input::GetRefund {
             provider_refund_id: Some("r".into()),
             external_refund_id: None,
+            original_transaction_id: None,
         });
         let issued = Ok(Response {
             status: 201,
@@ -1056,8 +1059,13 @@ mod tests {
         let rec = Recorder::new(by(), 1 << 20, Arc::default());
         rec.input(Input::webhook(
             &m,
-            &[("X-Sig".into(), "v".into())],
-            b"{\"a\":\"s3cr3t\"}",
+            &WebhookRequest {
+                method: "POST".into(),
+                path: "/v1/webhooks/p".into(),
+                query: Some("k=s3cr3t".into()),
+                headers: vec![("X-Sig".into(), "v".into())],
+                body: b"{\"a\":\"s3cr3t\"}".to_vec(),
+            },
         ));
         rec.step(
             RecordedCall::ConfigGet {
@@ -1074,5 +1082,53 @@ mod tests {
         assert!(!text.contains("s3cr3t"), "{text}");
         let back: Recording = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_lookup_keeps_the_original_payment_masked() {
+        let m = masks();
+        let lookup = RefundLookup::ExternalRefundId("r-1".into());
+        assert_eq!(
+            Input::get(&m, &lookup, Some("txn-s3cr3t")),
+            Input::GetRefund {
+                provider_refund_id: None,
+                external_refund_id: Some("r-1".into()),
+                original_transaction_id: Some("txn-[secret:api_secret]".into()),
+            }
+        );
+        // Without it, the recording reads as one made before lookups carried it.
+        let text = serde_json::to_string(&Input::get(&m, &lookup, None)).unwrap();
+        assert!(!text.contains("original_transaction_id"), "{text}");
+    }
+
+    #[test]
+    fn recordings_made_before_contract_0_2_still_read() {
+        let get: Input = serde_json::from_str(
+            r#"{"operation": "get-refund", "provider_refund_id": "r1", "external_refund_id": null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            get,
+            Input::GetRefund {
+                provider_refund_id: Some("r1".into()),
+                external_refund_id: None,
+                original_transaction_id: None,
+            }
+        );
+        // A webhook was headers and body: it was POSTed, to a path nobody kept.
+        let webhook: Input = serde_json::from_str(
+            r#"{"operation": "parse-webhook", "headers": [["X-Sig", "v"]], "body": "{}"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            webhook,
+            Input::ParseWebhook {
+                method: "POST".into(),
+                path: String::new(),
+                query: None,
+                headers: vec![("X-Sig".into(), "v".into())],
+                body: Body::Text("{}".into()),
+            }
+        );
     }
 }
