@@ -12,6 +12,7 @@
 pub mod db;
 pub mod exchange;
 mod exchanges;
+mod findings;
 mod inbox;
 mod outbox;
 pub mod plugin_versions;

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::{Ledger, RefundRecord, time};
 use crate::db::DbError;
-use crate::reconciliations::Finding;
+use crate::findings::Finding;
 
 /// An event as its receivers get it (the body of the POST, byte for byte as stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

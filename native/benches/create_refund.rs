@@ -13,8 +13,13 @@
 //! - `native`: the same plugin crate compiled natively, called directly with the SDK's
 //!   [`FakeHost`]. No wasm, no canonical ABI, no host policy: the floor.
 //!
-//! So `fresh_instance - native` is the sandbox's overhead per operation, and
-//! `warm_instance / native` is how much slower the logic itself runs as wasm.
+//! - `fresh_instance_guest_crypto` and `warm_instance_guest_crypto`: the same two, with the
+//!   component built with the SDK's `guest-crypto` feature (`<provider>-guest-crypto.wasm`):
+//!   SHA-256 and HMAC computed in wasm instead of by the host's `crypto` import.
+//!
+//! So `fresh_instance - native` is the sandbox's overhead per operation,
+//! `warm_instance / native` is how much slower the logic itself runs as wasm, and
+//! `warm_instance_guest_crypto / warm_instance` is what the `crypto` import saves.
 //!
 //! The HTTP capability runs for real (origin check, header policy, timeout) around a fake
 //! [`Transport`] that answers without I/O; the configured `base_url` is never contacted. After
@@ -41,6 +46,7 @@ use refundry_runtime::bindings::http::{HttpError, Request, Response};
 use refundry_runtime::caps::{Capabilities, FixedClock, Transport};
 use refundry_runtime::engine::Engine;
 use refundry_runtime::limits::EngineLimits;
+use refundry_runtime::plugin::WarmPlugin;
 use refundry_runtime::{Money, Refund, RefundError, RefundRequest, RefundStatus};
 use refundry_runtime::{Plugin, PluginComponent};
 use refundry_sdk::Provider;
@@ -196,14 +202,16 @@ fn plugins_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
 }
 
-/// The case's plugin bound to its capabilities, with the fake transport and a frozen clock.
-async fn bind_plugin(case: &'static Case) -> Plugin {
+/// The case's plugin (the component `file` in `target/plugins/`) bound to its capabilities,
+/// with the fake transport and a frozen clock.
+async fn bind_plugin(case: &'static Case, file: &str) -> Plugin {
     let config = case.config();
     let provider = &config.providers[case.provider];
+    let path = plugins_dir().join(file);
     assert!(
-        provider.plugin.is_file(),
+        path.is_file(),
         "{} is missing: run `cargo xtask build-plugins` first",
-        provider.plugin.display()
+        path.display()
     );
     let db = Database::open(config.database.as_deref()).expect("an in-memory database opens");
     // The capabilities `refundry serve` grants, on the canned transport and a frozen clock.
@@ -220,8 +228,8 @@ async fn bind_plugin(case: &'static Case) -> Plugin {
         )))
         .build();
     let engine = Engine::new(EngineLimits::default()).expect("the engine starts");
-    let component = PluginComponent::from_file(&engine, &provider.plugin)
-        .unwrap_or_else(|e| panic!("{}: {e}", provider.plugin.display()));
+    let component = PluginComponent::from_file(&engine, &path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Plugin::bind(engine, Arc::new(component), caps, true)
         .await
         .expect("the plugin binds")
@@ -260,7 +268,11 @@ fn created(column: &str, result: Result<Result<Refund, RefundError>, impl std::f
 }
 
 fn bench_case<P: Provider>(c: &mut Criterion, rt: &Runtime, case: &'static Case) {
-    let plugin = rt.block_on(bind_plugin(case));
+    let plugin = rt.block_on(bind_plugin(case, &format!("{}.wasm", case.provider)));
+    let guest_crypto = rt.block_on(bind_plugin(
+        case,
+        &format!("{}-guest-crypto.wasm", case.provider),
+    ));
     let req = case.request();
     let host = native_host(case);
     let native_req = case.sdk_request();
@@ -273,6 +285,15 @@ fn bench_case<P: Provider>(c: &mut Criterion, rt: &Runtime, case: &'static Case)
         "warm_instance",
         rt.block_on(async { warm.lock().await.create_refund(&req).await }),
     );
+    created(
+        "fresh_instance_guest_crypto",
+        rt.block_on(guest_crypto.create_refund(&req)),
+    );
+    let warm_guest = Mutex::new(rt.block_on(guest_crypto.warm()).expect("a warm instance"));
+    created(
+        "warm_instance_guest_crypto",
+        rt.block_on(async { warm_guest.lock().await.create_refund(&req).await }),
+    );
     let native = P::create_refund(&host, native_req.clone())
         .unwrap_or_else(|e| panic!("native: create_refund did not succeed: {e:?}"));
     assert_eq!(native.status, refundry_sdk::RefundStatus::Pending, "native");
@@ -281,19 +302,12 @@ fn bench_case<P: Provider>(c: &mut Criterion, rt: &Runtime, case: &'static Case)
     group.bench_function("fresh_instance", |b| {
         b.to_async(rt).iter(|| plugin.create_refund(&req));
     });
-    group.bench_function("warm_instance", |b| {
-        // The instance is borrowed mutably for a whole batch, so it is locked once per batch.
-        b.to_async(rt).iter_custom(|iters| {
-            let (warm, req) = (&warm, &req);
-            async move {
-                let mut warm = warm.lock().await;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let _ = black_box(warm.create_refund(req).await);
-                }
-                start.elapsed()
-            }
-        });
+    group.bench_function("warm_instance", |b| warm_calls(b, rt, &warm, &req));
+    group.bench_function("fresh_instance_guest_crypto", |b| {
+        b.to_async(rt).iter(|| guest_crypto.create_refund(&req));
+    });
+    group.bench_function("warm_instance_guest_crypto", |b| {
+        warm_calls(b, rt, &warm_guest, &req)
     });
     group.bench_function("native", |b| {
         b.iter(|| P::create_refund(&host, black_box(native_req.clone())));
@@ -301,6 +315,24 @@ fn bench_case<P: Provider>(c: &mut Criterion, rt: &Runtime, case: &'static Case)
     group.finish();
 
     report_size_and_memory(rt, case, &plugin, &req);
+}
+
+/// Calls a warm instance over and over. The instance is borrowed mutably for a whole batch, so
+/// it is locked once per batch.
+fn warm_calls(
+    b: &mut criterion::Bencher<'_>,
+    rt: &Runtime,
+    warm: &Mutex<WarmPlugin>,
+    req: &RefundRequest,
+) {
+    b.to_async(rt).iter_custom(|iters| async move {
+        let mut warm = warm.lock().await;
+        let start = Instant::now();
+        for _ in 0..iters {
+            let _ = black_box(warm.create_refund(req).await);
+        }
+        start.elapsed()
+    });
 }
 
 fn create_refund(c: &mut Criterion) {

@@ -141,12 +141,16 @@ pub(crate) enum PortalError {
     #[error(transparent)]
     Refused(ApiError),
     /// No refund can be made before the payment it refunds.
-    #[error("created_at {created_at} is before the payment was made ({paid_at})")]
+    #[error(
+        "created_at {} is before the payment was made ({})",
+        crate::time::rfc3339_seconds(*created_at),
+        crate::time::rfc3339_seconds(*paid_at)
+    )]
     BeforeOriginal {
-        /// The refund's asked-for creation time, Lima offset.
-        created_at: String,
-        /// When the original was paid, Lima offset.
-        paid_at: String,
+        /// The refund's asked-for creation time.
+        created_at: DateTime<Utc>,
+        /// When the original was paid.
+        paid_at: DateTime<Utc>,
     },
 }
 
@@ -283,8 +287,8 @@ impl Ledger {
         })?;
         if request.created_at < payment.paid_at {
             return Err(PortalError::BeforeOriginal {
-                created_at: super::wire::format_date(request.created_at),
-                paid_at: super::wire::format_date(payment.paid_at),
+                created_at: request.created_at,
+                paid_at: payment.paid_at,
             });
         }
         self.check_refundable(

@@ -63,6 +63,8 @@ pub(crate) struct Story {
     conflict_code: &'static str,
     /// The provider's word for "processed" in its control API.
     pub(crate) processed_word: &'static str,
+    /// The field naming the original payment in the sandbox's portal-refund control call.
+    pub(crate) portal_payment_field: &'static str,
     /// Prefix of the webhook headers the plugin verifies.
     webhook_headers: &'static str,
 }
@@ -118,6 +120,7 @@ pub(crate) fn mfs_africa() -> Story {
         over_refund_code: "amount_exceeded",
         conflict_code: "duplicate_external_refund_id",
         processed_word: "processed",
+        portal_payment_field: "original_transaction_id",
         webhook_headers: "x-mfs-",
     }
 }
@@ -148,6 +151,7 @@ pub(crate) fn pagoefectivo() -> Story {
         over_refund_code: "132",
         conflict_code: "131",
         processed_word: "completed",
+        portal_payment_field: "transaction_id",
         webhook_headers: "pe-",
     }
 }

@@ -404,6 +404,56 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
             ),
             ok: status == 201 && v["status"] == "processed" && by_janitor,
         });
+
+        // Staff refund 10.00 of the same payment in the provider's portal: only the provider's
+        // own list shows it, and reconciliation reports it (everything else matches).
+        let mut portal = json!({"amount": "10.00", "currency": story.currency});
+        portal[story.portal_payment_field] = json!(txn);
+        let made = control(
+            &client,
+            format!("{base_url}/_sandbox/portal-refunds"),
+            portal,
+        )
+        .await?;
+        let portal_id = made["refund_id"]
+            .as_str()
+            .or(made["referenceId"].as_str())
+            .unwrap_or("?")
+            .to_owned();
+        let now = chrono::Utc::now();
+        let (status, run) = service
+            .admin(
+                service
+                    .client
+                    .post(format!("{}/v1/reconciliations", service.url))
+                    .json(&json!({
+                        "provider": p,
+                        "from": (now - chrono::Duration::days(1)).to_rfc3339(),
+                        "to": (now + chrono::Duration::minutes(1)).to_rfc3339(),
+                    })),
+            )
+            .await?;
+        let findings: Vec<String> = run["findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|f| {
+                        format!(
+                            "{} {}",
+                            f["kind"].as_str().unwrap_or("?"),
+                            f["provider_refund_id"].as_str().unwrap_or("-")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected = format!("missing_in_ledger {portal_id}");
+        steps.push(Step {
+            what: format!("{p}: staff refund 10.00 in the portal; reconcile the last day"),
+            expected: format!("201, only {expected}"),
+            observed: format!("{status}, {}", findings.join("; ")),
+            ok: status == 201 && findings == [expected],
+        });
     }
     for (p, ext, id) in &first_refunds {
         let types = announced(&events, id, 3).await;
