@@ -37,6 +37,17 @@ pub fn plugin_path(id: &str) -> PathBuf {
     path
 }
 
+/// A component built against the released contract `version` before the contract moved on, kept
+/// as it was (`tests/fixtures/contract-v<version>/<id>.wasm`): what a host must keep loading.
+pub fn released_contract_component(version: &str, id: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("contract-v{version}"))
+        .join(format!("{id}.wasm"));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
 /// Credentials shared by one sandbox and the hosts that talk to it; random per test.
 #[derive(Clone)]
 pub struct Credentials {

@@ -168,18 +168,38 @@ async fn secrets_a_plugin_logs_are_redacted() {
 #[tokio::test]
 async fn component_importing_outside_the_contract_is_refused_at_load() {
     let engine = Engine::new(Default::default()).unwrap();
+    // The contract a component was built for is the provider interface it exports: this one
+    // claims 0.2.0, and reaches for WASI besides.
     let wat = r#"(component
         (import "wasi:cli/environment@0.2.0" (instance
             (export "get-arguments" (func (result (list string))))))
+        (instance $provider)
+        (export "refundry:provider/provider@0.2.0" (instance $provider))
     )"#;
     let bytes = wat::parse_str(wat).unwrap();
     match PluginComponent::compile(&engine, &bytes) {
-        Err(LoadError::ForbiddenImport { import, .. }) => {
-            assert_eq!(import, "wasi:cli/environment@0.2.0")
+        Err(LoadError::ForbiddenImport {
+            import, contract, ..
+        }) => {
+            assert_eq!(import, "wasi:cli/environment@0.2.0");
+            assert_eq!(contract, "0.2.0");
         }
         Err(other) => panic!("expected ForbiddenImport, got {other}"),
         Ok(_) => panic!("a component importing WASI was loaded"),
     }
+    // Exporting no provider interface, it is no plugin of any released contract, whatever it
+    // imports.
+    let no_provider = wat::parse_str(
+        r#"(component
+        (import "wasi:cli/environment@0.2.0" (instance
+            (export "get-arguments" (func (result (list string))))))
+    )"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        PluginComponent::compile(&engine, &no_provider),
+        Err(LoadError::Contract(_))
+    ));
     assert!(matches!(
         PluginComponent::compile(&engine, b"not wasm at all"),
         Err(LoadError::NotAComponent(_))

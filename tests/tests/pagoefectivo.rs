@@ -9,8 +9,8 @@ use refundry_runtime::RefundError;
 use refundry_runtime::RefundLookup;
 use refundry_runtime::RefundStatus;
 use refundry_runtime::RefusalKind;
-use refundry_runtime::WebhookError;
 use refundry_runtime::caps::{FixedClock, SkewedClock, SystemClock};
+use refundry_runtime::{WebhookError, WebhookEvent, WebhookOutcome};
 use refundry_service::OperationError;
 use refundry_tests::{PeCredentials, PeSandbox, next_webhook, pen_refund, webhook_receiver};
 use serde_json::json;
@@ -359,7 +359,15 @@ fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn webhook_error(r: Result<refundry_runtime::WebhookEvent, OperationError>) -> WebhookError {
+/// The one event of a PagoEfectivo notification.
+fn one_event(r: Result<WebhookOutcome, OperationError>) -> WebhookEvent {
+    match r {
+        Ok(WebhookOutcome::Events(mut events)) if events.len() == 1 => events.remove(0),
+        other => panic!("expected one event, got {other:?}"),
+    }
+}
+
+fn webhook_error(r: Result<WebhookOutcome, OperationError>) -> WebhookError {
     match r {
         Err(OperationError::Webhook(e)) => e,
         other => panic!("expected a webhook error, got {other:?}"),
@@ -385,10 +393,7 @@ async fn notifications_verified_forged_malformed_and_replayed() {
         .await;
     let (headers, body) = next_webhook(&mut rx, 10).await;
 
-    let event = host
-        .parse_webhook("pagoefectivo", &headers, &body)
-        .await
-        .unwrap();
+    let event = one_event(host.parse_webhook("pagoefectivo", &headers, &body).await);
     assert!(event.event_id.starts_with("OP-"), "{}", event.event_id);
     assert_eq!(event.event_type, "refund.rejected");
     assert_eq!(event.refund.status, RefundStatus::Failed);
@@ -397,10 +402,7 @@ async fn notifications_verified_forged_malformed_and_replayed() {
         Some("cuenta cerrada")
     );
     // The same notification delivered again is the same event.
-    let again = host
-        .parse_webhook("pagoefectivo", &headers, &body)
-        .await
-        .unwrap();
+    let again = one_event(host.parse_webhook("pagoefectivo", &headers, &body).await);
     assert_eq!(again.event_id, event.event_id);
 
     let forged_body = String::from_utf8(body.clone())
@@ -426,4 +428,29 @@ async fn notifications_verified_forged_malformed_and_replayed() {
         webhook_error(host.parse_webhook("pagoefectivo", &[], &body).await),
         WebhookError::MissingHeader(_)
     ));
+    // A genuine notification of a type the spec does not list is acknowledged, not refused, so
+    // the provider stops retrying it; forged, it is still refused.
+    let other_type = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("refund.rejected", "refund.settled");
+    let signed = vec![(
+        "PE-Signature".to_string(),
+        sign(&sandbox.creds.secret_key, other_type.as_bytes()),
+    )];
+    assert!(matches!(
+        host.parse_webhook("pagoefectivo", &signed, other_type.as_bytes())
+            .await,
+        Ok(WebhookOutcome::Ignored(reason)) if reason.contains("refund.settled")
+    ));
+    let forged = vec![(
+        "PE-Signature".to_string(),
+        sign("not-the-secret-key", other_type.as_bytes()),
+    )];
+    assert_eq!(
+        webhook_error(
+            host.parse_webhook("pagoefectivo", &forged, other_type.as_bytes())
+                .await
+        ),
+        WebhookError::InvalidSignature
+    );
 }

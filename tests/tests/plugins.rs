@@ -627,13 +627,17 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     let engine = refundry_runtime::engine::Engine::new(Default::default()).unwrap();
     refundry_runtime::component::PluginComponent::compile(&engine, &twin)
         .expect("a component with one more custom section is still a valid plugin");
-    let forbidden = wat::parse_str(
-        r#"(component
-            (import "wasi:cli/environment@0.2.0" (instance
-                (export "get-arguments" (func (result (list string))))))
-        )"#,
-    )
+    // A component's contract is the provider interface it exports: this one claims 0.2.0 and
+    // reaches for WASI besides; without the export it would be no plugin of any contract.
+    let wasi_import = r#"(import "wasi:cli/environment@0.2.0" (instance
+                (export "get-arguments" (func (result (list string))))))"#;
+    let forbidden = wat::parse_str(format!(
+        r#"(component {wasi_import}
+            (instance $provider)
+            (export "refundry:provider/provider@0.2.0" (instance $provider)))"#
+    ))
     .unwrap();
+    let no_provider = wat::parse_str(format!("(component {wasi_import})")).unwrap();
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         (
             "junk bytes",
@@ -650,6 +654,13 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             "not_a_component",
         ),
         ("a WASI import", MFS, forbidden, 422, "forbidden_import"),
+        (
+            "a WASI import and no provider export",
+            MFS,
+            no_provider,
+            422,
+            "contract_mismatch",
+        ),
         (
             "an empty component",
             MFS,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use refundry_runtime::RefundStatus;
-use refundry_runtime::WebhookError;
 use refundry_runtime::caps::SkewedClock;
+use refundry_runtime::{WebhookError, WebhookEvent, WebhookOutcome};
 use refundry_service::OperationError;
 use refundry_tests::{MfsSandbox, kes_refund, next_webhook, webhook_receiver};
 use serde_json::json;
@@ -29,7 +29,15 @@ fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn webhook_error(r: Result<refundry_runtime::WebhookEvent, OperationError>) -> WebhookError {
+/// The one event of an MFS Africa delivery.
+fn one_event(r: Result<WebhookOutcome, OperationError>) -> WebhookEvent {
+    match r {
+        Ok(WebhookOutcome::Events(mut events)) if events.len() == 1 => events.remove(0),
+        other => panic!("expected one event, got {other:?}"),
+    }
+}
+
+fn webhook_error(r: Result<WebhookOutcome, OperationError>) -> WebhookError {
     match r {
         Err(OperationError::Webhook(e)) => e,
         other => panic!("expected a webhook error, got {other:?}"),
@@ -68,10 +76,7 @@ async fn valid_webhook_is_accepted_and_forgeries_are_not() {
     let (sandbox, (headers, body), _rx, refund_id) = processed_refund(vec![]).await;
     let host = sandbox.host().await;
 
-    let event = host
-        .parse_webhook("mfs-africa", &headers, &body)
-        .await
-        .unwrap();
+    let event = one_event(host.parse_webhook("mfs-africa", &headers, &body).await);
     assert_eq!(event.event_id, header(&headers, "x-mfs-event-id"));
     assert_eq!(event.event_type, "refund.status_changed");
     assert_eq!(event.refund.provider_refund_id, refund_id);
@@ -173,19 +178,48 @@ async fn malformed_body_with_a_valid_signature_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_genuine_webhook_of_another_event_type_is_ignored_and_a_forged_one_refused() {
+    let sandbox = MfsSandbox::start(None).await;
+    let host = sandbox.host().await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = br#"{"event_id": "evt_9", "event_type": "payout.completed", "data": {"payout_id": "po_1"}}"#;
+    let signed_with = |secret: &str| {
+        vec![
+            ("X-MFS-Event-Id".to_string(), "evt_9".to_string()),
+            ("X-MFS-Timestamp".to_string(), now.clone()),
+            ("X-MFS-Signature".to_string(), sign(secret, &now, body)),
+        ]
+    };
+    let genuine = signed_with(&sandbox.creds.webhook_secret);
+    match host.parse_webhook("mfs-africa", &genuine, body).await {
+        Ok(WebhookOutcome::Ignored(reason)) => {
+            assert!(reason.contains("payout.completed"), "{reason}")
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+    assert_eq!(
+        webhook_error(
+            host.parse_webhook("mfs-africa", &signed_with("not-the-webhook-secret"), body)
+                .await
+        ),
+        WebhookError::InvalidSignature
+    );
+}
+
+#[tokio::test]
 async fn sandbox_retry_delivers_the_same_event_id() {
     // The receiver fails the first delivery; the sandbox retries the same event.
     let (sandbox, (first_headers, first_body), mut rx, _) = processed_refund(vec![500]).await;
     let (second_headers, second_body) = next_webhook(&mut rx, 10).await;
     let host = sandbox.host().await;
-    let first = host
-        .parse_webhook("mfs-africa", &first_headers, &first_body)
-        .await
-        .unwrap();
-    let second = host
-        .parse_webhook("mfs-africa", &second_headers, &second_body)
-        .await
-        .unwrap();
+    let first = one_event(
+        host.parse_webhook("mfs-africa", &first_headers, &first_body)
+            .await,
+    );
+    let second = one_event(
+        host.parse_webhook("mfs-africa", &second_headers, &second_body)
+            .await,
+    );
     assert_eq!(first.event_id, second.event_id);
     assert_eq!(first.refund, second.refund);
 
