@@ -326,6 +326,20 @@ async fn duplicate_and_out_of_order_webhooks_never_move_backwards() {
     let reply = deliver(&service, MFS, &processed_headers, &processed_body).await;
     expect(&reply, 200, "processed");
     assert_eq!(webhook_status(&reply), "applied", "{}", reply.text);
+    // A delivery of one event: the receipt says it once for the delivery and once per event.
+    let event_id = processed_headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-mfs-event-id"))
+        .map(|(_, v)| v.clone())
+        .expect("the sandbox names its event");
+    assert_eq!(
+        reply.body,
+        json!({"status": "applied", "refund_id": id, "events": [
+            {"event_id": event_id, "status": "applied", "refund_id": id}
+        ]}),
+        "{}",
+        reply.text
+    );
     assert_eq!(service.refund(&id).await["status"], "processed");
 
     let reply = deliver(&service, MFS, &processed_headers, &processed_body).await;
@@ -441,4 +455,86 @@ async fn unknown_refund_reference_is_unmatched_not_lost() {
     // Nothing was invented for it.
     let all = service.list_all("", 50).await;
     assert!(all.is_empty(), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_genuine_delivery_of_an_unhandled_event_type_is_acknowledged_and_kept() {
+    let service = Service::start_with(webhooks_only()).await;
+    let (refund, at_sandbox) = mfs_refund(&service, "txn-i", "i-1").await;
+    let id = s(&refund["id"]).to_owned();
+    let secret = service.mfs.creds.webhook_secret.clone();
+
+    // MFS Africa: a type the spec does not define, about the refund, genuinely signed.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let marker = "evt_unhandled_0123456789abcdef";
+    let body = serde_json::to_vec(&json!({
+        "event_id": marker,
+        "event_type": "refund.note_added",
+        "occurred_at": now,
+        "data": at_sandbox,
+    }))
+    .unwrap();
+    let headers = vec![
+        ("x-mfs-event-id".to_owned(), marker.to_owned()),
+        ("x-mfs-timestamp".to_owned(), now.clone()),
+        ("x-mfs-signature".to_owned(), mfs_sign(&secret, &now, &body)),
+    ];
+    // 200, so the provider stops retrying; twice, as a provider retries.
+    for attempt in 1..=2 {
+        let reply = deliver(&service, MFS, &headers, &body).await;
+        expect(&reply, 200, &format!("unhandled type, attempt {attempt}"));
+        assert_eq!(webhook_status(&reply), "ignored", "{}", reply.text);
+        assert_eq!(reply.body["events"], json!([]), "{}", reply.text);
+        assert_eq!(reply.body["refund_id"], Value::Null, "{}", reply.text);
+        assert!(
+            s(&reply.body["reason"]).contains("refund.note_added"),
+            "{}",
+            reply.text
+        );
+    }
+    // Kept (the delivery is in the database), and nothing moved.
+    let db = service.db_bytes();
+    assert!(
+        db.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the ignored delivery is not in the database"
+    );
+    let detail = service.refund(&id).await;
+    assert_eq!(detail["status"], "pending", "{detail}");
+    assert!(
+        !history_has(&detail, |h| h["source"] == "webhook"),
+        "{detail}"
+    );
+    // Ignored only once genuine: the same body under another secret is refused.
+    let forged: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "x-mfs-signature" => (k.clone(), mfs_sign("not-the-secret", &now, &body)),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    expect(
+        &deliver(&service, MFS, &forged, &body).await,
+        401,
+        "forged unhandled type",
+    );
+
+    // PagoEfectivo: an `eventType` outside the four the spec lists.
+    let body = br#"{"eventType": "refund.settled", "operationNumber": "OP-IGNORED-1", "data": {}}"#;
+    let mut mac = Hmac::<Sha256>::new_from_slice(service.pe.creds.secret_key.as_bytes()).unwrap();
+    mac.update(body);
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let reply = deliver(
+        &service,
+        PE,
+        &[("pe-signature".to_owned(), signature)],
+        body,
+    )
+    .await;
+    expect(&reply, 200, "PagoEfectivo unhandled type");
+    assert_eq!(webhook_status(&reply), "ignored", "{}", reply.text);
+    assert!(
+        s(&reply.body["reason"]).contains("refund.settled"),
+        "{}",
+        reply.text
+    );
 }
