@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use refundry_tests::service::workspace_binary;
-use refundry_tests::{MfsSandbox, PeSandbox, Webhook, next_webhook, plugin_path, webhook_receiver};
+use refundry_tests::{
+    MfsSandbox, PeSandbox, Webhook, next_webhook, plugin_path, released_contract_component,
+    webhook_receiver,
+};
 use serde_json::{Value, json};
 
 /// What one run of `embed-gateway` did.
@@ -46,8 +49,19 @@ fn folder(name: &str) -> PathBuf {
 
 /// Writes a provider-config file naming the component by a path relative to the file.
 fn provider_config(dir: &Path, plugin: &str, settings: &str, secrets: &str) -> PathBuf {
+    provider_config_of(dir, &plugin_path(plugin), plugin, settings, secrets)
+}
+
+/// [`provider_config`] with the component at `source`, copied in as `<plugin>.wasm`.
+fn provider_config_of(
+    dir: &Path,
+    source: &Path,
+    plugin: &str,
+    settings: &str,
+    secrets: &str,
+) -> PathBuf {
     let component = dir.join(format!("{plugin}.wasm"));
-    std::fs::copy(plugin_path(plugin), &component).expect("the built plugin is there");
+    std::fs::copy(source, &component).expect("the component is there");
     let file = dir.join(format!("{plugin}.toml"));
     let text = format!("plugin = \"{plugin}.wasm\"\n[settings]\n{settings}[secrets]\n{secrets}");
     std::fs::write(&file, text).unwrap();
@@ -172,6 +186,88 @@ async fn mfs_africa_refunds_and_webhooks_through_a_gateway_that_embeds_the_runti
     let forged = gateway(&config, &env, &args).await;
     assert_eq!(forged.code, 1, "{forged:?}");
     assert_eq!(forged.stdout["rejected"]["reason"], "invalid_signature");
+
+    // A genuine delivery of an event type the plugin does not handle: acknowledged, exit 0.
+    let other_type = String::from_utf8(webhook.1.clone())
+        .unwrap()
+        .replace("refund.status_changed", "refund.note_added");
+    let timestamp = webhook
+        .0
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-mfs-timestamp"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let mut headers = webhook.0.clone();
+    for (k, v) in headers.iter_mut() {
+        if k.eq_ignore_ascii_case("x-mfs-signature") {
+            *v = mfs_sign(&creds.webhook_secret, &timestamp, other_type.as_bytes());
+        }
+    }
+    let files = webhook_files(&dir, &(headers, other_type.into_bytes()), None);
+    let mut args = vec!["webhook"];
+    args.extend(files.iter().map(String::as_str));
+    let ignored = gateway(&config, &env, &args).await;
+    assert_eq!(ignored.code, 0, "{ignored:?}");
+    assert!(
+        ignored.stdout["ignored"]
+            .as_str()
+            .is_some_and(|r| r.contains("refund.note_added")),
+        "{ignored:?}"
+    );
+}
+
+/// The MFS Africa webhook signature, from the spec.
+fn mfs_sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A gateway that never rebuilt its plugin: the component built against contract 0.1.0 still
+/// makes, replays and finds refunds in a gateway on today's runtime.
+#[tokio::test]
+async fn a_component_built_for_contract_0_1_0_still_runs_in_the_gateway() {
+    let sandbox = MfsSandbox::start(None).await;
+    sandbox.seed("txn_old", "100.00", "KES", 1, true).await;
+    let dir = folder("mfs-v0.1.0");
+    let creds = &sandbox.creds;
+    let settings = format!(
+        "base_url = \"{}\"\napi_key = \"{}\"\n",
+        sandbox.base_url(),
+        creds.api_key
+    );
+    let secrets = format!(
+        "api_secret = \"{}\"\nwebhook_secret = \"{}\"\n",
+        creds.api_secret, creds.webhook_secret
+    );
+    let config = provider_config_of(
+        &dir,
+        &released_contract_component("0.1.0", "mfs-africa"),
+        "mfs-africa",
+        &settings,
+        &secrets,
+    );
+    let created = gateway(
+        &config,
+        &[],
+        &create_args("txn_old", "2500", "KES", "old-1"),
+    )
+    .await;
+    assert_eq!(created.code, 0, "{created:?}");
+    let id = created.stdout["provider_refund_id"].clone();
+    let again = gateway(
+        &config,
+        &[],
+        &create_args("txn_old", "2500", "KES", "old-1"),
+    )
+    .await;
+    assert_eq!((again.code, &again.stdout["provider_refund_id"]), (0, &id));
+    let found = gateway(&config, &[], &["get", "--external-refund-id", "old-1"]).await;
+    assert_eq!((found.code, &found.stdout["provider_refund_id"]), (0, &id));
+    assert_eq!(sandbox.inspect("stats").await["refunds_created"], 1);
 }
 
 #[tokio::test]
