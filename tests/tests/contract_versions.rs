@@ -275,12 +275,13 @@ async fn a_running_service_takes_a_0_1_component_as_a_version_beside_a_0_2_one()
     assert_eq!(loaded.body["active"], false, "{}", loaded.text);
 
     let list = service.plugins().await;
-    // The contract each version was built against, where the listing says it.
+    // Both listed, each with the contract it was built against.
     for (version, contract) in [("0.1.0", "0.1.0"), ("0.2.0", "0.2.0")] {
-        // Panics when the version is not listed.
-        if let Some(listed) = listed_version(&list, version).get("contract") {
-            assert_eq!(listed, contract, "{version}: {list}");
-        }
+        assert_eq!(
+            listed_version(&list, version)["contract"],
+            contract,
+            "{version}: {list}"
+        );
     }
 
     // Each version creates while active, and the sandbox tells which one sent the request
@@ -315,6 +316,6 @@ async fn a_running_service_takes_a_0_1_component_as_a_version_beside_a_0_2_one()
     let created = service.mfs_refunds().await;
     assert_eq!(created.len(), 2, "{created:?}");
     let listed = service.plugins().await;
-    assert!(listed_version(&listed, "0.1.0").is_object());
-    assert!(listed_version(&listed, "0.2.0").is_object());
+    assert_eq!(listed_version(&listed, "0.1.0")["contract"], "0.1.0");
+    assert_eq!(listed_version(&listed, "0.2.0")["contract"], "0.2.0");
 }
