@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use refundry_ledger::EventBody;
+use refundry_ledger::{EventBody, EventData};
 use refundry_service::outbound_events::signature::{self, DEFAULT_TOLERANCE_SECS};
 
 #[derive(Clone)]
@@ -52,17 +52,27 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     if !r.seen.lock().unwrap().insert(event.id.clone()) {
         return StatusCode::OK;
     }
-    let refund = &event.data;
-    println!(
-        "{} {:<17} {} {} {} {} (external id {})",
-        event.created_at.to_rfc3339(),
-        event.kind,
-        refund.id,
-        refund.provider,
-        refund.amount,
-        refund.currency,
-        refund.external_refund_id
-    );
+    match &event.data {
+        EventData::Refund(refund) => println!(
+            "{} {:<17} {} {} {} {} (external id {})",
+            event.created_at.to_rfc3339(),
+            event.kind,
+            refund.id,
+            refund.provider,
+            refund.amount,
+            refund.currency,
+            refund.external_refund_id
+        ),
+        EventData::Discrepancy(d) => println!(
+            "{} {} {} {} ({}): {}",
+            event.created_at.to_rfc3339(),
+            event.kind,
+            d.provider,
+            d.finding.kind.as_str(),
+            d.reconciliation_id,
+            d.finding.detail
+        ),
+    }
     StatusCode::NO_CONTENT
 }
 

@@ -383,12 +383,14 @@ impl RefundService {
     }
 }
 
-/// `[from_ms, to_ms)` cut into consecutive pieces of at most `longest_days` (the whole range when
-/// the provider sets no limit).
+/// `[from_ms, to_ms)` cut into consecutive pieces that a provider listing at most `longest_days`
+/// at once accepts (the whole range when it sets no limit). Providers take whole seconds, so a
+/// plugin widens a piece to the seconds around it (up to a second more at each end): each piece is
+/// one second shorter than the limit, which keeps the widened piece inside it.
 pub fn pieces(from_ms: i64, to_ms: i64, longest_days: Option<u32>) -> Vec<TimeRange> {
-    let step = longest_days
-        .filter(|d| *d > 0)
-        .map_or(i64::MAX, |d| i64::from(d).saturating_mul(DAY_MS));
+    let step = longest_days.filter(|d| *d > 0).map_or(i64::MAX, |d| {
+        i64::from(d).saturating_mul(DAY_MS).saturating_sub(1000)
+    });
     let mut out = Vec::new();
     let mut from = from_ms;
     while from < to_ms {
@@ -446,13 +448,21 @@ fn missing_at_provider(ours: &RefundRecord) -> Finding {
 mod tests {
     use super::*;
 
+    /// The range a plugin asks its provider for: `range` widened to whole seconds.
+    fn widened_seconds(range: &TimeRange) -> i64 {
+        let from = range.from.div_euclid(1000);
+        let to = range.to.div_euclid(1000) + i64::from(range.to.rem_euclid(1000) != 0);
+        to - from
+    }
+
     #[test]
     fn a_range_longer_than_the_providers_longest_is_split() {
         let day = DAY_MS;
         let p = pieces(0, 70 * day, Some(31));
+        let step = 31 * day - 1000;
         assert_eq!(
             p.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>(),
-            vec![(0, 31 * day), (31 * day, 62 * day), (62 * day, 70 * day)]
+            vec![(0, step), (step, 2 * step), (2 * step, 70 * day)]
         );
         assert_eq!(pieces(5, 10, Some(31)).len(), 1);
         assert_eq!(pieces(0, 400 * day, None).len(), 1);
@@ -463,5 +473,23 @@ mod tests {
         assert_eq!(p.last().unwrap().to, 100 * day + 3);
         assert!(p.windows(2).all(|w| w[0].to == w[1].from));
         assert!(p.iter().all(|r| r.to - r.from <= 7 * day));
+    }
+
+    #[test]
+    fn every_piece_stays_inside_the_limit_once_widened_to_whole_seconds() {
+        // A range starting and ending off the second, as a scheduled run's `now` does.
+        for (from, to) in [
+            (123, 95 * DAY_MS + 456),
+            (999, 62 * DAY_MS + 1),
+            (1, 31 * DAY_MS),
+        ] {
+            let p = pieces(from, to, Some(31));
+            assert!(
+                p.iter().all(|r| widened_seconds(r) <= 31 * 86_400),
+                "{:?}",
+                p.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>()
+            );
+            assert_eq!((p[0].from, p.last().unwrap().to), (from, to));
+        }
     }
 }
