@@ -4,15 +4,15 @@
 //! it took the path it is named after, so no column can measure a shortcut or an error.
 //!
 //! - `plugin_registry/activation`, against the MFS Africa sandbox running in-process on loopback:
-//!   - `load_activate_first_refund`: [`Registry::load`] of MFS Africa 0.2.0
+//!   - `load_activate_first_refund`: [`Registry::load`] of MFS Africa 0.3.0
 //!     (`mfs-africa-next.wasm`, whose artifact is already in the cache), [`Registry::activate`]
 //!     of it, and the first `create_refund` through the host. Between iterations, untimed, the
-//!     first version is activated again and 0.2.0 removed (removing deletes its artifact, which
+//!     first version is activated again and 0.3.0 removed (removing deletes its artifact, which
 //!     is put back: the upload of a version whose artifact is cached is what is measured), so
 //!     that every timed iteration really loads. Checked each time: the load was new and came from the cache, the activation swapped
-//!     the first version for 0.2.0, the refund was created; and at the end, the sandbox's record
-//!     of the `X-Plugin-Version` header says 0.2.0 sent every one of these refunds.
-//!   - `refund_on_active_version`: the same `create_refund` with 0.2.0 already active, the
+//!     the first version for 0.3.0, the refund was created; and at the end, the sandbox's record
+//!     of the `X-Plugin-Version` header says 0.3.0 sent every one of these refunds.
+//!   - `refund_on_active_version`: the same `create_refund` with 0.3.0 already active, the
 //!     baseline: the difference is what activation adds to the first request.
 //! - `plugin_registry/load/<provider>`: [`ArtifactCache::compile`] of the provider's component
 //!   with its artifact in the cache (`from_cache`: read, digest checked, deserialized) and with an
@@ -60,8 +60,8 @@ use tokio::runtime::Runtime;
 
 const MFS: &str = "mfs-africa";
 const PAGOEFECTIVO: &str = "pagoefectivo";
-/// The component of MFS Africa's second version (`describe()` says 0.2.0; it also sends
-/// `X-Plugin-Version: 0.2.0`, which the sandbox records).
+/// The component of MFS Africa's second version (`describe()` says 0.3.0; it also sends
+/// `X-Plugin-Version: 0.3.0`, which the sandbox records).
 const MFS_NEXT: &str = "mfs-africa-next";
 
 /// The MFS Africa sandbox's credentials, given to the host as well.
@@ -178,7 +178,7 @@ fn created(column: &str, result: Result<Refund, OperationError>) {
 }
 
 /// The activation columns' world: the MFS Africa sandbox, and a host (file database, artifact
-/// folder) whose MFS Africa provider starts on its first version and can load 0.2.0.
+/// folder) whose MFS Africa provider starts on its first version and can load 0.3.0.
 struct Activation {
     sandbox: SandboxHandle,
     control: reqwest::Client,
@@ -218,7 +218,7 @@ impl Activation {
             .expect("MFS Africa is configured")
             .version()
             .to_owned();
-        // The first load of 0.2.0 compiles it and writes its artifact: from here on, a load of
+        // The first load of 0.3.0 compiles it and writes its artifact: from here on, a load of
         // it is a load from the cache.
         let next = read_plugin(MFS_NEXT);
         let loaded = registry
@@ -287,7 +287,7 @@ impl Activation {
         }
     }
 
-    /// The first version active and 0.2.0 not loaded, so that the next load of it is real.
+    /// The first version active and 0.3.0 not loaded, so that the next load of it is real.
     async fn reset(&self) {
         let registry = self.host.registry();
         let active = registry.active(MFS).expect("MFS Africa is configured");
@@ -306,7 +306,7 @@ impl Activation {
         std::fs::write(path, artifact).expect("the artifact is put back");
     }
 
-    /// One timed activation: upload of 0.2.0 (artifact cached) to its first refund served.
+    /// One timed activation: upload of 0.3.0 (artifact cached) to its first refund served.
     async fn activate_and_refund(&self) -> Duration {
         self.reset().await;
         let req = self.request(ACTIVATION).await;
@@ -326,14 +326,14 @@ impl Activation {
                 .expect("not poisoned")
                 .push(loaded.version.load_ms);
         }
-        let loaded = loaded.expect("0.2.0 loads");
+        let loaded = loaded.expect("0.3.0 loads");
         assert!(
             loaded.new
                 && loaded.version.loaded_from == LoadedFrom::Cache
                 && loaded.version.version == self.next_version,
             "the timed load must be a new load from the cache: {loaded:?}"
         );
-        let activated = activated.expect("0.2.0 activates");
+        let activated = activated.expect("0.3.0 activates");
         assert_eq!(
             (activated.previous.as_str(), activated.active.as_str()),
             (self.base_version.as_str(), self.next_version.as_str())
@@ -352,21 +352,21 @@ impl Activation {
         elapsed
     }
 
-    /// 0.2.0 loaded and active, for the baseline.
+    /// 0.3.0 loaded and active, for the baseline.
     async fn activate_next(&self) {
         let registry = self.host.registry();
         registry
             .load(Some(MFS), self.next.clone())
             .await
-            .expect("0.2.0 loads");
+            .expect("0.3.0 loads");
         registry
             .activate(MFS, &self.next_version)
             .await
-            .expect("0.2.0 activates");
+            .expect("0.3.0 activates");
     }
 
     /// The sandbox's word on who sent each refund: the probe no version header, every refund of
-    /// the activation and baseline columns 0.2.0's. Prints the counts.
+    /// the activation and baseline columns 0.3.0's. Prints the counts.
     async fn check_sandbox(&self) {
         let url = format!("{}/_sandbox/refunds", self.sandbox.base_url());
         let body = self

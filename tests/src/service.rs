@@ -49,7 +49,7 @@ pub struct Options {
     /// pass-through mode) instead of directly (default false).
     pub mfs_proxy: bool,
     /// The component configured as the `mfs-africa` provider: a [`plugin_path`] id (default
-    /// `mfs-africa`; `mfs-africa-next` for version 0.2.0).
+    /// `mfs-africa`; `mfs-africa-next` for version 0.3.0).
     pub mfs_plugin: String,
     /// `[plugins] watch`: a folder (relative to the test's folder) whose `.wasm` files the
     /// service loads as they appear (default none).

@@ -398,7 +398,7 @@ async fn the_next_version_names_itself_and_a_sandbox_can_require_it() {
         described_version(&plain, "mfs-africa").await,
         env!("CARGO_PKG_VERSION")
     );
-    assert_eq!(described_version(&next, "mfs-africa-next").await, "0.2.0");
+    assert_eq!(described_version(&next, "mfs-africa-next").await, "0.3.0");
 
     let refund = next
         .create_refund("mfs-africa", &kes_refund("txn_v", "v-1", 100))
@@ -410,7 +410,7 @@ async fn the_next_version_names_itself_and_a_sandbox_can_require_it() {
             .created_by_plugin_version(&refund.provider_refund_id)
             .await
             .as_deref(),
-        Some("0.2.0")
+        Some("0.3.0")
     );
     // Its reads carry the header too.
     let found = next

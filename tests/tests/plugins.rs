@@ -1,6 +1,6 @@
 //! Plugin versions (hot swap) end to end: the real `refundry serve` as a child process against the
-//! MFS Africa sandbox, with its two real plugin versions, `mfs-africa.wasm` (0.1.0) and
-//! `mfs-africa-next.wasm` (0.2.0, which names itself in `X-Plugin-Version`; the sandbox records
+//! MFS Africa sandbox, with its two real plugin versions, `mfs-africa.wasm` (0.2.0) and
+//! `mfs-africa-next.wasm` (0.3.0, which names itself in `X-Plugin-Version`; the sandbox records
 //! that header per refund, so the sandbox tells which version really sent a request).
 //!
 //! Swapping under load, pinning a refund to the version that created it, restarts (the same
@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(30);
 
 /// `mfs-africa.wasm`'s version.
-const V1: &str = "0.1.0";
+const V1: &str = "0.2.0";
 /// `mfs-africa-next.wasm`'s version.
-const V2: &str = "0.2.0";
+const V2: &str = "0.3.0";
 
 /// The bytes of a built component (`cargo xtask build-plugins`).
 fn component(name: &str) -> Vec<u8> {
@@ -131,7 +131,7 @@ fn request_header(exchange: &Value, name: &str) -> Option<String> {
 }
 
 /// The `X-Plugin-Version` header of the last `get-refund` exchange of refund `id` (the janitor's
-/// last check): `None` when that request had none, as version 0.1.0 sends none.
+/// last check): `None` when that request had none, as version 0.2.0 sends none.
 async fn last_check_header(service: &Service, id: &str) -> Option<String> {
     let log = service.exchanges(id).await;
     let checks: Vec<&Value> = log
@@ -147,7 +147,7 @@ async fn last_check_header(service: &Service, id: &str) -> Option<String> {
 }
 
 /// The header the sandbox saw on the request that created a refund, for the version the ledger
-/// recorded: 0.2.0 sends `X-Plugin-Version: 0.2.0`, 0.1.0 sends none.
+/// recorded: 0.3.0 sends `X-Plugin-Version: 0.3.0`, 0.2.0 sends none.
 fn header_of(version: &str) -> Option<String> {
     match version {
         V1 => None,
@@ -166,7 +166,7 @@ fn janitor_entry<'a>(refund: &'a Value, to: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no applied janitor move to {to}: {refund}"))
 }
 
-/// Loads `mfs-africa-next.wasm` (0.2.0) through the API; asserts it is new and not active.
+/// Loads `mfs-africa-next.wasm` (0.3.0) through the API; asserts it is new and not active.
 async fn load_next(service: &Service) -> Value {
     let reply = service.load_plugin(MFS, component("mfs-africa-next")).await;
     expect(&reply, 201, "load mfs-africa-next");
@@ -293,7 +293,7 @@ async fn swap_under_load_fails_nothing_and_records_the_version_that_served() {
         .map(|(i, r)| format!("swap-{i}: {} {}", r.status, r.text))
         .collect();
     assert!(failed.is_empty(), "{} failed: {failed:#?}", failed.len());
-    // 100 swaps from 0.1.0: back on 0.1.0.
+    // 100 swaps from 0.2.0: back on 0.2.0.
     assert_eq!(provider(&service.plugins().await, MFS)["active"], V1);
 
     // Each refund's recorded version is the one that sent its request.
@@ -361,7 +361,7 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     service.mfs.seed("pin-txn", "500.00", "KES", 1, true).await;
     load_next(&service).await;
 
-    // Created on 0.1.0, left pending; then 0.2.0 becomes active, and the sandbox processes it.
+    // Created on 0.2.0, left pending; then 0.3.0 becomes active, and the sandbox processes it.
     let a = create(&service, "pin-txn", "pin-a").await;
     assert_eq!(a["plugin_version"], V1);
     assert_eq!(a["status"], "pending");
@@ -379,13 +379,13 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     assert_eq!(
         janitor_entry(&done, "processed")["plugin_version"],
         V1,
-        "checked while 0.1.0 is loaded: 0.1.0 must check it: {done}"
+        "checked while 0.2.0 is loaded: 0.2.0 must check it: {done}"
     );
-    // The request itself came from 0.1.0, not from the active 0.2.0.
+    // The request itself came from 0.2.0, not from the active 0.3.0.
     assert_eq!(last_check_header(&service, s(&a["id"])).await, None);
     assert_eq!(versions(&service.plugins().await, MFS), [V1, V2]);
 
-    // Created on 0.1.0, which is then removed: the active 0.2.0 takes over its checks.
+    // Created on 0.2.0, which is then removed: the active 0.3.0 takes over its checks.
     activate(&service, V1, V2).await;
     let b = create(&service, "pin-txn", "pin-b").await;
     assert_eq!(b["plugin_version"], V1);
@@ -393,7 +393,7 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     activate(&service, V2, V1).await;
     let v1_artifacts = artifacts(&service).len();
     let removed = service.remove_plugin(MFS, V1).await;
-    expect(&removed, 204, "remove 0.1.0");
+    expect(&removed, 204, "remove 0.2.0");
     let listed = service.plugins().await;
     assert_eq!(versions(&listed, MFS), [V2]);
     assert_eq!(provider(&listed, MFS)["active"], V2);
@@ -413,7 +413,7 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     assert_eq!(
         janitor_entry(&done, "processed")["plugin_version"],
         V2,
-        "0.1.0 is gone: the active 0.2.0 must check it: {done}"
+        "0.2.0 is gone: the active 0.3.0 must check it: {done}"
     );
     assert_eq!(
         last_check_header(&service, s(&b["id"])).await.as_deref(),
@@ -424,8 +424,8 @@ async fn refund_checks_are_pinned_to_the_creating_version_while_it_is_loaded() {
     assert_eq!(done["provider_status"], "processed");
 }
 
-/// Pinning covers re-sends too: a refund left `unknown` by 0.1.0 (its request lost on the way
-/// to the provider), then 0.2.0 activated (and 0.1.0 removed when `remove_v1`), then the
+/// Pinning covers re-sends too: a refund left `unknown` by 0.2.0 (its request lost on the way
+/// to the provider), then 0.3.0 activated (and 0.2.0 removed when `remove_v1`), then the
 /// provider reachable again: the janitor finds nothing there and re-sends. Returns the header
 /// the sandbox saw on the re-sent request, and the refund once pending.
 async fn resend_after_a_swap(remove_v1: bool) -> (Option<String>, Value) {
@@ -450,7 +450,7 @@ async fn resend_after_a_swap(remove_v1: bool) -> (Option<String>, Value) {
     assert!(proxy.dropped() >= 1);
     activate(&service, V2, V1).await;
     if remove_v1 {
-        expect(&service.remove_plugin(MFS, V1).await, 204, "remove 0.1.0");
+        expect(&service.remove_plugin(MFS, V1).await, 204, "remove 0.2.0");
     }
     proxy.set_dropping(false);
     let pending = service
@@ -471,7 +471,7 @@ async fn resend_of_an_unknown_refund_is_pinned_to_its_version() {
     let (header, pending) = resend_after_a_swap(false).await;
     assert_eq!(
         header, None,
-        "0.1.0 is loaded: it must re-send what it created"
+        "0.2.0 is loaded: it must re-send what it created"
     );
     assert_eq!(janitor_entry(&pending, "pending")["plugin_version"], V1);
 }
@@ -483,7 +483,7 @@ async fn resend_of_an_unknown_refund_uses_the_active_version_once_its_own_is_gon
     assert_eq!(
         header.as_deref(),
         Some(V2),
-        "the active 0.2.0 must re-send it"
+        "the active 0.3.0 must re-send it"
     );
     assert_eq!(janitor_entry(&pending, "pending")["plugin_version"], V2);
     assert_eq!(
@@ -548,20 +548,20 @@ async fn restart_keeps_versions_and_the_active_one_and_uses_the_cache() {
         assert_eq!(
             service.mfs.created_by_plugin_version(pid).await.as_deref(),
             Some(V2),
-            "restart {n}: the sandbox must see 0.2.0"
+            "restart {n}: the sandbox must see 0.3.0"
         );
     }
 }
 
-/// Removing the configured version (`plugin = "mfs-africa.wasm"`, 0.1.0) with 0.2.0 active, then
-/// restarting, keeps it removed and 0.2.0 active: a start applies the configured file only when
+/// Removing the configured version (`plugin = "mfs-africa.wasm"`, 0.2.0) with 0.3.0 active, then
+/// restarting, keeps it removed and 0.3.0 active: a start applies the configured file only when
 /// it changed (a deploy), so a restart loads the same versions and the same active one.
 #[tokio::test]
 async fn restart_after_removing_the_configured_version_keeps_the_active_one() {
     let mut service = Service::start().await;
     load_next(&service).await;
     activate(&service, V2, V1).await;
-    expect(&service.remove_plugin(MFS, V1).await, 204, "remove 0.1.0");
+    expect(&service.remove_plugin(MFS, V1).await, 204, "remove 0.2.0");
     let before = service.plugins().await;
     assert_eq!(versions(&before, MFS), [V2]);
     service.restart().await;
@@ -622,7 +622,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     let before = service.plugins().await;
     assert_eq!(versions(&before, MFS), [V1]);
 
-    // The same code with another hash: a valid component, claiming the loaded 0.1.0.
+    // The same code with another hash: a valid component, claiming the loaded 0.2.0.
     let twin = with_custom_section(v1.clone(), "refundry-test", b"another build");
     let engine = refundry_runtime::engine::Engine::new(Default::default()).unwrap();
     refundry_runtime::component::PluginComponent::compile(&engine, &twin)
@@ -682,7 +682,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
             422,
             "provider_mismatch",
         ),
-        ("another 0.1.0", MFS, twin.clone(), 409, "version_conflict"),
+        ("another 0.2.0", MFS, twin.clone(), 409, "version_conflict"),
         (
             "an unknown provider",
             "nope",
@@ -762,7 +762,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         before,
         "a refused change changed the registry"
     );
-    // Nor did a refused component leave an artifact: one per loaded version (mfs-africa 0.1.0,
+    // Nor did a refused component leave an artifact: one per loaded version (mfs-africa 0.2.0,
     // pagoefectivo), however many uploads were compiled.
     assert_eq!(artifacts(&service).len(), 2, "{:?}", artifacts(&service));
 
@@ -917,7 +917,7 @@ async fn damaged_or_foreign_artifacts_are_rebuilt() {
     assert_all_loaded_from(&service.plugins().await, "cache");
 }
 
-/// The artifact cache does not trust a file's name: with the artifacts of 0.1.0 and 0.2.0
+/// The artifact cache does not trust a file's name: with the artifacts of 0.2.0 and 0.3.0
 /// exchanged (each a valid artifact of this engine, under the other component's name), a
 /// restart would run one version's code under the other's name. The frame names the component
 /// it was built from, so both are rejected and rebuilt.
@@ -949,10 +949,10 @@ async fn artifact_under_another_components_name_is_rebuilt() {
     assert_eq!(version(&after, MFS, V2)["loaded_from"], "rebuilt");
 }
 
-/// One with write access to the cache folder, but not the ledger, takes 0.2.0's artifact,
-/// re-frames it as built from 0.1.0 (its hash) with every unkeyed digest recomputed, and puts it
-/// under 0.1.0's name. Without the ledger's key its tag cannot be made: it is rejected and 0.1.0
-/// is rebuilt from its own component, so 0.2.0's code never runs as 0.1.0.
+/// One with write access to the cache folder, but not the ledger, takes 0.3.0's artifact,
+/// re-frames it as built from 0.2.0 (its hash) with every unkeyed digest recomputed, and puts it
+/// under 0.2.0's name. Without the ledger's key its tag cannot be made: it is rejected and 0.2.0
+/// is rebuilt from its own component, so 0.3.0's code never runs as 0.2.0.
 #[tokio::test]
 async fn reframed_artifact_with_a_recomputed_digest_is_rejected() {
     use sha2::Digest;
@@ -1036,7 +1036,7 @@ async fn watched_folder_loads_new_versions_and_survives_bad_files() {
 
     // The copy completes: loaded, not active.
     std::fs::write(watched.join("next.wasm"), &next).unwrap();
-    let listed = wait_for("0.2.0 loaded from the watched folder", T, || async {
+    let listed = wait_for("0.3.0 loaded from the watched folder", T, || async {
         let list = service.plugins().await;
         (versions(&list, MFS).len() == 2).then_some(list)
     })
@@ -1126,7 +1126,7 @@ async fn cli_changes_a_running_service_and_a_stopped_one() {
     assert!(
         out.lines()
             .any(|l| l.trim_start().starts_with('*') && l.contains(V2)),
-        "0.2.0 should be marked active:\n{out}"
+        "0.3.0 should be marked active:\n{out}"
     );
 
     // Removing the active version is refused: exit 1, the code printed.

@@ -108,6 +108,11 @@ fn the_readme_walk_runs_as_written() {
     );
     // The refund was made and then found, and the plugin was inspected.
     assert!(stdout.contains("order-1-r1"), "{stdout}");
+    // Reconciliation saw it at the provider only.
+    assert!(
+        stdout.contains("missing_in_ledger") && stdout.contains("exit 1"),
+        "{stdout}"
+    );
     // The embedding gateway made the second one, answering in JSON.
     assert!(
         stdout.contains("\"external_refund_id\": \"order-1-r2\""),

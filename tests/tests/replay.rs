@@ -2,7 +2,7 @@
 //! the sandboxes are recorded (every plugin operation: its input, each import call with the
 //! host's answer, its output), and `refundry replay <refund-id>` re-runs them offline from the
 //! ledger: identical with the recorded version, and, with `--plugin mfs-africa-next.wasm`
-//! (0.2.0, which adds `X-Plugin-Version: 0.2.0` to its requests), different exactly there.
+//! (0.3.0, which adds `X-Plugin-Version: 0.3.0` to its requests), different exactly there.
 
 use std::time::Duration;
 
@@ -106,13 +106,13 @@ async fn an_mfs_africa_refund_replays_identically_and_shows_what_the_next_versio
     let service = Service::start_with(webhooks_only("")).await;
     let id = processed_mfs_refund(&service, "txn-replay", "replay-1").await;
 
-    // With the recorded version (0.1.0): the same outputs, step for step.
+    // With the recorded version (0.2.0): the same outputs, step for step.
     let same = report(&replay(&service, true, &[&id]).await, IDENTICAL, "replay");
     assert_eq!(same["refund_id"], id.as_str());
     assert_eq!(same["provider"], MFS);
     assert_eq!(operations(&same), ["create-refund", "parse-webhook"]);
     assert_eq!(same["columns"][1]["label"], "replay");
-    assert_eq!(same["columns"][1]["version"], "0.1.0");
+    assert_eq!(same["columns"][1]["version"], "0.2.0");
     assert_eq!(same["columns"][1]["first_difference"], Value::Null);
     let all = rows(&same);
     assert!(all.iter().all(|r| r["differs"] == false), "{same}");
@@ -146,9 +146,9 @@ async fn an_mfs_africa_refund_replays_identically_and_shows_what_the_next_versio
     let text = replay(&service, false, &[&id]).await;
     let out = text.expect_code(IDENTICAL, "replay, readable");
     assert!(out.contains("operation 1: create-refund"), "{out}");
-    assert!(out.contains("replay (0.1.0): identical"), "{out}");
+    assert!(out.contains("replay (0.2.0): identical"), "{out}");
 
-    // With 0.2.0: its X-Plugin-Version header is the first difference; the recorded version
+    // With 0.3.0: its X-Plugin-Version header is the first difference; the recorded version
     // still replays identically, and the webhook parses the same in both.
     let next = plugin_path("mfs-africa-next").display().to_string();
     let run = replay(&service, true, &[&id, "--plugin", &next]).await;
@@ -160,29 +160,29 @@ async fn an_mfs_africa_refund_replays_identically_and_shows_what_the_next_versio
     );
     let other = &diff["columns"][2];
     assert_eq!(other["label"], "mfs-africa-next.wasm");
-    assert_eq!(other["version"], "0.2.0");
+    assert_eq!(other["version"], "0.3.0");
     let first = &other["first_difference"];
     assert_eq!(first["operation"], "create-refund", "{first}");
     assert_eq!(first["call"], "http request", "{first}");
     assert_eq!(first["field"], "header X-Plugin-Version", "{first}");
     assert_eq!(
         (&first["original"], &first["replay"]),
-        (&Value::Null, &json!("0.2.0"))
+        (&Value::Null, &json!("0.3.0"))
     );
     let webhook_rows = diff["operations"][1]["rows"].as_array().unwrap();
     assert!(
         webhook_rows
             .iter()
             .all(|r| r["values"][2] == r["values"][0]),
-        "0.2.0 parses the webhook as 0.1.0 did: {webhook_rows:?}"
+        "0.3.0 parses the webhook as 0.2.0 did: {webhook_rows:?}"
     );
     // The same, readable: the difference named in one line.
     let text = replay(&service, false, &[&id, "--plugin", &next]).await;
     let out = text.expect_code(DIFFERENT, "replay --plugin, readable");
     let step = first["step"].as_u64().unwrap();
     let line = format!(
-        "mfs-africa-next.wasm (0.2.0): differs at create-refund step {step} http request \
-         header X-Plugin-Version: absent vs 0.2.0"
+        "mfs-africa-next.wasm (0.3.0): differs at create-refund step {step} http request \
+         header X-Plugin-Version: absent vs 0.3.0"
     );
     assert!(out.contains(&line), "expected {line:?} in:\n{out}");
 }
@@ -345,21 +345,21 @@ async fn replay_refusals_are_typed_and_exit_2() {
 
     // The recorded version removed from the registry: its component is gone from the ledger.
     let next = std::fs::read(plugin_path("mfs-africa-next")).unwrap();
-    expect(&service.load_plugin(MFS, next).await, 201, "load 0.2.0");
+    expect(&service.load_plugin(MFS, next).await, 201, "load 0.3.0");
     expect(
-        &service.activate_plugin(MFS, "0.2.0").await,
+        &service.activate_plugin(MFS, "0.3.0").await,
         200,
-        "activate 0.2.0",
+        "activate 0.3.0",
     );
     expect(
-        &service.remove_plugin(MFS, "0.1.0").await,
+        &service.remove_plugin(MFS, "0.2.0").await,
         204,
-        "remove 0.1.0",
+        "remove 0.2.0",
     );
     let run = replay(&service, false, &[&id]).await;
     run.expect_code(ERROR, "recorded version removed");
     assert!(
-        run.stderr.contains("mfs-africa 0.1.0") && run.stderr.contains("no longer in the ledger"),
+        run.stderr.contains("mfs-africa 0.2.0") && run.stderr.contains("no longer in the ledger"),
         "{}",
         run.stderr
     );

@@ -33,7 +33,7 @@ pub const CURRENCIES: [&str; 13] = [
 /// `next` feature is the plugin's second version (so the host has two real versions of one
 /// provider to swap between); without it this is the crate's version.
 pub const VERSION: &str = if cfg!(feature = "next") {
-    "0.2.0"
+    "0.3.0"
 } else {
     env!("CARGO_PKG_VERSION")
 };

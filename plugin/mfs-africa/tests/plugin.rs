@@ -67,7 +67,7 @@ fn pending_refund() -> Refund {
 /// What every request carries after the spec's signed headers: `X-Plugin-Version` in the `next`
 /// build (the plugin's second version), nothing in the default build.
 const EXTRA_HEADERS: &[(&str, &str)] = if cfg!(feature = "next") {
-    &[("X-Plugin-Version", "0.2.0")]
+    &[("X-Plugin-Version", "0.3.0")]
 } else {
     &[]
 };
@@ -657,7 +657,7 @@ fn describe_matches_the_spec() {
     let info = MfsAfrica::describe();
     assert_eq!(info.id, "mfs-africa");
     let version = if cfg!(feature = "next") {
-        "0.2.0"
+        "0.3.0"
     } else {
         env!("CARGO_PKG_VERSION")
     };
@@ -697,7 +697,7 @@ fn only_the_next_build_names_its_version_on_every_request() {
     )
     .unwrap();
     let expected: &[&str] = if cfg!(feature = "next") {
-        &["0.2.0"]
+        &["0.3.0"]
     } else {
         &[]
     };

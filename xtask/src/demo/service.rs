@@ -12,8 +12,8 @@
 //! `refund.processed`, in that order, and the ledger shows each delivery made.
 //!
 //! Then a hot swap of MFS Africa's plugin on the running service, with the admin token: load its
-//! second version (0.2.0, which names itself in `X-Plugin-Version`), activate it, refund through
-//! it, roll back to 0.1.0 and refund again; the refund made on 0.2.0 is still checked with 0.2.0
+//! second version (0.3.0, which names itself in `X-Plugin-Version`), activate it, refund through
+//! it, roll back to 0.2.0 and refund again; the refund made on 0.3.0 is still checked with 0.3.0
 //! after the rollback; removing the active version and loading another provider's component
 //! under MFS Africa are refused and change nothing.
 
@@ -489,7 +489,7 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
     let mut failed = steps.iter().filter(|s| !s.ok).count();
     if let Some((story, base_url)) = pairs.iter().find(|(s, _)| s.provider == "mfs-africa") {
         println!(
-            "\nHot swap: MFS Africa's plugin 0.1.0 -> 0.2.0 -> 0.1.0 on the running service\n"
+            "\nHot swap: MFS Africa's plugin 0.2.0 -> 0.3.0 -> 0.2.0 on the running service\n"
         );
         let steps = swap(&service, story, base_url).await?;
         print_table(&steps);
@@ -501,8 +501,8 @@ pub async fn walk(bin: &Path, stories: &[Story]) -> Result<usize> {
     Ok(failed)
 }
 
-/// `provider`'s active and loaded versions in a `GET /v1/plugins` answer: `active 0.1.0 of
-/// 0.1.0, 0.2.0`.
+/// `provider`'s active and loaded versions in a `GET /v1/plugins` answer: `active 0.2.0 of
+/// 0.2.0, 0.3.0`.
 fn versions(list: &Value, provider: &str) -> String {
     let found = list["providers"]
         .as_array()
@@ -568,9 +568,9 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
     let (status, list) = service.plugins().await?;
     steps.push(Step {
         what: format!("GET /v1/plugins (admin token): {p}"),
-        expected: "200, active 0.1.0 of 0.1.0".into(),
+        expected: "200, active 0.2.0 of 0.2.0".into(),
         observed: format!("{status}, {}", versions(&list, p)),
-        ok: status == 200 && versions(&list, p) == "active 0.1.0 of 0.1.0",
+        ok: status == 200 && versions(&list, p) == "active 0.2.0 of 0.2.0",
     });
 
     let (status, v) = service
@@ -578,7 +578,7 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
         .await?;
     steps.push(Step {
         what: format!("{p}: load mfs-africa-next.wasm"),
-        expected: "201 0.2.0, not active".into(),
+        expected: "201 0.3.0, not active".into(),
         observed: answered(status, &v, |v| {
             let active = if v["active"] == true {
                 "active"
@@ -587,7 +587,7 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
             };
             format!("{}, {active}", v["version"].as_str().unwrap_or("?"))
         }),
-        ok: status == 201 && v["version"] == "0.2.0" && v["active"] == false,
+        ok: status == 201 && v["version"] == "0.3.0" && v["active"] == false,
     });
 
     // What an activation answers: the version now active and the one before.
@@ -598,12 +598,12 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
             v["previous"].as_str().unwrap_or("?")
         )
     };
-    let (status, v) = service.activate(p, "0.2.0").await?;
+    let (status, v) = service.activate(p, "0.3.0").await?;
     steps.push(Step {
-        what: format!("{p}: activate 0.2.0"),
-        expected: "200 active 0.2.0, was 0.1.0".into(),
+        what: format!("{p}: activate 0.3.0"),
+        expected: "200 active 0.3.0, was 0.2.0".into(),
         observed: answered(status, &v, switched),
-        ok: status == 200 && v["active"] == "0.2.0" && v["previous"] == "0.1.0",
+        ok: status == 200 && v["active"] == "0.3.0" && v["previous"] == "0.2.0",
     });
 
     // A refund through the active version: what the ledger recorded, what the sandbox saw.
@@ -631,32 +631,32 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
     let (status, v4, observed, saw) = refund(r4.clone()).await?;
     steps.push(Step {
         what: format!("{p}: POST refund {r4} of 500.00"),
-        expected: "201 pending, plugin 0.2.0; sandbox saw X-Plugin-Version: 0.2.0".into(),
+        expected: "201 pending, plugin 0.3.0; sandbox saw X-Plugin-Version: 0.3.0".into(),
         observed,
         ok: status == 201
-            && v4["plugin_version"] == "0.2.0"
-            && saw == "sandbox saw X-Plugin-Version: 0.2.0",
+            && v4["plugin_version"] == "0.3.0"
+            && saw == "sandbox saw X-Plugin-Version: 0.3.0",
     });
 
-    let (status, v) = service.activate(p, "0.1.0").await?;
+    let (status, v) = service.activate(p, "0.2.0").await?;
     steps.push(Step {
-        what: format!("{p}: roll back: activate 0.1.0"),
-        expected: "200 active 0.1.0, was 0.2.0".into(),
+        what: format!("{p}: roll back: activate 0.2.0"),
+        expected: "200 active 0.2.0, was 0.3.0".into(),
         observed: answered(status, &v, switched),
-        ok: status == 200 && v["active"] == "0.1.0" && v["previous"] == "0.2.0",
+        ok: status == 200 && v["active"] == "0.2.0" && v["previous"] == "0.3.0",
     });
 
     let (status, v, observed, saw) = refund(r5.clone()).await?;
     steps.push(Step {
         what: format!("{p}: POST refund {r5} of 500.00"),
-        expected: "201 pending, plugin 0.1.0; sandbox saw no X-Plugin-Version".into(),
+        expected: "201 pending, plugin 0.2.0; sandbox saw no X-Plugin-Version".into(),
         observed,
         ok: status == 201
-            && v["plugin_version"] == "0.1.0"
+            && v["plugin_version"] == "0.2.0"
             && saw == "sandbox saw no X-Plugin-Version",
     });
 
-    // The refund made on 0.2.0 turns processed after the rollback; its webhook is lost, so the
+    // The refund made on 0.3.0 turns processed after the rollback; its webhook is lost, so the
     // janitor asks the provider, with the version that created the refund (pinning).
     let (id4, prid4) = (
         v4["id"].as_str().unwrap_or(""),
@@ -682,18 +682,18 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
     });
     steps.push(Step {
         what: format!("{p}: {r4} processed after the rollback"),
-        expected: "processed, by janitor with 0.2.0".into(),
+        expected: "processed, by janitor with 0.3.0".into(),
         observed: format!(
             "{}{}",
             v["status"].as_str().unwrap_or("?"),
             checked_by.map_or(String::new(), |by| format!(", by janitor with {by}"))
         ),
-        ok: v["status"] == "processed" && checked_by == Some("0.2.0"),
+        ok: v["status"] == "processed" && checked_by == Some("0.3.0"),
     });
 
-    let (status, v) = service.remove(p, "0.1.0").await?;
+    let (status, v) = service.remove(p, "0.2.0").await?;
     steps.push(Step {
-        what: format!("{p}: remove 0.1.0, the active version"),
+        what: format!("{p}: remove 0.2.0, the active version"),
         expected: "409 version_active".into(),
         observed: answered(status, &v, |_| "removed".into()),
         ok: status == 409 && v["error"]["code"] == "version_active",
@@ -715,13 +715,13 @@ async fn swap(service: &Service, story: &Story, base_url: &str) -> Result<Vec<St
     let unchanged = after == before;
     steps.push(Step {
         what: "GET /v1/plugins after the refusal".into(),
-        expected: "200, unchanged: active 0.1.0 of 0.1.0, 0.2.0".into(),
+        expected: "200, unchanged: active 0.2.0 of 0.2.0, 0.3.0".into(),
         observed: format!(
             "{status}, {}: {}",
             if unchanged { "unchanged" } else { "changed" },
             versions(&after, p)
         ),
-        ok: status == 200 && unchanged && versions(&after, p) == "active 0.1.0 of 0.1.0, 0.2.0",
+        ok: status == 200 && unchanged && versions(&after, p) == "active 0.2.0 of 0.2.0, 0.3.0",
     });
     Ok(steps)
 }
