@@ -153,15 +153,16 @@ pub async fn get<S: RefundApi>(
     responses(
         (status = 201, description = "The run and its findings (`outcome`: `matched` or \
             `discrepancies`)", body = ReconciliationRecord),
-        (status = 400, description = "The body is not a request, or `from` is not before `to` \
-            (`invalid_request`)", body = ErrorBody),
+        (status = 400, description = "The body is not a request (`invalid_request`)",
+            body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"refundry\"`"))),
         (status = 403, description = "The token lacks scope `admin`", body = ErrorBody),
         (status = 404, description = "No such provider (`unknown_provider`)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "The provider's plugin cannot list refunds (contract 0.1, \
-            or a provider without a list: `reconcile_unsupported`)", body = ErrorBody),
+        (status = 422, description = "`from` is not before `to`, or the range is longer than \
+            366 days (`invalid_range`); or the provider's plugin cannot list refunds (contract \
+            0.1, or a provider without a list: `reconcile_unsupported`)", body = ErrorBody),
         (status = 500, description = "The ledger failed (`internal`)", body = ErrorBody),
         (status = 502, description = "The provider could not be asked (`provider_unavailable`)",
             body = ErrorBody),
@@ -189,7 +190,11 @@ fn reconcile_error(e: ReconcileError) -> ApiError {
         ReconcileError::UnknownProvider(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_provider", message)
         }
-        ReconcileError::BadRange { .. } => ApiError::invalid("to", message),
+        // Well formed but not a range one run covers: the document cannot say so in its schema.
+        ReconcileError::BadRange { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_range", message)
+                .with_field("to")
+        }
         ReconcileError::Unsupported { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "reconcile_unsupported",

@@ -10,7 +10,7 @@ mod service;
 mod types;
 mod webhook_intake;
 
-pub use self::reconcile::{ReconcileError, pieces};
+pub use self::reconcile::{MAX_RUN_DAYS, ReconcileError, pieces};
 pub use self::service::RefundService;
 pub use self::types::{
     AcceptedEvent, CreateError, Created, EventResult, NewRefund, NotSent, OriginalPayment,

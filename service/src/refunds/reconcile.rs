@@ -35,6 +35,10 @@ use refundry_runtime::bindings::types::{
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The longest range one run covers, in days: a year (the longest schedule window), so that a
+/// run asks the provider for a bounded number of lists and answers in seconds.
+pub const MAX_RUN_DAYS: i64 = 366;
+
 /// The most pages one piece of a range may take: a provider whose cursor never ends would
 /// otherwise hold a run forever.
 const MAX_PAGES: usize = 10_000;
@@ -45,13 +49,15 @@ pub enum ReconcileError {
     /// No such provider is configured.
     #[error("no provider {0:?} is configured")]
     UnknownProvider(String),
-    /// The range is empty or reversed.
-    #[error("bad range: `from` ({from}) must be before `to` ({to})")]
+    /// The range is empty, reversed, or longer than one run covers.
+    #[error("bad range [{from}, {to}) (ms): {reason}")]
     BadRange {
         /// The start asked for (ms).
         from: i64,
         /// The end asked for (ms).
         to: i64,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The provider's plugin cannot list refunds (built against contract 0.1, or a provider
     /// without a list).
@@ -85,11 +91,18 @@ impl RefundService {
         to_ms: i64,
         trigger: Trigger,
     ) -> Result<ReconciliationRecord, ReconcileError> {
+        let bad = |reason: String| ReconcileError::BadRange {
+            from: from_ms,
+            to: to_ms,
+            reason,
+        };
         if from_ms >= to_ms {
-            return Err(ReconcileError::BadRange {
-                from: from_ms,
-                to: to_ms,
-            });
+            return Err(bad("`from` must be before `to`".into()));
+        }
+        if to_ms.saturating_sub(from_ms) > MAX_RUN_DAYS * DAY_MS {
+            return Err(bad(format!(
+                "one run covers at most {MAX_RUN_DAYS} days; run several"
+            )));
         }
         let plugin = self
             .inner
