@@ -48,9 +48,6 @@ pub struct Options {
     /// Whether the service reaches MFS Africa through a [`LossyProxy`] (starting in
     /// pass-through mode) instead of directly (default false).
     pub mfs_proxy: bool,
-    /// The component configured as the `mfs-africa` provider: a [`plugin_path`] id (default
-    /// `mfs-africa`; `mfs-africa-next` for version 0.3.0).
-    pub mfs_plugin: String,
     /// `[plugins] watch`: a folder (relative to the test's folder) whose `.wasm` files the
     /// service loads as they appear (default none).
     pub plugins_watch: Option<String>,
@@ -79,7 +76,6 @@ impl Default for Options {
             log_filter: "info".into(),
             webhooks_to_service: true,
             mfs_proxy: false,
-            mfs_plugin: MFS.to_owned(),
             plugins_watch: None,
             plugins_watch_interval_ms: None,
             extra_toml: String::new(),
@@ -281,7 +277,7 @@ impl Service {
     pub async fn start_with(options: Options) -> Self {
         // What is missing from the build shows first, before any folder is made.
         refundry_binary();
-        plugin_path(&options.mfs_plugin);
+        plugin_path(MFS);
         plugin_path(PE);
         let mfs = MfsSandbox::start(None).await;
         let pe = PeSandbox::start(None).await;
@@ -428,7 +424,7 @@ concurrency = 16
             retry_backoff = list(&o.retry_backoff_ms),
             interval = o.janitor_interval_ms,
             janitor_backoff = list(&o.janitor_backoff_ms),
-            mfs = MfsSandbox::provider_toml_for(&o.mfs_plugin, &self.mfs.creds, &mfs_base_url),
+            mfs = MfsSandbox::provider_toml(&self.mfs.creds, &mfs_base_url),
             pe = self.pe.provider_toml(&self.pe.creds),
             extra = o.extra_toml,
         )

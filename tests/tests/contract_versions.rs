@@ -14,7 +14,7 @@ use refundry_runtime::{
     RefundError, RefundLookup, RefundStatus, Refusal, RefusalKind, Secret, Settings, TimeRange,
     WebhookOutcome, WebhookRequest,
 };
-use refundry_tests::service::{MFS, Options, Service, expect, mfs_body, str_of as s};
+use refundry_tests::service::{MFS, Service, expect, mfs_body, str_of as s};
 use refundry_tests::{
     MfsSandbox, kes_refund, next_webhook, plugin_path, released_contract_component,
     webhook_receiver,
