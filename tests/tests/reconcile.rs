@@ -361,25 +361,7 @@ async fn a_run_that_cannot_happen_exits_2() {
         "the plugin path was replaced"
     );
     std::fs::write(&old, text).unwrap();
-    let path = old.display().to_string();
-    let out = run_refundry(
-        &[
-            "--config",
-            &path,
-            "reconcile",
-            "--provider",
-            MFS,
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-02",
-        ],
-        &[],
-        RUN,
-    )
-    .await;
-    assert_eq!(out.code, Some(2), "{}", out.show());
-    assert!(out.stderr.contains("contract 0.1.0"), "{}", out.show());
+    exits_2_saying(&old, "contract 0.1.0").await;
 
     // A provider that cannot be reached.
     let unreachable = svc.dir().join("unreachable.toml");
@@ -387,25 +369,26 @@ async fn a_run_that_cannot_happen_exits_2() {
         .unwrap()
         .replace(&svc.mfs.base_url(), "http://127.0.0.1:9");
     std::fs::write(&unreachable, text).unwrap();
-    let path = unreachable.display().to_string();
-    let out = run_refundry(
-        &[
-            "--config",
-            &path,
-            "reconcile",
-            "--provider",
-            MFS,
-            "--from",
-            "2026-11-01",
-            "--to",
-            "2026-11-02",
-        ],
-        &[],
-        RUN,
-    )
-    .await;
+    exits_2_saying(&unreachable, "could not list").await;
+}
+
+/// `refundry reconcile` of MFS Africa with the configuration `config` exits 2, saying `says`.
+async fn exits_2_saying(config: &std::path::Path, says: &str) {
+    let path = config.display().to_string();
+    let args = [
+        "--config",
+        &path,
+        "reconcile",
+        "--provider",
+        MFS,
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+    ];
+    let out = run_refundry(&args, &[], RUN).await;
     assert_eq!(out.code, Some(2), "{}", out.show());
-    assert!(out.stderr.contains("could not list"), "{}", out.show());
+    assert!(out.stderr.contains(says), "{}", out.show());
 }
 
 #[tokio::test]
