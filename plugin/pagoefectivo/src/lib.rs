@@ -12,6 +12,7 @@
 use refundry_sdk::crypto::sha256_hex;
 use refundry_sdk::errors;
 use refundry_sdk::http::{self, HttpError, Method};
+use refundry_sdk::list;
 use refundry_sdk::time::{self, TimeError};
 use refundry_sdk::{
     Host, Level, Provider, ProviderInfo, Refund, RefundError, RefundLookup, RefundPage,
@@ -563,19 +564,9 @@ fn get(host: &impl Host, lookup: &RefundLookup) -> Result<Refund, Error> {
 /// `range`. The cursor is the number of the page to ask for.
 fn list(host: &impl Host, range: &TimeRange, cursor: Option<&str>) -> Result<RefundPage, Error> {
     const SECOND: i64 = 1000;
-    if range.to <= range.from {
-        return Err(invalid(format!(
-            "empty range: to {} is not after from {}",
-            range.to, range.from
-        )));
-    }
-    let from_s = range.from.div_euclid(SECOND);
-    let to_s = range.to.div_euclid(SECOND) + i64::from(range.to.rem_euclid(SECOND) != 0);
-    if to_s - from_s > i64::from(MAX_LIST_RANGE_DAYS) * 86_400 {
-        return Err(invalid(format!(
-            "a list covers at most {MAX_LIST_RANGE_DAYS} days"
-        )));
-    }
+    let seconds =
+        list::whole_seconds(range, MAX_LIST_RANGE_DAYS).map_err(|e| invalid(e.to_string()))?;
+    let (from_s, to_s) = (seconds.from_s, seconds.to_s);
     let page = match cursor {
         None => 1,
         Some(c) => c
@@ -606,10 +597,7 @@ fn list(host: &impl Host, range: &TimeRange, cursor: Option<&str>) -> Result<Ref
         let refund = object
             .into_refund()
             .map_err(|e| bad_answer(Op::List, resp.status, e))?;
-        let inside = refund
-            .created_at
-            .is_none_or(|at| (range.from..range.to).contains(&at));
-        if inside {
+        if list::inside(range, &refund) {
             refunds.push(refund);
         }
     }

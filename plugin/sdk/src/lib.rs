@@ -17,6 +17,7 @@
 pub mod crypto;
 pub mod errors;
 mod host;
+pub mod list;
 pub mod money;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
