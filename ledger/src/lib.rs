@@ -346,17 +346,38 @@ impl Ledger {
         watch_processed_from_ms: i64,
         limit: usize,
     ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
+        self.due_by_provider(now_ms, watch_processed_from_ms, Vec::new(), limit)
+            .await
+    }
+
+    /// [`Ledger::due`], where the providers in `by_provider` watch their processed refunds from
+    /// their own time (a plugin that says how long its provider may still reverse a refund),
+    /// and every other provider from `watch_processed_from_ms`.
+    pub async fn due_by_provider(
+        &self,
+        now_ms: i64,
+        watch_processed_from_ms: i64,
+        by_provider: Vec<(String, i64)>,
+        limit: usize,
+    ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
         self.db
             .run(move |c| {
                 // Only rows due now are looked at (a range of the `next_check_at` index), not
                 // every processed refund still watched.
-                c.prepare_cached(
-                    "UPDATE refunds SET next_check_at = NULL
+                const CLOSED: &str = "UPDATE refunds SET next_check_at = NULL
                      WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
                        AND status = 'processed'
-                       AND (processed_at IS NULL OR processed_at < ?2)",
-                )?
-                .execute([now_ms, watch_processed_from_ms])?;
+                       AND (processed_at IS NULL OR processed_at < ?2)";
+                for (provider, from_ms) in &by_provider {
+                    c.prepare_cached(&format!("{CLOSED} AND provider = ?3"))?
+                        .execute(params![now_ms, from_ms, provider])?;
+                }
+                let named: Vec<&str> = by_provider.iter().map(|(p, _)| p.as_str()).collect();
+                let named = serde_json::to_string(&named).unwrap_or_else(|_| "[]".into());
+                c.prepare_cached(&format!(
+                    "{CLOSED} AND provider NOT IN (SELECT value FROM json_each(?3))"
+                ))?
+                .execute(params![now_ms, watch_processed_from_ms, named])?;
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {REFUND_COLUMNS}, checks FROM refunds
                      WHERE next_check_at IS NOT NULL AND next_check_at <= ?1
@@ -956,6 +977,42 @@ mod tests {
         assert!(
             l.due(i64::MAX, 0, 10).await.unwrap().is_empty(),
             "left the queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provider_may_watch_processed_refunds_for_a_window_of_its_own() {
+        let l = ledger();
+        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+        let Begin::New(r) = l.begin(row("own-window", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+            .await
+            .unwrap();
+        // Processed at 5,000. The default window has closed (watched from 6,000 on), but this
+        // provider's own is open (from 4,000 on).
+        let own = vec![(r.provider.clone(), 4_000)];
+        let due = l
+            .due_by_provider(i64::MAX, 6_000, own.clone(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "watched for its provider's own window");
+        // Another provider's window does not count for it.
+        let other = vec![("another".to_owned(), 4_000)];
+        assert!(
+            l.due_by_provider(i64::MAX, 6_000, other, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the default window applies"
+        );
+        assert!(
+            l.due_by_provider(i64::MAX, 6_000, own, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "left the queue for good"
         );
     }
 

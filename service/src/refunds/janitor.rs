@@ -4,7 +4,8 @@
 //! the identical create request for an `unknown` refund the provider has never seen (both
 //! providers replay on the same external id, so a re-send cannot refund twice). A `processed`
 //! refund stays watched, on the same back-off, for `[janitor] reversal_window_days` after it was
-//! processed, so that a reversal is found even when its webhook is lost.
+//! processed (or the reversal window its plugin gives), so that a reversal is found even when its
+//! webhook is lost.
 
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use super::service::RefundService;
 use super::types::ServiceError;
 use refundry_ledger::{Outcome, RefundRecord, Source, Stamp, Status};
 use refundry_runtime::bindings::types::{RefundError, RefundLookup, RefusalKind};
+
+const DAY_MS: i64 = 86_400_000;
 
 impl RefundService {
     /// Starts the janitor in the background; it runs until the handle is aborted.
@@ -40,9 +43,19 @@ impl RefundService {
         let limit = inner.janitor.concurrency * 4;
         let now = self.now_ms();
         let window = i64::try_from(inner.janitor.reversal_window.as_millis()).unwrap_or(i64::MAX);
+        // A plugin that says how long its provider may still reverse a refund (contract 0.2)
+        // sets that provider's window; the others keep `[janitor] reversal_window_days`.
+        let own: Vec<(String, i64)> = inner
+            .providers
+            .providers()
+            .filter_map(|(id, plugin)| {
+                let days = plugin.logic.info().reversal_window_days?;
+                Some((id.to_owned(), now.saturating_sub(i64::from(days) * DAY_MS)))
+            })
+            .collect();
         let due = inner
             .ledger
-            .due(now, now.saturating_sub(window), limit)
+            .due_by_provider(now, now.saturating_sub(window), own, limit)
             .await
             .map_err(|e| ServiceError(e.to_string()))?;
         let due: Vec<_> = {
