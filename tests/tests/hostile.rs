@@ -234,3 +234,55 @@ async fn plugin_configured_for_another_provider_is_refused() {
         Ok(_) => panic!("a hostile plugin was accepted as mfs-africa"),
     }
 }
+
+/// A provider whose plugin says it answers no status queries (a callback-only provider) is
+/// never asked for a refund's status: the janitor notes why and leaves the refund to webhooks
+/// and reconciliation.
+#[tokio::test]
+async fn a_callback_only_provider_is_not_asked_for_statuses() {
+    let mut config = refundry_tests::hostile_config("", "hostile-secret-value");
+    config.providers.get_mut("hostile").unwrap().plugin =
+        refundry_tests::plugin_path("hostile-callback-only");
+    config.janitor.backoff = vec![std::time::Duration::from_millis(1)];
+    let service = refundry_service::refunds::RefundService::start(&config)
+        .await
+        .expect("service starts");
+    let info = service.providers().provider("hostile").unwrap();
+    assert!(!info.logic.info().status_queries);
+    assert_eq!(info.logic.info().reversal_window_days, Some(3));
+    let created = service
+        .create(refundry_service::refunds::NewRefund {
+            provider: "hostile".into(),
+            external_refund_id: "cb-1".into(),
+            original_transaction_id: "txn-cb".into(),
+            amount: 100,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original: None,
+        })
+        .await
+        .expect("created");
+    let id = created.refund.id;
+    let noted = |detail: &refundry_ledger::RefundDetail| {
+        detail
+            .history
+            .iter()
+            .any(|h| h.detail.as_deref() == Some("no status queries at this provider"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        service.janitor_pass().await.unwrap();
+        let detail = service.ledger().get(&id).await.unwrap().unwrap();
+        if noted(&detail) {
+            assert_eq!(detail.refund.status, refundry_ledger::Status::Pending);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the janitor never looked at {id}: {:?}",
+            detail.history
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

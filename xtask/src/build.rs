@@ -54,6 +54,12 @@ pub const PLUGINS: &[Plugin] = &[
         feature: None,
         name: "hostile",
     },
+    // A provider without status queries, with a reversal window of its own.
+    Plugin {
+        krate: "refundry-hostile",
+        feature: Some("callback-only"),
+        name: "hostile-callback-only",
+    },
     // A component whose describe() traps, which the registry must refuse to load.
     Plugin {
         krate: "refundry-hostile",

@@ -111,8 +111,8 @@ impl Provider for Hostile {
             partial_refunds: true,
             multiple_refunds: true,
             refund_window_days: None,
-            status_queries: true,
-            reversal_window_days: None,
+            status_queries: !cfg!(feature = "callback-only"),
+            reversal_window_days: cfg!(feature = "callback-only").then_some(3),
             max_list_range_days: None,
         }
     }
