@@ -370,6 +370,21 @@ async fn a_run_that_cannot_happen_exits_2() {
         .replace(&svc.mfs.base_url(), "http://127.0.0.1:9");
     std::fs::write(&unreachable, text).unwrap();
     exits_2_saying(&unreachable, "could not list").await;
+    // That run is kept, as failed (the others never started).
+    let runs = svc
+        .get(&format!("/v1/reconciliations?provider={MFS}"))
+        .await;
+    let runs = runs.body["reconciliations"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["outcome"], "error");
+    assert_eq!(runs[0]["trigger"], "cli");
+    assert!(
+        runs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not list"),
+        "{runs:?}"
+    );
 }
 
 /// `refundry reconcile` of MFS Africa with the configuration `config` exits 2, saying `says`.

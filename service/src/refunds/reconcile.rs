@@ -122,8 +122,33 @@ impl RefundService {
             )));
         }
         let started_at_ms = self.now_ms();
-        let listed = self.list_all(&plugin, provider, from_ms, to_ms).await?;
         let ledger_err = |e: refundry_ledger::db::DbError| ReconcileError::Ledger(e.to_string());
+        let listed = match self.list_all(&plugin, provider, from_ms, to_ms).await {
+            Ok(listed) => listed,
+            // A provider that could not be asked is a run that failed: kept, so that the runs
+            // show the gap (a plugin that cannot list is no run at all).
+            Err(e @ ReconcileError::Provider { .. }) => {
+                let failed = NewReconciliation {
+                    provider: provider.to_owned(),
+                    from_ms,
+                    to_ms,
+                    trigger,
+                    started_at_ms,
+                    finished_at_ms: self.now_ms(),
+                    provider_refunds: 0,
+                    ledger_refunds: 0,
+                    error: Some(e.to_string()),
+                    findings: Vec::new(),
+                };
+                self.inner
+                    .ledger
+                    .record_reconciliation(failed)
+                    .await
+                    .map_err(ledger_err)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let in_range = self
             .inner
             .ledger
