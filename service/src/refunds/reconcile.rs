@@ -15,7 +15,7 @@
 //! Each run and its findings are kept in the ledger, with one outbound
 //! `reconciliation.discrepancy` event per finding, and counted in the metrics.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -155,19 +155,39 @@ impl RefundService {
             .refunds_created_between(provider, from_ms, to_ms)
             .await
             .map_err(ledger_err)?;
+        // The ledger's refunds of the range answer most matches without a query; only a refund
+        // the provider dates outside the ledger's range is looked for in the whole ledger.
+        let by_provider_id: HashMap<&str, &RefundRecord> = in_range
+            .iter()
+            .filter_map(|r| r.provider_refund_id.as_deref().map(|id| (id, r)))
+            .collect();
+        let by_external_id: HashMap<&str, &RefundRecord> = in_range
+            .iter()
+            .map(|r| (r.external_refund_id.as_str(), r))
+            .collect();
         let mut findings = Vec::new();
         let mut matched: HashSet<String> = HashSet::new();
         for theirs in &listed {
-            let ours = self
-                .inner
-                .ledger
-                .find_refund(
-                    provider,
-                    Some(&theirs.provider_refund_id),
-                    theirs.external_refund_id.as_deref(),
-                )
-                .await
-                .map_err(ledger_err)?;
+            let known = by_provider_id
+                .get(theirs.provider_refund_id.as_str())
+                .or_else(|| {
+                    let ext = theirs.external_refund_id.as_deref()?;
+                    by_external_id.get(ext)
+                })
+                .map(|r| (*r).clone());
+            let ours = match known {
+                Some(ours) => Some(ours),
+                None => self
+                    .inner
+                    .ledger
+                    .find_refund(
+                        provider,
+                        Some(&theirs.provider_refund_id),
+                        theirs.external_refund_id.as_deref(),
+                    )
+                    .await
+                    .map_err(ledger_err)?,
+            };
             match ours {
                 None => findings.push(missing_in_ledger(theirs)),
                 Some(ours) => {
