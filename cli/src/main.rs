@@ -256,60 +256,51 @@ enum PluginCommand {
     Registry(plugins::RegistryCommand),
 }
 
+/// `refundry sandbox <provider> ...`: one subcommand per simulator the sandbox crate has
+/// (`refundry_sandbox::SIMULATORS`, found from its folders), each with that simulator's own
+/// arguments; nothing here names a provider.
 #[cfg(feature = "sandbox")]
-#[derive(Subcommand)]
-enum SandboxCommand {
-    /// The MFS Africa refund API simulator.
-    MfsAfrica(MfsAfricaArgs),
-    /// The PagoEfectivo refund API simulator.
-    Pagoefectivo(PagoEfectivoArgs),
+struct SandboxCommand {
+    simulator: &'static refundry_sandbox::Simulator,
+    matches: clap::ArgMatches,
 }
 
 #[cfg(feature = "sandbox")]
-#[derive(Args)]
-struct PagoEfectivoArgs {
-    /// Loopback port to listen on (0 picks a free one; the URL is printed).
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// Service id the simulator accepts.
-    #[arg(long, env = "PAGOEFECTIVO_ID_SERVICE")]
-    id_service: u64,
-    /// Access key the simulator accepts.
-    #[arg(long, env = "PAGOEFECTIVO_ACCESS_KEY")]
-    access_key: String,
-    /// Secret key (authorization hash, request and notification signatures).
-    #[arg(long, env = "PAGOEFECTIVO_SECRET_KEY", hide_env_values = true)]
-    secret_key: String,
-    /// Where signed notifications are sent.
-    #[arg(long)]
-    callback_url: Option<String>,
-    /// Lifetime of the tokens it issues, in seconds.
-    #[arg(long, default_value_t = 7200)]
-    token_lifetime_secs: u64,
+impl clap::FromArgMatches for SandboxCommand {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let Some((id, sub)) = matches.subcommand() else {
+            return Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand));
+        };
+        let simulator = refundry_sandbox::simulator(id)
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))?;
+        Ok(Self {
+            simulator,
+            matches: sub.clone(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 #[cfg(feature = "sandbox")]
-#[derive(Args)]
-struct MfsAfricaArgs {
-    /// Loopback port to listen on (0 picks a free one; the URL is printed).
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// API key the simulator accepts.
-    #[arg(long, env = "MFS_AFRICA_API_KEY")]
-    api_key: String,
-    /// Request signing secret.
-    #[arg(long, env = "MFS_AFRICA_API_SECRET", hide_env_values = true)]
-    api_secret: String,
-    /// Webhook signing secret.
-    #[arg(long, env = "MFS_AFRICA_WEBHOOK_SECRET", hide_env_values = true)]
-    webhook_secret: String,
-    /// Where signed webhooks are sent.
-    #[arg(long)]
-    callback_url: Option<String>,
-    /// Refuse API requests without this header (e.g. X-Plugin-Version, which the second MFS
-    /// Africa plugin version sends).
-    #[arg(long)]
-    require_header: Option<String>,
+impl clap::Subcommand for SandboxCommand {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        refundry_sandbox::SIMULATORS
+            .iter()
+            .fold(cmd, |cmd, simulator| cmd.subcommand((simulator.command)()))
+            .subcommand_required(true)
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_subcommands(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        refundry_sandbox::simulator(name).is_some()
+    }
 }
 
 #[tokio::main]
@@ -528,33 +519,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(SandboxCommand::MfsAfrica(a)) => {
-            let mut config = refundry_sandbox::mfs_africa::Config::new(
-                a.api_key,
-                a.api_secret,
-                a.webhook_secret,
-            );
-            config.callback_url = a.callback_url;
-            config.require_header = a.require_header;
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
-            refundry_sandbox::mfs_africa::serve_forever(config, addr)
+        Command::Sandbox(SandboxCommand { simulator, matches }) => {
+            (simulator.serve)(matches)
                 .await
-                .context("MFS Africa sandbox")?;
-            Ok(ExitCode::SUCCESS)
-        }
-        #[cfg(feature = "sandbox")]
-        Command::Sandbox(SandboxCommand::Pagoefectivo(a)) => {
-            let mut config = refundry_sandbox::pagoefectivo::Config::new(
-                a.id_service,
-                a.access_key,
-                a.secret_key,
-            );
-            config.notification_url = a.callback_url;
-            config.token_lifetime = std::time::Duration::from_secs(a.token_lifetime_secs);
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
-            refundry_sandbox::pagoefectivo::serve_forever(config, addr)
-                .await
-                .context("PagoEfectivo sandbox")?;
+                .with_context(|| format!("{} sandbox", simulator.id))?;
             Ok(ExitCode::SUCCESS)
         }
     }

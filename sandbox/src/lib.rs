@@ -1,7 +1,9 @@
 //! Stateful simulators of provider refund APIs, for tests, the demo and `refundry sandbox`.
 //!
-//! Each provider has one module ([`mfs_africa`] and [`pagoefectivo`]) that reads that provider's
-//! wire contract independently of the plugins and the SDK: the sandbox
+//! Each provider has one module ([`mfs_africa`] and [`pagoefectivo`]), a folder of
+//! `src/providers/` found by the build script (no list of providers to edit: see
+//! [`SIMULATORS`]), that reads that provider's wire contract independently of the plugins and
+//! the SDK: the sandbox
 //! shares no code with them, so that a misreading on either side shows up as a failing exchange.
 //! The pieces that do not depend on a provider live in their own modules and are reused by every
 //! simulator: [`faults`] (fault injection queue, with a per-provider [`faults::FaultPolicy`]),
@@ -17,16 +19,45 @@
 pub mod allowlist;
 mod control;
 pub mod faults;
-pub mod mfs_africa;
-pub mod pagoefectivo;
 mod time;
 pub mod webhooks;
+
+// The provider simulators (`pub mod <folder>;` for each folder of `src/providers/`) and
+// `SIMULATORS`, written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/providers.rs"));
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// A provider simulator as the crate's registry ([`SIMULATORS`]) knows it: what
+/// `refundry sandbox <id>` runs. Each simulator's module defines one as `SIMULATOR`.
+#[derive(Clone, Copy)]
+pub struct Simulator {
+    /// The provider id, also the `refundry sandbox` subcommand (`mfs-africa`).
+    pub id: &'static str,
+    /// What it simulates, in one line (the subcommand's help).
+    pub about: &'static str,
+    /// Its command line (port, credentials, callback URL, ...), named `id`.
+    #[cfg(feature = "cli")]
+    pub command: fn() -> clap::Command,
+    /// Starts it from arguments parsed with `command` and serves until the process is killed,
+    /// after printing one line, `refundry-sandbox <id> listening on <url>`.
+    #[cfg(feature = "cli")]
+    pub serve: fn(clap::ArgMatches) -> ServeFuture,
+}
+
+/// What [`Simulator::serve`] returns: a future for the process's main task (not `Send`).
+#[cfg(feature = "cli")]
+pub type ServeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SandboxError>>>>;
+
+/// The simulator of provider `id`, if this crate has one.
+pub fn simulator(id: &str) -> Option<&'static Simulator> {
+    SIMULATORS.iter().find(|s| s.id == id)
+}
 
 /// Why a simulator could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]

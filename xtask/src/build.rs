@@ -9,64 +9,79 @@ use anyhow::{Context, Result, bail};
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// One component that `plugins()` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plugin {
     /// The plugin crate.
-    pub krate: &'static str,
-    /// The crate's cargo feature this component is built with; `None` for its default build.
-    pub feature: Option<&'static str>,
+    pub krate: String,
+    /// The crate's cargo features this component is built with; empty for its default build.
+    pub features: Vec<String>,
     /// The component's file name without `.wasm`: the provider id, plus a suffix for a feature
     /// build.
-    pub name: &'static str,
+    pub name: String,
 }
 
-/// Every component `plugins()` writes, each to `target/plugins/<name>.wasm`.
-pub const PLUGINS: &[Plugin] = &[
-    Plugin {
-        krate: "refundry-mfs-africa",
-        feature: None,
-        name: "mfs-africa",
-    },
-    // The plugin's second version, for hot-swapping between two real versions.
-    Plugin {
-        krate: "refundry-mfs-africa",
-        feature: Some("next"),
-        name: "mfs-africa-next",
-    },
-    Plugin {
-        krate: "refundry-pagoefectivo",
-        feature: None,
-        name: "pagoefectivo",
-    },
-    // Both providers with digests computed in the guest: the criterion bench's baseline for
-    // what the host's `crypto` import saves.
-    Plugin {
-        krate: "refundry-mfs-africa",
-        feature: Some("guest-crypto"),
-        name: "mfs-africa-guest-crypto",
-    },
-    Plugin {
-        krate: "refundry-pagoefectivo",
-        feature: Some("guest-crypto"),
-        name: "pagoefectivo-guest-crypto",
-    },
-    Plugin {
-        krate: "refundry-hostile",
-        feature: None,
-        name: "hostile",
-    },
-    // A provider without status queries, with a reversal window of its own.
-    Plugin {
-        krate: "refundry-hostile",
-        feature: Some("callback-only"),
-        name: "hostile-callback-only",
-    },
-    // A component whose describe() traps, which the registry must refuse to load.
-    Plugin {
-        krate: "refundry-hostile",
-        feature: Some("trap-describe"),
-        name: "hostile-trap-describe",
-    },
-];
+/// Every component `plugins()` writes, each to `target/plugins/<name>.wasm`: what the workspace's
+/// crates declare under `[package.metadata.refundry.components]` (`name = [features]`), found
+/// with `cargo metadata`, so that a new plugin crate is built by being a workspace member.
+pub fn discover() -> Result<Vec<Plugin>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(&cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("running {cargo} metadata"))?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's JSON")?;
+    components_of(&metadata)
+}
+
+/// The components declared in `cargo metadata` output, sorted by name.
+fn components_of(metadata: &serde_json::Value) -> Result<Vec<Plugin>> {
+    let mut plugins = Vec::new();
+    let packages = metadata["packages"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for package in packages {
+        let krate = package["name"].as_str().unwrap_or_default();
+        let Some(components) = package["metadata"]["refundry"]["components"].as_object() else {
+            continue;
+        };
+        for (name, features) in components {
+            let features = features
+                .as_array()
+                .and_then(|list| {
+                    list.iter()
+                        .map(|f| f.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .with_context(|| {
+                    format!("{krate}: components.{name} must be a list of feature names")
+                })?;
+            plugins.push(Plugin {
+                krate: krate.to_owned(),
+                features,
+                name: name.clone(),
+            });
+        }
+    }
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = plugins.windows(2).find(|w| w[0].name == w[1].name) {
+        bail!(
+            "two plugin crates declare the component `{}` ({} and {})",
+            pair[0].name,
+            pair[0].krate,
+            pair[1].krate
+        );
+    }
+    Ok(plugins)
+}
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -126,7 +141,7 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Builds every entry of [`PLUGINS`] and writes its component to `target/plugins/<name>.wasm`;
+/// Builds every component [`discover`] finds and writes its component to `target/plugins/<name>.wasm`;
 /// returns the paths.
 ///
 /// Entries with the same feature share one cargo run. A cdylib's file name carries no hash of its
@@ -134,18 +149,19 @@ fn ensure_wasm_target() -> Result<()> {
 /// into components before the next run can overwrite them.
 pub fn plugins() -> Result<Vec<PathBuf>> {
     ensure_wasm_target()?;
+    let plugins = discover()?;
     let out_dir = plugins_dir();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut features: Vec<Option<&str>> = Vec::new();
-    for plugin in PLUGINS {
-        if !features.contains(&plugin.feature) {
-            features.push(plugin.feature);
+    let mut feature_sets: Vec<&[String]> = Vec::new();
+    for plugin in &plugins {
+        if !feature_sets.contains(&plugin.features.as_slice()) {
+            feature_sets.push(&plugin.features);
         }
     }
     let mut written = Vec::new();
-    for feature in features {
-        let group: Vec<&Plugin> = PLUGINS.iter().filter(|p| p.feature == feature).collect();
-        build_modules(&group, feature)?;
+    for features in feature_sets {
+        let group: Vec<&Plugin> = plugins.iter().filter(|p| p.features == features).collect();
+        build_modules(&group, features)?;
         for plugin in group {
             written.push(write_component(plugin, &out_dir)?);
         }
@@ -153,8 +169,8 @@ pub fn plugins() -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// One cargo run building the core modules of `group`, all with `feature` (or none).
-fn build_modules(group: &[&Plugin], feature: Option<&str>) -> Result<()> {
+/// One cargo run building the core modules of `group`, all with `features` (or none).
+fn build_modules(group: &[&Plugin], features: &[String]) -> Result<()> {
     let mut args: Vec<String> = [
         "build",
         "--quiet",
@@ -166,13 +182,13 @@ fn build_modules(group: &[&Plugin], feature: Option<&str>) -> Result<()> {
     .map(String::from)
     .into();
     for plugin in group {
-        args.extend(["-p".to_owned(), plugin.krate.to_owned()]);
+        args.extend(["-p".to_owned(), plugin.krate.clone()]);
     }
-    if let Some(feature) = feature {
-        // `crate/feature`, so that the feature is the named crate's whatever else is built.
+    if !features.is_empty() {
+        // `crate/feature`, so that each feature is the named crate's whatever else is built.
         let list: Vec<String> = group
             .iter()
-            .map(|p| format!("{}/{feature}", p.krate))
+            .flat_map(|p| features.iter().map(move |f| format!("{}/{f}", p.krate)))
             .collect();
         args.extend(["--features".to_owned(), list.join(",")]);
     }
@@ -183,6 +199,7 @@ fn build_modules(group: &[&Plugin], feature: Option<&str>) -> Result<()> {
 /// Turns `plugin`'s freshly built core module into a component at `<out_dir>/<name>.wasm`.
 fn write_component(plugin: &Plugin, out_dir: &Path) -> Result<PathBuf> {
     let Plugin { krate, name, .. } = plugin;
+    let (krate, name) = (krate.as_str(), name.as_str());
     let module_path = target_dir()
         .join(WASM_TARGET)
         .join("plugin")
@@ -223,4 +240,51 @@ pub fn host_binary() -> Result<PathBuf> {
         &[],
     )?;
     Ok(target_dir().join("debug").join("refundry"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn components_are_read_from_package_metadata() {
+        let metadata = json!({"packages": [
+            {"name": "refundry-sdk", "metadata": null},
+            {"name": "refundry-acme", "metadata": {"refundry": {"components": {
+                "acme": [], "acme-next": ["next"]
+            }}}},
+            {"name": "refundry-hostile", "metadata": {"refundry": {"components": {
+                "hostile": []
+            }}}}
+        ]});
+        let names: Vec<(String, Vec<String>)> = components_of(&metadata)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.features))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("acme".to_owned(), vec![]),
+                ("acme-next".to_owned(), vec!["next".to_owned()]),
+                ("hostile".to_owned(), vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_declaration_or_a_clash_is_named() {
+        let bad = json!({"packages": [{"name": "refundry-acme", "metadata": {"refundry": {
+            "components": {"acme": "next"}
+        }}}]});
+        let err = components_of(&bad).unwrap_err().to_string();
+        assert!(err.contains("refundry-acme: components.acme"), "{err}");
+        let clash = json!({"packages": [
+            {"name": "a", "metadata": {"refundry": {"components": {"x": []}}}},
+            {"name": "b", "metadata": {"refundry": {"components": {"x": []}}}}
+        ]});
+        let err = components_of(&clash).unwrap_err().to_string();
+        assert!(err.contains("`x` (a and b)"), "{err}");
+    }
 }

@@ -55,6 +55,8 @@
 //!   notifications follow control moves only).
 
 mod api;
+#[cfg(feature = "cli")]
+mod cli;
 mod control;
 mod error;
 mod list;
@@ -85,6 +87,16 @@ const WEBHOOK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const FAULT_POLICY: FaultPolicy = FaultPolicy {
     statuses: &[500, 503],
     codes: ErrorCodeFormat::Digits(3),
+};
+
+/// This simulator in the crate's registry (`refundry sandbox pagoefectivo`).
+pub const SIMULATOR: crate::Simulator = crate::Simulator {
+    id: "pagoefectivo",
+    about: "The PagoEfectivo refund API simulator",
+    #[cfg(feature = "cli")]
+    command: cli::command,
+    #[cfg(feature = "cli")]
+    serve: cli::serve,
 };
 
 /// Credentials and behaviour of one PagoEfectivo simulator.

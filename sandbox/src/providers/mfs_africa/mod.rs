@@ -38,6 +38,8 @@
 //!   shows it.
 
 mod api;
+#[cfg(feature = "cli")]
+mod cli;
 mod control;
 mod error;
 mod list;
@@ -62,6 +64,16 @@ use crate::{SandboxError, SandboxHandle};
 
 /// The spec's limit for a receiver to answer a webhook ("answer 2xx within 10 s").
 const WEBHOOK_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This simulator in the crate's registry (`refundry sandbox mfs-africa`).
+pub const SIMULATOR: crate::Simulator = crate::Simulator {
+    id: "mfs-africa",
+    about: "The MFS Africa refund API simulator",
+    #[cfg(feature = "cli")]
+    command: cli::command,
+    #[cfg(feature = "cli")]
+    serve: cli::serve,
+};
 
 /// Credentials and behaviour of one MFS Africa simulator.
 #[derive(Clone)]
