@@ -133,6 +133,22 @@ impl SandboxHandle {
         }
     }
 
+    /// Prints exactly one line to stdout, `refundry-sandbox <id> listening on <url>`, then serves
+    /// until the process is killed: what `refundry sandbox <id>` does once its simulator started.
+    pub async fn serve_forever(self, id: &str) -> Result<(), SandboxError> {
+        use std::io::Write as _;
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "refundry-sandbox {id} listening on {}",
+                self.base_url()
+            )?;
+            stdout.flush()?;
+        }
+        self.run_until_stopped().await
+    }
+
     /// Serves until the server stops by itself (in practice: until the process is killed).
     pub(crate) async fn run_until_stopped(mut self) -> Result<(), SandboxError> {
         match self.server.take() {

@@ -174,18 +174,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<SandboxHandle, Sa
 /// `refundry-sandbox mfs-africa listening on http://127.0.0.1:PORT`, and serves until the process
 /// is killed.
 pub async fn serve_forever(config: Config, addr: SocketAddr) -> Result<(), SandboxError> {
-    use std::io::Write as _;
-    let handle = start(config, addr).await?;
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(
-            stdout,
-            "refundry-sandbox mfs-africa listening on {}",
-            handle.base_url()
-        )?;
-        stdout.flush()?;
-    }
-    handle.run_until_stopped().await
+    start(config, addr).await?.serve_forever(SIMULATOR.id).await
 }
 
 /// The headers of one webhook attempt: the spec's `X-MFS-*` headers, signed for the attempt time.

@@ -200,18 +200,7 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<SandboxHandle, Sa
 /// `refundry-sandbox pagoefectivo listening on http://127.0.0.1:PORT`, and serves until the
 /// process is killed.
 pub async fn serve_forever(config: Config, addr: SocketAddr) -> Result<(), SandboxError> {
-    use std::io::Write as _;
-    let handle = start(config, addr).await?;
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(
-            stdout,
-            "refundry-sandbox pagoefectivo listening on {}",
-            handle.base_url()
-        )?;
-        stdout.flush()?;
-    }
-    handle.run_until_stopped().await
+    start(config, addr).await?.serve_forever(SIMULATOR.id).await
 }
 
 fn router(shared: Arc<Shared>) -> Router {
