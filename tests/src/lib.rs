@@ -22,13 +22,22 @@ pub mod receiver;
 pub mod service;
 pub mod tls;
 
+/// Where `cargo xtask build-plugins` writes the components: `$REFUNDRY_PLUGINS_DIR`, else
+/// `plugins/` in the cargo target folder.
+pub fn plugins_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("REFUNDRY_PLUGINS_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plugins")
+}
+
 /// The component `cargo xtask build-plugins` wrote for `id`. Panics with the command to run when
 /// it is missing, since every test here needs the real component.
 pub fn plugin_path(id: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("plugins").join(format!("{id}.wasm"));
+    let path = plugins_dir().join(format!("{id}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run `cargo xtask build-plugins` (or `cargo xtask test`) first",

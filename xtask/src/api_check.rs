@@ -30,7 +30,7 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const EXAMPLE_TRANSACTION: &str = "91000042";
 
 pub fn run() -> Result<()> {
-    build::plugins()?;
+    build::plugins(&[])?;
     let refundry = build::host_binary()?;
     let dir = build::target_dir().join("api-check");
     let st = install(&dir)?;

@@ -174,7 +174,7 @@ pub fn run(args: Args) -> Result<()> {
             bail!("{} is missing: run without --no-build", bin.display());
         }
     } else {
-        build::plugins()?;
+        build::plugins(&[])?;
         eprintln!(
             "building refundry (release, --features native-plugins); the first time this takes about 5 minutes"
         );

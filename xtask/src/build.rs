@@ -98,9 +98,12 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Where the components go.
+/// Where the components go: `$REFUNDRY_PLUGINS_DIR`, else `target/plugins/`. The tests read
+/// them from the same place.
 pub fn plugins_dir() -> PathBuf {
-    target_dir().join("plugins")
+    std::env::var_os("REFUNDRY_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("plugins"))
 }
 
 /// Runs cargo in the workspace root with `args` then `extra`.
@@ -141,15 +144,25 @@ fn ensure_wasm_target() -> Result<()> {
     Ok(())
 }
 
-/// Builds every component [`discover`] finds and writes its component to `target/plugins/<name>.wasm`;
+/// Builds every component [`discover`] finds (or those named in `only`) and writes its component to `target/plugins/<name>.wasm`;
 /// returns the paths.
 ///
 /// Entries with the same feature share one cargo run. A cdylib's file name carries no hash of its
 /// features, so two builds of one crate write the same core module: each run's modules are turned
 /// into components before the next run can overwrite them.
-pub fn plugins() -> Result<Vec<PathBuf>> {
+pub fn plugins(only: &[String]) -> Result<Vec<PathBuf>> {
     ensure_wasm_target()?;
-    let plugins = discover()?;
+    let mut plugins = discover()?;
+    if let Some(unknown) = only.iter().find(|n| !plugins.iter().any(|p| &p.name == *n)) {
+        let known: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no plugin declares the component `{unknown}` (known: {})",
+            known.join(", ")
+        );
+    }
+    if !only.is_empty() {
+        plugins.retain(|p| only.contains(&p.name));
+    }
     let out_dir = plugins_dir();
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut feature_sets: Vec<&[String]> = Vec::new();

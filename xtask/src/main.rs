@@ -2,7 +2,9 @@
 //!
 //! - `build-plugins`: installs the wasm target if missing, builds every plugin for
 //!   `wasm32-unknown-unknown` and turns each into a component at `target/plugins/<id>.wasm`
-//!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`).
+//!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`), finding the
+//!   plugins by the components their `Cargo.toml` declares; `build-plugins NAME...` builds only
+//!   those.
 //! - `test`: `build-plugins`, the `refundry` binary and the embedding example, then every test in
 //!   the workspace, then `layering` and `api-check`.
 //! - `layering`: crate arrows point one way (runtime <- ledger <- service <- api <- cli), the
@@ -34,8 +36,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build every plugin into a component under target/plugins/.
-    BuildPlugins,
+    /// Build every plugin into a component under target/plugins/ (or $REFUNDRY_PLUGINS_DIR).
+    BuildPlugins {
+        /// Only these components (`mfs-africa`, `mfs-africa-next`, ...); all when none is given.
+        names: Vec<String>,
+    },
     /// Build the plugins, then run every test in the workspace (extra args go to `cargo test`).
     Test {
         /// Arguments passed to `cargo test`.
@@ -62,9 +67,9 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::BuildPlugins => build::plugins().map(|_| ()),
+        Command::BuildPlugins { names } => build::plugins(&names).map(|_| ()),
         Command::Test { args } => {
-            build::plugins()?;
+            build::plugins(&[])?;
             // The end-to-end tests start `refundry serve` as a child process: build it first.
             build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)?;
@@ -75,7 +80,7 @@ fn main() -> Result<()> {
         Command::Layering => layering::run(),
         Command::ApiCheck => api_check::run(),
         Command::Bench { args } => {
-            build::plugins()?;
+            build::plugins(&[])?;
             // The plugin operations against their natively linked baseline, and the registry.
             let benches = ["bench", "-p", "refundry-native", "-p", "refundry-service"];
             build::cargo(&benches, &args)

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use crate::build;
 
 pub fn run() -> Result<()> {
-    build::plugins()?;
+    build::plugins(&[])?;
     let refundry = build::host_binary()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut failed = 0;
