@@ -1,0 +1,72 @@
+//! Refundry's conformance kit: every provider plugin, run through the real runtime and refund
+//! service against its provider's sandbox, checked for the same behaviours.
+//!
+//! A provider plugs in with one file, `src/fixtures/<id with _ for ->.rs`, exporting
+//! `pub fn fixture() -> Box<dyn Fixture>`: its [`Fixture`] (id, [`Supports`], sandbox start)
+//! and its [`ProviderSandbox`] (the sandbox's controls). The build script finds the file by
+//! itself ([`fixtures::all`]); there is no list to edit. A case that needs a feature the
+//! provider lacks, or whose fixture does not drive it yet, is a named skip with its reason
+//! ([`decide`]).
+
+#![deny(missing_docs)]
+
+pub mod fixture;
+pub mod supports;
+pub mod toolkit;
+
+/// The provider fixtures, one module per file of `src/fixtures/` (found by the build script).
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+pub use fixture::{
+    Currencies, Fault, Fixture, FixtureError, Payment, PortalRefund, ProviderConfig,
+    ProviderSandbox, RefundsOf, SandboxOptions, Signing,
+};
+pub use supports::{Decision, Feature, Support, Supports, decide};
+
+#[cfg(test)]
+mod discover;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixture_file_is_named_for_its_provider() {
+        let fixtures = fixtures::all();
+        assert_eq!(fixtures.len(), fixtures::FILES.len());
+        for (file, fixture) in fixtures::FILES.iter().zip(&fixtures) {
+            assert_eq!(*file, fixture.id().replace('-', "_"));
+        }
+    }
+
+    #[test]
+    fn a_fixture_declaring_nothing_yet_skips_every_case_as_not_yet_implemented() {
+        // What `refundry new-provider` scaffolds: an id and nothing implemented.
+        struct Scaffold;
+        impl Fixture for Scaffold {
+            fn id(&self) -> &'static str {
+                "acme-pay"
+            }
+            fn supports(&self) -> Supports {
+                Supports::not_yet_implemented()
+            }
+        }
+        let supports = Scaffold.supports();
+        for feature in Feature::ALL {
+            assert!(matches!(
+                decide(&supports, &[Feature::Basics, feature]),
+                Decision::Skip(reason) if reason.starts_with("not yet implemented: basics")
+            ));
+        }
+        let started = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(Scaffold.start(SandboxOptions::default()));
+        assert!(matches!(
+            started,
+            Err(FixtureError::NotImplemented("start"))
+        ));
+    }
+}
