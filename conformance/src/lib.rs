@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod fixture;
+pub mod proxy;
 pub mod supports;
 pub mod toolkit;
 
