@@ -1,5 +1,5 @@
 //! Refundry's conformance kit: every provider plugin, run through the real runtime and refund
-//! service against its provider's sandbox, checked for the same behaviours.
+//! service against its provider's sandbox, checked for the same behaviours (see [`cases::all`]).
 //!
 //! A provider plugs in with one file, `src/fixtures/<id with _ for ->.rs`, exporting
 //! `pub fn fixture() -> Box<dyn Fixture>`: its [`Fixture`] (id, [`Supports`], sandbox start)
@@ -7,10 +7,15 @@
 //! itself ([`fixtures::all`]); there is no list to edit. A case that needs a feature the
 //! provider lacks, or whose fixture does not drive it yet, is a named skip with its reason
 //! ([`decide`]).
+//!
+//! `tests/kit.rs` runs every (provider, case) as its own trial, `<provider>::<case>`.
 
 #![deny(missing_docs)]
 
+pub mod cases;
+mod check;
 pub mod fixture;
+pub mod harness;
 pub mod proxy;
 pub mod supports;
 pub mod toolkit;
@@ -20,11 +25,27 @@ pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 }
 
+pub use cases::Case;
+pub use check::KitError;
 pub use fixture::{
     Currencies, Fault, Fixture, FixtureError, Payment, PortalRefund, ProviderConfig,
     ProviderSandbox, RefundsOf, SandboxOptions, Signing,
 };
+pub use harness::{Harness, Setup, Webhook};
 pub use supports::{Decision, Feature, Support, Supports, decide};
+
+/// Runs `case` for `fixture` on a runtime of its own: starts the sandbox and the service as the
+/// case's setup says, then checks.
+pub fn run(fixture: &dyn Fixture, case: &Case) -> Result<(), KitError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(check::host)?;
+    runtime.block_on(async {
+        let harness = Harness::start(fixture, case.setup).await?;
+        (case.run)(&harness).await
+    })
+}
 
 #[cfg(test)]
 mod discover;
@@ -55,11 +76,16 @@ mod tests {
             }
         }
         let supports = Scaffold.supports();
-        for feature in Feature::ALL {
-            assert!(matches!(
-                decide(&supports, &[Feature::Basics, feature]),
-                Decision::Skip(reason) if reason.starts_with("not yet implemented: basics")
-            ));
+        for case in cases::all() {
+            match decide(&supports, case.needs) {
+                Decision::Skip(reason) => {
+                    assert!(
+                        reason.starts_with("not yet implemented: basics"),
+                        "{reason}"
+                    )
+                }
+                Decision::Run => panic!("{} would run for a scaffold", case.name),
+            }
         }
         let started = tokio::runtime::Builder::new_current_thread()
             .build()
