@@ -24,6 +24,7 @@ mod start;
 mod commands {
     pub mod batch;
     pub mod client;
+    pub mod new_provider;
     pub mod plugins;
     pub mod reconcile;
     pub mod replay;
@@ -80,6 +81,9 @@ enum Command {
     /// Reconcile a provider's own list of refunds with the ledger over a range (exit 0: all
     /// match, 1: something differs, 2: could not run).
     Reconcile(commands::reconcile::ReconcileArgs),
+    /// Scaffold a provider in this workspace: its plugin, simulator, spec stub, conformance
+    /// fixture and example configuration (exit 0: created, 2: nothing written).
+    NewProvider(commands::new_provider::NewProviderArgs),
     /// Run a provider simulator on loopback.
     #[cfg(feature = "sandbox")]
     #[command(subcommand)]
@@ -342,6 +346,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve(&cli.config, a).await,
         Command::Replay(a) => commands::replay::run(&cli.config, cli.json, a).await,
         Command::Reconcile(a) => commands::reconcile::run(&cli.config, cli.json, a).await,
+        Command::NewProvider(a) => commands::new_provider::run(a),
         Command::Refund(RefundCommand::List(a)) => {
             let ledger = open_ledger(&cli.config)?;
             if let Some(age) = a.stuck {

@@ -83,9 +83,15 @@ fn components_of(metadata: &serde_json::Value) -> Result<Vec<Plugin>> {
     Ok(plugins)
 }
 
-/// The workspace root.
+/// The workspace root: the parent of xtask's manifest folder, as `cargo run` gives it when it
+/// starts xtask (else as it was at compile time). Read at run time because one target folder may
+/// hold an xtask binary built from another copy of the workspace (the scaffold test builds one):
+/// cargo does not link the binary again for a copy whose build is fresh.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_owned()
