@@ -16,6 +16,8 @@
 //!   "retry_after": S?}`: that status with `{"error": {"code": code, "message": M or
 //!   "...injected..."}, "trace_id": ...}`, request not processed; any row of the spec's error
 //!   table, or an unknown code;
+//! - `{"kind": "status_after_processing", "status": S, "count": N}` (S as for `status`):
+//!   processed (the refund exists, a replay is a replay), then answered with that error;
 //! - `{"kind": "delay", "delay_ms": MS, "count": N}`: processed, then answered late.
 //!
 //! `Retry-After` is sent when `retry_after` is given, and always for 429 (default 1 s). Webhook

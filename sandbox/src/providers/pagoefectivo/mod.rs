@@ -20,6 +20,8 @@
 //! - `{"kind": "error", "status": 400..=599, "code": "<3 digits>", "message": M?, "count": N,
 //!   "retry_after": S?}`: that status and code (and message M, when given) in the spec's error
 //!   body (`data` empty), request not processed;
+//! - `{"kind": "status_after_processing", "status": S, "count": N}` (S as for `status`):
+//!   processed (the refund exists, a replay is a replay), then answered with that error;
 //! - `{"kind": "delay", "delay_ms": MS, "count": N}`: processed, then answered late.
 //!
 //! `Retry-After` is sent when `retry_after` is given (and for an `error` fault with status 429,
@@ -179,19 +181,24 @@ pub async fn start(config: Config, addr: SocketAddr) -> Result<SandboxHandle, Sa
         Arc::clone(&faults),
     )
     .map_err(SandboxError::HttpClient)?;
-    let mut rng = rand::rng();
+    // Drawn before any await: the thread-local generator is not `Send`.
+    let (first_cip, first_operation) = {
+        let mut rng = rand::rng();
+        (
+            rng.random_range(100_000_000..500_000_000),
+            rng.random_range(100_000_000_000..500_000_000_000),
+        )
+    };
     let shared = Arc::new(Shared {
         tokens: Mutex::new(state::Tokens::new(config.token_lifetime)),
         config,
-        ledger: Mutex::new(state::Ledger::new(
-            rng.random_range(100_000_000..500_000_000),
-        )),
+        ledger: Mutex::new(state::Ledger::new(first_cip)),
         faults,
         allowlist: IpAllowlist::new(),
         webhooks: dispatcher.clone(),
         stats: Stats::default(),
         balance_sufficient: AtomicBool::new(true),
-        next_operation: AtomicU64::new(rng.random_range(100_000_000_000..500_000_000_000)),
+        next_operation: AtomicU64::new(first_operation),
     });
     crate::spawn_server(router(shared), addr, dispatcher).await
 }
