@@ -17,6 +17,7 @@
 pub mod crypto;
 pub mod errors;
 mod host;
+pub mod http;
 pub mod list;
 pub mod money;
 #[cfg(not(target_arch = "wasm32"))]
@@ -34,68 +35,6 @@ pub use __private::wit::refundry::provider::types::{
     RefundStatus, Refusal, RefusalKind, Retryable, TimeRange, WebhookError, WebhookEvent,
     WebhookOutcome, WebhookRequest,
 };
-
-/// The HTTP capability's types (what a plugin sends and what comes back) and small helpers.
-pub mod http {
-    pub use crate::__private::wit::refundry::provider::http::{
-        HttpError, Method, Request, Response,
-    };
-
-    impl Method {
-        /// The method's name as sent on the wire and used in signatures (`GET`, `POST`).
-        pub fn as_str(self) -> &'static str {
-            match self {
-                Method::Get => "GET",
-                Method::Post => "POST",
-                Method::Put => "PUT",
-                Method::Patch => "PATCH",
-                Method::Delete => "DELETE",
-            }
-        }
-    }
-
-    /// The value of the first header named `name`, compared case-insensitively (HTTP header
-    /// names are; webhooks arrive with names in any case, responses with lower-case names).
-    pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The value of a header the provider always sends (compared case-insensitively); its
-    /// absence is the webhook error `missing-header(name)`.
-    pub fn required_header<'h>(
-        headers: &'h [(String, String)],
-        name: &str,
-    ) -> Result<&'h str, crate::WebhookError> {
-        header(headers, name).ok_or_else(|| crate::WebhookError::MissingHeader(name.to_owned()))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn method_names() {
-            assert_eq!(Method::Get.as_str(), "GET");
-            assert_eq!(Method::Post.as_str(), "POST");
-            assert_eq!(Method::Delete.as_str(), "DELETE");
-        }
-
-        #[test]
-        fn header_lookup_ignores_case() {
-            let headers = vec![
-                ("retry-after".to_string(), "7".to_string()),
-                ("X-MFS-Event-Id".to_string(), "evt_1".to_string()),
-                ("x-mfs-event-id".to_string(), "evt_2".to_string()),
-            ];
-            assert_eq!(header(&headers, "Retry-After"), Some("7"));
-            assert_eq!(header(&headers, "x-mfs-event-id"), Some("evt_1"));
-            assert_eq!(header(&headers, "X-Missing"), None);
-        }
-    }
-}
 
 /// A provider's refund logic. All functions are associated (no `self`): the host runs each
 /// operation on a fresh instance, so there is no state to keep but what [`Host`] storage holds.
