@@ -20,6 +20,7 @@ mod host;
 pub mod http;
 pub mod list;
 pub mod money;
+pub mod reply;
 pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
