@@ -25,6 +25,7 @@ pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
+pub mod validate;
 
 pub use host::Host;
 #[cfg(any(target_arch = "wasm32", doc))]
