@@ -14,6 +14,7 @@
 //! [`testing::FakeHost`] in unit tests and in the host's native benchmark.
 #![deny(missing_docs)]
 
+pub mod convert;
 pub mod crypto;
 pub mod errors;
 mod host;
