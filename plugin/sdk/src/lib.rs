@@ -27,6 +27,7 @@ pub mod settings;
 pub mod testing;
 pub mod time;
 pub mod validate;
+pub mod webhook;
 
 pub use host::Host;
 #[cfg(any(target_arch = "wasm32", doc))]
