@@ -26,6 +26,7 @@ pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod time;
+pub mod token;
 pub mod validate;
 pub mod webhook;
 
