@@ -181,6 +181,12 @@ impl ProviderError {
             reason: reason.into(),
         }
     }
+
+    /// What makes [`ProviderError::Clock`] of the host time meant for `field`:
+    /// `time::format_rfc3339_utc(host.now_ms()).map_err(ProviderError::clock("X-Timestamp"))`.
+    pub fn clock(field: &'static str) -> impl FnOnce(TimeError) -> Self {
+        move |source| Self::Clock { field, source }
+    }
 }
 
 /// A range that cannot be listed is the request's fault.
@@ -194,6 +200,20 @@ impl From<RangeError> for ProviderError {
 impl From<CursorError> for ProviderError {
     fn from(err: CursorError) -> Self {
         Self::invalid(err.to_string())
+    }
+}
+
+/// Also where an operation answers the host, so that `list-refunds` can use `?` on it.
+impl From<RangeError> for RefundError {
+    fn from(err: RangeError) -> Self {
+        ProviderError::from(err).into()
+    }
+}
+
+/// Also where an operation answers the host, so that `list-refunds` can use `?` on it.
+impl From<CursorError> for RefundError {
+    fn from(err: CursorError) -> Self {
+        ProviderError::from(err).into()
     }
 }
 
@@ -333,10 +353,7 @@ mod tests {
             provider: "acme",
             key: "api_key".into(),
         };
-        let clock = ProviderError::Clock {
-            field: "X-Timestamp",
-            source: TimeError::OutOfRange { ms: i64::MAX },
-        };
+        let clock = ProviderError::clock("X-Timestamp")(TimeError::OutOfRange { ms: i64::MAX });
         let currency = ProviderError::UnsupportedCurrency {
             provider: "Acme",
             currency: "EUR".into(),
@@ -350,12 +367,26 @@ mod tests {
             (config.into(), RefusalKind::Configuration),
             (clock, RefusalKind::Authentication),
             (ProviderError::invalid("bad"), RefusalKind::InvalidRequest),
-            (RangeError::TooLong { max_days: 31 }.into(), RefusalKind::InvalidRequest),
+            (
+                RangeError::TooLong { max_days: 31 }.into(),
+                RefusalKind::InvalidRequest,
+            ),
             (CursorError::Empty.into(), RefusalKind::InvalidRequest),
             (currency, RefusalKind::CurrencyMismatch),
             (not_found, RefusalKind::NotFound),
         ] {
             assert_eq!(refusal_kind(err), Some(kind));
+        }
+        let range = RefundError::from(RangeError::Empty { from: 5, to: 5 });
+        let cursor = RefundError::from(CursorError::Empty);
+        for err in [range, cursor] {
+            assert!(matches!(
+                err,
+                RefundError::Refused(Refusal {
+                    kind: RefusalKind::InvalidRequest,
+                    ..
+                })
+            ));
         }
     }
 
@@ -383,6 +414,14 @@ mod tests {
             id: "r-1".into(),
         };
         assert_eq!(not_found.to_string(), "no refund with refundId `r-1`");
+        let clock = ProviderError::clock("dateRequest")(TimeError::OutOfRange { ms: i64::MAX });
+        assert_eq!(
+            clock.to_string(),
+            format!(
+                "host clock unusable for dateRequest: timestamp {} ms is out of range",
+                i64::MAX
+            )
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod errors;
 mod host;
 pub mod http;
 pub mod list;
+pub mod lookup;
 pub mod money;
 pub mod reply;
 pub mod settings;

@@ -2,6 +2,7 @@
 //! checked and widened to the whole seconds providers take, the cursor checked before any call,
 //! and the answer cut back to the range.
 
+use crate::time::TimeError;
 use crate::{Refund, TimeRange};
 
 const SECOND_MS: i64 = 1000;
@@ -23,6 +24,13 @@ pub enum RangeError {
     TooLong {
         /// The provider's longest range, in days.
         max_days: u32,
+    },
+    /// An end of the range cannot be written in the provider's time format (a date beyond
+    /// what the format holds).
+    #[error("range: {source}")]
+    Unwritable {
+        /// Why it cannot be written.
+        source: TimeError,
     },
 }
 
@@ -59,6 +67,16 @@ impl SecondRange {
     /// The first second after the range, in milliseconds since the epoch; saturates likewise.
     pub fn to_ms(&self) -> i64 {
         self.to_s.saturating_mul(SECOND_MS)
+    }
+
+    /// Both ends written by `format` (a formatter of [`crate::time`], given milliseconds): what
+    /// the provider's list request names as from and to.
+    pub fn format(
+        &self,
+        format: impl Fn(i64) -> Result<String, TimeError>,
+    ) -> Result<(String, String), RangeError> {
+        let write = |ms| format(ms).map_err(|source| RangeError::Unwritable { source });
+        Ok((write(self.from_ms())?, write(self.to_ms())?))
     }
 }
 
@@ -215,9 +233,26 @@ mod tests {
     }
 
     #[test]
-    fn whole_seconds_in_milliseconds() {
-        let seconds = SecondRange { from_s: -2, to_s: 4 };
+    fn whole_seconds_in_milliseconds_and_written() {
+        let seconds = SecondRange {
+            from_s: -2,
+            to_s: 4,
+        };
         assert_eq!((seconds.from_ms(), seconds.to_ms()), (-2_000, 4_000));
+        assert_eq!(
+            seconds.format(crate::time::format_rfc3339_utc),
+            Ok((
+                "1969-12-31T23:59:58Z".to_owned(),
+                "1970-01-01T00:00:04Z".to_owned()
+            ))
+        );
+        let far = SecondRange {
+            from_s: 0,
+            to_s: i64::MAX / 1000,
+        };
+        let err = far.format(crate::time::format_rfc3339_utc).unwrap_err();
+        assert!(matches!(err, RangeError::Unwritable { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("range: "), "{err}");
     }
 
     #[test]

@@ -70,6 +70,21 @@ impl ProviderReply {
         }
     }
 
+    /// This reply when its status is one of `success`, else the error `error_of` makes of it
+    /// (the plugin's reading of its provider's error answers, ending in
+    /// [`ProviderReply::error_answer`]).
+    pub fn success(
+        self,
+        success: &[u16],
+        error_of: impl FnOnce(&Self) -> ProviderError,
+    ) -> Result<Self, ProviderError> {
+        if success.contains(&self.response.status) {
+            Ok(self)
+        } else {
+            Err(error_of(&self))
+        }
+    }
+
     /// The error this reply is, for a status the flow does not take as success: the provider's
     /// `code` and `message` (what its error body says; no code when the body is not one) with the
     /// refusal `kind` its error table gives (`None`: retryable) and its `Retry-After`. A status
@@ -154,6 +169,20 @@ mod tests {
                 message,
                 retry_after_ms: Some(7_000),
             } => assert_eq!((code.as_str(), message.as_str()), ("rate_limited", "slow")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_success_statuses_pass() {
+        let reply = |status| ProviderReply::new("Acme", Effect::Read, response(status, &[], "{}"));
+        let error_of = |r: &ProviderReply| r.error_answer(None, None, "down".into());
+        assert_eq!(
+            reply(201).success(&[200, 201], error_of).unwrap().status(),
+            201
+        );
+        match reply(503).success(&[200, 201], error_of) {
+            Err(ProviderError::ErrorAnswer { status: 503, .. }) => {}
             other => panic!("{other:?}"),
         }
     }

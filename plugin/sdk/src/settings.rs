@@ -188,7 +188,9 @@ mod tests {
             let err = settings(&host).base_url().unwrap_err();
             assert_eq!(
                 err.to_string(),
-                format!("acme is not configured: base_url `{value}` is not an absolute http(s) URL")
+                format!(
+                    "acme is not configured: base_url `{value}` is not an absolute http(s) URL"
+                )
             );
         }
         assert!(matches!(

@@ -76,9 +76,13 @@ pub struct FieldError {
 /// stays `None` (the provider left the field out), a value that does not parse is an error
 /// naming the field.
 pub fn parse_field(field: &'static str, value: Option<&str>) -> Result<Option<i64>, FieldError> {
-    value
-        .map(|v| parse_rfc3339(v).map_err(|source| FieldError { field, source }))
-        .transpose()
+    value.map(|v| parse_required(field, v)).transpose()
+}
+
+/// Parses the RFC 3339 `field` of a provider's answer that is always there into UTC
+/// milliseconds; a value that does not parse is an error naming the field.
+pub fn parse_required(field: &'static str, value: &str) -> Result<i64, FieldError> {
+    parse_rfc3339(value).map_err(|source| FieldError { field, source })
 }
 
 #[cfg(test)]
@@ -163,6 +167,11 @@ mod tests {
         );
         let err = parse_field("dateCreation", Some("ayer")).unwrap_err();
         assert_eq!(err.field, "dateCreation");
+        assert_eq!(
+            parse_required("tokenExpires", "2026-11-25T10:15:30Z"),
+            Ok(T)
+        );
+        assert_eq!(parse_required("dateCreation", "ayer"), Err(err.clone()));
         assert_eq!(
             err.to_string(),
             "dateCreation: `ayer` is not an RFC 3339 date-time"

@@ -228,10 +228,8 @@ mod tests {
         assert_eq!(token.expose(), "tok-1");
         cache().forget(&host);
         let logs = host.0.logs();
-        let lines: Vec<(Level, &str)> = logs
-            .iter()
-            .map(|l| (l.level, l.message.as_str()))
-            .collect();
+        let lines: Vec<(Level, &str)> =
+            logs.iter().map(|l| (l.level, l.message.as_str())).collect();
         assert_eq!(
             lines,
             [
@@ -241,7 +239,10 @@ mod tests {
         );
         assert_eq!(
             logs[0].fields,
-            [("error".to_owned(), "StorageError::Unavailable(\"down\")".to_owned())]
+            [(
+                "error".to_owned(),
+                "StorageError::Unavailable(\"down\")".to_owned()
+            )]
         );
         assert!(logs.iter().all(|l| !format!("{l:?}").contains("tok-1")));
     }

@@ -1,13 +1,15 @@
 //! The parts of `parse-webhook` that are the same for every provider: the verification secret,
-//! and the `malformed` error of a delivery that is signed but not what the spec says. Reading
-//! the signature headers, the signed payload and the comparison stay in the plugin's `sign.rs`.
+//! the freshness of a signed timestamp, the `malformed` error of a delivery that is signed but
+//! not what the spec says, and the `ignored` outcome of an event type the plugin does not handle.
+//! Reading the signature headers, the signed payload and the comparison stay in the plugin's
+//! `sign.rs`.
 
 use std::fmt::Display;
 
 use serde::de::DeserializeOwned;
 
 use crate::settings::{Secret, Settings};
-use crate::{Host, Level, WebhookError};
+use crate::{Host, Level, WebhookError, WebhookOutcome};
 
 /// The secret webhooks are verified with, setting `key` of `provider` (its id). Without it no
 /// delivery can be verified: that is `invalid-signature` (the provider must not be told the
@@ -33,6 +35,25 @@ pub fn malformed(what: &str, error: impl Display) -> WebhookError {
 /// The verified body parsed as JSON into `T`; a body that does not parse is `malformed`.
 pub fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
     serde_json::from_slice(body).map_err(|e| malformed("body", e))
+}
+
+/// Checks that a delivery signed at `signed_ms` is at most `tolerance_ms` from the host's
+/// `now_ms`, either way: a timestamp from the future is as suspect as an old one, and a replayed
+/// delivery cannot outlive the window either way. Else `stale-timestamp` with the age in whole
+/// seconds (negative: from the future). Only once the signature is verified: the timestamp is
+/// trusted only then.
+pub fn check_age(now_ms: i64, signed_ms: i64, tolerance_ms: i64) -> Result<(), WebhookError> {
+    let age_ms = now_ms.saturating_sub(signed_ms);
+    if age_ms.unsigned_abs() > tolerance_ms.unsigned_abs() {
+        return Err(WebhookError::StaleTimestamp(age_ms / 1000));
+    }
+    Ok(())
+}
+
+/// `ignored`: a verified delivery of an event type the plugin does not handle, acknowledged so
+/// that the provider stops sending it again. `field` is the provider's name for the event type.
+pub fn ignored(field: &str, event_type: &str) -> WebhookOutcome {
+    WebhookOutcome::Ignored(format!("{field} `{event_type}` is not handled"))
 }
 
 #[cfg(test)]
@@ -79,5 +100,33 @@ mod tests {
             Err(WebhookError::Malformed(m)) => assert!(m.starts_with("body: "), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_timestamp_too_far_either_way_is_stale() {
+        let now = 1_795_601_730_000;
+        assert_eq!(check_age(now, now, 300_000), Ok(()));
+        assert_eq!(check_age(now, now - 300_000, 300_000), Ok(()));
+        assert_eq!(check_age(now, now + 300_000, 300_000), Ok(()));
+        assert_eq!(
+            check_age(now, now - 300_001, 300_000),
+            Err(WebhookError::StaleTimestamp(300))
+        );
+        assert_eq!(
+            check_age(now, now + 301_000, 300_000),
+            Err(WebhookError::StaleTimestamp(-301))
+        );
+        assert_eq!(
+            check_age(now, i64::MIN, 300_000),
+            Err(WebhookError::StaleTimestamp(i64::MAX / 1000))
+        );
+    }
+
+    #[test]
+    fn an_unhandled_event_type_is_ignored_by_name() {
+        assert_eq!(
+            ignored("eventType", "refund.settled"),
+            WebhookOutcome::Ignored("eventType `refund.settled` is not handled".into())
+        );
     }
 }
