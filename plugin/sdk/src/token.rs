@@ -116,7 +116,6 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StorageError;
     use crate::testing::FakeHost;
 
     const NOW: i64 = 1_795_601_730_000;
@@ -190,44 +189,14 @@ mod tests {
         assert!(cache().cached(&host).is_none());
     }
 
-    /// A host whose store is down.
-    struct NoStorage(FakeHost);
-
-    impl Host for NoStorage {
-        fn http_send(
-            &self,
-            req: crate::http::Request,
-        ) -> Result<crate::http::Response, crate::http::HttpError> {
-            self.0.http_send(req)
-        }
-        fn now_ms(&self) -> i64 {
-            self.0.now_ms()
-        }
-        fn storage_get(&self, _: &str) -> Result<Option<Vec<u8>>, StorageError> {
-            Err(StorageError::Unavailable("down".into()))
-        }
-        fn storage_set(&self, _: &str, _: &[u8]) -> Result<(), StorageError> {
-            Err(StorageError::Unavailable("down".into()))
-        }
-        fn storage_delete(&self, _: &str) -> Result<(), StorageError> {
-            Err(StorageError::Unavailable("down".into()))
-        }
-        fn config(&self, key: &str) -> Option<String> {
-            self.0.config(key)
-        }
-        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-            self.0.log(level, message, fields)
-        }
-    }
-
     #[test]
     fn a_failing_store_costs_authorizations_and_is_logged_without_the_token() {
-        let host = NoStorage(FakeHost::new().with_now_ms(NOW));
+        let host = FakeHost::new().with_now_ms(NOW).with_storage_down();
         assert!(cache().cached(&host).is_none());
         let token = cache().store(&host, "tok-1".into(), NOW, NOW + HOUR);
         assert_eq!(token.expose(), "tok-1");
         cache().forget(&host);
-        let logs = host.0.logs();
+        let logs = host.logs();
         let lines: Vec<(Level, &str)> =
             logs.iter().map(|l| (l.level, l.message.as_str())).collect();
         assert_eq!(
@@ -241,7 +210,7 @@ mod tests {
             logs[0].fields,
             [(
                 "error".to_owned(),
-                "StorageError::Unavailable(\"down\")".to_owned()
+                "StorageError::Unavailable(\"FakeHost storage is down\")".to_owned()
             )]
         );
         assert!(logs.iter().all(|l| !format!("{l:?}").contains("tok-1")));
