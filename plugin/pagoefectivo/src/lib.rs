@@ -47,8 +47,8 @@ const RULES: RefundRules = RefundRules {
     provider: NAME,
     currencies: &CURRENCIES,
     max_reason_chars: 200,
-    // `refundId` is 1 to 64 of `[A-Za-z0-9_-]`. That charset is also why it can go into a query
-    // string unencoded.
+    // `refundId` is 1 to 64 of `[A-Za-z0-9_-]`: characters percent-encoding leaves as they are,
+    // so the id goes into a query string as the merchant gave it.
     external_id: IdRule {
         max_len: 64,
         symbols: "_-",

@@ -12,6 +12,19 @@
 //! the crate root (and the HTTP types in [`http`]) under their generated names. Because the logic
 //! only sees a `&impl Host`, the same plugin crate also builds natively (as an rlib) and runs with
 //! [`testing::FakeHost`] in unit tests and in the host's native benchmark.
+//!
+//! What a plugin keeps is its provider: wire types, signing, its error table, status mapping and
+//! webhook checks. Everything around them is here, one module a concern:
+//! - [`settings`]: configuration keys and secrets, refused as `configuration` when unusable;
+//! - [`validate`] and [`lookup`]: what a request must be before any call, and where a lookup asks;
+//! - [`reply`]: one call through the host and the reading of its answer;
+//! - [`errors`]: the flows' [`errors::ProviderError`], mapped once into [`RefundError`] by the
+//!   contract's rules (what is final, retryable or an unknown outcome);
+//! - [`token`]: a short-lived token cached in host storage;
+//! - [`list`]: the range, cursor and page of `list-refunds`;
+//! - [`webhook`]: the secret, freshness and outcomes of `parse-webhook`;
+//! - [`money`], [`time`], [`convert`], [`crypto`], [`http`]: the pieces wire formats and
+//!   signatures are made of.
 #![deny(missing_docs)]
 
 pub mod convert;
