@@ -2,8 +2,8 @@
 //! and their conversion into Refundry's types. Field names are the provider's; unknown fields are
 //! ignored, as the spec requires of clients.
 
-use refundry_sdk::money::{self, MoneyError};
-use refundry_sdk::time::{self, TimeError};
+use refundry_sdk::convert::{self, ConvertError};
+use refundry_sdk::time;
 use refundry_sdk::{Money, Refund, RefundStatus};
 use serde::{Deserialize, Serialize};
 
@@ -195,39 +195,6 @@ impl ErrorCode {
     }
 }
 
-/// Why a refund object could not be converted: never guessed around.
-#[derive(Debug, thiserror::Error)]
-pub enum ConvertError {
-    /// A status outside the spec.
-    #[error("unknown refund status `{status}`")]
-    UnknownStatus {
-        /// The status word verbatim.
-        status: String,
-    },
-    /// An amount with the wrong precision, sign or currency.
-    #[error("refund_amount: {source}")]
-    Amount {
-        /// What is wrong with it.
-        #[from]
-        source: MoneyError,
-    },
-    /// A time that is not RFC 3339.
-    #[error("{field}: {source}")]
-    Time {
-        /// The wire field.
-        field: &'static str,
-        /// What is wrong with it.
-        source: TimeError,
-    },
-}
-
-/// Parses an optional RFC 3339 field into UTC ms.
-pub fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ConvertError> {
-    value
-        .map(|v| time::parse_rfc3339(v).map_err(|source| ConvertError::Time { field, source }))
-        .transpose()
-}
-
 impl RefundObject {
     /// Converts into Refundry's refund: status mapped, amount in minor units, times in UTC ms.
     pub fn into_refund(self) -> Result<Refund, ConvertError> {
@@ -238,10 +205,10 @@ impl RefundObject {
             Status::Reversed => RefundStatus::Reversed,
             Status::Unknown(status) => return Err(ConvertError::UnknownStatus { status }),
         };
-        let amount_minor = money::from_decimal(&self.refund_amount, &self.currency)?;
+        let amount_minor = convert::amount("refund_amount", &self.refund_amount, &self.currency)?;
         Ok(Refund {
-            created_at: parse_time("created_at", self.created_at.as_deref())?,
-            updated_at: parse_time("updated_at", self.updated_at.as_deref())?,
+            created_at: time::parse_field("created_at", self.created_at.as_deref())?,
+            updated_at: time::parse_field("updated_at", self.updated_at.as_deref())?,
             provider_refund_id: self.refund_id,
             external_refund_id: self.external_refund_id,
             original_transaction_id: self.original_transaction_id,

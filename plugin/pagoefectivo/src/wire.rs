@@ -2,8 +2,8 @@
 //! "Query", "Notifications") and their conversion into Refundry's types. Field names are the
 //! provider's (camelCase); unknown fields are ignored, as the spec requires of clients.
 
-use refundry_sdk::money::{self, MoneyError};
-use refundry_sdk::time::{self, TimeError};
+use refundry_sdk::convert::{self, ConvertError};
+use refundry_sdk::time;
 use refundry_sdk::{Money, Refund, RefundStatus};
 use serde::{Deserialize, Serialize};
 
@@ -63,18 +63,6 @@ pub struct TokenData {
     pub token_start: Option<String>,
     /// When the token expires, Lima offset.
     pub token_expires: String,
-}
-
-/// The token as cached in host storage (Refundry's own format, not PagoEfectivo's).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CachedToken {
-    /// The bearer token.
-    pub token: String,
-    /// Host time (UTC ms) from which the token is no longer used: expiry minus the margin.
-    pub refresh_at_ms: i64,
-    /// Which `base_url`, service and access key the token belongs to (a digest), so that a token
-    /// cached under other credentials is never sent.
-    pub scope: String,
 }
 
 /// The refund object of every answer and notification.
@@ -288,39 +276,6 @@ impl ErrorCode {
     }
 }
 
-/// Why a refund object could not be converted: never guessed around.
-#[derive(Debug, thiserror::Error)]
-pub enum ConvertError {
-    /// A status outside the spec.
-    #[error("unknown refund status `{status}`")]
-    UnknownStatus {
-        /// The status word verbatim.
-        status: String,
-    },
-    /// An amount with the wrong precision, sign or currency.
-    #[error("refundAmount: {source}")]
-    Amount {
-        /// What is wrong with it.
-        #[from]
-        source: MoneyError,
-    },
-    /// A date that is not RFC 3339 with an offset.
-    #[error("{field}: {source}")]
-    Time {
-        /// The wire field.
-        field: &'static str,
-        /// What is wrong with it.
-        source: TimeError,
-    },
-}
-
-/// Parses an optional date (Lima offset, or any RFC 3339 offset) into UTC ms.
-pub fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ConvertError> {
-    value
-        .map(|v| time::parse_rfc3339(v).map_err(|source| ConvertError::Time { field, source }))
-        .transpose()
-}
-
 impl RefundObject {
     /// Converts into Refundry's refund: status mapped, amount in minor units, dates in UTC ms.
     pub fn into_refund(self) -> Result<Refund, ConvertError> {
@@ -332,10 +287,10 @@ impl RefundObject {
             Status::Unknown(status) => return Err(ConvertError::UnknownStatus { status }),
         };
         // Spec "Dates, money, currency": exactly two decimals, which is what PEN and USD have.
-        let amount_minor = money::from_decimal(&self.refund_amount, &self.currency)?;
+        let amount_minor = convert::amount("refundAmount", &self.refund_amount, &self.currency)?;
         Ok(Refund {
-            created_at: parse_time("dateCreation", self.date_creation.as_deref())?,
-            updated_at: parse_time("dateUpdate", self.date_update.as_deref())?,
+            created_at: time::parse_field("dateCreation", self.date_creation.as_deref())?,
+            updated_at: time::parse_field("dateUpdate", self.date_update.as_deref())?,
             provider_refund_id: self.reference_id,
             external_refund_id: self.refund_id,
             original_transaction_id: self.transaction_id,

@@ -1,10 +1,12 @@
 //! A [`Host`] for running plugin logic natively: plugin unit tests and the host's native
-//! benchmark (the same logic without the wasm boundary).
+//! benchmark (the same logic without the wasm boundary). Also the measure of a plugin's size
+//! ([`code_lines_in`]), which each plugin's tests hold to its budget.
 //!
 //! Cheap by design, because the benchmark calls it in a hot loop: the clock is an atomic, the
 //! responder a plain closure, and recording requests and log lines can be switched off.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
@@ -31,6 +33,7 @@ pub struct FakeHost {
     now_ms: AtomicI64,
     config: HashMap<String, String>,
     storage: Mutex<HashMap<String, Vec<u8>>>,
+    storage_down: bool,
     responder: Responder,
     recording: AtomicBool,
     requests: Mutex<Vec<http::Request>>,
@@ -61,6 +64,7 @@ impl FakeHost {
             now_ms: AtomicI64::new(0),
             config: HashMap::new(),
             storage: Mutex::new(HashMap::new()),
+            storage_down: false,
             responder: Box::new(|_| {
                 Err(http::HttpError::ConnectFailed(
                     "FakeHost has no responder".into(),
@@ -100,6 +104,13 @@ impl FakeHost {
     /// would only grow.
     pub fn without_recording(self) -> Self {
         self.recording.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Makes every storage call fail with `unavailable` (builder form), as a host whose store is
+    /// down: storage is a cache, and a plugin must work without it.
+    pub fn with_storage_down(mut self) -> Self {
+        self.storage_down = true;
         self
     }
 
@@ -161,6 +172,15 @@ impl FakeHost {
     }
 }
 
+impl FakeHost {
+    fn storage_up(&self) -> Result<(), StorageError> {
+        if self.storage_down {
+            return Err(StorageError::Unavailable("FakeHost storage is down".into()));
+        }
+        Ok(())
+    }
+}
+
 /// A poisoned lock only means another test thread panicked; the data is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -192,15 +212,18 @@ impl Host for FakeHost {
     }
 
     fn storage_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.storage_up()?;
         Ok(lock(&self.storage).get(key).cloned())
     }
 
     fn storage_set(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.storage_up()?;
         lock(&self.storage).insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 
     fn storage_delete(&self, key: &str) -> Result<(), StorageError> {
+        self.storage_up()?;
         lock(&self.storage).remove(key);
         Ok(())
     }
@@ -221,6 +244,51 @@ impl Host for FakeHost {
             });
         }
     }
+}
+
+/// The code lines of one Rust source file, by the rules a plugin's size budget is counted in:
+/// - a line counts unless, with the white space around it trimmed, it is empty or starts with
+///   `//` (comments and `///`/`//!` doc comments: explaining the code costs nothing);
+/// - nothing counts from the first line that, trimmed, starts with `#[cfg(test)]` or
+///   `#[cfg(all(test`: the unit tests a file ends with.
+///
+/// Everything else counts, block comments (`/* */`) and attributes included.
+pub fn code_lines(source: &str) -> usize {
+    source
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("#[cfg(test)]") && !line.starts_with("#[cfg(all(test"))
+        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .count()
+}
+
+/// The code lines ([`code_lines`]) of every `.rs` file under `dir`, subfolders included.
+pub fn code_lines_in(dir: &Path) -> std::io::Result<usize> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            total += code_lines_in(&path)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            total += code_lines(&std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(total)
+}
+
+/// Holds a plugin to its size budget, from its `tests/size.rs`: panics unless the `src/` of the
+/// crate at `manifest_dir` (its `CARGO_MANIFEST_DIR`) has at most `budget` code lines
+/// ([`code_lines_in`]). Prints the count either way (`cargo test -- --nocapture` shows it).
+pub fn assert_src_within_budget(manifest_dir: &str, budget: usize) {
+    let src = Path::new(manifest_dir).join("src");
+    let lines = code_lines_in(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    println!("{}: {lines} code lines, budget {budget}", src.display());
+    assert!(
+        lines <= budget,
+        "{} has {lines} code lines, over its budget of {budget}: what is not provider logic \
+         belongs in the SDK",
+        src.display()
+    );
 }
 
 #[cfg(test)]
@@ -305,5 +373,76 @@ mod tests {
         quiet.http_send(get("http://p/")).unwrap();
         assert!(quiet.logs().is_empty());
         assert!(quiet.requests().is_empty());
+    }
+
+    #[test]
+    fn code_lines_skip_blank_lines_comments_and_unit_tests() {
+        let source = "//! A plugin.
+
+use x::y;
+
+/// Doc.
+pub fn f() -> u8 {
+    // Why.
+    /* a block comment counts */
+    1 // a trailing comment does not hide its line
+}
+    #[cfg(test)]
+mod tests {
+    #[test]
+    fn t() {}
+}
+";
+        assert_eq!(code_lines(source), 5);
+        assert_eq!(code_lines(""), 0);
+        assert_eq!(
+            code_lines("fn a() {}\n#[cfg(all(test, feature = \"x\"))]\nfn b() {}\n"),
+            1
+        );
+        // Only a line that starts with the attribute ends the count.
+        assert_eq!(code_lines("#[cfg(not(test))]\nfn a() {}\n"), 2);
+    }
+
+    #[test]
+    fn storage_can_be_down() {
+        let host = FakeHost::new().with_storage_down();
+        for result in [
+            host.storage_set("a", b"1"),
+            host.storage_delete("a"),
+            host.storage_get("a").map(|_| ()),
+        ] {
+            assert!(matches!(result, Err(StorageError::Unavailable(_))));
+        }
+        assert_eq!(host.stored("a"), None);
+    }
+
+    #[test]
+    fn code_lines_in_counts_rust_files_in_subfolders_too() {
+        let dir =
+            std::env::temp_dir().join(format!("refundry-sdk-code-lines-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("flows")).unwrap();
+        std::fs::write(dir.join("lib.rs"), "mod flows;\n\nfn a() {}\n").unwrap();
+        std::fs::write(dir.join("flows").join("mod.rs"), "// x\nfn b() {}\n").unwrap();
+        std::fs::write(dir.join("notes.md"), "not code\n").unwrap();
+        let counted = code_lines_in(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(counted.unwrap(), 3);
+        assert!(code_lines_in(&dir).is_err());
+    }
+
+    #[test]
+    fn a_crate_within_its_budget_passes_and_one_over_it_fails() {
+        let dir = std::env::temp_dir().join(format!("refundry-sdk-budget-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src").join("lib.rs"), "fn a() {}\nfn b() {}\n").unwrap();
+        let manifest_dir = dir.to_str().unwrap().to_owned();
+        assert_src_within_budget(&manifest_dir, 2);
+        let over = std::panic::catch_unwind(|| assert_src_within_budget(&manifest_dir, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let message = *over.unwrap_err().downcast::<String>().unwrap();
+        assert!(
+            message.contains("2 code lines, over its budget of 1"),
+            "{message}"
+        );
     }
 }

@@ -62,6 +62,29 @@ pub fn parse_rfc3339(input: &str) -> Result<i64, TimeError> {
         })
 }
 
+/// A timestamp field of a provider's answer that is not RFC 3339: the wire field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {source}")]
+pub struct FieldError {
+    /// The field as the provider names it (`created_at`, `dateCreation`).
+    pub field: &'static str,
+    /// What is wrong with its value.
+    pub source: TimeError,
+}
+
+/// Parses the optional RFC 3339 `field` of a provider's answer into UTC milliseconds: `None`
+/// stays `None` (the provider left the field out), a value that does not parse is an error
+/// naming the field.
+pub fn parse_field(field: &'static str, value: Option<&str>) -> Result<Option<i64>, FieldError> {
+    value.map(|v| parse_required(field, v)).transpose()
+}
+
+/// Parses the RFC 3339 `field` of a provider's answer that is always there into UTC
+/// milliseconds; a value that does not parse is an error naming the field.
+pub fn parse_required(field: &'static str, value: &str) -> Result<i64, FieldError> {
+    parse_rfc3339(value).map_err(|source| FieldError { field, source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +156,25 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn parse_field_keeps_absence_and_names_the_field() {
+        assert_eq!(parse_field("created_at", None), Ok(None));
+        assert_eq!(
+            parse_field("created_at", Some("2026-11-25T05:15:30-05:00")),
+            Ok(Some(T))
+        );
+        let err = parse_field("dateCreation", Some("ayer")).unwrap_err();
+        assert_eq!(err.field, "dateCreation");
+        assert_eq!(
+            parse_required("tokenExpires", "2026-11-25T10:15:30Z"),
+            Ok(T)
+        );
+        assert_eq!(parse_required("dateCreation", "ayer"), Err(err.clone()));
+        assert_eq!(
+            err.to_string(),
+            "dateCreation: `ayer` is not an RFC 3339 date-time"
+        );
     }
 }
