@@ -2,10 +2,12 @@
 //! loads in the host and runs the conformance kit with every case skipped as not yet
 //! implemented; nothing but new files and the example configuration's new entry is touched.
 //!
-//! The copy builds into this build's own target folder (only the crates whose sources differ
-//! by path are compiled again) and writes its components to a folder of its own
-//! (`REFUNDRY_PLUGINS_DIR`), so that the components the other tests load are never rewritten
-//! under them.
+//! The copy and everything it builds live in `target/scaffold-test/` (its workspace, its own
+//! cargo target folder, its components): never in this build's target folder. Cargo names the
+//! artifacts of a workspace crate by its path relative to the workspace root, so a copy building
+//! into the same folder would overwrite this build's artifacts (the sandbox's and the kit's
+//! generated module lists among them) while the other tests use them. The copy's target folder
+//! is kept between runs, so only its first build compiles the dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,13 +22,14 @@ fn root() -> PathBuf {
         .to_owned()
 }
 
-/// The cargo target folder this test was built in (`target/`), from the test executable's path.
-fn target_dir() -> PathBuf {
+/// Where the copy, its target folder and its components live: `target/scaffold-test/`, beside
+/// this build's own profile folders.
+fn scaffold_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     exe.ancestors()
         .nth(3)
         .expect("the test executable lives in target/<profile>/deps")
-        .to_owned()
+        .join("scaffold-test")
 }
 
 /// Copies the workspace's files (tracked, and untracked but not ignored: what a `git clone` of
@@ -56,15 +59,18 @@ fn copy_workspace(to: &Path) {
     }
 }
 
-/// Runs `cargo args` in the copy, with this build's target folder and the copy's own folder of
-/// components.
-fn cargo(copy: &Path, plugins: &Path, args: &[&str]) -> Output {
+/// Runs `cargo args` in the copy, with the copy's own target folder and folder of components.
+/// Without debug info or incremental state: the copy's build is only compiled, run once and
+/// thrown away, and its size counts.
+fn cargo(copy: &Path, target: &Path, plugins: &Path, args: &[&str]) -> Output {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     Command::new(cargo)
         .args(args)
         .current_dir(copy)
-        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_TARGET_DIR", target)
         .env("REFUNDRY_PLUGINS_DIR", plugins)
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("CARGO_INCREMENTAL", "0")
         .output()
         .expect("running cargo")
 }
@@ -75,9 +81,17 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn a_scaffolded_provider_builds_loads_and_runs_the_kit_with_every_case_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("workspace");
-    let plugins = dir.path().join("plugins");
+    let dir = scaffold_dir();
+    let (copy, target, plugins) = (
+        dir.join("workspace"),
+        dir.join("target"),
+        dir.join("plugins"),
+    );
+    for stale in [&copy, &plugins] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).unwrap();
+        }
+    }
     copy_workspace(&copy);
     let before = std::fs::read_to_string(copy.join("examples/refundry.toml")).unwrap();
 
@@ -110,7 +124,12 @@ fn a_scaffolded_provider_builds_loads_and_runs_the_kit_with_every_case_skipped()
     );
 
     // Found by itself: the workspace, the plugin build and the simulator registry.
-    let out = cargo(&copy, &plugins, &["xtask", "build-plugins", "acme-pay"]);
+    let out = cargo(
+        &copy,
+        &target,
+        &plugins,
+        &["xtask", "build-plugins", "acme-pay"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let component = plugins.join("acme-pay.wasm");
     assert!(component.is_file(), "{}", text(&out.stderr));
@@ -126,10 +145,16 @@ fn a_scaffolded_provider_builds_loads_and_runs_the_kit_with_every_case_skipped()
     assert_eq!(inspected["describe"]["id"], "acme-pay", "{inspected}");
 
     // Its own unit tests, and the kit: every case of the new provider skipped, none failed.
-    let out = cargo(&copy, &plugins, &["test", "-p", "refundry-acme-pay"]);
+    let out = cargo(
+        &copy,
+        &target,
+        &plugins,
+        &["test", "-p", "refundry-acme-pay"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = cargo(
         &copy,
+        &target,
         &plugins,
         &["test", "-p", "refundry-conformance", "--", "acme-pay::"],
     );
@@ -145,4 +170,6 @@ fn a_scaffolded_provider_builds_loads_and_runs_the_kit_with_every_case_skipped()
         "a scaffold passes nothing: {stdout}"
     );
     assert!(stdout.contains("not yet implemented"), "{stdout}");
+    // The copy goes once it passed; its target folder stays for the next run.
+    std::fs::remove_dir_all(&copy).unwrap();
 }
