@@ -363,7 +363,9 @@ impl Provider for PagoEfectivo {
         })?;
         Ok(RefundPage {
             refunds,
-            next_cursor: list::next_page(data.page, data.total_pages),
+            // From the page asked for, not the one the answer names: an answer that numbers its
+            // page otherwise (from 0, say) must not send the host back to a page it has read.
+            next_cursor: list::next_page(page, data.total_pages),
         })
     }
 

@@ -84,6 +84,12 @@ impl RefundRules {
             RefundLookup::ProviderRefundId(id) if id.is_empty() => {
                 Err(ProviderError::invalid("provider refund id is empty"))
             }
+            // A URL parser resolves `.` and `..` as path steps (`/v1/refunds/..` is `/v1/`), so
+            // no encoding keeps such an id inside its segment: it cannot be looked up by path.
+            // Found by fuzzing get-refund.
+            RefundLookup::ProviderRefundId(id) if id == "." || id == ".." => Err(
+                ProviderError::invalid(format!("provider refund id `{id}` is no path segment")),
+            ),
             RefundLookup::ProviderRefundId(_) => Ok(()),
             RefundLookup::ExternalRefundId(id) => self.external_id.check(id),
         }
@@ -226,6 +232,11 @@ mod tests {
         assert!(check(RefundLookup::ExternalRefundId("r-1".into())).is_ok());
         let empty = check(RefundLookup::ProviderRefundId(String::new())).unwrap_err();
         assert_eq!(empty.to_string(), "provider refund id is empty");
+        assert!(check(RefundLookup::ProviderRefundId("...".into())).is_ok());
+        for dots in [".", ".."] {
+            let err = check(RefundLookup::ProviderRefundId(dots.into())).unwrap_err();
+            assert_eq!(kind(err), RefusalKind::InvalidRequest, "{dots:?}");
+        }
         for bad in ["", "a&b=c", "r 1"] {
             let err = check(RefundLookup::ExternalRefundId(bad.into())).unwrap_err();
             assert_eq!(kind(err), RefusalKind::InvalidRequest, "{bad:?}");
