@@ -532,6 +532,13 @@ fn get(host: &impl Host, lookup: &RefundLookup) -> Result<Refund, Error> {
         RefundLookup::ProviderRefundId(id) if id.is_empty() => {
             return Err(invalid("provider refund id is empty"));
         }
+        // A URL parser resolves `.` and `..` as path steps (`/v1/refunds/..` is `/v1/`), so no
+        // encoding keeps such an id inside its segment: it cannot be looked up by path.
+        RefundLookup::ProviderRefundId(id) if id == "." || id == ".." => {
+            return Err(invalid(format!(
+                "provider refund id `{id}` is no path segment"
+            )));
+        }
         RefundLookup::ProviderRefundId(id) => format!("/v1/refunds/{}", path_segment(id)),
         RefundLookup::ExternalRefundId(id) => {
             check_refund_id(id)?;

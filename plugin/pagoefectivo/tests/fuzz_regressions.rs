@@ -1,0 +1,39 @@
+//! Inputs that `cargo xtask fuzz` found making the plugin misbehave, kept as tests so that plain
+//! `cargo test` holds the fixes. Each names its fuzz target and the input as that target read it.
+
+use refundry_pagoefectivo::PagoEfectivo;
+use refundry_sdk::testing::{FakeHost, response};
+use refundry_sdk::{Provider, RefundError, RefundLookup, Refusal, RefusalKind};
+
+fn host() -> FakeHost {
+    FakeHost::new()
+        .with_now_ms(0)
+        .with_config("base_url", "https://provider.example")
+        .with_config("id_service", "1024")
+        .with_config("access_key", "k")
+        .with_config("secret_key", "s")
+        .with_responder(|_| Ok(response(200, &[], b"{}".to_vec())))
+}
+
+/// `pagoefectivo_answer`, get by provider id `.` (the same input as MFS Africa's): the plugin
+/// authorized and then sent `/v1/refunds/.`, signed as such, which a URL parser (the host's)
+/// resolves to `/v1/refunds/`, and `..` to `/v1/`. Such an id is refused before any call.
+#[test]
+fn a_dot_segment_id_is_refused_before_any_call() {
+    for id in [".", ".."] {
+        let host = host();
+        let lookup = RefundLookup::ProviderRefundId(id.into());
+        let result = PagoEfectivo::get_refund(&host, lookup, None);
+        assert!(
+            matches!(
+                result,
+                Err(RefundError::Refused(Refusal {
+                    kind: RefusalKind::InvalidRequest,
+                    ..
+                }))
+            ),
+            "{id}: {result:?}"
+        );
+        assert!(host.requests().is_empty(), "{id}");
+    }
+}
