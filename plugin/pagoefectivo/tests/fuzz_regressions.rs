@@ -3,7 +3,7 @@
 
 use refundry_pagoefectivo::PagoEfectivo;
 use refundry_sdk::testing::{FakeHost, response};
-use refundry_sdk::{Provider, RefundError, RefundLookup, Refusal, RefusalKind};
+use refundry_sdk::{Provider, RefundError, RefundLookup, Refusal, RefusalKind, TimeRange};
 
 fn host() -> FakeHost {
     FakeHost::new()
@@ -35,5 +35,27 @@ fn a_dot_segment_id_is_refused_before_any_call() {
             "{id}: {result:?}"
         );
         assert!(host.requests().is_empty(), "{id}");
+    }
+}
+
+/// `pagoefectivo_answer`, a hand-made edge seed: list from `i64::MAX - 1000` to `i64::MAX` ms (and the
+/// same at `i64::MIN`). The range in whole seconds was turned back into ms for the request and
+/// overflowed (a panic with overflow checks, a wrapped time without). Refused before any call.
+#[test]
+fn a_list_range_at_the_ends_of_i64_is_refused_before_any_call() {
+    for (from, to) in [(i64::MAX - 1_000, i64::MAX), (i64::MIN, i64::MIN + 1_000)] {
+        let host = host();
+        let result = PagoEfectivo::list_refunds(&host, TimeRange { from, to }, None);
+        assert!(
+            matches!(
+                result,
+                Err(RefundError::Refused(Refusal {
+                    kind: RefusalKind::InvalidRequest,
+                    ..
+                }))
+            ),
+            "[{from}, {to}): {result:?}"
+        );
+        assert!(host.requests().is_empty());
     }
 }

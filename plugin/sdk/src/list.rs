@@ -23,9 +23,19 @@ pub enum RangeError {
         /// The provider's longest range, in days.
         max_days: u32,
     },
+    /// Widened to whole seconds, the range starts or ends past the milliseconds an `i64` holds
+    /// (within a second of its ends), so its seconds cannot be turned back into times.
+    #[error("the range [{from}, {to}) in whole seconds runs past the representable times")]
+    OutOfRange {
+        /// The start asked for (ms).
+        from: i64,
+        /// The end asked for (ms).
+        to: i64,
+    },
 }
 
-/// A range in whole seconds since the epoch: `from` included, `to` excluded.
+/// A range in whole seconds since the epoch: `from` included, `to` excluded. Both times 1000 fit
+/// an `i64`: they are times in ms again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SecondRange {
     /// The first second.
@@ -45,6 +55,13 @@ pub fn whole_seconds(range: &TimeRange, max_days: u32) -> Result<SecondRange, Ra
     }
     let from_s = range.from.div_euclid(SECOND_MS);
     let to_s = range.to.div_euclid(SECOND_MS) + i64::from(range.to.rem_euclid(SECOND_MS) != 0);
+    let in_ms = |s: i64| s.checked_mul(SECOND_MS).is_some();
+    if !(in_ms(from_s) && in_ms(to_s)) {
+        return Err(RangeError::OutOfRange {
+            from: range.from,
+            to: range.to,
+        });
+    }
     if to_s - from_s > i64::from(max_days) * DAY_S {
         return Err(RangeError::TooLong { max_days });
     }
@@ -96,6 +113,21 @@ mod tests {
             whole_seconds(&range(1, 31 * day + 1), 31),
             Err(RangeError::TooLong { max_days: 31 })
         );
+    }
+
+    /// Found by fuzzing `list-refunds`: the plugins turned these seconds back into ms and
+    /// overflowed.
+    #[test]
+    fn a_range_at_the_ends_of_i64_is_refused() {
+        for (from, to) in [(i64::MAX - 1_000, i64::MAX), (i64::MIN, i64::MIN + 1_000)] {
+            assert_eq!(
+                whole_seconds(&range(from, to), 31),
+                Err(RangeError::OutOfRange { from, to })
+            );
+        }
+        // The last whole second that is a time in ms is still listed.
+        let last = i64::MAX / SECOND_MS * SECOND_MS;
+        assert!(whole_seconds(&range(last - 1_000, last), 31).is_ok());
     }
 
     #[test]
