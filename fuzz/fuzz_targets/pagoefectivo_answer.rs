@@ -113,7 +113,9 @@ fn answered_token(case: &Case, index: usize) -> Option<String> {
     let Some(Ok(response)) = case.answers.get(index) else {
         return None;
     };
-    let body: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+    // Lossy: the plugin skips the fields it does not read without checking their UTF-8.
+    let body = String::from_utf8_lossy(&response.body);
+    let body: serde_json::Value = serde_json::from_str(&body).ok()?;
     body["data"]["token"].as_str().map(str::to_owned)
 }
 
