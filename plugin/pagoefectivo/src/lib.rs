@@ -598,7 +598,9 @@ fn list(host: &impl Host, range: &TimeRange, cursor: Option<&str>) -> Result<Ref
         return Err(provider_error(Op::List, &resp));
     }
     let data: wire::RefundListPage = envelope(Op::List, &resp)?;
-    let next_cursor = (data.page < data.total_pages).then(|| (data.page + 1).to_string());
+    // From the page asked for, not the one the answer names: an answer that numbers its page
+    // otherwise (from 0, say) must not send the host back to a page it has read.
+    let next_cursor = (page < data.total_pages).then(|| (page + 1).to_string());
     let mut refunds = Vec::with_capacity(data.items.len());
     for object in data.items {
         let refund = object

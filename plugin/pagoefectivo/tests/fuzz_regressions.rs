@@ -59,3 +59,37 @@ fn a_list_range_at_the_ends_of_i64_is_refused_before_any_call() {
         assert!(host.requests().is_empty());
     }
 }
+
+/// `pagoefectivo_answer`, input `crash-a674fe04...`: the first page of a list answered with
+/// `"page": 0, "totalPages": 1`. The next cursor was the answer's page plus one, `1`: the page
+/// just read, which the host would ask again. It is the page asked for plus one.
+#[test]
+fn the_next_page_follows_the_page_asked_for_whatever_the_answer_numbers() {
+    let token =
+        r#"{"code": "100", "data": {"token": "t", "tokenExpires": "2100-01-01T00:00:00-05:00"}}"#;
+    let page = |n: u32, total: u32| {
+        format!(
+            r#"{{"code": "100", "data": {{"items": [], "page": {n}, "pageSize": 100, "totalPages": {total}}}}}"#
+        )
+    };
+    for (cursor, answered, total, next) in [
+        (None, 0, 1, None),
+        (None, 0, 2, Some("2")),
+        (Some("2"), 7, 3, Some("3")),
+        (Some("3"), 1, 3, None),
+    ] {
+        let answers = std::sync::Mutex::new(vec![page(answered, total), token.to_owned()]);
+        let host = host().with_responder(move |_| {
+            let body = answers.lock().unwrap().pop().unwrap_or_default();
+            Ok(response(200, &[], body.into_bytes()))
+        });
+        let range = TimeRange { from: 0, to: 1_000 };
+        let listed = PagoEfectivo::list_refunds(&host, range, cursor.map(str::to_owned))
+            .unwrap_or_else(|e| panic!("{cursor:?}: {e:?}"));
+        assert_eq!(
+            listed.next_cursor.as_deref(),
+            next,
+            "{cursor:?} answered page {answered}"
+        );
+    }
+}
