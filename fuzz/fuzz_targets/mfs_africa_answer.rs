@@ -1,19 +1,19 @@
 //! MFS Africa's plugin reading the provider's answers: create, get (both lookups) and list, each
 //! HTTP call answered from the input (layout: `corpus::answer`).
 //!
-//! Besides "no panic": at most one HTTP call per operation (the plugin never retries; the host
-//! does), every call signed as the spec says and kept under `/v1/refunds`, an `Ok` only from a
-//! success status, refunds whose status is the spec's mapping, listed refunds inside the range,
-//! and no secret in any answer.
+//! Besides "no panic" and what `Case::run` checks of every provider (an `Ok` only from a success
+//! status, refunds whose status is the spec's mapping, listed refunds inside the range): at most
+//! one HTTP call per operation (the plugin never retries; the host does), every call signed as
+//! the spec says and kept under `/v1/refunds`, and no secret in any answer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use refundry_fuzz::answers::{BASE_URL, Case, Operation};
+use refundry_fuzz::answers::{BASE_URL, Case};
 use refundry_fuzz::corpus::mfs_africa::{API_KEY, API_SECRET, WEBHOOK_SECRET};
 use refundry_fuzz::{check, header, one_refund_path, signing};
 use refundry_mfs_africa::MfsAfrica;
+use refundry_sdk::RefundStatus;
 use refundry_sdk::http::Request;
-use refundry_sdk::{Provider, RefundStatus};
 
 /// Spec "The refund object": the status words and their Refundry status.
 const STATUSES: [(&str, RefundStatus); 4] = [
@@ -31,39 +31,14 @@ fuzz_target!(|data: &[u8]| {
         ("api_secret", API_SECRET),
         ("webhook_secret", WEBHOOK_SECRET),
     ]);
-    let answer = match case.operation.clone() {
-        Operation::Create(req) => {
-            let result = MfsAfrica::create_refund(&host, req);
-            if let Ok(refund) = &result {
-                check::refund(refund, &STATUSES);
-                assert!(matches!(case.status(0), Some(200 | 201)));
-            }
-            format!("{result:?}")
-        }
-        Operation::Get(lookup) => {
-            let result = MfsAfrica::get_refund(&host, lookup, None);
-            if let Ok(refund) = &result {
-                check::refund(refund, &STATUSES);
-                assert_eq!(case.status(0), Some(200));
-            }
-            format!("{result:?}")
-        }
-        Operation::List(range, cursor) => {
-            let result = MfsAfrica::list_refunds(&host, range, cursor);
-            if let Ok(page) = &result {
-                for refund in &page.refunds {
-                    check::refund(refund, &STATUSES);
-                    check::inside(&range, refund);
-                }
-                assert_eq!(case.status(0), Some(200));
-            }
-            format!("{result:?}")
-        }
-    };
-    check::no_secret(&answer, &[API_SECRET, WEBHOOK_SECRET], data);
-    let requests = host.requests();
-    assert!(requests.len() <= 1, "{} calls", requests.len());
-    for request in &requests {
+    let ran = case.run::<MfsAfrica>(&host, &STATUSES);
+    check::no_secret(
+        &format!("{:?}", ran.result),
+        &[API_SECRET, WEBHOOK_SECRET],
+        data,
+    );
+    assert!(ran.requests.len() <= 1, "{} calls", ran.requests.len());
+    for request in &ran.requests {
         signed_as_the_spec_says(request);
     }
 });

@@ -2,20 +2,21 @@
 //! (both lookups) and list, each HTTP call answered from the input (layout: `corpus::answer`).
 //! The host's storage starts empty, so every operation authorizes first.
 //!
-//! Besides "no panic": at most four HTTP calls (authorize, call, and once more after a `106`),
-//! the authorization hash and every signature as the spec says, each call carrying the token
-//! the last authorization answered, an `Ok` only from a success status, never a final refusal
-//! of a 5xx, refunds whose status is the spec's mapping, listed refunds inside the range, and
-//! no secret in any answer.
+//! Besides "no panic" and what `Case::run` checks of every provider (an `Ok` only from a success
+//! status, refunds whose status is the spec's mapping, listed refunds inside the range): at most
+//! four HTTP calls (authorize, call, and once more after a `106`), the authorization hash and
+//! every signature as the spec says, each call carrying the token the last authorization
+//! answered, never a final refusal of a 5xx, a next page numbered after the first, and no
+//! secret in any answer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use refundry_fuzz::answers::{BASE_URL, Case, Operation};
+use refundry_fuzz::answers::{Answered, BASE_URL, Case, Operation};
 use refundry_fuzz::corpus::pagoefectivo::{ACCESS_KEY, ID_SERVICE, SECRET_KEY};
 use refundry_fuzz::{check, header, one_refund_path, signing};
 use refundry_pagoefectivo::PagoEfectivo;
 use refundry_sdk::http::{Method, Request};
-use refundry_sdk::{Provider, RefundError, RefundStatus, Refusal};
+use refundry_sdk::{RefundError, RefundPage, RefundStatus, Refusal};
 
 /// Spec "The refund object": the status words and their Refundry status.
 const STATUSES: [(&str, RefundStatus); 4] = [
@@ -36,51 +37,33 @@ fuzz_target!(|data: &[u8]| {
         ("access_key", ACCESS_KEY),
         ("secret_key", SECRET_KEY),
     ]);
-    let (answer, error) = match case.operation.clone() {
-        Operation::Create(req) => {
-            let result = PagoEfectivo::create_refund(&host, req);
-            let calls = host.requests().len();
-            if let Ok(refund) = &result {
-                check::refund(refund, &STATUSES);
-                assert!(matches!(case.last_status(calls), Some(200 | 201)));
-            }
-            (format!("{result:?}"), result.err())
-        }
-        Operation::Get(lookup) => {
-            let result = PagoEfectivo::get_refund(&host, lookup, None);
-            let calls = host.requests().len();
-            if let Ok(refund) = &result {
-                check::refund(refund, &STATUSES);
-                assert_eq!(case.last_status(calls), Some(200));
-            }
-            (format!("{result:?}"), result.err())
-        }
-        Operation::List(range, cursor) => {
-            let result = PagoEfectivo::list_refunds(&host, range, cursor);
-            let calls = host.requests().len();
-            if let Ok(page) = &result {
-                for refund in &page.refunds {
-                    check::refund(refund, &STATUSES);
-                    check::inside(&range, refund);
-                }
-                assert_eq!(case.last_status(calls), Some(200));
-                if let Some(next) = &page.next_cursor {
-                    assert!(next.parse::<u32>().is_ok_and(|p| p >= 2), "cursor {next:?}");
-                }
-            }
-            (format!("{result:?}"), result.err())
-        }
-    };
+    let ran = case.run::<PagoEfectivo>(&host, &STATUSES);
+    let answer = format!("{:?}", ran.result);
     check::no_secret(&answer, &[SECRET_KEY], data);
-    // Spec, "Every other call": a 5xx is a provider fault, to be retried with the same refundId.
-    if let Some(RefundError::Refused(Refusal {
-        http_status: Some(status),
-        ..
-    })) = error
-    {
-        assert!(!(500..=599).contains(&status), "a 5xx refused: {answer}");
+    match &ran.result {
+        // Spec, "Every other call": a 5xx is a provider fault, to be retried with the same
+        // refundId.
+        Err(RefundError::Refused(Refusal {
+            http_status: Some(status),
+            ..
+        })) => assert!(!(500..=599).contains(status), "a 5xx refused: {answer}"),
+        // The cursor is the number of a page after the one asked for: the host never goes back.
+        Ok(Answered::Page(RefundPage {
+            next_cursor: Some(next),
+            ..
+        })) => {
+            let asked = match &case.operation {
+                Operation::List(_, Some(cursor)) => cursor.parse::<u32>().expect("a page asked"),
+                _ => 1,
+            };
+            assert!(
+                next.parse::<u32>().is_ok_and(|p| p > asked),
+                "cursor {next:?} after page {asked}"
+            );
+        }
+        _ => {}
     }
-    let requests = host.requests();
+    let requests = ran.requests;
     assert!(requests.len() <= 4, "{} calls", requests.len());
     let mut token = None;
     for (i, request) in requests.iter().enumerate() {

@@ -4,12 +4,15 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use refundry_sdk::http::{HttpError, Response};
+use refundry_sdk::http::{HttpError, Request, Response};
 use refundry_sdk::testing::FakeHost;
-use refundry_sdk::{Money, RefundLookup, RefundRequest, TimeRange};
+use refundry_sdk::{
+    Money, Provider, Refund, RefundError, RefundLookup, RefundPage, RefundRequest, RefundStatus,
+    TimeRange,
+};
 
 use crate::corpus::{Fields, answer};
-use crate::{header_lines, number};
+use crate::{check, header_lines, number};
 
 /// The base URL the targets configure; the answers do not depend on it.
 pub const BASE_URL: &str = "https://provider.example";
@@ -116,6 +119,66 @@ impl Case {
             Some(Ok(response)) => Some(response.status),
             _ => None,
         }
+    }
+}
+
+/// What an operation answered.
+#[derive(Debug)]
+pub enum Answered {
+    /// A refund (create, get).
+    Refund(Refund),
+    /// A page (list).
+    Page(RefundPage),
+}
+
+/// An operation run: what it answered and the HTTP calls it made.
+#[derive(Debug)]
+pub struct Ran {
+    /// The answer.
+    pub result: Result<Answered, RefundError>,
+    /// The calls, in order.
+    pub requests: Vec<Request>,
+}
+
+impl Case {
+    /// Runs the case's operation with provider `P` on `host` (made by [`Case::host`]), then
+    /// checks what holds of every provider: an `Ok` comes from a success status of the last call
+    /// (200 or 201 for a create, 200 for a read), its refunds carry the spec's status for their
+    /// provider status (`statuses`) and a list's lie in the range asked for.
+    pub fn run<P: Provider>(&self, host: &FakeHost, statuses: &[(&str, RefundStatus)]) -> Ran {
+        let (result, success): (_, &[u16]) = match self.operation.clone() {
+            Operation::Create(req) => (
+                P::create_refund(host, req).map(Answered::Refund),
+                &[200, 201],
+            ),
+            Operation::Get(lookup) => (
+                P::get_refund(host, lookup, None).map(Answered::Refund),
+                &[200],
+            ),
+            Operation::List(range, cursor) => (
+                P::list_refunds(host, range, cursor).map(Answered::Page),
+                &[200],
+            ),
+        };
+        let requests = host.take_requests();
+        if let Ok(answered) = &result {
+            let status = self.last_status(requests.len());
+            assert!(
+                status.is_some_and(|s| success.contains(&s)),
+                "Ok after a call answered {status:?}"
+            );
+            match (answered, &self.operation) {
+                (Answered::Refund(refund), _) => check::refund(refund, statuses),
+                (Answered::Page(page), Operation::List(range, _)) => {
+                    for refund in &page.refunds {
+                        check::refund(refund, statuses);
+                        check::inside(range, refund);
+                    }
+                }
+                (Answered::Page(_), _) => unreachable!("only a list answers a page"),
+            }
+        }
+        Ran { result, requests }
     }
 }
 

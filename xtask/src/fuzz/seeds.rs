@@ -396,7 +396,35 @@ impl<P: Provider> Operations<'_, P> {
         let (from, to) = (range.from.to_string(), range.to.to_string());
         let params = [from.as_str(), to.as_str(), cursor.unwrap_or("")];
         corpus.add(self.target, name, seed(LIST, now, &params, &answers));
+        if cursor.is_none() {
+            self.edges(corpus, now, &answers);
+        }
         result.ok().and_then(|page| page.next_cursor)
+    }
+
+    /// Hand-made seeds beside the recorded ones: the list's real answer to ranges at the ends
+    /// of what the contract's `s64` times hold, an empty range and one too long, and a create
+    /// answer to the largest amount.
+    fn edges(&self, corpus: &mut Corpus, now: i64, answers: &Answers) {
+        let (max, min) = (i64::MAX.to_string(), i64::MIN.to_string());
+        let below_max = (i64::MAX - 1_000).to_string();
+        let above_min = (i64::MIN + 1_000).to_string();
+        let day = 86_400_000;
+        let (start, long_end) = (now.to_string(), (now + 32 * day).to_string());
+        for (name, from, to) in [
+            ("edge-list-max", below_max.as_str(), max.as_str()),
+            ("edge-list-min", min.as_str(), above_min.as_str()),
+            ("edge-list-empty", start.as_str(), start.as_str()),
+            ("edge-list-too-long", start.as_str(), long_end.as_str()),
+        ] {
+            corpus.add(self.target, name, seed(LIST, now, &[from, to, ""], answers));
+        }
+        let params = ["r-edge", "txn_edge", max.as_str(), "KES", "", "ORDER-EDGE"];
+        corpus.add(
+            self.target,
+            "edge-create-max",
+            seed(CREATE, now, &params, answers),
+        );
     }
 }
 
@@ -434,8 +462,18 @@ fn mfs_africa_answers(
     // An hour ago: a portal refund made this second must not predate its payment.
     let recent = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     for (id, amount, currency, extra) in [
-        ("txn_fuzz_1", "5000.00", "KES", json!({"completed_at": recent})),
-        ("txn_fuzz_ugx", "100000", "UGX", json!({"completed_at": recent})),
+        (
+            "txn_fuzz_1",
+            "5000.00",
+            "KES",
+            json!({"completed_at": recent}),
+        ),
+        (
+            "txn_fuzz_ugx",
+            "100000",
+            "UGX",
+            json!({"completed_at": recent}),
+        ),
         (
             "txn_fuzz_unsettled",
             "100.00",
