@@ -47,10 +47,13 @@ pub fn inside(range: &TimeRange, refund: &Refund) {
 /// the plugin's own to the host's logs.
 pub fn no_secret(answer: &str, secrets: &[&str], input: &[u8]) {
     for secret in secrets {
-        let brought = input.windows(secret.len()).any(|w| w == secret.as_bytes());
-        assert!(
-            brought || !answer.contains(secret),
-            "a secret in the answer: {answer}"
-        );
+        // The answer is searched first, with std's (uninstrumented) search: comparing every
+        // window of the input would cost a quarter of the run and teach the fuzzer the secret.
+        if answer.contains(secret) {
+            assert!(
+                String::from_utf8_lossy(input).contains(secret),
+                "a secret in the answer: {answer}"
+            );
+        }
     }
 }
