@@ -73,6 +73,17 @@ impl Corpus {
         for (target, seeds) in &self.seeds {
             let dir = corpus_root.join(target);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            // Last run's seeds go, so that the corpus holds this recording and the fuzzer's own
+            // finds, never a seed the recording no longer makes.
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+                {
+                    std::fs::remove_file(&path)?;
+                }
+            }
             for (i, (name, bytes)) in seeds.iter().enumerate() {
                 let file = dir.join(format!("seed-{i:03}-{name}"));
                 std::fs::write(&file, bytes)
