@@ -16,11 +16,13 @@
 //!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
 //! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively.
+//! - `fuzz`: the cargo-fuzz targets (nightly), each for a while, from seeds the sandboxes answer.
 
 mod api_check;
 mod bench_service;
 mod build;
 mod demo;
+mod fuzz;
 mod layering;
 mod process;
 
@@ -63,6 +65,9 @@ enum Command {
     /// Send refunds at `refundry serve` (release, sandbox on loopback) with each plugin as wasm
     /// and compiled natively into the host; print throughput, p50/p99 and wasm/native.
     BenchService(bench_service::Args),
+    /// Fuzz each plugin's webhook and answer parsing and the REST request parsing (cargo-fuzz,
+    /// nightly), seeded from the sandboxes; report executions and crashes per target.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -86,5 +91,6 @@ fn main() -> Result<()> {
             build::cargo(&benches, &args)
         }
         Command::BenchService(args) => bench_service::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }
