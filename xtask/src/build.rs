@@ -24,22 +24,12 @@ pub struct Plugin {
 /// crates declare under `[package.metadata.refundry.components]` (`name = [features]`), found
 /// with `cargo metadata`, so that a new plugin crate is built by being a workspace member.
 pub fn discover() -> Result<Vec<Plugin>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .current_dir(root())
-        .output()
-        .with_context(|| format!("running {cargo} metadata"))?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("reading cargo metadata's JSON")?;
-    components_of(&metadata)
+    components_of(&cargo_json(&[
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+    ])?)
 }
 
 /// The components declared in `cargo metadata` output, sorted by name.
@@ -125,6 +115,30 @@ pub fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// What `cargo args`, run in the workspace root, prints on stdout; its stderr in the error when
+/// it fails.
+pub fn cargo_text(args: &[&str]) -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("running {cargo}"))?;
+    if !out.status.success() {
+        bail!(
+            "cargo {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// [`cargo_text`] read as JSON (`cargo metadata`).
+pub fn cargo_json(args: &[&str]) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&cargo_text(args)?)?)
 }
 
 /// Installs the wasm target with rustup when it is missing.

@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+
+use crate::build::{cargo_json, cargo_text};
 
 /// The layers, lowest first.
 const LAYERS: &[&str] = &[
@@ -99,23 +100,6 @@ fn normal_dependencies(package: &Value) -> Vec<&str> {
         .filter(|d| d["kind"].is_null())
         .filter_map(|d| d["name"].as_str())
         .collect()
-}
-
-fn cargo_text(args: &[&str]) -> Result<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "cargo {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn cargo_json(args: &[&str]) -> Result<Value> {
-    Ok(serde_json::from_str(&cargo_text(args)?)?)
 }
 
 /// Every circle of file imports under `src`, each as the files in it (relative to `src`).
