@@ -1,6 +1,7 @@
-//! The SQLite database behind the ledger: opened once, migrated at start, shared by every part of
-//! the service. Only this crate runs SQL on it: the service holds the [`Database`] handle and calls
-//! the ledger's functions, so another backend is a change to this crate alone.
+//! The database behind the ledger: SQLite (one host, embedded, the default) or PostgreSQL (several
+//! hosts on one database, [`crate::postgres`]). Opened once, migrated at start, shared by every
+//! part of the service. Only this crate runs SQL on it: the service holds the [`Database`] handle
+//! and calls the ledger's functions, which run the backend's own SQL.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,9 +14,27 @@ pub enum DbError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be taken from the PostgreSQL pool.
+    #[error("database unavailable: {0}")]
+    Pool(String),
+    /// The database's address or settings are unusable.
+    #[error("database configuration: {0}")]
+    Config(String),
     /// A blocking database task was cancelled or panicked.
     #[error("database task failed: {0}")]
     Task(String),
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => DbError::Postgres(e),
+            other => DbError::Pool(other.to_string()),
+        }
+    }
 }
 
 /// Schema migrations, applied in order; the database's `user_version` says how many have run.
@@ -320,10 +339,17 @@ impl Synchronous {
     }
 }
 
-/// A shared SQLite connection: the ledger crate runs each statement on tokio's blocking pool.
+/// The ledger's database: a shared SQLite connection (the ledger crate runs each statement on
+/// tokio's blocking pool), or a pool of PostgreSQL connections.
 #[derive(Clone)]
 pub struct Database {
-    conn: Arc<Mutex<Connection>>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(crate::postgres::Pg),
 }
 
 impl Database {
@@ -345,16 +371,53 @@ impl Database {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`) with a pool
+    /// of connections, and applies pending migrations (one host at a time, under a lock of the
+    /// database's own, so several hosts may start together).
+    pub async fn connect(url: &str, options: crate::postgres::PgOptions) -> Result<Self, DbError> {
+        Ok(Self {
+            backend: Backend::Postgres(crate::postgres::Pg::connect(url, options).await?),
+        })
+    }
+
+    /// Whether several hosts may share this database (PostgreSQL): work is then claimed with
+    /// leases, and what one host changes another learns from the database.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Which backend, for logs and metrics: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The PostgreSQL backend, when it is the one.
+    pub(crate) fn pg(&self) -> Option<&crate::postgres::Pg> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Runs `f` with the SQLite connection on the blocking pool. Every caller has taken the
+    /// PostgreSQL branch first (see [`Database::pg`]).
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
-        let conn = self.conn.clone();
+        let Backend::Sqlite(conn) = &self.backend else {
+            return Err(DbError::Task(
+                "a SQLite statement was sent to the PostgreSQL ledger".into(),
+            ));
+        };
+        let conn = conn.clone();
         tokio::task::spawn_blocking(move || f(&lock(&conn)).map_err(DbError::from))
             .await
             .map_err(|e| DbError::Task(e.to_string()))?
@@ -419,7 +482,10 @@ mod tests {
         let path = dir.join("sync.db");
         // SQLite's numbers: 1 NORMAL, 2 FULL.
         let sync = |db: &Database| {
-            let c = lock(&db.conn);
+            let Backend::Sqlite(conn) = &db.backend else {
+                unreachable!()
+            };
+            let c = lock(conn);
             c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
                 .unwrap()
         };

@@ -1,13 +1,44 @@
 //! The ledger: refunds, their append-only history, idempotency records, the webhook inbox, the
 //! outbound events outbox, reconciliation runs, the redacted log of provider HTTP exchanges,
-//! recordings, plugin versions and the plugins' key-value storage, in one SQLite database (schema in
-//! [`crate::db`]'s migrations). The service reaches the database only through this crate.
+//! recordings, plugin versions and the plugins' key-value storage, in one database: SQLite for one
+//! host (schema in [`crate::db`]'s migrations), PostgreSQL for several ([`crate::postgres`]). The
+//! service reaches the database only through this crate, and the same interface (this crate's
+//! functions and types) over either backend; the ledger's tests run on both.
 //!
-//! Every method is one SQLite transaction on the shared connection, so checks and writes that
-//! belong together (the idempotency lookup and the insert, the remaining-amount check and the
-//! insert, a status check and its update) cannot interleave with another request's.
+//! Every method is one transaction, so checks and writes that belong together (the idempotency
+//! lookup and the insert, the remaining-amount check and the insert, a status check and its
+//! update) cannot interleave with another request's: on SQLite because one connection serves
+//! them in turn, on PostgreSQL by the rows (or advisory locks) each transaction locks.
 
 #![deny(missing_docs)]
+
+/// Runs each test on both backends: `both_backends! { async fn name(l) { ... } }` makes
+/// `name::sqlite` (an in-memory database) and `name::postgres` (a new database in the test
+/// process's private PostgreSQL cluster), each calling the body with its [`Ledger`].
+#[cfg(test)]
+macro_rules! both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($l:ident) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($l: $crate::Ledger) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    body($crate::Ledger::new($crate::db::Database::open(None).unwrap())).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    body($crate::testing::pg_ledger(stringify!($name)).await).await
+                }
+            }
+        )*
+    };
+}
 
 pub mod db;
 pub mod exchange;
@@ -16,6 +47,7 @@ mod findings;
 mod inbox;
 mod outbox;
 pub mod plugin_versions;
+pub mod postgres;
 mod reconciliations;
 pub mod recordings;
 mod stats;

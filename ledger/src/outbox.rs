@@ -265,7 +265,7 @@ pub(super) fn record_discrepancy(
     insert(c, key, &body)
 }
 
-fn new_event_id() -> String {
+pub(crate) fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
 }
 
