@@ -348,7 +348,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reconcile(a) => commands::reconcile::run(&cli.config, cli.json, a).await,
         Command::NewProvider(a) => commands::new_provider::run(a),
         Command::Refund(RefundCommand::List(a)) => {
-            let ledger = open_ledger(&cli.config)?;
+            let ledger = open_ledger(&cli.config).await?;
             if let Some(age) = a.stuck {
                 let provider = a.filter.provider;
                 return commands::stuck::run(&ledger, cli.json, age, provider, a.limit).await;
@@ -367,7 +367,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(a) => {
-            let ledger = open_ledger(&cli.config)?;
+            let ledger = open_ledger(&cli.config).await?;
             let format = match a.format {
                 ExportFormat::Csv => export::Format::Csv,
                 ExportFormat::Json => export::Format::Json,
@@ -628,6 +628,11 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!(address = %bound, "listening");
     let janitor = service.spawn_janitor();
+    // Other hosts' plugin version changes, on a shared (PostgreSQL) ledger.
+    let follower = refundry_service::registry::follow::spawn(
+        service.providers().registry().clone(),
+        std::time::Duration::from_secs(5),
+    );
     let reconciliation = service.spawn_reconciliation(config.reconcile);
     let outbox = outbox.map(|outbox| {
         tracing::info!(
@@ -649,6 +654,9 @@ async fn serve(config_path: &Path, args: ServeArgs) -> Result<ExitCode> {
     }
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(f) = follower {
+        f.abort();
     }
     served.context("serving")?;
     tracing::info!("stopped");
@@ -679,8 +687,15 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
 }
 
 /// The ledger in the configured database, for the offline commands.
-fn open_ledger(config_path: &Path) -> Result<Ledger> {
+async fn open_ledger(config_path: &Path) -> Result<Ledger> {
     let config = Config::load_for(config_path, Needs::OneShot)?;
+    if config.postgres.is_some() {
+        let db = config
+            .open_database()
+            .await
+            .context("connecting to the PostgreSQL ledger ([database] url)")?;
+        return Ok(Ledger::new(db));
+    }
     let Some(path) = config.database.as_deref() else {
         bail!(
             "{}: the database is in memory ([database] path = \":memory:\"), so there is \

@@ -398,6 +398,18 @@ impl Database {
         }
     }
 
+    /// The payloads announced on `channel` by any host of a shared database
+    /// ([`crate::postgres::Pg::listen`]); `None` on SQLite, where this process is the only host.
+    pub async fn listen(
+        &self,
+        channel: &'static str,
+    ) -> Result<Option<crate::postgres::Notifications>, DbError> {
+        match &self.backend {
+            Backend::Postgres(pg) => Ok(Some(pg.listen(channel).await?)),
+            Backend::Sqlite(_) => Ok(None),
+        }
+    }
+
     /// The PostgreSQL backend, when it is the one.
     pub(crate) fn pg(&self) -> Option<&crate::postgres::Pg> {
         match &self.backend {

@@ -45,6 +45,7 @@ pub mod exchange;
 mod exchanges;
 mod findings;
 mod inbox;
+mod leases;
 mod outbox;
 pub mod plugin_versions;
 pub mod postgres;

@@ -116,7 +116,7 @@ impl Providers {
     pub async fn start_with(config: &Config, options: StartOptions) -> Result<Self, StartError> {
         let StartOptions { clock, native } = options;
         let engine = Engine::new(config.engine)?;
-        let db = Database::open_with(config.database.as_deref(), config.synchronous)?;
+        let db = config.open_database().await?;
         let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::new());
         let metrics = Arc::new(Metrics::new());
         let mut providers = Vec::new();

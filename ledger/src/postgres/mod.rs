@@ -25,6 +25,9 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::db::DbError;
 
+/// A PostgreSQL connection's settings, as parsed from its URL.
+pub use tokio_postgres::Config as ConnectConfig;
+
 /// The channel plugin version changes are announced on (payload: the provider).
 pub const REGISTRY_CHANNEL: &str = "refundry_registry";
 /// The channel plugin storage writes are announced on (payload: provider, a tab, the key).

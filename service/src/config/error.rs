@@ -45,6 +45,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The `[database]` section is wrong.
+    #[error("database: {0}")]
+    BadDatabase(String),
     /// A `[server]` setting is wrong.
     #[error("server.{key}: {reason}")]
     BadServer {

@@ -17,6 +17,12 @@
 //! path = "refundry.db"           # the ledger; relative to this file; ":memory:" for none
 //! synchronous = "full"           # every commit synced to disk; "normal" is faster, but the
 //!                                # last commits may be lost on a power failure (not on a crash)
+//! # or, for several hosts on one ledger, PostgreSQL instead of `path` (see the README):
+//! # url = "postgres://refundry@db.internal:5432/refundry"   # or "env:REFUNDRY_DATABASE_URL"
+//! # pool_size = 16               # connections per host (1 to 1000)
+//! # lease_ms = 30000             # how long a host's claim on shared work (a janitor check, an
+//! #                              # event delivery, a scheduled reconciliation) lasts before
+//! #                              # another host takes it over (1000 to 3600000)
 //!
 //! [server]                       # `refundry serve`
 //! listen = "127.0.0.1:8700"
@@ -49,7 +55,8 @@
 //!                                # (0 to 3650; 0: not after they are processed)
 //!
 //! [plugins]                      # provider plugin versions (see `refundry plugin --help`)
-//! cache = "plugin-cache"         # precompiled artifacts; default: beside the database file
+//! cache = "plugin-cache"         # precompiled artifacts; default: beside the SQLite file
+//!                                # (PostgreSQL: beside this file); one per host or shared
 //! watch = "plugins"              # load .wasm files put in this folder (optional)
 //! watch_interval_ms = 1000
 //!
@@ -98,6 +105,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use refundry_ledger::db::{Database, DbError};
 use refundry_runtime::limits::{EngineLimits, HttpLimits, PluginQuotas};
 use refundry_runtime::secret::Secret;
 
@@ -151,6 +159,8 @@ pub struct Config {
     pub database: Option<PathBuf>,
     /// How commits to it are made durable (`[database] synchronous`, default `full`).
     pub synchronous: refundry_ledger::db::Synchronous,
+    /// PostgreSQL instead of the SQLite file (`[database] url`): several hosts on one ledger.
+    pub postgres: Option<PostgresConfig>,
     /// Providers by id.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// The REST service.
@@ -212,8 +222,8 @@ impl Default for EventsConfig {
 /// `[plugins]`: where compiled plugin versions are cached, and an optional folder to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginsConfig {
-    /// Precompiled artifacts (default `plugin-cache` beside the database file; none for an
-    /// in-memory database).
+    /// Precompiled artifacts (default `plugin-cache` beside the SQLite file, or beside the
+    /// configuration file with PostgreSQL; none for an in-memory database).
     pub cache: Option<PathBuf>,
     /// A folder whose new `.wasm` files `refundry serve` loads as versions.
     pub watch: Option<PathBuf>,
@@ -471,6 +481,85 @@ struct RawDatabase {
     path: Option<String>,
     #[serde(default)]
     synchronous: refundry_ledger::db::Synchronous,
+    url: Option<String>,
+    pool_size: Option<u64>,
+    lease_ms: Option<u64>,
+}
+
+/// The PostgreSQL ledger (`[database] url`).
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user[:password]@host:port/db`: a secret, since it may hold a password.
+    pub url: Secret,
+    /// Connections in this host's pool.
+    pub pool_size: usize,
+    /// How long a claim on shared work lasts.
+    pub lease: Duration,
+}
+
+impl Config {
+    /// Opens the configured ledger database: the PostgreSQL one when `[database] url` is set,
+    /// else the SQLite file (or an in-memory database); migrated.
+    pub async fn open_database(&self) -> Result<Database, DbError> {
+        match &self.postgres {
+            Some(pg) => {
+                let options = refundry_ledger::postgres::PgOptions {
+                    pool_size: pg.pool_size,
+                    lease: pg.lease,
+                    ..Default::default()
+                };
+                Database::connect(pg.url.expose(), options).await
+            }
+            None => Database::open_with(self.database.as_deref(), self.synchronous),
+        }
+    }
+}
+
+fn postgres(
+    raw: &mut RawDatabase,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<PostgresConfig>, ConfigError> {
+    let Some(url) = raw.url.take() else {
+        for (key, set) in [
+            ("pool_size", raw.pool_size.is_some()),
+            ("lease_ms", raw.lease_ms.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::BadDatabase(format!(
+                    "`{key}` applies to a PostgreSQL ledger: set `url` too"
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    if raw.path.is_some() {
+        return Err(ConfigError::BadDatabase(
+            "set either `path` (SQLite, one host) or `url` (PostgreSQL), not both".into(),
+        ));
+    }
+    let url = env_value("database.url", url, env)?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::BadDatabase(format!(
+            "`url` must be a postgres:// URL, not {:?}",
+            refundry_ledger::postgres::redact_url(&url)
+        )));
+    }
+    if let Err(e) = url.parse::<refundry_ledger::postgres::ConnectConfig>() {
+        return Err(ConfigError::BadDatabase(format!(
+            "`url` {} is unusable: {e}",
+            refundry_ledger::postgres::redact_url(&url)
+        )));
+    }
+    Ok(Some(PostgresConfig {
+        url: Secret::new(url),
+        pool_size: limit("database.pool_size", raw.pool_size, 16, 1..=1000)? as usize,
+        lease: Duration::from_millis(limit(
+            "database.lease_ms",
+            raw.lease_ms,
+            30_000,
+            1000..=3_600_000,
+        )?),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -530,7 +619,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         needs: Needs,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
@@ -592,12 +681,22 @@ impl Config {
                 1..=1 << 30,
             )? as usize,
         };
+        let postgres = postgres(&mut raw.database, &env)?;
         let database = match raw.database.path.as_deref() {
+            _ if postgres.is_some() => None,
             Some(":memory:") => None,
             Some(p) => Some(dir.join(p)),
             None => Some(dir.join("refundry.db")),
         };
-        let plugins = plugins(raw.plugins, database.as_deref(), dir)?;
+        // The artifact cache is each host's own: beside the SQLite file, or (PostgreSQL) beside
+        // this file.
+        let cache_home = match &postgres {
+            Some(_) => Some(dir.to_owned()),
+            None => database
+                .as_deref()
+                .map(|db| db.parent().unwrap_or(dir).to_owned()),
+        };
+        let plugins = plugins(raw.plugins, cache_home.as_deref(), dir)?;
         let mut providers = BTreeMap::new();
         for (id, p) in raw.providers {
             let settings = resolve(&id, "settings", p.settings, &env)?;
@@ -629,6 +728,7 @@ impl Config {
             quotas,
             database,
             synchronous: raw.database.synchronous,
+            postgres,
             providers,
             server: server(raw.server, dir, &env, needs)?,
             retry: retry(raw.retry)?,
@@ -825,13 +925,13 @@ fn server(
 
 fn plugins(
     raw: RawPlugins,
-    database: Option<&Path>,
+    cache_home: Option<&Path>,
     dir: &Path,
 ) -> Result<PluginsConfig, ConfigError> {
     Ok(PluginsConfig {
         cache: match raw.cache {
             Some(c) => Some(dir.join(c)),
-            None => database.map(|db| db.parent().unwrap_or(dir).join("plugin-cache")),
+            None => cache_home.map(|home| home.join("plugin-cache")),
         },
         watch: raw.watch.map(|w| dir.join(w)),
         watch_interval: Duration::from_millis(limit(
@@ -989,6 +1089,55 @@ api_secret = "env:TEST_SECRET"
         assert_eq!(p.get("api_secret"), Some("s3cr3t"));
         assert_eq!(p.get("nope"), None);
         assert_eq!(p.base_url.port(), Some(9000));
+    }
+
+    #[test]
+    fn a_database_url_selects_postgresql_and_its_password_never_shows() {
+        let text = "[database]\nurl = \"env:DB_URL\"\npool_size = 4\nlease_ms = 5000\n";
+        let c = parse(
+            text,
+            &[("DB_URL", "postgres://app:hunter22@db:5432/refundry")],
+        )
+        .unwrap();
+        let pg = c.postgres.as_ref().expect("PostgreSQL selected");
+        assert_eq!(pg.url.expose(), "postgres://app:hunter22@db:5432/refundry");
+        assert_eq!((pg.pool_size, pg.lease), (4, Duration::from_secs(5)));
+        assert_eq!(c.database, None, "no SQLite file");
+        assert_eq!(
+            c.plugins.cache,
+            Some(PathBuf::from("/etc/refundry/plugin-cache")),
+            "each host's cache sits beside its configuration"
+        );
+        assert!(!format!("{c:?}").contains("hunter22"));
+        let defaults = parse("[database]\nurl = \"postgres://app@db/r\"\n", &[]).unwrap();
+        let pg = defaults.postgres.unwrap();
+        assert_eq!((pg.pool_size, pg.lease), (16, Duration::from_secs(30)));
+        assert!(
+            parse("", &[]).unwrap().postgres.is_none(),
+            "SQLite by default"
+        );
+    }
+
+    #[test]
+    fn a_wrong_database_section_is_refused_by_name() {
+        let err = |text: &str| parse(text, &[]).unwrap_err().to_string();
+        let both = err("[database]\npath = \"x.db\"\nurl = \"postgres://a@b/c\"\n");
+        assert!(both.contains("not both"), "{both}");
+        let scheme = err("[database]\nurl = \"mysql://app:pw@db/c\"\n");
+        assert!(scheme.contains("postgres://"), "{scheme}");
+        assert!(
+            !scheme.contains(":pw@"),
+            "the password is not echoed: {scheme}"
+        );
+        let lone = err("[database]\npool_size = 4\n");
+        assert!(
+            lone.contains("`pool_size`") && lone.contains("url"),
+            "{lone}"
+        );
+        let small = err("[database]\nurl = \"postgres://a@b/c\"\nlease_ms = 10\n");
+        assert!(small.contains("lease_ms"), "{small}");
+        let missing = err("[database]\nurl = \"env:NOPE\"\n");
+        assert!(missing.contains("NOPE"), "{missing}");
     }
 
     #[test]

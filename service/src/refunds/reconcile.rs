@@ -406,6 +406,16 @@ impl RefundService {
                     if now < last.saturating_add(interval_ms) {
                         continue;
                     }
+                    // Hosts sharing a ledger take turns: the one that claims the run does it.
+                    let lease = format!("reconcile:{provider}");
+                    match service.inner.ledger.claim(&lease, now).await {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::error!(provider, error = %e, "reconciliation not claimed");
+                            continue;
+                        }
+                    }
                     let from = now.saturating_sub(i64::from(schedule.window_days) * DAY_MS);
                     match service
                         .reconcile(&provider, from, now, Trigger::Schedule)
@@ -416,6 +426,10 @@ impl RefundService {
                             tracing::info!(provider, error = %e, "reconciliation skipped")
                         }
                         Err(e) => tracing::error!(provider, error = %e, "reconciliation failed"),
+                    }
+                    let next = service.now_ms().saturating_add(interval_ms);
+                    if let Err(e) = service.inner.ledger.release(&lease, next).await {
+                        tracing::error!(provider, error = %e, "reconciliation lease not released");
                     }
                 }
             }

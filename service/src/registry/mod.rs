@@ -11,8 +11,11 @@
 //!   ([`Registry::for_refund`]), else by the active one.
 //!
 //! Changes to one provider (load, activate, remove) are serialised, ledger first, then memory.
+//! On a PostgreSQL ledger shared by several hosts, the ledger announces each change and every
+//! host follows it ([`follow`]).
 
 pub mod cache;
+pub mod follow;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -476,6 +479,10 @@ impl Registry {
         version: &str,
     ) -> Result<Activated, RegistryError> {
         let slot = self.slot(provider)?;
+        if self.db.is_shared() && !slot.read().versions.contains_key(version) {
+            // Loaded through another host, not yet heard of here.
+            self.refresh(provider).await?;
+        }
         let _change = slot.changes.lock().await;
         let next = slot
             .read()
@@ -498,6 +505,10 @@ impl Registry {
     /// Unloads a version that is not active. Refunds it created go to the active version.
     pub async fn remove(&self, provider: &str, version: &str) -> Result<(), RegistryError> {
         let slot = self.slot(provider)?;
+        if self.db.is_shared() {
+            // Another host may have loaded it, or made it active.
+            self.refresh(provider).await?;
+        }
         let _change = slot.changes.lock().await;
         {
             let state = slot.read();

@@ -145,14 +145,16 @@ pub async fn replay(
     refund_id: &str,
     plugin: Option<&Path>,
 ) -> Result<Report, ReplayError> {
-    let path = config
-        .database
-        .as_deref()
-        .ok_or(ReplayError::InMemoryDatabase)?;
-    if !path.exists() {
-        return Err(ReplayError::NoLedger(path.to_owned()));
+    if config.postgres.is_none() {
+        let path = config
+            .database
+            .as_deref()
+            .ok_or(ReplayError::InMemoryDatabase)?;
+        if !path.exists() {
+            return Err(ReplayError::NoLedger(path.to_owned()));
+        }
     }
-    let db = Database::open_with(Some(path), config.synchronous)?;
+    let db = config.open_database().await?;
     replay_in(&db, config, refund_id, plugin).await
 }
 
