@@ -62,6 +62,8 @@ pub struct Options {
     pub tls: Option<TestCert>,
     /// The service's limit of open files (`ulimit -n`; default: the test's own).
     pub open_files_limit: Option<u64>,
+    /// `[database] url`: a PostgreSQL ledger instead of the SQLite file (default none).
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             server_toml: String::new(),
             tls: None,
             open_files_limit: None,
+            database_url: None,
         }
     }
 }
@@ -121,6 +124,127 @@ impl Reply {
             &self.body
         }
     }
+}
+
+/// Another `refundry serve` process on a [`Service`]'s database ([`Service::another_host`]).
+pub struct Host {
+    /// Its name in file names.
+    pub label: String,
+    /// Its base URL, `http://127.0.0.1:PORT` (a new port after each restart).
+    pub url: String,
+    config_path: PathBuf,
+    dir: PathBuf,
+    options: Options,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl Host {
+    async fn spawn(&mut self) {
+        let run = self.runs;
+        self.runs += 1;
+        let (child, url) = spawn_serve(
+            &self.config_path,
+            &self.log_path(run),
+            &self.dir.join(format!("serve-{}-{run}.stdout", self.label)),
+            &self.options,
+        )
+        .await;
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    fn log_path(&self, run: u32) -> PathBuf {
+        self.dir
+            .join(format!("serve-{}-{run}.stderr.log", self.label))
+    }
+
+    /// `kill -9`s it and waits for it to be gone.
+    pub async fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL refundry serve");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts it again (killing it first when it runs); it listens on a new port.
+    pub async fn restart(&mut self) {
+        self.kill_9().await;
+        self.spawn().await;
+    }
+
+    /// Every stderr log line of every run so far.
+    pub fn logs(&self) -> String {
+        (0..self.runs)
+            .map(|run| std::fs::read_to_string(self.log_path(run)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Starts `refundry serve` on `config` (stderr to `log`, stdout after its first line to
+/// `stdout_log`) and returns it with its URL, read from that first line.
+async fn spawn_serve(
+    config: &Path,
+    log: &Path,
+    stdout_log: &Path,
+    options: &Options,
+) -> (Child, String) {
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut command = match options.open_files_limit {
+        None => Command::new(refundry_binary()),
+        Some(limit) => {
+            // The shell lowers its limit and becomes the service (same pid).
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &limit.to_string()])
+                .arg(refundry_binary());
+            sh
+        }
+    };
+    let mut child = command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("REFUNDRY_LOG", &options.log_filter)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn refundry serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let line = match first {
+        Ok(Ok(Some(line))) => line,
+        other => {
+            let status = child.try_wait().ok().flatten();
+            panic!(
+                "refundry serve gave no URL line ({other:?}; exit status {status:?}); its \
+                 stderr:\n{}",
+                tail(log, 60)
+            );
+        }
+    };
+    let url = line
+        .strip_prefix("refundry listening on ")
+        .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    assert!(url.starts_with(&format!("{scheme}://127.0.0.1:")), "{url}");
+    // Keep reading stdout so the child never blocks on a full pipe.
+    let mut stdout_file = tokio::fs::File::create(stdout_log).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = stdout_file.write_all(line.as_bytes()).await;
+            let _ = stdout_file.write_all(b"\n").await;
+        }
+    });
+    (child, url.trim_end_matches('/').to_owned())
 }
 
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
@@ -388,11 +512,15 @@ impl Service {
             Some(proxy) => proxy.url.clone(),
             None => self.mfs.base_url(),
         };
+        let database = match &o.database_url {
+            Some(url) => format!("url = {url:?}"),
+            None => format!("path = {:?}", self.db_path().display().to_string()),
+        };
         format!(
             r#"
 {limits}
 [database]
-path = {db:?}
+{database}
 
 [server]
 listen = "127.0.0.1:0"
@@ -417,7 +545,6 @@ concurrency = 16
 {pe}
 {extra}
 "#,
-            db = self.db_path().display().to_string(),
             gateway = self.gateway_token,
             ops = self.ops_token,
             attempts = o.retry_attempts,
@@ -439,63 +566,14 @@ concurrency = 16
     async fn spawn(&mut self) {
         let run = self.runs;
         self.runs += 1;
-        let stderr = std::fs::File::create(self.log_path(run)).unwrap();
-        let mut command = match self.options.open_files_limit {
-            None => Command::new(refundry_binary()),
-            Some(limit) => {
-                // The shell lowers its limit and becomes the service (same pid).
-                let mut sh = Command::new("sh");
-                sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &limit.to_string()])
-                    .arg(refundry_binary());
-                sh
-            }
-        };
-        let mut child = command
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&self.config_path)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("REFUNDRY_LOG", &self.options.log_filter)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn refundry serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
-        let line = match first {
-            Ok(Ok(Some(line))) => line,
-            other => {
-                let status = child.try_wait().ok().flatten();
-                panic!(
-                    "refundry serve gave no URL line ({other:?}; exit status {status:?}); its \
-                     stderr:\n{}",
-                    tail(&self.log_path(run), 60)
-                );
-            }
-        };
-        let url = line
-            .strip_prefix("refundry listening on ")
-            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
-        let scheme = if self.options.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        assert!(url.starts_with(&format!("{scheme}://127.0.0.1:")), "{url}");
-        self.url = url.trim_end_matches('/').to_owned();
-        // Keep reading stdout so the child never blocks on a full pipe.
-        let mut stdout_log = tokio::fs::File::create(self.dir.join(format!("serve-{run}.stdout")))
-            .await
-            .unwrap();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = stdout_log.write_all(line.as_bytes()).await;
-                let _ = stdout_log.write_all(b"\n").await;
-            }
-        });
+        let (child, url) = spawn_serve(
+            &self.config_path,
+            &self.log_path(run),
+            &self.dir.join(format!("serve-{run}.stdout")),
+            &self.options,
+        )
+        .await;
+        self.url = url;
         self.child = Some(child);
         if self.options.webhooks_to_service {
             let mfs_hook = format!("{}/v1/webhooks/{MFS}", self.url);
@@ -508,6 +586,31 @@ concurrency = 16
                 .post("webhooks/config", json!({ "callback_url": pe_hook }))
                 .await;
         }
+    }
+
+    /// Another `refundry serve` on this service's configuration, and so on its database: a
+    /// second host behind the same load balancer (useful with [`Options::database_url`]). It
+    /// has a configuration file of its own, the same but for its artifact cache folder
+    /// (`plugin-cache-{label}`); the sandboxes' webhooks stay pointed at this service.
+    pub async fn another_host(&self, label: &str) -> Host {
+        let config_path = self.dir.join(format!("refundry-{label}.toml"));
+        let text = self.config_toml().replacen(
+            "[plugins]\n",
+            &format!("[plugins]\ncache = \"plugin-cache-{label}\"\n"),
+            1,
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let mut host = Host {
+            label: label.to_owned(),
+            url: String::new(),
+            config_path,
+            dir: self.dir.clone(),
+            options: self.options.clone(),
+            child: None,
+            runs: 0,
+        };
+        host.spawn().await;
+        host
     }
 
     /// `kill -9`s the service and waits for it to be gone.
