@@ -34,31 +34,38 @@ use crate::process::{Guard, spawn_announcing};
 pub struct Args {
     /// Measured refunds per run (one `refundry serve` process).
     #[arg(long, default_value_t = 2000)]
-    requests: usize,
+    pub(crate) requests: usize,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Rounds; each runs every provider in both modes (an even number balances the order).
     #[arg(long, default_value_t = 4)]
-    rounds: usize,
+    pub(crate) rounds: usize,
     /// Unmeasured refunds sent to each fresh service before measuring.
     #[arg(long, default_value_t = 200)]
-    warmup: usize,
+    pub(crate) warmup: usize,
     /// Providers to measure (`mfs-africa`, `pagoefectivo`); all of them by default.
     #[arg(long = "provider")]
-    providers: Vec<String>,
+    pub(crate) providers: Vec<String>,
     /// Use the release `refundry` and the components already built (skip both builds).
     #[arg(long)]
-    no_build: bool,
+    pub(crate) no_build: bool,
     /// The ledger's `[database] synchronous`: `full` (the default, every commit synced to disk)
     /// or `normal`.
     #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
-    synchronous: String,
+    pub(crate) synchronous: String,
+    /// The ledger: `sqlite` (one host; wasm against native) or `postgres` (a private PostgreSQL
+    /// cluster; `--hosts` hosts on it, next to one host on SQLite and the sandbox's own ceiling).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    pub(crate) database: String,
+    /// With `--database postgres`: the numbers of hosts to measure, e.g. `1,2,3`.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub(crate) hosts: Vec<usize>,
 }
 
 /// How the service runs a provider's plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// The component (`plugin = "<target/plugins/id.wasm>"`).
     Wasm,
     /// The plugin crate linked into the host (`plugin = "native:<id>"`).
@@ -90,25 +97,25 @@ impl fmt::Display for Mode {
 }
 
 /// What differs between providers: credentials, seeding, and the refund request.
-struct Profile {
-    id: &'static str,
+pub(crate) struct Profile {
+    pub(crate) id: &'static str,
     /// Environment shared by the sandbox and the service: (variable, value), random per run.
-    env: fn() -> Vec<(&'static str, String)>,
+    pub(crate) env: fn() -> Vec<(&'static str, String)>,
     /// Config keys read from the environment: (key, variable, is secret).
     keys: &'static [(&'static str, &'static str, bool)],
     /// Control path that seeds an original payment, and the seed body for a transaction id.
-    seed_path: &'static str,
-    seed: fn(&str) -> Value,
-    currency: &'static str,
+    pub(crate) seed_path: &'static str,
+    pub(crate) seed: fn(&str) -> Value,
+    pub(crate) currency: &'static str,
     /// Whether the provider needs the merchant's order id.
     order_id: bool,
 }
 
 /// Every refund is 10.00 of an original payment of 10.00.
-const AMOUNT_MINOR: i64 = 1000;
-const AMOUNT_TEXT: &str = "10.00";
+pub(crate) const AMOUNT_MINOR: i64 = 1000;
+pub(crate) const AMOUNT_TEXT: &str = "10.00";
 
-const PROFILES: &[Profile] = &[
+pub(crate) const PROFILES: &[Profile] = &[
     Profile {
         id: "mfs-africa",
         env: || {
@@ -168,30 +175,7 @@ pub fn run(args: Args) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let bin = build::target_dir().join("release").join("refundry");
-    if args.no_build {
-        if !bin.is_file() {
-            bail!("{} is missing: run without --no-build", bin.display());
-        }
-    } else {
-        build::plugins(&[])?;
-        eprintln!(
-            "building refundry (release, --features native-plugins); the first time this takes about 5 minutes"
-        );
-        build::cargo(
-            &[
-                "build",
-                "--release",
-                "-p",
-                "refundry-cli",
-                "--features",
-                "native-plugins",
-                "--bin",
-                "refundry",
-            ],
-            &[],
-        )?;
-    }
+    let bin = release_binary(args.no_build)?;
     let dir = std::env::temp_dir().join(format!("refundry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     println!(
@@ -208,12 +192,13 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let ledger = Ledger::Sqlite(args.synchronous.clone());
     let mut runs: Vec<Run> = Vec::new();
     for round in 0..args.rounds {
         for profile in &profiles {
             for mode in Mode::order(round) {
                 let run = runtime
-                    .block_on(run_once(&bin, &dir, profile, mode, round, &args))
+                    .block_on(run_once(&bin, &dir, profile, mode, round, &args, &ledger))
                     .with_context(|| {
                         format!(
                             "round {} {} {mode} (logs under {})",
@@ -247,31 +232,61 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One measured run: one service process, one provider, one mode.
+/// The release `refundry` (with the natively linked plugins) and the components: built, unless
+/// `no_build` says to use those already there.
+pub(crate) fn release_binary(no_build: bool) -> Result<PathBuf> {
+    let bin = build::target_dir().join("release").join("refundry");
+    if no_build {
+        if !bin.is_file() {
+            bail!("{} is missing: run without --no-build", bin.display());
+        }
+        return Ok(bin);
+    }
+    build::plugins(&[])?;
+    eprintln!(
+        "building refundry (release, --features native-plugins); the first time this takes about 5 minutes"
+    );
+    build::cargo(
+        &[
+            "build",
+            "--release",
+            "-p",
+            "refundry-cli",
+            "--features",
+            "native-plugins",
+            "--bin",
+            "refundry",
+        ],
+        &[],
+    )?;
+    Ok(bin)
+}
+
+/// One measured run: one provider, one mode, its service process(es).
 #[derive(Debug, Clone)]
-struct Run {
-    provider: &'static str,
-    mode: Mode,
+pub(crate) struct Run {
+    pub(crate) provider: &'static str,
+    pub(crate) mode: Mode,
     /// Latency of every `201`, in completion order.
-    latencies: Vec<Duration>,
+    pub(crate) latencies: Vec<Duration>,
     /// Requests that did not answer `201`.
-    errors: usize,
+    pub(crate) errors: usize,
     /// From the first request sent to the last answer read.
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl Run {
-    fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.latencies.len() + self.errors
     }
 
-    fn throughput(&self) -> f64 {
+    pub(crate) fn throughput(&self) -> f64 {
         throughput(self.requests(), self.elapsed)
     }
 }
 
 /// Requests per second.
-fn throughput(requests: usize, elapsed: Duration) -> f64 {
+pub(crate) fn throughput(requests: usize, elapsed: Duration) -> f64 {
     if elapsed.is_zero() {
         0.0
     } else {
@@ -279,7 +294,7 @@ fn throughput(requests: usize, elapsed: Duration) -> f64 {
     }
 }
 
-fn sorted(latencies: &[Duration]) -> Vec<Duration> {
+pub(crate) fn sorted(latencies: &[Duration]) -> Vec<Duration> {
     let mut v = latencies.to_vec();
     v.sort_unstable();
     v
@@ -287,7 +302,7 @@ fn sorted(latencies: &[Duration]) -> Vec<Duration> {
 
 /// The nearest-rank `p`th percentile (0 < p <= 100) of `sorted` (ascending): the smallest value
 /// with at least p% of the values at or below it. `None` for no values.
-fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
     }
@@ -295,27 +310,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-fn ms(d: Option<Duration>) -> f64 {
+pub(crate) fn ms(d: Option<Duration>) -> f64 {
     d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
 /// Every run of one provider in one mode, taken together.
 #[derive(Debug, Clone, PartialEq)]
-struct Summary {
-    runs: usize,
-    requests: usize,
-    errors: usize,
+pub(crate) struct Summary {
+    pub(crate) runs: usize,
+    pub(crate) requests: usize,
+    pub(crate) errors: usize,
     /// All requests over all measured time.
-    throughput: f64,
+    pub(crate) throughput: f64,
     /// The slowest and fastest run's throughput: how much the runs agree.
-    throughput_min: f64,
-    throughput_max: f64,
+    pub(crate) throughput_min: f64,
+    pub(crate) throughput_max: f64,
     /// Over the pooled latencies of every run.
-    p50: Option<Duration>,
-    p99: Option<Duration>,
+    pub(crate) p50: Option<Duration>,
+    pub(crate) p99: Option<Duration>,
 }
 
-fn summarize<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Summary {
+pub(crate) fn summarize<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Summary {
     let runs: Vec<&Run> = runs.into_iter().collect();
     let requests = runs.iter().map(|r| r.requests()).sum();
     let elapsed = runs.iter().map(|r| r.elapsed).sum();
@@ -390,7 +405,12 @@ fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
 }
 
 /// Starts `bin args` with `env`, stderr to `log`, and reads the URL it prints.
-fn start(bin: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Result<(Guard, String)> {
+pub(crate) fn start(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    log: &Path,
+) -> Result<(Guard, String)> {
     let stderr =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new(bin);
@@ -403,24 +423,35 @@ fn start(bin: &Path, args: &[&str], env: &[(&str, String)], log: &Path) -> Resul
 }
 
 /// The last lines of a log file, for an error message.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// The service's configuration for one run: a fresh database, the bench token, one provider.
-fn write_config(
+/// Where a run's ledger is.
+#[derive(Debug, Clone)]
+pub(crate) enum Ledger {
+    /// A fresh SQLite file in the run's folder, with this `synchronous`.
+    Sqlite(String),
+    /// This PostgreSQL database (fresh per run), shared by this many hosts.
+    Postgres { url: String, hosts: usize },
+}
+
+/// The configuration of host `host` (from 0) of one run: its ledger, the bench token, one
+/// provider. With PostgreSQL each host has a file of its own, for its own artifact cache.
+pub(crate) fn write_config(
     dir: &Path,
     profile: &Profile,
     mode: Mode,
     base_url: &str,
     token: &str,
-    synchronous: &str,
+    ledger: &Ledger,
+    host: usize,
 ) -> Result<PathBuf> {
     let id = profile.id;
     let plugin = match mode {
@@ -440,32 +471,52 @@ fn write_config(
             settings.push_str(&line)
         }
     }
-    let db = dir.join("refundry.db");
+    let (database, file) = match ledger {
+        Ledger::Sqlite(synchronous) => (
+            format!(
+                "path = {}\nsynchronous = {}\n",
+                toml_string(&dir.join("refundry.db").display().to_string()),
+                toml_string(synchronous)
+            ),
+            "refundry.toml".to_owned(),
+        ),
+        Ledger::Postgres { url, .. } => (
+            format!(
+                "url = {}\n\n[plugins]\ncache = \"plugin-cache-{host}\"\n",
+                toml_string(url)
+            ),
+            format!("refundry-{host}.toml"),
+        ),
+    };
     let toml = format!(
-        "[database]\npath = {db}\nsynchronous = {synchronous}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
+        "[database]\n{database}\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [server.tokens.bench]\ntoken = {token}\nscopes = [\"refunds\"]\n\n\
          [providers.{id}]\nplugin = {plugin}\n\n[providers.{id}.settings]\n{settings}\n\
          [providers.{id}.secrets]\n{secrets}",
-        db = toml_string(&db.display().to_string()),
         token = toml_string(token),
         plugin = toml_string(&plugin),
-        synchronous = toml_string(synchronous),
     );
-    let path = dir.join("refundry.toml");
+    let path = dir.join(file);
     std::fs::write(&path, toml).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
-/// One measured run; see the module documentation.
-async fn run_once(
+/// One measured run; see the module documentation. With PostgreSQL, its hosts (processes of
+/// `refundry serve`) share the ledger and the load, round-robin.
+pub(crate) async fn run_once(
     bin: &Path,
     dir: &Path,
     profile: &Profile,
     mode: Mode,
     round: usize,
     args: &Args,
+    ledger: &Ledger,
 ) -> Result<Run> {
-    let dir = dir.join(format!("{}-{}-{}", round + 1, profile.id, mode));
+    let (setup, hosts) = match ledger {
+        Ledger::Sqlite(_) => ("sqlite".to_owned(), 1),
+        Ledger::Postgres { hosts, .. } => (format!("postgres-{hosts}"), *hosts),
+    };
+    let dir = dir.join(format!("{}-{}-{}-{setup}", round + 1, profile.id, mode));
     std::fs::create_dir_all(&dir)?;
     let env = (profile.env)();
     let (_sandbox, base_url) = start(
@@ -485,7 +536,7 @@ async fn run_once(
     let txn = |i: usize| format!("{tag}-txn-{i:06}");
     let seeds: Vec<Value> = (0..total).map(|i| (profile.seed)(&txn(i))).collect();
     let seed_url = format!("{base_url}/_sandbox/{}", profile.seed_path);
-    let seeded = send_all(&client, &seed_url, None, &seeds, args.concurrency).await;
+    let seeded = send_all(&client, &[seed_url], None, &seeds, args.concurrency).await;
     if seeded.errors > 0 {
         bail!(
             "seeding {} original payments: {} failed, e.g. {}",
@@ -496,14 +547,20 @@ async fn run_once(
     }
 
     let token = random_hex(24);
-    let config = write_config(&dir, profile, mode, &base_url, &token, &args.synchronous)?;
-    let config_arg = config.display().to_string();
-    let (_service, url) = start(
-        bin,
-        &["serve", "--config", &config_arg, "--listen", "127.0.0.1:0"],
-        &env,
-        &dir.join("serve.log"),
-    )?;
+    let mut services = Vec::new();
+    let mut urls = Vec::new();
+    for host in 0..hosts.max(1) {
+        let config = write_config(&dir, profile, mode, &base_url, &token, ledger, host)?;
+        let config_arg = config.display().to_string();
+        let (service, url) = start(
+            bin,
+            &["serve", "--config", &config_arg, "--listen", "127.0.0.1:0"],
+            &env,
+            &dir.join(format!("serve-{host}.log")),
+        )?;
+        services.push(service);
+        urls.push(format!("{url}/v1/refunds"));
+    }
     let refunds: Vec<Value> = (0..total)
         .map(|i| {
             let mut body = json!({
@@ -519,17 +576,9 @@ async fn run_once(
             body
         })
         .collect();
-    let refunds_url = format!("{url}/v1/refunds");
     let auth = Some(format!("Bearer {token}"));
     let (warmup, measured) = refunds.split_at(args.warmup);
-    let warm = send_all(
-        &client,
-        &refunds_url,
-        auth.as_deref(),
-        warmup,
-        args.concurrency,
-    )
-    .await;
+    let warm = send_all(&client, &urls, auth.as_deref(), warmup, args.concurrency).await;
     if warm.errors > 0 {
         bail!(
             "warm-up: {} of {} refunds did not answer 201, e.g. {}",
@@ -538,14 +587,7 @@ async fn run_once(
             warm.examples.join("; ")
         );
     }
-    let sent = send_all(
-        &client,
-        &refunds_url,
-        auth.as_deref(),
-        measured,
-        args.concurrency,
-    )
-    .await;
+    let sent = send_all(&client, &urls, auth.as_deref(), measured, args.concurrency).await;
     if sent.errors > 0 {
         eprintln!(
             "  {} {mode}: {} error(s), e.g. {}",
@@ -564,49 +606,70 @@ async fn run_once(
 }
 
 /// What [`send_all`] saw.
-struct Sent {
+pub(crate) struct Sent {
     /// Latency of every `201`.
-    latencies: Vec<Duration>,
-    errors: usize,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) errors: usize,
     /// The first few errors, described.
-    examples: Vec<String>,
-    elapsed: Duration,
+    pub(crate) examples: Vec<String>,
+    pub(crate) elapsed: Duration,
 }
 
-/// POSTs every body in `bodies` to `url` from `concurrency` clients; `201` is success.
-async fn send_all(
+/// A request ready to send: its body and headers.
+pub(crate) struct Prepared {
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+/// POSTs every body in `bodies` from `concurrency` clients, request `i` to `urls[i % n]`
+/// (round-robin, as a load balancer); `201` is success.
+pub(crate) async fn send_all(
     client: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     authorization: Option<&str>,
     bodies: &[Value],
     concurrency: usize,
 ) -> Sent {
     // Serialized up front, so the clock measures the service and not the JSON encoder.
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-        bodies
-            .iter()
-            .map(|b| serde_json::to_vec(b).expect("a JSON value serializes"))
-            .collect(),
-    );
+    let requests = bodies
+        .iter()
+        .map(|b| Prepared {
+            body: serde_json::to_vec(b).expect("a JSON value serializes"),
+            headers: authorization
+                .map(|a| vec![("authorization", a.to_owned())])
+                .unwrap_or_default(),
+        })
+        .collect();
+    send_prepared(client, urls, requests, concurrency).await
+}
+
+/// [`send_all`] for requests prepared by the caller.
+pub(crate) async fn send_prepared(
+    client: &reqwest::Client,
+    urls: &[String],
+    requests: Vec<Prepared>,
+    concurrency: usize,
+) -> Sent {
+    let bodies = Arc::new(requests);
+    let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.min(bodies.len()) {
-        let (client, url, bodies, next) =
-            (client.clone(), url.to_owned(), bodies.clone(), next.clone());
-        let authorization = authorization.map(str::to_owned);
+        let (client, urls, bodies, next) =
+            (client.clone(), urls.clone(), bodies.clone(), next.clone());
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
+                let Some(request) = bodies.get(i) else { break };
                 let mut req = client
-                    .post(&url)
+                    .post(&urls[i % urls.len()])
                     .header("content-type", "application/json")
-                    .body(body.clone());
-                if let Some(a) = &authorization {
-                    req = req.header("authorization", a);
+                    .body(request.body.clone());
+                for (name, value) in &request.headers {
+                    req = req.header(*name, value);
                 }
                 let t0 = Instant::now();
                 let outcome = match req.send().await {
@@ -718,7 +781,8 @@ mod tests {
             Mode::Native,
             "http://127.0.0.1:9",
             "t".repeat(20).as_str(),
-            "full",
+            &Ledger::Sqlite("full".into()),
+            0,
         )
         .unwrap();
         let text = std::fs::read_to_string(native).unwrap();
@@ -738,7 +802,8 @@ mod tests {
             Mode::Wasm,
             "http://127.0.0.1:9",
             "t".repeat(20).as_str(),
-            "full",
+            &Ledger::Sqlite("full".into()),
+            0,
         )
         .unwrap();
         let text = std::fs::read_to_string(wasm).unwrap();

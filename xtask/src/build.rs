@@ -141,6 +141,40 @@ pub fn cargo_json(args: &[&str]) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&cargo_text(args)?)?)
 }
 
+/// Where Debian's PostgreSQL 15 server programs are (the private test clusters run them).
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Installs Debian's `postgresql` package when its server programs are missing (the tests, the
+/// demo and the PostgreSQL bench start private clusters with them). As root only; otherwise the
+/// error says what to install.
+pub fn ensure_postgres() -> Result<()> {
+    if Path::new(POSTGRES_BIN).join("initdb").exists() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        bail!("PostgreSQL 15's server is missing ({POSTGRES_BIN}): apt-get install postgresql");
+    }
+    eprintln!("installing Debian's postgresql package (the tests start private clusters)");
+    for args in [&["update"][..], &["install", "-y", "postgresql"][..]] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+    }
+    if !Path::new(POSTGRES_BIN).join("initdb").exists() {
+        bail!("apt-get installed postgresql, but {POSTGRES_BIN}/initdb is still missing");
+    }
+    Ok(())
+}
+
 /// Installs the wasm target with rustup when it is missing.
 fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup")

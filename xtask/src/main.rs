@@ -6,7 +6,8 @@
 //!   plugins by the components their `Cargo.toml` declares; `build-plugins NAME...` builds only
 //!   those.
 //! - `test`: `build-plugins`, the `refundry` binary and the embedding example, then every test in
-//!   the workspace, then `layering` and `api-check`.
+//!   the workspace (Debian's `postgresql` is installed first when missing: tests start private
+//!   clusters), then `layering` and `api-check`.
 //! - `layering`: crate arrows point one way (runtime <- ledger <- service <- api <- cli), the
 //!   runtime pulls in no service crate, and no two files of a crate import each other.
 //! - `api-check`: Schemathesis (pinned, in a venv under `target/api-check/`) against
@@ -15,10 +16,13 @@
 //! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
 //!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
-//! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively.
+//! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively;
+//!   with `--database postgres --hosts 1,2,3`, 1, 2 and 3 hosts on one PostgreSQL next to one host
+//!   on SQLite and the sandbox's own ceiling.
 //! - `fuzz`: the cargo-fuzz targets (nightly), each for a while, from seeds the sandboxes answer.
 
 mod api_check;
+mod bench_hosts;
 mod bench_service;
 mod build;
 mod demo;
@@ -74,6 +78,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::BuildPlugins { names } => build::plugins(&names).map(|_| ()),
         Command::Test { args } => {
+            build::ensure_postgres()?;
             build::plugins(&[])?;
             // The end-to-end tests start `refundry serve` as a child process: build it first.
             build::host_binary()?;
@@ -90,6 +95,7 @@ fn main() -> Result<()> {
             let benches = ["bench", "-p", "refundry-native", "-p", "refundry-service"];
             build::cargo(&benches, &args)
         }
+        Command::BenchService(args) if args.database == "postgres" => bench_hosts::run(args),
         Command::BenchService(args) => bench_service::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     }
