@@ -30,18 +30,18 @@ use crate::build;
 use crate::process::{Guard, spawn_announcing};
 
 /// A running `refundry serve` and how to call it.
-struct Service {
-    _child: Guard,
-    url: String,
+pub(crate) struct Service {
+    pub(crate) _child: Guard,
+    pub(crate) url: String,
     /// Scope `refunds`: what a gateway holds.
-    token: String,
+    pub(crate) token: String,
     /// Scope `admin`: what an operator holds, for `/v1/plugins`.
-    admin_token: String,
-    client: reqwest::Client,
+    pub(crate) admin_token: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Service {
-    async fn post(&self, path: &str, body: &Value) -> Result<(u16, bool, Value)> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<(u16, bool, Value)> {
         let resp = self
             .client
             .post(format!("{}{path}", self.url))
@@ -64,7 +64,7 @@ impl Service {
         Ok((resp.status().as_u16(), resp.text().await?))
     }
 
-    async fn refund(&self, id: &str) -> Result<Value> {
+    pub(crate) async fn refund(&self, id: &str) -> Result<Value> {
         let (_, body) = self.get(&format!("/v1/refunds/{id}")).await?;
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
@@ -77,13 +77,13 @@ impl Service {
     }
 
     /// `GET /v1/plugins`.
-    async fn plugins(&self) -> Result<(u16, Value)> {
+    pub(crate) async fn plugins(&self) -> Result<(u16, Value)> {
         self.admin(self.client.get(format!("{}/v1/plugins", self.url)))
             .await
     }
 
     /// `POST /v1/plugins/{provider}/versions` with the component file as the body.
-    async fn upload(&self, provider: &str, file: &Path) -> Result<(u16, Value)> {
+    pub(crate) async fn upload(&self, provider: &str, file: &Path) -> Result<(u16, Value)> {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let url = format!("{}/v1/plugins/{provider}/versions", self.url);
         self.admin(
@@ -96,7 +96,7 @@ impl Service {
     }
 
     /// `POST /v1/plugins/{provider}/activate`.
-    async fn activate(&self, provider: &str, version: &str) -> Result<(u16, Value)> {
+    pub(crate) async fn activate(&self, provider: &str, version: &str) -> Result<(u16, Value)> {
         let url = format!("{}/v1/plugins/{provider}/activate", self.url);
         self.admin(self.client.post(url).json(&json!({ "version": version })))
             .await
@@ -109,7 +109,7 @@ impl Service {
     }
 
     /// Polls a refund until its status is `want` (or `secs` pass); returns the last state seen.
-    async fn wait_for(&self, id: &str, want: &str, secs: u64) -> Result<Value> {
+    pub(crate) async fn wait_for(&self, id: &str, want: &str, secs: u64) -> Result<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let v = self.refund(id).await?;
@@ -208,7 +208,7 @@ async fn announced(got: &Mutex<Vec<Value>>, refund_id: &str, want: usize) -> Vec
 
 /// The `original` of a refund request: a payment of 5000.00, settled, made yesterday. Made once
 /// per payment: its time is part of the request, so a replay must send the same one.
-fn original(story: &Story) -> Value {
+pub(crate) fn original(story: &Story) -> Value {
     json!({
         "amount": 500_000, "currency": story.currency,
         "completed_at": (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339(),
@@ -217,7 +217,13 @@ fn original(story: &Story) -> Value {
 }
 
 /// A `POST /v1/refunds` body: `amount` (minor units) of the payment `txn`.
-fn refund_body(story: &Story, txn: &str, original: &Value, ext: &str, amount: i64) -> Value {
+pub(crate) fn refund_body(
+    story: &Story,
+    txn: &str,
+    original: &Value,
+    ext: &str,
+    amount: i64,
+) -> Value {
     json!({
         "provider": story.provider, "external_refund_id": ext, "original_transaction_id": txn,
         "amount": amount, "currency": story.currency, "reason": "customer_return",
@@ -225,7 +231,7 @@ fn refund_body(story: &Story, txn: &str, original: &Value, ext: &str, amount: i6
     })
 }
 
-fn summary(status: u16, v: &Value) -> String {
+pub(crate) fn summary(status: u16, v: &Value) -> String {
     let r = if v.get("refund").is_some() {
         &v["refund"]
     } else {
