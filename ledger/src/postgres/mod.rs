@@ -15,6 +15,7 @@
 
 pub(crate) mod outbox;
 mod schema;
+pub(crate) mod stats;
 
 use std::time::Duration;
 
