@@ -15,6 +15,12 @@ impl Ledger {
         operation: &str,
         exchanges: Vec<Exchange>,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::exchanges::log_exchanges(
+                pg, refund_id, provider, operation, exchanges,
+            )
+            .await;
+        }
         if exchanges.is_empty() {
             return Ok(());
         }
@@ -58,6 +64,9 @@ impl Ledger {
 
     /// The exchanges made for a refund, oldest first.
     pub async fn exchanges(&self, refund_id: &str) -> Result<Vec<ExchangeRecord>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::exchanges::exchanges(pg, refund_id).await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
@@ -89,5 +98,72 @@ impl Ledger {
                 .collect()
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(url: &str, status: Option<u16>, sent_at_ms: i64) -> Exchange {
+        Exchange {
+            method: "POST".into(),
+            url: url.into(),
+            request_headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("authorization".into(), crate::exchange::REDACTED.into()),
+            ],
+            request_body: Some("{\"amount\":100}".into()),
+            status,
+            response_headers: status
+                .map(|_| vec![("x-request-id".into(), "r-1".into())])
+                .unwrap_or_default(),
+            response_body: status.map(|s| format!("{{\"status\":{s}}}")),
+            error: status.is_none().then(|| "connection refused".into()),
+            latency_ms: 101.625,
+            sent_at_ms,
+        }
+    }
+
+    both_backends! {
+        /// A refund's exchanges come back as written, in order, and only its own.
+        async fn exchanges_are_kept_per_refund_in_order(l) {
+            let first = vec![
+                exchange("https://p/token", Some(200), 1_000),
+                exchange("https://p/refunds", None, 1_001),
+            ];
+            l.log_exchanges(Some("rf_1"), "mfs-africa", "create-refund", first.clone())
+                .await
+                .unwrap();
+            let unlinked = vec![exchange("https://p/x", Some(401), 1_500)];
+            l.log_exchanges(None, "mfs-africa", "webhook", unlinked).await.unwrap();
+            let other = vec![exchange("https://p/y", Some(500), 1_600)];
+            l.log_exchanges(Some("rf_2"), "mfs-africa", "create-refund", other)
+                .await
+                .unwrap();
+            l.log_exchanges(Some("rf_1"), "mfs-africa", "get-refund", Vec::new())
+                .await
+                .unwrap();
+            let later = exchange("https://p/refunds/9", Some(202), 2_000);
+            l.log_exchanges(Some("rf_1"), "mfs-africa", "get-refund", vec![later.clone()])
+                .await
+                .unwrap();
+
+            let got = l.exchanges("rf_1").await.unwrap();
+            let expected: Vec<ExchangeRecord> = first
+                .into_iter()
+                .map(|e| ("create-refund", e))
+                .chain([("get-refund", later)])
+                .map(|(operation, exchange)| ExchangeRecord {
+                    refund_id: Some("rf_1".into()),
+                    provider: "mfs-africa".into(),
+                    operation: operation.into(),
+                    exchange,
+                })
+                .collect();
+            assert_eq!(got, expected);
+            assert_eq!(l.exchanges("rf_2").await.unwrap().len(), 1);
+            assert_eq!(l.exchanges("rf_3").await.unwrap(), []);
+        }
     }
 }

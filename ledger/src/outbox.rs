@@ -99,7 +99,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::Delivered => "delivered",
@@ -107,7 +107,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(word: &str) -> Self {
+    pub(crate) fn parse(word: &str) -> Self {
         // Only this module writes the column.
         match word {
             "delivered" => DeliveryState::Delivered,
@@ -288,11 +288,19 @@ impl Ledger {
     /// Gives each endpoint a pending delivery of every event written since it was last called
     /// for that endpoint (an endpoint seen for the first time starts with the events written
     /// from now on); returns how many deliveries it added.
+    ///
+    /// On PostgreSQL it only registers the endpoints not seen before and returns 0: there, each
+    /// event's deliveries to every registered endpoint are written with the event, since several
+    /// hosts write events at once and their sequence numbers are not committed in order (a
+    /// cursor over them, as here, could pass an event still being written).
     pub async fn enqueue_deliveries(
         &self,
         endpoints: Vec<String>,
         now_ms: i64,
     ) -> Result<usize, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::outbox::enqueue_deliveries(pg, endpoints, now_ms).await;
+        }
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -339,11 +347,18 @@ impl Ledger {
 
     /// Deliveries due at `now_ms`, most overdue first: for each (endpoint, refund), only its
     /// oldest pending event, so one refund's events reach an endpoint in order.
+    ///
+    /// On PostgreSQL, where any host delivers, the deliveries returned are claimed: not due
+    /// again (to this host or another) until a lease from `now_ms` has passed, unless
+    /// [`Ledger::record_attempt`] sets their next try first.
     pub async fn due_deliveries(
         &self,
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::outbox::due_deliveries(pg, now_ms, limit).await;
+        }
         self.db
             .run(move |c| {
                 let mut stmt = c.prepare_cached(
@@ -380,6 +395,9 @@ impl Ledger {
         endpoint: &str,
         attempt: Attempt,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::outbox::record_attempt(pg, event_seq, endpoint, attempt).await;
+        }
         let endpoint = endpoint.to_owned();
         self.db
             .run(move |c| {
@@ -422,6 +440,9 @@ impl Ledger {
 
     /// A page of events with their deliveries and attempts, oldest first.
     pub async fn events(&self, query: EventQuery) -> Result<EventPage, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::outbox::events(pg, query).await;
+        }
         self.db
             .run(move |c| {
                 let limit = query.limit.max(1);
@@ -509,4 +530,266 @@ fn deliveries(c: &Connection, event_seq: i64) -> Result<Vec<DeliveryRecord>, rus
             .collect::<Result<_, _>>()?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Status;
+
+    /// Writes the event of `refund_id` entering `status` at `at_ms` the way a move writes it
+    /// (with its deliveries, on PostgreSQL), without the refund itself.
+    pub(crate) async fn write_event(l: &Ledger, refund_id: &str, status: Status, at_ms: i64) {
+        let mut refund = crate::testing::record(0);
+        refund.id = refund_id.into();
+        refund.status = status;
+        refund.updated_at = time(at_ms);
+        if let Some(pg) = l.db.pg() {
+            let client = pg.client().await.unwrap();
+            crate::postgres::outbox::record(&client, &refund)
+                .await
+                .unwrap();
+        } else {
+            l.db.run(move |c| record(c, &refund)).await.unwrap();
+        }
+    }
+
+    fn attempt(at_ms: i64, then: Next) -> Attempt {
+        let failed = then != Next::Delivered;
+        Attempt {
+            at_ms,
+            http_status: Some(if failed { 503 } else { 204 }),
+            error: failed.then(|| "the endpoint answered 503".into()),
+            latency_ms: 12.25,
+            then,
+        }
+    }
+
+    fn all(limit: usize) -> EventQuery {
+        EventQuery {
+            limit,
+            ..EventQuery::default()
+        }
+    }
+
+    /// (event seq, endpoint, attempts so far) of what is due, in a fixed order (deliveries due at
+    /// the same time and seq may come in any endpoint order).
+    async fn due(l: &Ledger, now_ms: i64) -> Vec<(i64, String, i64)> {
+        let mut due: Vec<_> = l
+            .due_deliveries(now_ms, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.event_seq, d.endpoint, d.attempts))
+            .collect();
+        due.sort();
+        due
+    }
+
+    both_backends! {
+        /// Each endpoint gets a refund's events one after the other: a later one waits while
+        /// an earlier one is pending, and goes once it is delivered or abandoned.
+        async fn deliveries_go_in_order_per_refund_and_endpoint(l) {
+            let (a, b) = (String::from("http://a/"), String::from("http://b/"));
+            let endpoints = vec![b.clone(), a.clone()];
+            assert_eq!(l.enqueue_deliveries(endpoints.clone(), 0).await.unwrap(), 0);
+            write_event(&l, "rf_1", Status::Unknown, 1_000).await;
+            write_event(&l, "rf_2", Status::Unknown, 1_100).await;
+            write_event(&l, "rf_1", Status::Pending, 1_200).await;
+            // SQLite adds the deliveries here; PostgreSQL wrote them with the events.
+            let added = if l.db.is_shared() { 0 } else { 6 };
+            assert_eq!(l.enqueue_deliveries(endpoints.clone(), 2_000).await.unwrap(), added);
+            assert_eq!(l.enqueue_deliveries(endpoints, 2_000).await.unwrap(), 0);
+
+            let page = l.events(all(50)).await.unwrap();
+            let seqs: Vec<i64> = page.events.iter().map(|e| e.seq).collect();
+            let [e1, e2, e3] = seqs[..] else {
+                panic!("three events, got {seqs:?}")
+            };
+            assert!(e1 < e2 && e2 < e3);
+
+            // Only the head of each (endpoint, refund) queue is due, with its body.
+            let heads = l.due_deliveries(2_000, 50).await.unwrap();
+            let mut found: Vec<_> = heads
+                .iter()
+                .map(|d| (d.event_seq, d.endpoint.clone(), d.attempts))
+                .collect();
+            found.sort();
+            assert_eq!(
+                found,
+                [(e1, a.clone(), 0), (e1, b.clone(), 0), (e2, a.clone(), 0), (e2, b.clone(), 0)]
+            );
+            let first = heads.iter().find(|d| d.event_seq == e1).unwrap();
+            assert_eq!(first.event_id, page.events[0].id);
+            assert_eq!(first.refund_id, "rf_1");
+            assert_eq!(first.created_at_ms, 1_000);
+            assert_eq!(
+                serde_json::from_str::<EventBody>(&first.body).unwrap(),
+                page.events[0].body
+            );
+            assert!(heads.windows(2).all(|w| w[0].event_seq <= w[1].event_seq), "oldest first");
+            // A limit keeps the oldest.
+            if !l.db.is_shared() {
+                let one = l.due_deliveries(2_000, 1).await.unwrap();
+                assert_eq!(one[0].event_seq, e1);
+            }
+
+            l.record_attempt(e1, &a, attempt(2_000, Next::RetryAt(5_000))).await.unwrap();
+            l.record_attempt(e1, &b, attempt(2_000, Next::Delivered)).await.unwrap();
+            l.record_attempt(e2, &a, attempt(2_000, Next::Abandon)).await.unwrap();
+            l.record_attempt(e2, &b, attempt(2_000, Next::RetryAt(3_000))).await.unwrap();
+            // rf_1's next event goes to b at once; to a it waits behind the retry.
+            assert_eq!(due(&l, 2_999).await, [(e3, b.clone(), 0)]);
+            l.record_attempt(e3, &b, attempt(2_999, Next::Delivered)).await.unwrap();
+            assert_eq!(due(&l, 3_000).await, [(e2, b.clone(), 1)]);
+            l.record_attempt(e2, &b, attempt(3_000, Next::Delivered)).await.unwrap();
+            assert_eq!(due(&l, 4_999).await, []);
+
+            let page = l.events(all(50)).await.unwrap();
+            let first = &page.events[0].deliveries;
+            assert_eq!(
+                first.iter().map(|d| d.endpoint.as_str()).collect::<Vec<_>>(),
+                [a.as_str(), b.as_str()],
+                "by endpoint"
+            );
+            assert_eq!(first[0].state, DeliveryState::Pending);
+            assert_eq!(first[0].next_attempt_at, Some(time(5_000)));
+            assert_eq!(first[0].delivered_at, None);
+            assert_eq!(
+                first[0].attempts,
+                [AttemptRecord {
+                    attempt: 1,
+                    at: time(2_000),
+                    http_status: Some(503),
+                    error: Some("the endpoint answered 503".into()),
+                    latency_ms: 12.25,
+                }]
+            );
+            assert_eq!(first[1].state, DeliveryState::Delivered);
+            assert_eq!(first[1].next_attempt_at, None);
+            assert_eq!(first[1].delivered_at, Some(time(2_000)));
+            assert_eq!(first[1].attempts[0].http_status, Some(204));
+            assert_eq!(first[1].attempts[0].error, None);
+            let second = &page.events[1].deliveries;
+            assert_eq!(second[0].state, DeliveryState::Abandoned);
+            assert_eq!((second[0].next_attempt_at, second[0].delivered_at), (None, None));
+            assert_eq!(second[1].state, DeliveryState::Delivered);
+            assert_eq!(
+                second[1].attempts.iter().map(|t| t.attempt).collect::<Vec<_>>(),
+                [1, 2]
+            );
+
+            assert_eq!(due(&l, 5_000).await, [(e1, a.clone(), 1)]);
+            l.record_attempt(e1, &a, attempt(5_000, Next::Delivered)).await.unwrap();
+            assert_eq!(due(&l, 5_000).await, [(e3, a.clone(), 0)]);
+            l.record_attempt(e3, &a, attempt(5_000, Next::Abandon)).await.unwrap();
+            assert_eq!(due(&l, 1_000_000).await, []);
+            let states: Vec<Vec<DeliveryState>> = l
+                .events(all(50))
+                .await
+                .unwrap()
+                .events
+                .iter()
+                .map(|e| e.deliveries.iter().map(|d| d.state).collect())
+                .collect();
+            use DeliveryState::*;
+            assert_eq!(
+                states,
+                [vec![Delivered, Delivered], vec![Abandoned, Delivered], vec![Abandoned, Delivered]]
+            );
+            // An attempt at a delivery that does not exist is an error.
+            let nowhere = attempt(5_000, Next::Delivered);
+            assert!(l.record_attempt(e1, "http://c/", nowhere).await.is_err());
+        }
+
+        /// An endpoint seen for the first time is sent the events written from then on, not the
+        /// history; with no endpoint, events are written without deliveries.
+        async fn an_endpoint_gets_the_events_written_after_it_is_first_seen(l) {
+            write_event(&l, "rf_0", Status::Unknown, 100).await;
+            let a = String::from("http://a/");
+            assert_eq!(l.enqueue_deliveries(vec![a.clone(), a.clone()], 100).await.unwrap(), 0);
+            assert_eq!(l.enqueue_deliveries(Vec::new(), 100).await.unwrap(), 0);
+            write_event(&l, "rf_1", Status::Unknown, 200).await;
+            let added = if l.db.is_shared() { 0 } else { 1 };
+            assert_eq!(l.enqueue_deliveries(vec![a.clone()], 200).await.unwrap(), added);
+            let page = l.events(all(50)).await.unwrap();
+            assert_eq!(page.events.len(), 2);
+            assert_eq!(page.events[0].deliveries, []);
+            assert_eq!(page.events[1].deliveries.len(), 1);
+            assert_eq!(due(&l, 200).await, [(page.events[1].seq, a, 0)]);
+        }
+
+        /// Pages of events: oldest first, a cursor while more remain, one refund's only.
+        async fn events_page_by_cursor_and_by_refund(l) {
+            for (i, refund) in ["rf_1", "rf_2", "rf_1", "rf_3", "rf_1"].into_iter().enumerate() {
+                write_event(&l, refund, Status::Unknown, 1_000 + i as i64).await;
+            }
+            let first = l.events(all(2)).await.unwrap();
+            assert_eq!(first.events.len(), 2);
+            let cursor = first.next_cursor.clone().expect("more to come");
+            assert_eq!(cursor, first.events[1].seq.to_string());
+            let rest = l
+                .events(EventQuery {
+                    after_seq: Some(cursor.parse().unwrap()),
+                    limit: 3,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(rest.events.len(), 3);
+            assert_eq!(rest.next_cursor, None, "the last page");
+            let refunds: Vec<_> = first
+                .events
+                .iter()
+                .chain(&rest.events)
+                .map(|e| (e.refund_id.as_str(), e.created_at.timestamp_millis()))
+                .collect();
+            assert_eq!(
+                refunds,
+                [
+                    ("rf_1", 1_000),
+                    ("rf_2", 1_001),
+                    ("rf_1", 1_002),
+                    ("rf_3", 1_003),
+                    ("rf_1", 1_004)
+                ]
+            );
+            let one = l
+                .events(EventQuery {
+                    refund_id: Some("rf_1".into()),
+                    limit: 2,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(one.events.len(), 2);
+            assert!(one.events.iter().all(|e| e.refund_id == "rf_1"));
+            let last = l
+                .events(EventQuery {
+                    refund_id: Some("rf_1".into()),
+                    after_seq: one.next_cursor.map(|c| c.parse().unwrap()),
+                    limit: 2,
+                })
+                .await
+                .unwrap();
+            assert_eq!(last.events.len(), 1);
+            assert_eq!(last.next_cursor, None);
+            let event = &last.events[0];
+            assert_eq!(event.kind, "refund.unknown");
+            assert_eq!(event.body.kind, event.kind);
+            assert_eq!(event.body.id, event.id);
+            assert_eq!(event.body.refund().unwrap().id, "rf_1");
+            // A limit of 0 is read as 1.
+            assert_eq!(l.events(all(0)).await.unwrap().events.len(), 1);
+            let none = l
+                .events(EventQuery {
+                    refund_id: Some("rf_9".into()),
+                    limit: 5,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!((none.events.len(), none.next_cursor), (0, None));
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! Both read the ledger rather than counters kept in memory, so they survive a restart and agree
 //! with `refund list`. Each is one SQLite statement (or two in one call) on the indexes of
-//! migration 5 in [`crate::db`].
+//! migration 5 in [`crate::db`]; on PostgreSQL, the same statements read one snapshot
+//! (`crate::postgres::stats`).
 
 use rusqlite::params;
 use serde::Serialize;
@@ -69,6 +70,9 @@ impl Ledger {
     /// Refunds by provider, plugin version and status, and per provider the refunds not final
     /// and the oldest of them.
     pub async fn stats(&self) -> Result<LedgerStats, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::stats::stats(pg).await;
+        }
         self.db
             .run(|c| {
                 let by_status = c
@@ -114,6 +118,10 @@ impl Ledger {
         now_ms: i64,
         limit: usize,
     ) -> Result<Stuck, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::stats::stuck(pg, provider, created_before_ms, now_ms, limit)
+                .await;
+        }
         self.db
             .run(move |c| {
                 let total: u64 = c.query_row(
@@ -147,7 +155,6 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Database;
     use crate::{Failure, NewRow, Report, Source, Stamp};
 
     fn row(id: &str, provider: &str, version: &str, at_ms: i64) -> NewRow {
@@ -187,11 +194,10 @@ mod tests {
             .unwrap();
     }
 
-    /// A ledger with refunds written at controlled times: a (processed), b (pending, the oldest
-    /// waiting), c (unknown, never answered), d (failed), e (pagoefectivo, pending), f (refused
-    /// by a pre-check: failed without a provider call).
-    async fn ledger() -> Ledger {
-        let ledger = Ledger::new(Database::open(None).unwrap());
+    /// Writes refunds at controlled times: a (processed), b (pending, the oldest waiting), c
+    /// (unknown, never answered), d (failed), e (pagoefectivo, pending), f (refused by a
+    /// pre-check: failed without a provider call).
+    async fn fill(ledger: &Ledger) {
         let rows = [
             ("a", "mfs-africa", "0.1.0", 1_000),
             ("b", "mfs-africa", "0.1.0", 2_000),
@@ -205,10 +211,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        report(&ledger, "a", Status::Processed, 3_000).await;
-        report(&ledger, "b", Status::Pending, 3_000).await;
-        report(&ledger, "d", Status::Failed, 7_000).await;
-        report(&ledger, "e", Status::Pending, 9_500).await;
+        report(ledger, "a", Status::Processed, 3_000).await;
+        report(ledger, "b", Status::Pending, 3_000).await;
+        report(ledger, "d", Status::Failed, 7_000).await;
+        report(ledger, "e", Status::Pending, 9_500).await;
         let refusal = Failure {
             code: "window_expired".into(),
             message: "late".into(),
@@ -218,80 +224,79 @@ mod tests {
             .begin(row("f", "mfs-africa", "0.2.0", 10_000), Some(refusal))
             .await
             .unwrap();
-        ledger
     }
 
-    #[tokio::test]
-    async fn stats_count_by_status_and_find_the_oldest_waiting() {
-        let ledger = ledger().await;
-        let stats = ledger.stats().await.unwrap();
-        let counts: Vec<_> = stats
-            .by_status
-            .iter()
-            .map(|s| {
-                (
-                    s.provider.as_str(),
-                    s.plugin_version.as_str(),
-                    s.status,
-                    s.count,
-                )
-            })
-            .collect();
-        assert_eq!(
-            counts,
-            [
-                ("mfs-africa", "0.1.0", Status::Pending, 1),
-                ("mfs-africa", "0.1.0", Status::Processed, 1),
-                ("mfs-africa", "0.2.0", Status::Failed, 2),
-                ("mfs-africa", "0.2.0", Status::Unknown, 1),
-                ("pagoefectivo", "0.1.0", Status::Pending, 1),
-            ]
-        );
-        assert_eq!(
-            stats.waiting,
-            [
-                Waiting {
-                    provider: "mfs-africa".into(),
-                    count: 2,
-                    oldest_created_ms: 2_000,
-                },
-                Waiting {
-                    provider: "pagoefectivo".into(),
-                    count: 1,
-                    oldest_created_ms: 9_000,
-                },
-            ]
-        );
-        assert_eq!(
-            ledger.backlog().await.unwrap(),
-            3,
-            "the same count as the janitor's"
-        );
-    }
-
-    #[tokio::test]
-    async fn stuck_lists_only_refunds_not_final_older_than_asked_oldest_first() {
-        let ledger = ledger().await;
-        let ids = |s: &Stuck| {
-            s.refunds
+    both_backends! {
+        async fn stats_count_by_status_and_find_the_oldest_waiting(ledger) {
+            fill(&ledger).await;
+            let stats = ledger.stats().await.unwrap();
+            let counts: Vec<_> = stats
+                .by_status
                 .iter()
-                .map(|r| (r.refund.id.clone(), r.age_ms))
-                .collect::<Vec<_>>()
-        };
-        // At 12 s, "older than 4 s" is created at or before 8 s: b and c, not e (9 s).
-        let stuck = ledger.stuck(None, 8_000, 12_000, 50).await.unwrap();
-        assert_eq!(ids(&stuck), [("b".into(), 10_000), ("c".into(), 7_000)]);
-        assert_eq!(stuck.total, 2);
-        // The limit keeps the oldest, the total still counts every match.
-        let first = ledger.stuck(None, 12_000, 12_000, 1).await.unwrap();
-        assert_eq!(ids(&first), [("b".into(), 10_000)]);
-        assert_eq!(first.total, 3);
-        let pe = ledger
-            .stuck(Some("pagoefectivo".into()), 12_000, 12_000, 50)
-            .await
-            .unwrap();
-        assert_eq!(ids(&pe), [("e".into(), 3_000)]);
-        let none = ledger.stuck(None, 1_500, 12_000, 50).await.unwrap();
-        assert_eq!((none.refunds.len(), none.total), (0, 0));
+                .map(|s| {
+                    (
+                        s.provider.as_str(),
+                        s.plugin_version.as_str(),
+                        s.status,
+                        s.count,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                counts,
+                [
+                    ("mfs-africa", "0.1.0", Status::Pending, 1),
+                    ("mfs-africa", "0.1.0", Status::Processed, 1),
+                    ("mfs-africa", "0.2.0", Status::Failed, 2),
+                    ("mfs-africa", "0.2.0", Status::Unknown, 1),
+                    ("pagoefectivo", "0.1.0", Status::Pending, 1),
+                ]
+            );
+            assert_eq!(
+                stats.waiting,
+                [
+                    Waiting {
+                        provider: "mfs-africa".into(),
+                        count: 2,
+                        oldest_created_ms: 2_000,
+                    },
+                    Waiting {
+                        provider: "pagoefectivo".into(),
+                        count: 1,
+                        oldest_created_ms: 9_000,
+                    },
+                ]
+            );
+            assert_eq!(
+                ledger.backlog().await.unwrap(),
+                3,
+                "the same count as the janitor's"
+            );
+        }
+
+        async fn stuck_lists_only_refunds_not_final_older_than_asked_oldest_first(ledger) {
+            fill(&ledger).await;
+            let ids = |s: &Stuck| {
+                s.refunds
+                    .iter()
+                    .map(|r| (r.refund.id.clone(), r.age_ms))
+                    .collect::<Vec<_>>()
+            };
+            // At 12 s, "older than 4 s" is created at or before 8 s: b and c, not e (9 s).
+            let stuck = ledger.stuck(None, 8_000, 12_000, 50).await.unwrap();
+            assert_eq!(ids(&stuck), [("b".into(), 10_000), ("c".into(), 7_000)]);
+            assert_eq!(stuck.total, 2);
+            // The limit keeps the oldest, the total still counts every match.
+            let first = ledger.stuck(None, 12_000, 12_000, 1).await.unwrap();
+            assert_eq!(ids(&first), [("b".into(), 10_000)]);
+            assert_eq!(first.total, 3);
+            let pe = ledger
+                .stuck(Some("pagoefectivo".into()), 12_000, 12_000, 50)
+                .await
+                .unwrap();
+            assert_eq!(ids(&pe), [("e".into(), 3_000)]);
+            let none = ledger.stuck(None, 1_500, 12_000, 50).await.unwrap();
+            assert_eq!((none.refunds.len(), none.total), (0, 0));
+        }
     }
 }

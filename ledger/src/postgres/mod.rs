@@ -13,8 +13,10 @@
 //! - What one host changes and the others cache (plugin versions, plugin storage) is announced
 //!   with `NOTIFY`; [`Pg::listen`] gives a host the announcements.
 
+pub(crate) mod exchanges;
 pub(crate) mod outbox;
 mod schema;
+pub(crate) mod stats;
 
 use std::time::Duration;
 
