@@ -60,7 +60,8 @@ async fn insert(c: &impl GenericClient, key: &str, body: &EventBody) -> Result<(
              VALUES ($1, $2, $3, $4, $5) RETURNING seq)
          INSERT INTO event_deliveries (event_seq, endpoint, refund_id, state, attempts,
              next_attempt_at)
-         SELECT event.seq, e.endpoint, $2, 'pending', 0, $4 FROM event, event_endpoints e",
+         SELECT event.seq, e.endpoint, $2, 'pending', 0, $4 FROM event, event_endpoints e
+         WHERE NOT e.retired",
         &[&body.id, &key, &body.kind, &at, &json],
     )
     .await?;
@@ -88,6 +89,15 @@ pub(crate) async fn enqueue_deliveries(
         )
         .await?;
     client.execute(&stmt, &[&endpoints, &now_ms]).await?;
+    // The configured endpoints are the current ones: one dropped from the configuration gets
+    // no delivery of the events written from now on (one added back gets them again).
+    let retire = client
+        .prepare_cached(
+            "UPDATE event_endpoints SET retired = NOT (endpoint = ANY($1::TEXT[]))
+             WHERE retired = (endpoint = ANY($1::TEXT[]))",
+        )
+        .await?;
+    client.execute(&retire, &[&endpoints]).await?;
     Ok(0)
 }
 
@@ -397,6 +407,48 @@ mod tests {
             }
             claimed.extend(due);
         }
+    }
+
+    /// An endpoint dropped from the configuration gets no delivery of the events written after
+    /// that (its pending ones stay); put back, it gets them again.
+    #[tokio::test]
+    async fn an_endpoint_dropped_from_the_configuration_gets_no_new_events() {
+        let (a, _) = two_hosts("retired").await;
+        let (x, y) = ("http://x/".to_owned(), "http://y/".to_owned());
+        a.enqueue_deliveries(vec![x.clone(), y.clone()], 0)
+            .await
+            .unwrap();
+        write_events(&a, 1, 1).await;
+        a.enqueue_deliveries(vec![x.clone()], 0).await.unwrap();
+        write_events(&a, 1, 2).await;
+        a.enqueue_deliveries(vec![x.clone(), y.clone()], 0)
+            .await
+            .unwrap();
+        write_events(&a, 1, 3).await;
+        let page = a
+            .events(crate::EventQuery {
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let endpoints: Vec<Vec<&str>> = page
+            .events
+            .iter()
+            .map(|e| e.deliveries.iter().map(|d| d.endpoint.as_str()).collect())
+            .collect();
+        // Events 1; 2, 3; 4, 5, 6 (write_events writes one per status).
+        assert_eq!(
+            endpoints,
+            [
+                vec!["http://x/", "http://y/"],
+                vec!["http://x/"],
+                vec!["http://x/"],
+                vec!["http://x/", "http://y/"],
+                vec!["http://x/", "http://y/"],
+                vec!["http://x/", "http://y/"],
+            ]
+        );
     }
 
     /// Two hosts claiming at once share the due deliveries out: none is claimed twice, every

@@ -144,10 +144,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         body       TEXT NOT NULL
     );
     CREATE INDEX events_by_refund ON events (refund_id, seq);
+    -- `retired`: no longer in the hosts' configuration; new events get no delivery to it (its
+    -- pending ones stay, as on SQLite, and go out again if it comes back).
     CREATE TABLE event_endpoints (
         endpoint   TEXT PRIMARY KEY,
         after_seq  BIGINT NOT NULL,
-        added_at   BIGINT NOT NULL
+        added_at   BIGINT NOT NULL,
+        retired    BOOLEAN NOT NULL DEFAULT false
     );
     CREATE TABLE event_deliveries (
         event_seq       BIGINT NOT NULL REFERENCES events (seq),
