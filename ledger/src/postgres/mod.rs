@@ -14,6 +14,7 @@
 //!   with `NOTIFY`; [`Pg::listen`] gives a host the announcements.
 
 pub(crate) mod outbox;
+pub(crate) mod reconciliations;
 mod schema;
 
 use std::time::Duration;
