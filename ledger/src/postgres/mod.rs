@@ -15,6 +15,8 @@
 
 pub(crate) mod outbox;
 pub(crate) mod reconciliations;
+pub(crate) mod recordings;
+pub(crate) mod reconciliations;
 mod schema;
 
 use std::time::Duration;
