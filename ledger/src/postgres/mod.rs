@@ -14,6 +14,9 @@
 //!   with `NOTIFY`; [`Pg::listen`] gives a host the announcements.
 
 pub(crate) mod outbox;
+pub(crate) mod plugin_versions;
+pub(crate) mod reconciliations;
+pub(crate) mod recordings;
 pub(crate) mod reconciliations;
 pub(crate) mod recordings;
 pub(crate) mod reconciliations;
