@@ -17,10 +17,8 @@ pub(crate) mod outbox;
 pub(crate) mod plugin_versions;
 pub(crate) mod reconciliations;
 pub(crate) mod recordings;
-pub(crate) mod reconciliations;
-pub(crate) mod recordings;
-pub(crate) mod reconciliations;
 mod schema;
+pub(crate) mod storage;
 
 use std::time::Duration;
 
