@@ -40,6 +40,34 @@ macro_rules! both_backends {
     };
 }
 
+/// Like `both_backends!`, for tests of what takes a [`Database`]:
+/// `both_databases! { async fn name(db) { ... } }` makes `name::sqlite` (an in-memory database)
+/// and `name::postgres` (a new database in the test process's private PostgreSQL cluster).
+#[cfg(test)]
+macro_rules! both_databases {
+    ($($(#[$meta:meta])* async fn $name:ident($db:ident) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body($db: $crate::db::Database) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    body($crate::db::Database::open(None).unwrap()).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    body($crate::testing::pg_database(stringify!($name)).await).await
+                }
+            }
+        )*
+    };
+}
+
 pub mod db;
 pub mod exchange;
 mod exchanges;

@@ -1,5 +1,9 @@
 //! The plugin registry's rows: every loaded version's component bytes, each provider's active
 //! version, and the key the artifact cache is authenticated with.
+//!
+//! On PostgreSQL these rows are shared by every host: each change ([`insert`], [`activate`],
+//! [`remove`]) is announced on [`crate::postgres::REGISTRY_CHANNEL`] (payload: the provider)
+//! when it commits, so that the other hosts reload the provider's versions.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -8,6 +12,9 @@ use crate::db::{Database, DbError};
 /// The ledger's artifact key (32 bytes): `fresh` the first time it is asked for, the stored one
 /// after that.
 pub async fn artifact_key(db: &Database, fresh: [u8; 32]) -> Result<[u8; 32], DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::artifact_key(pg, fresh).await;
+    }
     db.run(move |c| {
         // Two processes starting on one ledger at once: the first insert wins, both read it.
         c.execute(
@@ -52,6 +59,9 @@ pub struct StoredProvider {
 
 /// A provider's stored versions, its active one, and the configured component last applied.
 pub async fn stored(db: &Database, provider: &str) -> Result<StoredProvider, DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::stored(pg, provider).await;
+    }
     let provider = provider.to_owned();
     db.run(move |c| {
         let mut stmt = c.prepare(
@@ -78,8 +88,12 @@ pub async fn stored(db: &Database, provider: &str) -> Result<StoredProvider, DbE
     .await
 }
 
-/// Keeps a newly loaded version.
+/// Keeps a newly loaded version. On PostgreSQL, announced to every host on
+/// [`crate::postgres::REGISTRY_CHANNEL`] when it commits.
 pub async fn insert(db: &Database, provider: &str, version: &StoredVersion) -> Result<(), DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::insert(pg, provider, version).await;
+    }
     let (provider, v) = (provider.to_owned(), version.version.clone());
     let (sha, bytes, at) = (
         version.sha256.clone(),
@@ -98,7 +112,8 @@ pub async fn insert(db: &Database, provider: &str, version: &StoredVersion) -> R
 }
 
 /// Makes `version` the provider's active one; with `configured`, also records that the
-/// configured component with that hash was applied (both or neither).
+/// configured component with that hash was applied (both or neither). On PostgreSQL, announced
+/// to every host on [`crate::postgres::REGISTRY_CHANNEL`] when it commits.
 pub async fn activate(
     db: &Database,
     provider: &str,
@@ -106,6 +121,12 @@ pub async fn activate(
     configured: Option<&str>,
     now_ms: i64,
 ) -> Result<(), DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::activate(
+            pg, provider, version, configured, now_ms,
+        )
+        .await;
+    }
     let (provider, version) = (provider.to_owned(), version.to_owned());
     let configured = configured.map(str::to_owned);
     db.run(move |c| {
@@ -127,8 +148,12 @@ pub async fn activate(
     .await
 }
 
-/// Forgets a version.
+/// Forgets a version. On PostgreSQL, announced to every host on
+/// [`crate::postgres::REGISTRY_CHANNEL`] when it commits.
 pub async fn remove(db: &Database, provider: &str, version: &str) -> Result<(), DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::remove(pg, provider, version).await;
+    }
     let (provider, version) = (provider.to_owned(), version.to_owned());
     db.run(move |c| {
         c.execute(
@@ -146,6 +171,9 @@ pub async fn component(
     provider: &str,
     sha256: &str,
 ) -> Result<Option<Vec<u8>>, DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::component(pg, provider, sha256).await;
+    }
     let (provider, sha) = (provider.to_owned(), sha256.to_owned());
     db.run(move |c| {
         c.query_row(
@@ -156,4 +184,99 @@ pub async fn component(
         .optional()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(v: &str, sha: &str, loaded_at: i64) -> StoredVersion {
+        StoredVersion {
+            version: v.into(),
+            sha256: sha.into(),
+            component: format!("component {v}").into_bytes(),
+            loaded_at,
+        }
+    }
+
+    fn names(p: &StoredProvider) -> Vec<&str> {
+        p.versions.iter().map(|v| v.version.as_str()).collect()
+    }
+
+    both_databases! {
+        async fn the_artifact_key_is_made_once(db) {
+            let first = artifact_key(&db, [1; 32]).await.unwrap();
+            assert_eq!(first, [1; 32]);
+            assert_eq!(artifact_key(&db, [2; 32]).await.unwrap(), [1; 32]);
+        }
+
+        async fn versions_are_kept_activated_and_forgotten(db) {
+            let empty = stored(&db, "p").await.unwrap();
+            assert!(empty.versions.is_empty());
+            assert_eq!((empty.active, empty.configured), (None, None));
+            insert(&db, "p", &version("1.1.0", "sha-b", 20)).await.unwrap();
+            insert(&db, "p", &version("1.0.0", "sha-a", 10)).await.unwrap();
+            insert(&db, "p", &version("1.0.0-rc", "sha-r", 20)).await.unwrap();
+            insert(&db, "q", &version("9.0.0", "sha-q", 1)).await.unwrap();
+            assert!(
+                insert(&db, "p", &version("1.0.0", "sha-x", 30)).await.is_err(),
+                "a version is kept once"
+            );
+            let p = stored(&db, "p").await.unwrap();
+            assert_eq!(names(&p), ["1.0.0", "1.0.0-rc", "1.1.0"], "by load time, then version");
+            assert_eq!(p.versions[0].sha256, "sha-a");
+            assert_eq!(p.versions[0].component, b"component 1.0.0");
+            assert_eq!(p.versions[0].loaded_at, 10);
+
+            activate(&db, "p", "1.0.0", Some("sha-a"), 100).await.unwrap();
+            let p = stored(&db, "p").await.unwrap();
+            assert_eq!(p.active.as_deref(), Some("1.0.0"));
+            assert_eq!(p.configured.as_deref(), Some("sha-a"));
+            activate(&db, "p", "1.1.0", None, 200).await.unwrap();
+            let p = stored(&db, "p").await.unwrap();
+            assert_eq!(p.active.as_deref(), Some("1.1.0"));
+            assert_eq!(p.configured.as_deref(), Some("sha-a"), "kept without a new one");
+            assert_eq!(stored(&db, "q").await.unwrap().active, None);
+
+            assert_eq!(
+                component(&db, "p", "sha-b").await.unwrap().as_deref(),
+                Some(&b"component 1.1.0"[..])
+            );
+            assert_eq!(component(&db, "q", "sha-b").await.unwrap(), None);
+            remove(&db, "p", "1.0.0").await.unwrap();
+            assert_eq!(names(&stored(&db, "p").await.unwrap()), ["1.0.0-rc", "1.1.0"]);
+            assert_eq!(component(&db, "p", "sha-a").await.unwrap(), None);
+        }
+    }
+
+    /// Every change is announced to the other hosts when it commits; a failed one is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_are_announced_to_every_host() {
+        let db = crate::testing::pg_database("registry_notify").await;
+        let mut heard = db
+            .pg()
+            .unwrap()
+            .listen(crate::postgres::REGISTRY_CHANNEL)
+            .await
+            .unwrap();
+        insert(&db, "p", &version("1.0.0", "sha-a", 1))
+            .await
+            .unwrap();
+        assert_eq!(heard.recv().await.as_deref(), Some("p"));
+        activate(&db, "p", "1.0.0", Some("sha-a"), 2).await.unwrap();
+        assert_eq!(heard.recv().await.as_deref(), Some("p"));
+        assert!(
+            insert(&db, "p", &version("1.0.0", "sha-a", 3))
+                .await
+                .is_err()
+        );
+        remove(&db, "q", "0.1.0").await.unwrap();
+        assert_eq!(
+            heard.recv().await.as_deref(),
+            Some("q"),
+            "nothing for the failed insert"
+        );
+        remove(&db, "p", "1.0.0").await.unwrap();
+        assert_eq!(heard.recv().await.as_deref(), Some("p"));
+    }
 }

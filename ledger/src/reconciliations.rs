@@ -186,6 +186,9 @@ impl Ledger {
         &self,
         run: NewReconciliation,
     ) -> Result<ReconciliationRecord, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::reconciliations::record_reconciliation(pg, run).await;
+        }
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -258,6 +261,9 @@ impl Ledger {
         &self,
         query: ReconciliationQuery,
     ) -> Result<ReconciliationPage, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::reconciliations::reconciliations(pg, query).await;
+        }
         self.db
             .run(move |c| {
                 let limit = query.limit.max(1);
@@ -291,6 +297,9 @@ impl Ledger {
 
     /// One run with its findings, in the order recorded.
     pub async fn reconciliation(&self, id: &str) -> Result<Option<ReconciliationRecord>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::reconciliations::reconciliation(pg, id).await;
+        }
         let id = id.to_owned();
         self.db.run(move |c| get_run(c, &id)).await
     }
@@ -304,6 +313,12 @@ impl Ledger {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<RefundRecord>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::reconciliations::refunds_created_between(
+                pg, provider, from_ms, to_ms,
+            )
+            .await;
+        }
         let provider = provider.to_owned();
         self.db
             .run(move |c| {
@@ -326,6 +341,15 @@ impl Ledger {
         provider_refund_id: Option<&str>,
         external_refund_id: Option<&str>,
     ) -> Result<Option<RefundRecord>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::reconciliations::find_refund(
+                pg,
+                provider,
+                provider_refund_id,
+                external_refund_id,
+            )
+            .await;
+        }
         let provider = provider.to_owned();
         let provider_refund_id = provider_refund_id.map(str::to_owned);
         let external_refund_id = external_refund_id.map(str::to_owned);
@@ -454,8 +478,33 @@ mod tests {
         Begin, DISCREPANCY_EVENT, EventData, EventQuery, NewRow, Report, Source, Stamp, Status,
     };
 
-    fn ledger() -> Ledger {
-        Ledger::new(Database::open(None).unwrap())
+    /// Like `both_backends!`, with the PostgreSQL variant ignored for the reason given: the
+    /// body needs ledger methods another port brings (`begin`, `apply`, `get`: the refunds
+    /// port; `events`, `enqueue_deliveries`, `due_deliveries`: the outbox port). Once they are
+    /// merged, each use becomes `both_backends!` (the reason dropped).
+    macro_rules! both_backends_pending {
+        ($reason:literal; $($(#[$meta:meta])* async fn $name:ident($l:ident) $body:block)*) => {
+            $(
+                $(#[$meta])*
+                mod $name {
+                    #[allow(unused_imports)]
+                    use super::*;
+
+                    async fn body($l: Ledger) $body
+
+                    #[tokio::test]
+                    async fn sqlite() {
+                        body(Ledger::new(Database::open(None).unwrap())).await
+                    }
+
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    #[ignore = $reason]
+                    async fn postgres() {
+                        body(crate::testing::pg_ledger(stringify!($name)).await).await
+                    }
+                }
+            )*
+        };
     }
 
     /// Writes a refund of `provider` received at `at_ms`.
@@ -480,6 +529,35 @@ mod tests {
             Begin::New(r) => r,
             other => panic!("a new refund, got {other:?}"),
         }
+    }
+
+    /// The bodies of every event as stored, in order.
+    async fn stored_event_bodies(l: &Ledger) -> Vec<serde_json::Value> {
+        let bodies: Vec<String> = match l.db.pg() {
+            Some(pg) => pg
+                .client()
+                .await
+                .unwrap()
+                .query("SELECT body FROM events ORDER BY seq", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            None => {
+                l.db.run(|c| {
+                    c.prepare("SELECT body FROM events ORDER BY seq")?
+                        .query_map([], |r| r.get::<_, String>(0))?
+                        .collect()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
     }
 
     fn side(status: &str, amount_minor: i64) -> Option<FindingSide> {
@@ -531,297 +609,296 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn runs_are_listed_newest_first_by_page_and_provider_and_read_with_their_findings() {
-        let l = ledger();
-        let r = refund_at(&l, "p", "a", 1_000).await;
-        let findings = vec![
-            mismatch(&r, FindingKind::StatusMismatch, true),
-            missing_in_ledger("pr-x"),
-            mismatch(&r, FindingKind::AmountMismatch, false),
-            missing_in_ledger("pr-y"),
-        ];
-        let first = l
-            .record_reconciliation(run("p", findings.clone()))
-            .await
-            .unwrap();
-        assert!(first.id.starts_with("rec_"), "{}", first.id);
-        assert_eq!(first.outcome, RunOutcome::Discrepancies);
-        assert_eq!(first.findings, findings);
-        let other = l.record_reconciliation(run("q", vec![])).await.unwrap();
-        let last = l
-            .record_reconciliation(NewReconciliation {
-                trigger: Trigger::Cli,
-                ..run("p", vec![])
-            })
-            .await
-            .unwrap();
-
-        let page = |provider: Option<&str>, cursor: Option<String>| {
-            l.reconciliations(ReconciliationQuery {
-                provider: provider.map(str::to_owned),
-                cursor,
-                limit: 2,
-            })
-        };
-        let one = page(None, None).await.unwrap();
-        let ids: Vec<_> = one.reconciliations.iter().map(|r| r.id.clone()).collect();
-        assert_eq!(ids, [last.id.clone(), other.id.clone()]);
-        let two = page(None, one.next_cursor).await.unwrap();
-        assert_eq!(two.reconciliations.len(), 1);
-        assert_eq!(two.reconciliations[0].id, first.id);
-        assert_eq!(two.next_cursor, None);
-        // A listed run has its counts but not its findings.
-        let listed = &two.reconciliations[0];
-        assert!(listed.findings.is_empty());
-        assert_eq!(listed.finding_counts["missing_in_ledger"], 2);
-        assert_eq!(listed.finding_counts["status_mismatch"], 1);
-        assert_eq!(listed.finding_counts["amount_mismatch"], 1);
-        assert_eq!(listed.finding_counts["currency_mismatch"], 0);
-        assert_eq!(listed.finding_counts.len(), FindingKind::ALL.len());
-
-        let of_p = page(Some("p"), None).await.unwrap();
-        let ids: Vec<_> = of_p.reconciliations.iter().map(|r| r.id.clone()).collect();
-        assert_eq!(ids, [last.id.clone(), first.id.clone()]);
-        assert_eq!(of_p.reconciliations[0].trigger, Trigger::Cli);
-
-        let got = l.reconciliation(&first.id).await.unwrap().unwrap();
-        assert_eq!(got, first);
-        assert_eq!(got.findings, findings, "findings in the order recorded");
-        assert_eq!(got.from, time(0));
-        assert_eq!(got.to, time(10_000));
-        assert_eq!(got.finished_at, time(21_000));
-        assert_eq!((got.provider_refunds, got.ledger_refunds), (3, 2));
-        assert_eq!(l.reconciliation("rec_nobody").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn a_run_without_findings_matched_and_one_with_an_error_failed() {
-        let l = ledger();
-        let matched = l.record_reconciliation(run("p", vec![])).await.unwrap();
-        assert_eq!(matched.outcome, RunOutcome::Matched);
-        assert_eq!(matched.error, None);
-        let failed = NewReconciliation {
-            error: Some("the provider's list timed out".into()),
-            findings: vec![missing_in_ledger("pr-partial")],
-            ..run("p", vec![])
-        };
-        let failed = l.record_reconciliation(failed).await.unwrap();
-        assert_eq!(failed.outcome, RunOutcome::Error);
-        assert_eq!(
-            failed.error.as_deref(),
-            Some("the provider's list timed out")
-        );
-        let read = l.reconciliation(&failed.id).await.unwrap().unwrap();
-        assert_eq!(read.outcome, RunOutcome::Error);
-        assert_eq!(read.findings.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn each_finding_is_one_event_delivered_in_order_with_its_refunds_events() {
-        let l = ledger();
-        l.enqueue_deliveries(vec!["http://e/".into()], 0)
-            .await
-            .unwrap();
-        let r = refund_at(&l, "p", "a", 1_000).await;
-        let rec = l
-            .record_reconciliation(run(
-                "p",
-                vec![
-                    mismatch(&r, FindingKind::StatusMismatch, false),
-                    missing_in_ledger("pr-x"),
-                    missing_in_ledger("pr-y"),
-                ],
-            ))
-            .await
-            .unwrap();
-        // The refund's own event, then one per finding.
-        assert_eq!(
-            l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
+    both_backends_pending! {
+        "needs refunds port";
+        async fn runs_are_listed_newest_first_by_page_and_provider_and_read_with_their_findings(l) {
+            let r = refund_at(&l, "p", "a", 1_000).await;
+            let findings = vec![
+                mismatch(&r, FindingKind::StatusMismatch, true),
+                missing_in_ledger("pr-x"),
+                mismatch(&r, FindingKind::AmountMismatch, false),
+                missing_in_ledger("pr-y"),
+            ];
+            let first = l
+                .record_reconciliation(run("p", findings.clone()))
                 .await
-                .unwrap(),
-            4
-        );
-        let all = l
-            .events(EventQuery {
-                limit: 50,
-                ..EventQuery::default()
-            })
-            .await
-            .unwrap();
-        let kinds: Vec<_> = all.events.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "refund.unknown",
-                DISCREPANCY_EVENT,
-                DISCREPANCY_EVENT,
-                DISCREPANCY_EVENT
-            ]
-        );
-        // Bodies of both kinds parse; each event got a delivery.
-        assert_eq!(all.events[0].body.refund().unwrap().id, r.id);
-        let keys: Vec<_> = all.events.iter().map(|e| e.refund_id.as_str()).collect();
-        assert_eq!(keys, [r.id.as_str(), &r.id, &rec.id, &rec.id]);
-        for (event, finding) in all.events[1..].iter().zip(&rec.findings) {
-            let EventData::Discrepancy(data) = &event.body.data else {
-                panic!("a discrepancy body, got {:?}", event.body.data);
+                .unwrap();
+            assert!(first.id.starts_with("rec_"), "{}", first.id);
+            assert_eq!(first.outcome, RunOutcome::Discrepancies);
+            assert_eq!(first.findings, findings);
+            let other = l.record_reconciliation(run("q", vec![])).await.unwrap();
+            let last = l
+                .record_reconciliation(NewReconciliation {
+                    trigger: Trigger::Cli,
+                    ..run("p", vec![])
+                })
+                .await
+                .unwrap();
+
+            let page = |provider: Option<&str>, cursor: Option<String>| {
+                l.reconciliations(ReconciliationQuery {
+                    provider: provider.map(str::to_owned),
+                    cursor,
+                    limit: 2,
+                })
             };
-            assert_eq!(data.reconciliation_id, rec.id);
-            assert_eq!(data.provider, "p");
-            assert_eq!(&data.finding, finding);
-            assert_eq!(event.body.created_at, time(21_000));
-            assert_eq!(event.deliveries.len(), 1);
+            let one = page(None, None).await.unwrap();
+            let ids: Vec<_> = one.reconciliations.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(ids, [last.id.clone(), other.id.clone()]);
+            let two = page(None, one.next_cursor).await.unwrap();
+            assert_eq!(two.reconciliations.len(), 1);
+            assert_eq!(two.reconciliations[0].id, first.id);
+            assert_eq!(two.next_cursor, None);
+            // A listed run has its counts but not its findings.
+            let listed = &two.reconciliations[0];
+            assert!(listed.findings.is_empty());
+            assert_eq!(listed.finding_counts["missing_in_ledger"], 2);
+            assert_eq!(listed.finding_counts["status_mismatch"], 1);
+            assert_eq!(listed.finding_counts["amount_mismatch"], 1);
+            assert_eq!(listed.finding_counts["currency_mismatch"], 0);
+            assert_eq!(listed.finding_counts.len(), FindingKind::ALL.len());
+
+            let of_p = page(Some("p"), None).await.unwrap();
+            let ids: Vec<_> = of_p.reconciliations.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(ids, [last.id.clone(), first.id.clone()]);
+            assert_eq!(of_p.reconciliations[0].trigger, Trigger::Cli);
+
+            let got = l.reconciliation(&first.id).await.unwrap().unwrap();
+            assert_eq!(got, first);
+            assert_eq!(got.findings, findings, "findings in the order recorded");
+            assert_eq!(got.from, time(0));
+            assert_eq!(got.to, time(10_000));
+            assert_eq!(got.finished_at, time(21_000));
+            assert_eq!((got.provider_refunds, got.ledger_refunds), (3, 2));
+            assert_eq!(l.reconciliation("rec_nobody").await.unwrap(), None);
         }
-        // The finding about the refund waits behind the refund's own event; the run's own
-        // queue delivers its findings one after the other.
-        let due = l.due_deliveries(2_000, 10).await.unwrap();
-        let heads: Vec<_> = due.iter().map(|d| d.event_seq).collect();
-        assert_eq!(heads, [all.events[0].seq, all.events[2].seq]);
     }
 
-    #[tokio::test]
-    async fn a_run_that_cannot_be_written_leaves_no_run_and_no_event() {
-        let l = ledger();
-        let r = refund_at(&l, "p", "a", 1_000).await;
-        let mut dangling = mismatch(&r, FindingKind::CurrencyMismatch, false);
-        dangling.refund_id = Some("rf_nobody".into());
-        let findings = vec![missing_in_ledger("pr-x"), dangling];
-        assert!(l.record_reconciliation(run("p", findings)).await.is_err());
-        let page = l
-            .reconciliations(ReconciliationQuery {
-                limit: 10,
-                ..ReconciliationQuery::default()
-            })
-            .await
-            .unwrap();
-        assert!(page.reconciliations.is_empty());
-        let events = l
-            .events(EventQuery {
-                limit: 50,
-                ..EventQuery::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(events.events.len(), 1, "only the refund's own event");
+    both_backends! {
+        async fn a_run_without_findings_matched_and_one_with_an_error_failed(l) {
+            let matched = l.record_reconciliation(run("p", vec![])).await.unwrap();
+            assert_eq!(matched.outcome, RunOutcome::Matched);
+            assert_eq!(matched.error, None);
+            let failed = NewReconciliation {
+                error: Some("the provider's list timed out".into()),
+                findings: vec![missing_in_ledger("pr-partial")],
+                ..run("p", vec![])
+            };
+            let failed = l.record_reconciliation(failed).await.unwrap();
+            assert_eq!(failed.outcome, RunOutcome::Error);
+            assert_eq!(
+                failed.error.as_deref(),
+                Some("the provider's list timed out")
+            );
+            let read = l.reconciliation(&failed.id).await.unwrap().unwrap();
+            assert_eq!(read.outcome, RunOutcome::Error);
+            assert_eq!(read.findings.len(), 1);
+        }
     }
 
-    #[tokio::test]
-    async fn event_bodies_keep_their_json_shapes() {
-        let l = ledger();
-        let r = refund_at(&l, "p", "a", 1_000).await;
-        let rec = l
-            .record_reconciliation(run("p", vec![missing_in_ledger("pr-x")]))
-            .await
-            .unwrap();
-        let stored: Vec<serde_json::Value> =
-            l.db.run(|c| {
-                c.prepare("SELECT body FROM events ORDER BY seq")?
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .map(|b| b.map(|b| serde_json::from_str(&b).unwrap()))
-                    .collect()
-            })
-            .await
-            .unwrap();
-        // A status event's data is the refund object itself, as before.
-        assert_eq!(stored[0]["data"], serde_json::to_value(&r).unwrap());
-        assert_eq!(stored[0]["type"], "refund.unknown");
-        let discrepancy = &stored[1];
-        let keys: Vec<_> = discrepancy.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["created_at", "data", "id", "type"]);
-        assert!(discrepancy["id"].as_str().unwrap().starts_with("evt_"));
-        assert_eq!(discrepancy["type"], "reconciliation.discrepancy");
-        assert_eq!(discrepancy["created_at"], "1970-01-01T00:00:21Z");
-        assert_eq!(
-            discrepancy["data"],
-            serde_json::json!({
-                "reconciliation_id": rec.id,
-                "provider": "p",
-                "finding": {
-                    "kind": "missing_in_ledger",
-                    "refund_id": null,
-                    "external_refund_id": null,
-                    "provider_refund_id": "pr-x",
-                    "ledger": null,
-                    "provider": {"status": "processed", "amount_minor": 500, "currency": "KES"},
-                    "applied": false,
-                    "detail": "made in the provider's portal"
-                }
-            })
-        );
-    }
-
-    #[tokio::test]
-    async fn refunds_created_between_is_half_open_and_of_one_provider() {
-        let l = ledger();
-        refund_at(&l, "p", "before", 999).await;
-        let from = refund_at(&l, "p", "from", 1_000).await;
-        let inside = refund_at(&l, "p", "inside", 1_500).await;
-        refund_at(&l, "p", "to", 2_000).await;
-        refund_at(&l, "q", "other", 1_200).await;
-        let got = l.refunds_created_between("p", 1_000, 2_000).await.unwrap();
-        let ids: Vec<_> = got.iter().map(|r| r.id.clone()).collect();
-        assert_eq!(ids, [from.id, inside.id]);
-        assert!(
-            l.refunds_created_between("p", 2_001, 3_000)
+    both_backends_pending! {
+        "needs refunds and outbox ports";
+        async fn each_finding_is_one_event_delivered_in_order_with_its_refunds_events(l) {
+            l.enqueue_deliveries(vec!["http://e/".into()], 0)
                 .await
-                .unwrap()
-                .is_empty()
-        );
+                .unwrap();
+            let r = refund_at(&l, "p", "a", 1_000).await;
+            let rec = l
+                .record_reconciliation(run(
+                    "p",
+                    vec![
+                        mismatch(&r, FindingKind::StatusMismatch, false),
+                        missing_in_ledger("pr-x"),
+                        missing_in_ledger("pr-y"),
+                    ],
+                ))
+                .await
+                .unwrap();
+            // The refund's own event, then one per finding.
+            assert_eq!(
+                l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
+                    .await
+                    .unwrap(),
+                4
+            );
+            let all = l
+                .events(EventQuery {
+                    limit: 50,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            let kinds: Vec<_> = all.events.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "refund.unknown",
+                    DISCREPANCY_EVENT,
+                    DISCREPANCY_EVENT,
+                    DISCREPANCY_EVENT
+                ]
+            );
+            // Bodies of both kinds parse; each event got a delivery.
+            assert_eq!(all.events[0].body.refund().unwrap().id, r.id);
+            let keys: Vec<_> = all.events.iter().map(|e| e.refund_id.as_str()).collect();
+            assert_eq!(keys, [r.id.as_str(), &r.id, &rec.id, &rec.id]);
+            for (event, finding) in all.events[1..].iter().zip(&rec.findings) {
+                let EventData::Discrepancy(data) = &event.body.data else {
+                    panic!("a discrepancy body, got {:?}", event.body.data);
+                };
+                assert_eq!(data.reconciliation_id, rec.id);
+                assert_eq!(data.provider, "p");
+                assert_eq!(&data.finding, finding);
+                assert_eq!(event.body.created_at, time(21_000));
+                assert_eq!(event.deliveries.len(), 1);
+            }
+            // The finding about the refund waits behind the refund's own event; the run's own
+            // queue delivers its findings one after the other.
+            let due = l.due_deliveries(2_000, 10).await.unwrap();
+            let heads: Vec<_> = due.iter().map(|d| d.event_seq).collect();
+            assert_eq!(heads, [all.events[0].seq, all.events[2].seq]);
+        }
     }
 
-    #[tokio::test]
-    async fn find_refund_by_the_providers_id_first_else_the_gateways() {
-        let l = ledger();
-        let a = refund_at(&l, "p", "ext-a", 1_000).await;
-        let b = refund_at(&l, "p", "ext-b", 1_000).await;
-        let report = Report {
-            status: Status::Pending,
-            provider_refund_id: Some("pr-a".into()),
-            provider_status: Some("PENDING".into()),
-            failure: None,
-        };
-        let stamp = Stamp::new(Source::Api, "answered", 1_100);
-        l.apply(&a.id, report, stamp, None, None).await.unwrap();
-        let find = |prid: Option<&'static str>, ext: Option<&'static str>| {
-            let l = l.clone();
-            async move { l.find_refund("p", prid, ext).await.unwrap().map(|r| r.id) }
-        };
-        assert_eq!(find(Some("pr-a"), None).await, Some(a.id.clone()));
-        assert_eq!(find(Some("pr-a"), Some("ext-b")).await, Some(a.id.clone()));
-        assert_eq!(find(Some("pr-unknown"), Some("ext-b")).await, Some(b.id));
-        assert_eq!(find(None, Some("ext-a")).await, Some(a.id));
-        assert_eq!(find(None, None).await, None);
-        assert_eq!(l.find_refund("q", Some("pr-a"), None).await.unwrap(), None);
+    both_backends_pending! {
+        "needs refunds and outbox ports";
+        async fn a_run_that_cannot_be_written_leaves_no_run_and_no_event(l) {
+            let r = refund_at(&l, "p", "a", 1_000).await;
+            let mut dangling = mismatch(&r, FindingKind::CurrencyMismatch, false);
+            dangling.refund_id = Some("rf_nobody".into());
+            let findings = vec![missing_in_ledger("pr-x"), dangling];
+            assert!(l.record_reconciliation(run("p", findings)).await.is_err());
+            let page = l
+                .reconciliations(ReconciliationQuery {
+                    limit: 10,
+                    ..ReconciliationQuery::default()
+                })
+                .await
+                .unwrap();
+            assert!(page.reconciliations.is_empty());
+            let events = l
+                .events(EventQuery {
+                    limit: 50,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(events.events.len(), 1, "only the refund's own event");
+        }
     }
 
-    #[tokio::test]
-    async fn a_reconciliation_applies_through_the_forward_only_rules() {
-        let l = ledger();
-        let r = refund_at(&l, "p", "a", 1_000).await;
-        let report = |status: Status| Report {
-            status,
-            provider_refund_id: Some("pr-a".into()),
-            provider_status: None,
-            failure: None,
-        };
-        let stamp = || Stamp::new(Source::Reconcile, "rec_1", 5_000);
-        let forward = l
-            .apply(&r.id, report(Status::Processed), stamp(), None, None)
-            .await
-            .unwrap();
-        assert!(forward.moved);
-        let backward = l
-            .apply(&r.id, report(Status::Pending), stamp(), None, None)
-            .await
-            .unwrap();
-        assert!(!backward.moved);
-        let history = l.get(&r.id).await.unwrap().unwrap().history;
-        let last: Vec<_> = history[1..].iter().map(|h| (h.source, h.applied)).collect();
-        assert_eq!(
-            last,
-            [(Source::Reconcile, true), (Source::Reconcile, false)]
-        );
+    both_backends_pending! {
+        "needs refunds port";
+        async fn event_bodies_keep_their_json_shapes(l) {
+            let r = refund_at(&l, "p", "a", 1_000).await;
+            let rec = l
+                .record_reconciliation(run("p", vec![missing_in_ledger("pr-x")]))
+                .await
+                .unwrap();
+            let stored = stored_event_bodies(&l).await;
+            // A status event's data is the refund object itself, as before.
+            assert_eq!(stored[0]["data"], serde_json::to_value(&r).unwrap());
+            assert_eq!(stored[0]["type"], "refund.unknown");
+            let discrepancy = &stored[1];
+            let keys: Vec<_> = discrepancy.as_object().unwrap().keys().cloned().collect();
+            assert_eq!(keys, ["created_at", "data", "id", "type"]);
+            assert!(discrepancy["id"].as_str().unwrap().starts_with("evt_"));
+            assert_eq!(discrepancy["type"], "reconciliation.discrepancy");
+            assert_eq!(discrepancy["created_at"], "1970-01-01T00:00:21Z");
+            assert_eq!(
+                discrepancy["data"],
+                serde_json::json!({
+                    "reconciliation_id": rec.id,
+                    "provider": "p",
+                    "finding": {
+                        "kind": "missing_in_ledger",
+                        "refund_id": null,
+                        "external_refund_id": null,
+                        "provider_refund_id": "pr-x",
+                        "ledger": null,
+                        "provider": {"status": "processed", "amount_minor": 500, "currency": "KES"},
+                        "applied": false,
+                        "detail": "made in the provider's portal"
+                    }
+                })
+            );
+        }
+    }
+
+    both_backends_pending! {
+        "needs refunds port";
+        async fn refunds_created_between_is_half_open_and_of_one_provider(l) {
+            refund_at(&l, "p", "before", 999).await;
+            let from = refund_at(&l, "p", "from", 1_000).await;
+            let inside = refund_at(&l, "p", "inside", 1_500).await;
+            refund_at(&l, "p", "to", 2_000).await;
+            refund_at(&l, "q", "other", 1_200).await;
+            let got = l.refunds_created_between("p", 1_000, 2_000).await.unwrap();
+            let ids: Vec<_> = got.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(ids, [from.id, inside.id]);
+            assert!(
+                l.refunds_created_between("p", 2_001, 3_000)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+
+    both_backends_pending! {
+        "needs refunds port";
+        async fn find_refund_by_the_providers_id_first_else_the_gateways(l) {
+            let a = refund_at(&l, "p", "ext-a", 1_000).await;
+            let b = refund_at(&l, "p", "ext-b", 1_000).await;
+            let report = Report {
+                status: Status::Pending,
+                provider_refund_id: Some("pr-a".into()),
+                provider_status: Some("PENDING".into()),
+                failure: None,
+            };
+            let stamp = Stamp::new(Source::Api, "answered", 1_100);
+            l.apply(&a.id, report, stamp, None, None).await.unwrap();
+            let find = |prid: Option<&'static str>, ext: Option<&'static str>| {
+                let l = l.clone();
+                async move { l.find_refund("p", prid, ext).await.unwrap().map(|r| r.id) }
+            };
+            assert_eq!(find(Some("pr-a"), None).await, Some(a.id.clone()));
+            assert_eq!(find(Some("pr-a"), Some("ext-b")).await, Some(a.id.clone()));
+            assert_eq!(find(Some("pr-unknown"), Some("ext-b")).await, Some(b.id));
+            assert_eq!(find(None, Some("ext-a")).await, Some(a.id));
+            assert_eq!(find(None, None).await, None);
+            assert_eq!(l.find_refund("q", Some("pr-a"), None).await.unwrap(), None);
+        }
+    }
+
+    both_backends_pending! {
+        "needs refunds port";
+        async fn a_reconciliation_applies_through_the_forward_only_rules(l) {
+            let r = refund_at(&l, "p", "a", 1_000).await;
+            let report = |status: Status| Report {
+                status,
+                provider_refund_id: Some("pr-a".into()),
+                provider_status: None,
+                failure: None,
+            };
+            let stamp = || Stamp::new(Source::Reconcile, "rec_1", 5_000);
+            let forward = l
+                .apply(&r.id, report(Status::Processed), stamp(), None, None)
+                .await
+                .unwrap();
+            assert!(forward.moved);
+            let backward = l
+                .apply(&r.id, report(Status::Pending), stamp(), None, None)
+                .await
+                .unwrap();
+            assert!(!backward.moved);
+            let history = l.get(&r.id).await.unwrap().unwrap().history;
+            let last: Vec<_> = history[1..].iter().map(|h| (h.source, h.applied)).collect();
+            assert_eq!(
+                last,
+                [(Source::Reconcile, true), (Source::Reconcile, false)]
+            );
+        }
     }
 
     #[test]
@@ -842,5 +919,240 @@ mod tests {
             assert_eq!(Source::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    /// PostgreSQL: writes a refund of `provider` created at `at_ms` straight into the tables
+    /// (the refund core's port brings `begin`), with its idempotency key.
+    async fn pg_refund(
+        l: &Ledger,
+        provider: &str,
+        ext: &str,
+        at_ms: i64,
+        provider_refund_id: Option<&str>,
+    ) -> RefundRecord {
+        let id = format!("rf_{}", uuid::Uuid::now_v7().simple());
+        let client = l.db.pg().unwrap().client().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO refunds (id, provider, plugin_version, plugin_sha256,
+                    external_refund_id, original_transaction_id, amount, currency, status,
+                    provider_refund_id, fingerprint, created_at, updated_at)
+                 VALUES ($1, $2, '1.0.0', 'abc', $3, 'txn-1', 100, 'KES', 'unknown', $4, 'fp',
+                    $5, $5)",
+                &[&id, &provider, &ext, &provider_refund_id, &at_ms],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO idempotency_keys (provider, external_refund_id, fingerprint,
+                    refund_id, created_at) VALUES ($1, $2, 'fp', $3, $4)",
+                &[&provider, &ext, &id, &at_ms],
+            )
+            .await
+            .unwrap();
+        l.find_refund(provider, None, Some(ext))
+            .await
+            .unwrap()
+            .expect("the refund just written")
+    }
+
+    /// PostgreSQL: one number of a query.
+    async fn pg_count(l: &Ledger, sql: &str) -> i64 {
+        let client = l.db.pg().unwrap().client().await.unwrap();
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_runs_keep_their_findings_about_refunds_and_their_events() {
+        let l = crate::testing::pg_ledger("recon_pg_runs").await;
+        l.db.pg()
+            .unwrap()
+            .client()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO event_endpoints (endpoint, after_seq, added_at)
+                 VALUES ('http://e/', 0, 0)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let r = pg_refund(&l, "p", "a", 1_000, None).await;
+        let findings = vec![
+            mismatch(&r, FindingKind::StatusMismatch, true),
+            missing_in_ledger("pr-x"),
+            mismatch(&r, FindingKind::AmountMismatch, false),
+        ];
+        let first = l
+            .record_reconciliation(run("p", findings.clone()))
+            .await
+            .unwrap();
+        assert!(first.id.starts_with("rec_"), "{}", first.id);
+        assert_eq!(first.outcome, RunOutcome::Discrepancies);
+        assert_eq!(first.findings, findings);
+        assert_eq!(first.finding_counts["status_mismatch"], 1);
+        assert_eq!(first.finding_counts["currency_mismatch"], 0);
+        assert_eq!(first.finding_counts.len(), FindingKind::ALL.len());
+        assert_eq!(l.reconciliation(&first.id).await.unwrap().unwrap(), first);
+        let other = l.record_reconciliation(run("q", vec![])).await.unwrap();
+        let page = l
+            .reconciliations(ReconciliationQuery {
+                limit: 1,
+                ..ReconciliationQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.reconciliations[0].id, other.id);
+        assert_eq!(
+            page.reconciliations[0].finding_counts["missing_in_ledger"],
+            0
+        );
+        let next = l
+            .reconciliations(ReconciliationQuery {
+                provider: Some("p".into()),
+                cursor: page.next_cursor,
+                limit: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.reconciliations.len(), 1);
+        assert_eq!(next.reconciliations[0].finding_counts, first.finding_counts);
+        assert!(next.reconciliations[0].findings.is_empty());
+        assert_eq!(next.next_cursor, None);
+
+        // One event per finding, keyed by its refund (else the run), each with its delivery.
+        let client = l.db.pg().unwrap().client().await.unwrap();
+        let events: Vec<(String, String)> = client
+            .query("SELECT refund_id, type FROM events ORDER BY seq", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let keys: Vec<_> = events.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [r.id.as_str(), &first.id, &r.id]);
+        assert!(events.iter().all(|(_, kind)| kind == DISCREPANCY_EVENT));
+        assert_eq!(
+            pg_count(&l, "SELECT COUNT(*) FROM event_deliveries").await,
+            3
+        );
+        let bodies = stored_event_bodies(&l).await;
+        assert_eq!(bodies[1]["created_at"], "1970-01-01T00:00:21Z");
+        assert_eq!(bodies[1]["data"]["reconciliation_id"], first.id.as_str());
+        assert_eq!(
+            bodies[1]["data"]["finding"],
+            serde_json::to_value(&findings[1]).unwrap()
+        );
+
+        // A finding about a refund the ledger lacks: nothing written.
+        let mut dangling = mismatch(&r, FindingKind::CurrencyMismatch, false);
+        dangling.refund_id = Some("rf_nobody".into());
+        let refused = run("p", vec![missing_in_ledger("pr-y"), dangling]);
+        assert!(l.record_reconciliation(refused).await.is_err());
+        assert_eq!(
+            pg_count(&l, "SELECT COUNT(*) FROM reconciliations").await,
+            2
+        );
+        assert_eq!(pg_count(&l, "SELECT COUNT(*) FROM events").await, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_refunds_are_found_by_creation_and_by_either_id() {
+        let l = crate::testing::pg_ledger("recon_pg_find").await;
+        pg_refund(&l, "p", "before", 999, None).await;
+        let from = pg_refund(&l, "p", "from", 1_000, Some("pr-a")).await;
+        let inside = pg_refund(&l, "p", "inside", 1_500, None).await;
+        pg_refund(&l, "p", "to", 2_000, None).await;
+        pg_refund(&l, "q", "other", 1_200, Some("pr-a")).await;
+        let got = l.refunds_created_between("p", 1_000, 2_000).await.unwrap();
+        assert_eq!(got, [from.clone(), inside.clone()]);
+        assert_eq!(got[0].provider_refund_id.as_deref(), Some("pr-a"));
+        assert_eq!(got[0].created_at, time(1_000));
+        let find = |prid: Option<&'static str>, ext: Option<&'static str>| {
+            let l = l.clone();
+            async move { l.find_refund("p", prid, ext).await.unwrap().map(|r| r.id) }
+        };
+        assert_eq!(find(Some("pr-a"), None).await, Some(from.id.clone()));
+        assert_eq!(
+            find(Some("pr-a"), Some("inside")).await,
+            Some(from.id.clone())
+        );
+        assert_eq!(
+            find(Some("pr-x"), Some("inside")).await,
+            Some(inside.id.clone())
+        );
+        assert_eq!(find(None, Some("inside")).await, Some(inside.id));
+        assert_eq!(find(Some("pr-x"), None).await, None);
+        assert_eq!(find(None, None).await, None);
+    }
+
+    /// Two hosts: while one moves a refund (its row locked, its status event written and not
+    /// yet committed), a run with a finding about that refund waits, so the finding's event
+    /// becomes visible after the move's, as their sequence numbers say.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_finding_waits_for_its_refunds_move() {
+        let url = tokio::task::spawn_blocking(|| crate::testing::test_database("recon_pg_wait"))
+            .await
+            .unwrap();
+        let connect = || Database::connect(&url, crate::postgres::PgOptions::default());
+        let (l, mover) = (
+            Ledger::new(connect().await.unwrap()),
+            connect().await.unwrap(),
+        );
+        let r = pg_refund(&l, "p", "a", 1_000, None).await;
+        let mut client = mover.pg().unwrap().client().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.execute(
+            "UPDATE refunds SET status = 'pending', updated_at = 2000 WHERE id = $1",
+            &[&r.id],
+        )
+        .await
+        .unwrap();
+        let moved: i64 = tx
+            .query_one(
+                "INSERT INTO events (id, refund_id, type, created_at, body)
+                 VALUES ('evt_move', $1, 'refund.pending', 2000, '{}') RETURNING seq",
+                &[&r.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let recording = tokio::spawn({
+            let l = l.clone();
+            let finding = mismatch(&r, FindingKind::StatusMismatch, false);
+            async move { l.record_reconciliation(run("p", vec![finding])).await }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let waiting = pg_count(
+                &l,
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                !recording.is_finished(),
+                "the run did not wait for the move"
+            );
+            assert!(std::time::Instant::now() < deadline, "the run never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!recording.is_finished());
+        tx.commit().await.unwrap();
+        let rec = recording.await.unwrap().unwrap();
+        let found: i64 = client
+            .query_one(
+                "SELECT seq FROM events WHERE refund_id = $1 AND type = $2",
+                &[&r.id, &DISCREPANCY_EVENT],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(found > moved, "the finding's event follows the move's");
+        assert_eq!(rec.findings.len(), 1);
     }
 }

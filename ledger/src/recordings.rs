@@ -2,6 +2,10 @@
 //! operation sequence, written once when the operation ends. The oldest are deleted when all of
 //! them together pass the configured total. What a recording holds is the service's business:
 //! the ledger keeps it as the JSON text it is given.
+//!
+//! On PostgreSQL every host writes to the one table, and the cap is the table's: inserts and
+//! their trims run one at a time across hosts (an advisory lock), and the total is kept in the
+//! database rather than counted in memory ([`crate::postgres::recordings`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -60,6 +64,7 @@ pub struct RecordingTable {
     max_total_bytes: u64,
     /// Bytes of every recording in the table; -1 until first counted. The count is kept here
     /// (this process being the table's only writer) so that a write does not sum the table.
+    /// Unused on PostgreSQL, where other hosts write too: the database keeps the total there.
     total: Arc<AtomicI64>,
 }
 
@@ -76,6 +81,10 @@ impl RecordingTable {
     /// Writes `new` as the next operation of its refund, then deletes the oldest recordings
     /// while all of them pass the cap (never the one just written).
     pub async fn insert(&self, new: NewRecording) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            let cap = self.max_total_bytes as i64;
+            return crate::postgres::recordings::insert(pg, &new, cap).await;
+        }
         let size = new.json.len() as i64;
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
         self.db
@@ -135,6 +144,9 @@ impl RecordingTable {
 
 /// Bytes of every recording in `db`.
 pub async fn total_bytes(db: &Database) -> Result<i64, DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::recordings::total_bytes(pg).await;
+    }
     db.run(|c| {
         c.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
             r.get(0)
@@ -145,6 +157,9 @@ pub async fn total_bytes(db: &Database) -> Result<i64, DbError> {
 
 /// Every recording of `refund_id`, in operation order.
 pub async fn load(db: &Database, refund_id: &str) -> Result<Vec<RecordingRow>, DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::recordings::load(pg, refund_id).await;
+    }
     let id = refund_id.to_owned();
     db.run(move |c| {
         let mut stmt = c.prepare(
@@ -167,4 +182,113 @@ pub async fn load(db: &Database, refund_id: &str) -> Result<Vec<RecordingRow>, D
         .collect()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by(provider: &str) -> RecordedBy {
+        RecordedBy {
+            provider: provider.into(),
+            plugin_version: "1.0.0".into(),
+            plugin_sha256: "abc".into(),
+        }
+    }
+
+    fn recording(refund_id: &str, bytes: usize, now_ms: i64) -> NewRecording {
+        NewRecording {
+            refund_id: refund_id.into(),
+            operation: "create_refund",
+            by: by("p"),
+            truncated: bytes > 100,
+            json: "x".repeat(bytes),
+            now_ms,
+        }
+    }
+
+    fn seqs(rows: &[RecordingRow]) -> Vec<i64> {
+        rows.iter().map(|r| r.seq).collect()
+    }
+
+    both_databases! {
+        async fn recordings_are_numbered_per_refund_and_the_oldest_go_past_the_cap(db) {
+            let table = RecordingTable::new(db.clone(), 100);
+            table.insert(recording("a", 40, 1)).await.unwrap();
+            table.insert(recording("b", 10, 2)).await.unwrap();
+            table.insert(recording("a", 40, 3)).await.unwrap();
+            assert_eq!(table.total_bytes().await.unwrap(), 90);
+            let a = load(&db, "a").await.unwrap();
+            assert_eq!(seqs(&a), [1, 2]);
+            assert_eq!(
+                a[1],
+                RecordingRow {
+                    seq: 2,
+                    by: by("p"),
+                    recorded_at: 3,
+                    size: 40,
+                    json: "x".repeat(40),
+                }
+            );
+            // 130 bytes: the oldest (a/1) goes, 90 remain.
+            table.insert(recording("a", 40, 4)).await.unwrap();
+            assert_eq!(table.total_bytes().await.unwrap(), 90);
+            assert_eq!(seqs(&load(&db, "a").await.unwrap()), [2, 3]);
+            assert_eq!(seqs(&load(&db, "b").await.unwrap()), [1]);
+            // Numbering continues after the refund's last recording.
+            table.insert(recording("a", 5, 5)).await.unwrap();
+            assert_eq!(seqs(&load(&db, "a").await.unwrap()), [2, 3, 4]);
+            // One above the cap by itself: every other goes, never the one just written.
+            table.insert(recording("c", 150, 6)).await.unwrap();
+            assert_eq!(table.total_bytes().await.unwrap(), 150);
+            assert!(load(&db, "a").await.unwrap().is_empty());
+            assert!(load(&db, "b").await.unwrap().is_empty());
+            assert_eq!(seqs(&load(&db, "c").await.unwrap()), [1]);
+            // A table opened later (a restart) counts what is there.
+            let again = RecordingTable::new(db.clone(), 200);
+            again.insert(recording("c", 60, 7)).await.unwrap();
+            assert_eq!(total_bytes(&db).await.unwrap(), 60);
+            assert_eq!(seqs(&load(&db, "c").await.unwrap()), [2]);
+        }
+    }
+
+    /// Two hosts recording at once into one table keep its cap and number each refund's
+    /// recordings one after the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_hosts_recording_at_once_keep_the_cap() {
+        let url = tokio::task::spawn_blocking(|| crate::testing::test_database("recordings_hosts"))
+            .await
+            .unwrap();
+        let connect = || Database::connect(&url, crate::postgres::PgOptions::default());
+        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        let tables = [
+            RecordingTable::new(a.clone(), 1_000),
+            RecordingTable::new(b, 1_000),
+        ];
+        let writes: Vec<_> = (0..40)
+            .map(|i| {
+                let table = tables[i % 2].clone();
+                tokio::spawn(async move { table.insert(recording("r", 100, i as i64)).await })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(total_bytes(&a).await.unwrap(), 1_000);
+        assert_eq!(
+            seqs(&load(&a, "r").await.unwrap()),
+            (31..=40).collect::<Vec<_>>()
+        );
+        let kept: i64 = a
+            .pg()
+            .unwrap()
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT bytes FROM recordings_total", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(kept, 1_000, "the kept total is the table's");
+    }
 }

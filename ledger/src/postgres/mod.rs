@@ -15,8 +15,12 @@
 
 pub(crate) mod exchanges;
 pub(crate) mod outbox;
+pub(crate) mod plugin_versions;
+pub(crate) mod reconciliations;
+pub(crate) mod recordings;
 mod schema;
 pub(crate) mod stats;
+pub(crate) mod storage;
 
 use std::time::Duration;
 

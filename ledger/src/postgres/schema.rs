@@ -191,6 +191,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         recording      TEXT NOT NULL,
         UNIQUE (refund_id, seq)
     );
+    -- The bytes of every recording together (one row), kept by each insert and its trim of the
+    -- oldest rows, which run one at a time: the total size cap holds across hosts without
+    -- summing the table at every insert.
+    CREATE TABLE recordings_total (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        bytes BIGINT NOT NULL
+    );
+    INSERT INTO recordings_total (id, bytes) VALUES (1, 0);
 
     CREATE TABLE artifact_key (
         id  INTEGER PRIMARY KEY CHECK (id = 1),
