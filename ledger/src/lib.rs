@@ -196,6 +196,9 @@ impl Ledger {
     /// that would take the refunds of that payment not failed (in flight included) above it.
     /// `refusal`, from the caller's own pre-checks, records the refund as failed with it.
     pub async fn begin(&self, row: NewRow, refusal: Option<Failure>) -> Result<Begin, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::begin(pg, row, refusal).await;
+        }
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -236,17 +239,7 @@ impl Ledger {
                                 let amount = amount?;
                                 Ok::<_, rusqlite::Error>(sum.and_then(|s| s.checked_add(amount)))
                             })?;
-                        let total = taken.and_then(|t| t.checked_add(row.amount));
-                        let exceeds = total.is_none_or(|t| t > original);
-                        let shown = |v: Option<i64>| v.map_or("more than 2^63".to_owned(), |v| v.to_string());
-                        exceeds.then(|| Failure {
-                            code: "amount_exceeded".into(),
-                            message: format!(
-                                "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
-                                row.amount, row.original_transaction_id, shown(total), original, shown(taken)
-                            ),
-                            provider_code: None,
-                        })
+                        over_original(&row, original, taken)
                     }
                     None => None,
                 });
@@ -273,11 +266,7 @@ impl Ledger {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms],
                 )?;
-                let detail = match &refusal {
-                    Some(f) => format!("refused before any provider call: {}", f.code),
-                    None => "received; written before the provider call".to_owned(),
-                };
-                let stamp = Stamp::new(Source::Api, detail, row.now_ms);
+                let stamp = begun(&row, refusal.as_ref());
                 add_history(&tx, &row.id, &stamp, None, status, true, None)?;
                 let refund = get_refund(&tx, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 outbox::record(&tx, &refund)?;
@@ -301,6 +290,17 @@ impl Ledger {
         outcome: Option<Outcome>,
         next_check_ms: Option<i64>,
     ) -> Result<Applied, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::apply(
+                pg,
+                refund_id,
+                report,
+                stamp,
+                outcome,
+                next_check_ms,
+            )
+            .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
@@ -324,6 +324,17 @@ impl Ledger {
         checks: Option<i64>,
         next_check_ms: i64,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::note(
+                pg,
+                refund_id,
+                outcome,
+                stamp,
+                checks,
+                next_check_ms,
+            )
+            .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
@@ -344,7 +355,16 @@ impl Ledger {
 
     /// Makes every refund that was written but never answered (its request died with an earlier
     /// process) due for the janitor at `now_ms`; returns how many there are.
+    ///
+    /// On PostgreSQL it only counts them and leaves their next check alone: with several hosts
+    /// on one database, another host may be waiting for the answer to one of them right now,
+    /// and making it due would have a janitor look it up meanwhile. Each unanswered refund has
+    /// the first check time it was written with (`NewRow::first_check_ms`), which serves as its
+    /// lease: the janitor of any host takes it over then, should its request have died.
     pub async fn recover_unanswered(&self, now_ms: i64) -> Result<usize, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::recover_unanswered(pg).await;
+        }
         self.db
             .run(move |c| {
                 c.execute(
@@ -363,6 +383,10 @@ impl Ledger {
         checks: i64,
         next_check_ms: i64,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::reschedule(pg, refund_id, checks, next_check_ms)
+                .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| schedule(c, &refund_id, Some(checks), next_check_ms))
@@ -385,6 +409,10 @@ impl Ledger {
     /// [`Ledger::due`], where the providers in `by_provider` watch their processed refunds from
     /// their own time (a plugin that says how long its provider may still reverse a refund),
     /// and every other provider from `watch_processed_from_ms`.
+    ///
+    /// On PostgreSQL the refunds returned are claimed for this host: their next check moves a
+    /// lease ahead (`PgOptions::lease`), so another host's janitor does not get them until the
+    /// caller has checked them (which reschedules or settles them) or the lease has run out.
     pub async fn due_by_provider(
         &self,
         now_ms: i64,
@@ -392,6 +420,16 @@ impl Ledger {
         by_provider: Vec<(String, i64)>,
         limit: usize,
     ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::due_by_provider(
+                pg,
+                now_ms,
+                watch_processed_from_ms,
+                by_provider,
+                limit,
+            )
+            .await;
+        }
         self.db
             .run(move |c| {
                 // Only rows due now are looked at (a range of the `next_check_at` index), not
@@ -426,6 +464,9 @@ impl Ledger {
 
     /// How many refunds are not final.
     pub async fn backlog(&self) -> Result<i64, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::backlog(pg).await;
+        }
         self.db
             .run(|c| {
                 c.query_row(
@@ -439,6 +480,9 @@ impl Ledger {
 
     /// One refund with its history.
     pub async fn get(&self, id: &str) -> Result<Option<RefundDetail>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::get(pg, id).await;
+        }
         let id = id.to_owned();
         self.db
             .run(move |c| {
@@ -474,6 +518,9 @@ impl Ledger {
 
     /// A page of refunds, oldest first (ids are time-ordered).
     pub async fn list(&self, query: ListQuery) -> Result<Page, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::list(pg, query).await;
+        }
         self.db
             .run(move |c| {
                 let limit = query.limit.max(1);
@@ -512,6 +559,35 @@ impl Ledger {
     }
 }
 
+/// The pre-check's refusal of `row` when it would take the refunds of its payment not failed
+/// (`taken` of them already, `None` past i64) above the `original` amount.
+fn over_original(row: &NewRow, original: i64, taken: Option<i64>) -> Option<Failure> {
+    let total = taken.and_then(|t| t.checked_add(row.amount));
+    let exceeds = total.is_none_or(|t| t > original);
+    let shown = |v: Option<i64>| v.map_or("more than 2^63".to_owned(), |v| v.to_string());
+    exceeds.then(|| Failure {
+        code: "amount_exceeded".into(),
+        message: format!(
+            "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
+            row.amount,
+            row.original_transaction_id,
+            shown(total),
+            original,
+            shown(taken)
+        ),
+        provider_code: None,
+    })
+}
+
+/// The stamp of a new refund's first history entry.
+fn begun(row: &NewRow, refusal: Option<&Failure>) -> Stamp {
+    let detail = match refusal {
+        Some(f) => format!("refused before any provider call: {}", f.code),
+        None => "received; written before the provider call".to_owned(),
+    };
+    Stamp::new(Source::Api, detail, row.now_ms)
+}
+
 /// The move rule and its bookkeeping, inside the caller's transaction.
 fn apply_report(
     c: &Connection,
@@ -524,15 +600,7 @@ fn apply_report(
     if before.status == Status::Pending && report.status == Status::Reversed {
         // Only a processed refund can be reversed: the provider processed it and we missed that
         // report. Record the step it implies, then the reversal, each one forward.
-        let implied = Report {
-            status: Status::Processed,
-            failure: None,
-            ..report.clone()
-        };
-        let stamp = Stamp {
-            detail: Some("implied by a later reversed report".into()),
-            ..stamp.clone()
-        };
+        let (implied, stamp) = implied_processed(report, stamp);
         before = apply_report(c, refund_id, &implied, &stamp, next_check_ms)?.refund;
     }
     let moved = before.status.can_move_to(report.status);
@@ -583,14 +651,8 @@ fn apply_report(
         moved,
         report.provider_status.as_deref(),
     )?;
-    if !moved && before.status != report.status {
-        tracing::warn!(
-            refund_id,
-            from = before.status.as_str(),
-            to = report.status.as_str(),
-            source = stamp.source.as_str(),
-            "status report would move the refund backwards: recorded, not applied"
-        );
+    if !moved {
+        warn_backwards(refund_id, before.status, report.status, stamp.source);
     }
     if let (None, Some(prid)) = (&before.provider_refund_id, &report.provider_refund_id) {
         // The provider's id is known from now on: events that named only it and came first
@@ -604,6 +666,34 @@ fn apply_report(
         None => get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
     };
     Ok(Applied { moved, refund })
+}
+
+/// Logs a report recorded, not applied, because it would move the refund backwards (one that
+/// repeats the status is not worth a warning).
+fn warn_backwards(refund_id: &str, from: Status, to: Status, source: Source) {
+    if from != to {
+        tracing::warn!(
+            refund_id,
+            from = from.as_str(),
+            to = to.as_str(),
+            source = source.as_str(),
+            "status report would move the refund backwards: recorded, not applied"
+        );
+    }
+}
+
+/// The processed report (and its stamp) that a reversal of a pending refund implies.
+fn implied_processed(reversed: &Report, stamp: &Stamp) -> (Report, Stamp) {
+    let implied = Report {
+        status: Status::Processed,
+        failure: None,
+        ..reversed.clone()
+    };
+    let stamp = Stamp {
+        detail: Some("implied by a later reversed report".into()),
+        ..stamp.clone()
+    };
+    (implied, stamp)
 }
 
 /// Records the first answer's outcome, unless one is recorded already.

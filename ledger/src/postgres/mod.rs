@@ -13,7 +13,9 @@
 //! - What one host changes and the others cache (plugin versions, plugin storage) is announced
 //!   with `NOTIFY`; [`Pg::listen`] gives a host the announcements.
 
+pub(crate) mod inbox;
 pub(crate) mod outbox;
+pub(crate) mod refunds;
 mod schema;
 
 use std::time::Duration;
