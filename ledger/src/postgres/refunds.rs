@@ -669,3 +669,374 @@ pub(crate) fn refund(r: &Row) -> Result<RefundRecord, tokio_postgres::Error> {
         updated_at: time(r.try_get(15)?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Two hosts (two `Ledger`s, each with its own pool) on one database, at once.
+
+    use std::collections::HashSet;
+
+    use crate::db::Database;
+    use crate::postgres::PgOptions;
+    use crate::{Begin, InboxEvent, Inboxed, Ledger, NewRow, Report, Source, Stamp, Status};
+
+    async fn two_hosts(label: &str) -> (Ledger, Ledger) {
+        let label = label.to_owned();
+        let url = tokio::task::spawn_blocking(move || crate::testing::test_database(&label))
+            .await
+            .unwrap();
+        let a = Database::connect(&url, PgOptions::default()).await.unwrap();
+        let b = Database::connect(&url, PgOptions::default()).await.unwrap();
+        (Ledger::new(a), Ledger::new(b))
+    }
+
+    fn row(ext: &str, amount: i64, original: Option<i64>) -> NewRow {
+        NewRow {
+            id: format!("rf_{}", uuid::Uuid::now_v7().simple()),
+            provider: "p".into(),
+            plugin_version: "1.0.0".into(),
+            plugin_sha256: "abc".into(),
+            external_refund_id: ext.into(),
+            original_transaction_id: "txn-1".into(),
+            amount,
+            currency: "KES".into(),
+            reason: None,
+            order_id: None,
+            original_amount: original,
+            fingerprint: format!("fp-{ext}-{amount}"),
+            now_ms: 1_000,
+            first_check_ms: 2_000,
+        }
+    }
+
+    fn report(status: Status, provider_refund_id: &str) -> Report {
+        Report {
+            status,
+            provider_refund_id: Some(provider_refund_id.into()),
+            provider_status: None,
+            failure: None,
+        }
+    }
+
+    fn stamp() -> Stamp {
+        Stamp::new(Source::Api, "t", 1_500)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_hosts_writing_one_key_make_one_refund() {
+        let (a, b) = two_hosts("one_key").await;
+        for i in 0..20 {
+            let key = format!("k{i}");
+            // The same request on both hosts: one writes it, the other replays it.
+            let (x, y) = tokio::join!(
+                a.begin(row(&key, 100, None), None),
+                b.begin(row(&key, 100, None), None)
+            );
+            match (x.unwrap(), y.unwrap()) {
+                (Begin::New(n), Begin::Existing(e, None))
+                | (Begin::Existing(e, None), Begin::New(n)) => assert_eq!(n.id, e.id),
+                other => panic!("one new, one replay: {other:?}"),
+            }
+            // Other parameters under one key: one writes it, the other conflicts.
+            let key = format!("c{i}");
+            let (x, y) = tokio::join!(
+                a.begin(row(&key, 100, None), None),
+                b.begin(row(&key, 200, None), None)
+            );
+            match (x.unwrap(), y.unwrap()) {
+                (Begin::New(n), Begin::Conflict(id)) | (Begin::Conflict(id), Begin::New(n)) => {
+                    assert_eq!(n.id, id)
+                }
+                other => panic!("one new, one conflict: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_hosts_never_refund_more_than_the_original_between_them() {
+        let (a, b) = two_hosts("over_refund").await;
+        let begin = |l: &Ledger, i: usize| {
+            let l = l.clone();
+            async move { l.begin(row(&format!("o{i}"), 100, Some(1_000)), None).await }
+        };
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            tasks.push(tokio::spawn(begin(l, i)));
+        }
+        let (mut new, mut refused) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                Begin::New(_) => new += 1,
+                Begin::Refused(r) => {
+                    assert_eq!(r.failure.unwrap().code, "amount_exceeded");
+                    refused += 1
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            (new, refused),
+            (10, 20),
+            "exactly the original's worth written"
+        );
+    }
+
+    /// Waits until `n` sessions of the test database wait for a lock.
+    async fn waiting(l: &Ledger, n: i64) {
+        let client = l.db.pg().unwrap().client().await.unwrap();
+        for _ in 0..1_000 {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{n} sessions never waited for a lock");
+    }
+
+    /// What `task` returned, or a failure if it took too long (a deadlock).
+    async fn within<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("finished")
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_hosts_reporting_on_one_refund_apply_one_after_the_other() {
+        let (a, b) = two_hosts("reports").await;
+        let Begin::New(r) = a.begin(row("r", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        // A third session holds the refund while both reports arrive, so that both have
+        // started before either is applied.
+        let mut holder = a.db.pg().unwrap().client().await.unwrap();
+        let hold = holder.transaction().await.unwrap();
+        hold.execute("SELECT 1 FROM refunds WHERE id = $1 FOR UPDATE", &[&r.id])
+            .await
+            .unwrap();
+        let no_id = |status| Report {
+            provider_refund_id: None,
+            ..report(status, "")
+        };
+        let first = tokio::spawn({
+            let (a, id) = (a.clone(), r.id.clone());
+            async move {
+                a.apply(&id, no_id(Status::Processed), stamp(), None, None)
+                    .await
+            }
+        });
+        waiting(&a, 1).await;
+        let second = tokio::spawn({
+            let (b, id) = (b.clone(), r.id.clone());
+            async move {
+                b.apply(&id, no_id(Status::Pending), stamp(), None, None)
+                    .await
+            }
+        });
+        waiting(&a, 2).await;
+        hold.commit().await.unwrap();
+        let (x, y) = (within(first).await.unwrap(), within(second).await.unwrap());
+        // The second read the status the first left: processed, which pending cannot follow.
+        assert!(x.moved && !y.moved, "{x:?} {y:?}");
+        let detail = a.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(detail.refund.status, Status::Processed, "never moved back");
+        let steps: Vec<_> = detail
+            .history
+            .iter()
+            .map(|h| (h.from, h.to, h.applied))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (None, Status::Unknown, true),
+                (Some(Status::Unknown), Status::Processed, true),
+                (Some(Status::Processed), Status::Pending, false)
+            ]
+        );
+        // One event per status entered, in the order entered.
+        let kinds: Vec<String> =
+            a.db.pg()
+                .unwrap()
+                .client()
+                .await
+                .unwrap()
+                .query(
+                    "SELECT type FROM events WHERE refund_id = $1 ORDER BY seq",
+                    &[&r.id],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+        assert_eq!(kinds, ["refund.unknown", "refund.processed"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhook_racing_the_answer_that_names_its_id_is_never_left_unmatched() {
+        let (a, b) = two_hosts("held_race").await;
+        let Begin::New(r) = a.begin(row("h", 100, None), None).await.unwrap() else {
+            panic!()
+        };
+        let pg = a.db.pg().unwrap();
+        // The worst order: the webhook looks its refund up before the answer naming the
+        // provider's id has committed, and would keep itself unmatched only after the answer
+        // has looked for held events. An event kept unmatched waits here (for `gate`) before
+        // its transaction commits.
+        pg.client()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE FUNCTION gate() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.result = 'unmatched' THEN PERFORM pg_advisory_xact_lock(42); END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER gate BEFORE UPDATE ON webhook_inbox
+                     FOR EACH ROW EXECUTE FUNCTION gate();",
+            )
+            .await
+            .unwrap();
+        let mut gatekeeper = pg.client().await.unwrap();
+        let gate = gatekeeper.transaction().await.unwrap();
+        gate.execute("SELECT pg_advisory_xact_lock(42)", &[])
+            .await
+            .unwrap();
+        let mut holder = pg.client().await.unwrap();
+        let hold = holder.transaction().await.unwrap();
+        hold.execute("SELECT 1 FROM refunds WHERE id = $1 FOR UPDATE", &[&r.id])
+            .await
+            .unwrap();
+        // The answer carrying the provider's id, held back by the refund's row.
+        let answer = tokio::spawn({
+            let (a, id) = (a.clone(), r.id.clone());
+            async move {
+                a.apply(&id, report(Status::Pending, "pr-h"), stamp(), None, None)
+                    .await
+            }
+        });
+        waiting(&a, 1).await;
+        // The webhook naming only that id, on the other host.
+        let event = InboxEvent {
+            provider: "p".into(),
+            event_id: "ev-h".into(),
+            event_type: "refund.processed".into(),
+            body: b"{}".to_vec(),
+            report: report(Status::Processed, "pr-h"),
+            external_refund_id: None,
+            now_ms: 1_400,
+            plugin_version: "1.0.0".into(),
+        };
+        let webhook = tokio::spawn({
+            let b = b.clone();
+            async move { b.receive_webhook(event).await }
+        });
+        waiting(&a, 2).await;
+        hold.commit().await.unwrap();
+        within(answer).await.unwrap();
+        gate.commit().await.unwrap();
+        let kept = within(webhook).await.unwrap();
+        assert!(
+            matches!(&kept, Inboxed::Matched(a) if a.moved && a.refund.status == Status::Processed),
+            "{kept:?}"
+        );
+        assert!(b.unmatched_webhooks().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_janitors_never_claim_one_refund_and_a_claim_lasts_its_lease() {
+        let (a, b) = two_hosts("janitors").await;
+        let mut all = HashSet::new();
+        for i in 0..40 {
+            let Begin::New(r) = a
+                .begin(row(&format!("j{i}"), 100, None), None)
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            all.insert(r.id);
+        }
+        let drain = |l: Ledger| async move {
+            let mut got = Vec::new();
+            loop {
+                let due = l.due(5_000, 0, 3).await.unwrap();
+                if due.is_empty() {
+                    return got;
+                }
+                got.extend(due.into_iter().map(|(r, checks)| {
+                    assert_eq!(checks, 0);
+                    r.id
+                }));
+                assert!(got.len() <= 40, "claimed again before its lease ran out");
+            }
+        };
+        let (x, y) = tokio::join!(
+            tokio::spawn(drain(a.clone())),
+            tokio::spawn(drain(b.clone()))
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let claimed: HashSet<_> = x.iter().chain(&y).cloned().collect();
+        assert_eq!(x.len() + y.len(), claimed.len(), "no refund claimed twice");
+        assert_eq!(claimed, all, "every due refund claimed");
+
+        // Claimed at 5,000: due again once the lease has run out (the claiming host died
+        // before it checked them), not before.
+        let lease = a.db.pg().unwrap().lease_ms();
+        assert!(a.due(5_000 + lease - 1, 0, 100).await.unwrap().is_empty());
+
+        // A refund another transaction holds (a report being applied) is skipped, not waited
+        // for.
+        let held = x.first().or(y.first()).unwrap().clone();
+        let mut holder = a.db.pg().unwrap().client().await.unwrap();
+        let hold = holder.transaction().await.unwrap();
+        hold.execute("SELECT 1 FROM refunds WHERE id = $1 FOR UPDATE", &[&held])
+            .await
+            .unwrap();
+        let skipping = tokio::spawn({
+            let b = b.clone();
+            async move { b.due(5_000 + lease, 0, 100).await.unwrap() }
+        });
+        let skipped = within(skipping).await;
+        assert_eq!(skipped.len(), all.len() - 1);
+        assert!(skipped.iter().all(|(r, _)| r.id != held));
+        hold.rollback().await.unwrap();
+        let again = a.due(5_000 + lease, 0, 100).await.unwrap();
+        assert_eq!(again.len(), 1, "the one skipped");
+        assert_eq!(again[0].0.id, held);
+
+        // Claimed again at 5,000 + lease: due a lease later.
+        let later = 5_000 + 2 * lease;
+        assert!(a.due(later - 1, 0, 100).await.unwrap().is_empty());
+        assert_eq!(a.due(later, 0, 100).await.unwrap().len(), all.len());
+        // A host that checked its refund reschedules it: then it is due when it said.
+        a.reschedule(&held, 1, 6_000).await.unwrap();
+        let due = a.due(6_000, 0, 100).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].0.id.as_str(), due[0].1), (held.as_str(), 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recovering_unanswered_refunds_counts_them_and_leaves_their_first_check() {
+        let (a, _) = two_hosts("recover").await;
+        for i in 0..2 {
+            a.begin(row(&format!("u{i}"), 100, None), None)
+                .await
+                .unwrap();
+        }
+        // Another host may be waiting for their answers: they are not made due at once.
+        assert_eq!(a.recover_unanswered(1_500).await.unwrap(), 2);
+        assert!(a.due(1_999, 0, 10).await.unwrap().is_empty());
+        assert_eq!(a.due(2_000, 0, 10).await.unwrap().len(), 2);
+    }
+}
