@@ -40,10 +40,60 @@ pub struct InboxEvent {
     pub plugin_version: String,
 }
 
+impl InboxEvent {
+    /// The history stamp of its report.
+    pub(crate) fn stamp(&self) -> Stamp {
+        let detail = format!("event {} ({})", self.event_id, self.event_type);
+        Stamp::new(Source::Webhook, detail, self.now_ms).by(&self.plugin_version)
+    }
+}
+
+impl Inboxed {
+    /// The inbox's `result` for the event and the refund it was applied to.
+    pub(crate) fn kept_as(&self) -> (&'static str, Option<String>) {
+        match self {
+            Inboxed::Matched(a) => (applied_word(a.moved), Some(a.refund.id.clone())),
+            _ => ("unmatched", None),
+        }
+    }
+}
+
+/// The inbox's `result` for an event applied to its refund: `applied` when it moved it.
+pub(crate) fn applied_word(moved: bool) -> &'static str {
+    if moved { "applied" } else { "recorded" }
+}
+
+/// The report and stamp of an event held unmatched until its refund was known, from what the
+/// inbox kept of it.
+pub(crate) fn held_report(
+    provider_refund_id: &str,
+    event_id: &str,
+    event_type: &str,
+    status: &str,
+    now_ms: i64,
+) -> (Report, Stamp) {
+    let status = Status::parse(status).unwrap_or(Status::Unknown);
+    let report = Report {
+        status,
+        provider_refund_id: Some(provider_refund_id.to_owned()),
+        provider_status: None,
+        failure: (status == Status::Failed).then(|| Failure {
+            code: "provider_failed".into(),
+            message: format!("the provider failed the refund (webhook event {event_id})"),
+            provider_code: None,
+        }),
+    };
+    let detail = format!("event {event_id} ({event_type}), held until its refund was known");
+    (report, Stamp::new(Source::Webhook, detail, now_ms))
+}
+
 impl Ledger {
     /// Takes a verified webhook event: dedupes it by event id, then applies it to the refund it
     /// names (by provider refund id, else by the gateway's refund id), or keeps it unmatched.
     pub async fn receive_webhook(&self, event: InboxEvent) -> Result<Inboxed, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::inbox::receive_webhook(pg, event).await;
+        }
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -75,20 +125,12 @@ impl Ledger {
                 let result = match refund_id {
                     None => Inboxed::Unmatched,
                     Some(id) => {
-                        let detail = format!("event {} ({})", event.event_id, event.event_type);
-                        let stamp = Stamp::new(Source::Webhook, detail, event.now_ms)
-                            .by(&event.plugin_version);
+                        let stamp = event.stamp();
                         let applied = apply_report(&tx, &id, &event.report, &stamp, None)?;
                         Inboxed::Matched(Box::new(applied))
                     }
                 };
-                let (word, refund_id) = match &result {
-                    Inboxed::Matched(a) => (
-                        if a.moved { "applied" } else { "recorded" },
-                        Some(a.refund.id.clone()),
-                    ),
-                    _ => ("unmatched", None),
-                };
+                let (word, refund_id) = result.kept_as();
                 tx.execute(
                     "UPDATE webhook_inbox SET result = ?3, refund_id = ?4
                      WHERE provider = ?1 AND event_id = ?2",
@@ -111,6 +153,12 @@ impl Ledger {
         body: Vec<u8>,
         now_ms: i64,
     ) -> Result<bool, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::inbox::keep_ignored_webhook(
+                pg, provider, key, reason, body, now_ms,
+            )
+            .await;
+        }
         let (provider, key, reason) = (provider.to_owned(), key.to_owned(), reason.to_owned());
         self.db
             .run(move |c| {
@@ -128,6 +176,9 @@ impl Ledger {
 
     /// Events kept in the inbox that matched no refund, oldest first: `(provider, event id)`.
     pub async fn unmatched_webhooks(&self) -> Result<Vec<(String, String)>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::inbox::unmatched_webhooks(pg).await;
+        }
         self.db
             .run(|c| {
                 let mut stmt = c.prepare_cached(
@@ -191,29 +242,13 @@ pub(super) fn apply_held(
         })?
         .collect::<Result<_, _>>()?;
     for (event_id, event_type, status) in held {
-        let status = Status::parse(&status).unwrap_or(Status::Unknown);
-        let report = Report {
-            status,
-            provider_refund_id: Some(provider_refund_id.to_owned()),
-            provider_status: None,
-            failure: (status == Status::Failed).then(|| Failure {
-                code: "provider_failed".into(),
-                message: format!("the provider failed the refund (webhook event {event_id})"),
-                provider_code: None,
-            }),
-        };
-        let detail = format!("event {event_id} ({event_type}), held until its refund was known");
-        let stamp = Stamp::new(Source::Webhook, detail, now_ms);
+        let (report, stamp) =
+            held_report(provider_refund_id, &event_id, &event_type, &status, now_ms);
         let applied = apply_report(c, refund_id, &report, &stamp, None)?;
         c.execute(
             "UPDATE webhook_inbox SET result = ?3, refund_id = ?4
              WHERE provider = ?1 AND event_id = ?2",
-            params![
-                provider,
-                event_id,
-                if applied.moved { "applied" } else { "recorded" },
-                refund_id
-            ],
+            params![provider, event_id, applied_word(applied.moved), refund_id],
         )?;
     }
     Ok(())

@@ -225,6 +225,9 @@ impl Ledger {
     /// that would take the refunds of that payment not failed (in flight included) above it.
     /// `refusal`, from the caller's own pre-checks, records the refund as failed with it.
     pub async fn begin(&self, row: NewRow, refusal: Option<Failure>) -> Result<Begin, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::begin(pg, row, refusal).await;
+        }
         self.db
             .run(move |c| {
                 let tx = c.unchecked_transaction()?;
@@ -265,17 +268,7 @@ impl Ledger {
                                 let amount = amount?;
                                 Ok::<_, rusqlite::Error>(sum.and_then(|s| s.checked_add(amount)))
                             })?;
-                        let total = taken.and_then(|t| t.checked_add(row.amount));
-                        let exceeds = total.is_none_or(|t| t > original);
-                        let shown = |v: Option<i64>| v.map_or("more than 2^63".to_owned(), |v| v.to_string());
-                        exceeds.then(|| Failure {
-                            code: "amount_exceeded".into(),
-                            message: format!(
-                                "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
-                                row.amount, row.original_transaction_id, shown(total), original, shown(taken)
-                            ),
-                            provider_code: None,
-                        })
+                        over_original(&row, original, taken)
                     }
                     None => None,
                 });
@@ -302,11 +295,7 @@ impl Ledger {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms],
                 )?;
-                let detail = match &refusal {
-                    Some(f) => format!("refused before any provider call: {}", f.code),
-                    None => "received; written before the provider call".to_owned(),
-                };
-                let stamp = Stamp::new(Source::Api, detail, row.now_ms);
+                let stamp = begun(&row, refusal.as_ref());
                 add_history(&tx, &row.id, &stamp, None, status, true, None)?;
                 let refund = get_refund(&tx, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 outbox::record(&tx, &refund)?;
@@ -330,6 +319,17 @@ impl Ledger {
         outcome: Option<Outcome>,
         next_check_ms: Option<i64>,
     ) -> Result<Applied, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::apply(
+                pg,
+                refund_id,
+                report,
+                stamp,
+                outcome,
+                next_check_ms,
+            )
+            .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
@@ -353,6 +353,17 @@ impl Ledger {
         checks: Option<i64>,
         next_check_ms: i64,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::note(
+                pg,
+                refund_id,
+                outcome,
+                stamp,
+                checks,
+                next_check_ms,
+            )
+            .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| {
@@ -373,7 +384,16 @@ impl Ledger {
 
     /// Makes every refund that was written but never answered (its request died with an earlier
     /// process) due for the janitor at `now_ms`; returns how many there are.
+    ///
+    /// On PostgreSQL it only counts them and leaves their next check alone: with several hosts
+    /// on one database, another host may be waiting for the answer to one of them right now,
+    /// and making it due would have a janitor look it up meanwhile. Each unanswered refund has
+    /// the first check time it was written with (`NewRow::first_check_ms`), which serves as its
+    /// lease: the janitor of any host takes it over then, should its request have died.
     pub async fn recover_unanswered(&self, now_ms: i64) -> Result<usize, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::recover_unanswered(pg).await;
+        }
         self.db
             .run(move |c| {
                 c.execute(
@@ -392,6 +412,10 @@ impl Ledger {
         checks: i64,
         next_check_ms: i64,
     ) -> Result<(), DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::reschedule(pg, refund_id, checks, next_check_ms)
+                .await;
+        }
         let refund_id = refund_id.to_owned();
         self.db
             .run(move |c| schedule(c, &refund_id, Some(checks), next_check_ms))
@@ -414,6 +438,10 @@ impl Ledger {
     /// [`Ledger::due`], where the providers in `by_provider` watch their processed refunds from
     /// their own time (a plugin that says how long its provider may still reverse a refund),
     /// and every other provider from `watch_processed_from_ms`.
+    ///
+    /// On PostgreSQL the refunds returned are claimed for this host: their next check moves a
+    /// lease ahead (`PgOptions::lease`), so another host's janitor does not get them until the
+    /// caller has checked them (which reschedules or settles them) or the lease has run out.
     pub async fn due_by_provider(
         &self,
         now_ms: i64,
@@ -421,6 +449,16 @@ impl Ledger {
         by_provider: Vec<(String, i64)>,
         limit: usize,
     ) -> Result<Vec<(RefundRecord, i64)>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::due_by_provider(
+                pg,
+                now_ms,
+                watch_processed_from_ms,
+                by_provider,
+                limit,
+            )
+            .await;
+        }
         self.db
             .run(move |c| {
                 // Only rows due now are looked at (a range of the `next_check_at` index), not
@@ -455,6 +493,9 @@ impl Ledger {
 
     /// How many refunds are not final.
     pub async fn backlog(&self) -> Result<i64, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::backlog(pg).await;
+        }
         self.db
             .run(|c| {
                 c.query_row(
@@ -468,6 +509,9 @@ impl Ledger {
 
     /// One refund with its history.
     pub async fn get(&self, id: &str) -> Result<Option<RefundDetail>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::get(pg, id).await;
+        }
         let id = id.to_owned();
         self.db
             .run(move |c| {
@@ -503,6 +547,9 @@ impl Ledger {
 
     /// A page of refunds, oldest first (ids are time-ordered).
     pub async fn list(&self, query: ListQuery) -> Result<Page, DbError> {
+        if let Some(pg) = self.db.pg() {
+            return crate::postgres::refunds::list(pg, query).await;
+        }
         self.db
             .run(move |c| {
                 let limit = query.limit.max(1);
@@ -541,6 +588,35 @@ impl Ledger {
     }
 }
 
+/// The pre-check's refusal of `row` when it would take the refunds of its payment not failed
+/// (`taken` of them already, `None` past i64) above the `original` amount.
+fn over_original(row: &NewRow, original: i64, taken: Option<i64>) -> Option<Failure> {
+    let total = taken.and_then(|t| t.checked_add(row.amount));
+    let exceeds = total.is_none_or(|t| t > original);
+    let shown = |v: Option<i64>| v.map_or("more than 2^63".to_owned(), |v| v.to_string());
+    exceeds.then(|| Failure {
+        code: "amount_exceeded".into(),
+        message: format!(
+            "{} would take refunds of {} to {} of an original {} ({} already refunded or in flight)",
+            row.amount,
+            row.original_transaction_id,
+            shown(total),
+            original,
+            shown(taken)
+        ),
+        provider_code: None,
+    })
+}
+
+/// The stamp of a new refund's first history entry.
+fn begun(row: &NewRow, refusal: Option<&Failure>) -> Stamp {
+    let detail = match refusal {
+        Some(f) => format!("refused before any provider call: {}", f.code),
+        None => "received; written before the provider call".to_owned(),
+    };
+    Stamp::new(Source::Api, detail, row.now_ms)
+}
+
 /// The move rule and its bookkeeping, inside the caller's transaction.
 fn apply_report(
     c: &Connection,
@@ -553,15 +629,7 @@ fn apply_report(
     if before.status == Status::Pending && report.status == Status::Reversed {
         // Only a processed refund can be reversed: the provider processed it and we missed that
         // report. Record the step it implies, then the reversal, each one forward.
-        let implied = Report {
-            status: Status::Processed,
-            failure: None,
-            ..report.clone()
-        };
-        let stamp = Stamp {
-            detail: Some("implied by a later reversed report".into()),
-            ..stamp.clone()
-        };
+        let (implied, stamp) = implied_processed(report, stamp);
         before = apply_report(c, refund_id, &implied, &stamp, next_check_ms)?.refund;
     }
     let moved = before.status.can_move_to(report.status);
@@ -612,14 +680,8 @@ fn apply_report(
         moved,
         report.provider_status.as_deref(),
     )?;
-    if !moved && before.status != report.status {
-        tracing::warn!(
-            refund_id,
-            from = before.status.as_str(),
-            to = report.status.as_str(),
-            source = stamp.source.as_str(),
-            "status report would move the refund backwards: recorded, not applied"
-        );
+    if !moved {
+        warn_backwards(refund_id, before.status, report.status, stamp.source);
     }
     if let (None, Some(prid)) = (&before.provider_refund_id, &report.provider_refund_id) {
         // The provider's id is known from now on: events that named only it and came first
@@ -633,6 +695,34 @@ fn apply_report(
         None => get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
     };
     Ok(Applied { moved, refund })
+}
+
+/// Logs a report recorded, not applied, because it would move the refund backwards (one that
+/// repeats the status is not worth a warning).
+fn warn_backwards(refund_id: &str, from: Status, to: Status, source: Source) {
+    if from != to {
+        tracing::warn!(
+            refund_id,
+            from = from.as_str(),
+            to = to.as_str(),
+            source = source.as_str(),
+            "status report would move the refund backwards: recorded, not applied"
+        );
+    }
+}
+
+/// The processed report (and its stamp) that a reversal of a pending refund implies.
+fn implied_processed(reversed: &Report, stamp: &Stamp) -> (Report, Stamp) {
+    let implied = Report {
+        status: Status::Processed,
+        failure: None,
+        ..reversed.clone()
+    };
+    let stamp = Stamp {
+        detail: Some("implied by a later reversed report".into()),
+        ..stamp.clone()
+    };
+    (implied, stamp)
 }
 
 /// Records the first answer's outcome, unless one is recorded already.
@@ -766,10 +856,6 @@ mod tests {
         }
     }
 
-    fn ledger() -> Ledger {
-        Ledger::new(Database::open(None).unwrap())
-    }
-
     fn report(status: Status) -> Report {
         Report {
             status,
@@ -777,120 +863,6 @@ mod tests {
             provider_status: Some(status.as_str().to_uppercase()),
             failure: None,
         }
-    }
-
-    #[tokio::test]
-    async fn every_status_entered_writes_one_event_delivered_in_order_per_refund() {
-        let l = ledger();
-        // An endpoint gets the events written after it was first seen.
-        assert_eq!(
-            l.enqueue_deliveries(vec!["http://e/".into()], 0)
-                .await
-                .unwrap(),
-            0
-        );
-        let (a, b) = (row("a", 100, None), row("b", 100, None));
-        l.begin(a.clone(), None).await.unwrap();
-        l.begin(b.clone(), None).await.unwrap();
-        let stamp = Stamp::new(Source::Api, "t", 1_500);
-        l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
-            .await
-            .unwrap();
-        // Not a move: no event.
-        l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
-            .await
-            .unwrap();
-        l.apply(&a.id, report(Status::Processed), stamp.clone(), None, None)
-            .await
-            .unwrap();
-        let kinds = |page: EventPage| page.events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
-        let query = |id: &str| EventQuery {
-            refund_id: Some(id.into()),
-            after_seq: None,
-            limit: 50,
-        };
-        assert_eq!(
-            kinds(l.events(query(&a.id)).await.unwrap()),
-            ["refund.unknown", "refund.pending", "refund.processed"]
-        );
-        let page = l.events(query(&a.id)).await.unwrap();
-        assert_eq!(
-            page.events[2].body.refund().unwrap().status,
-            Status::Processed
-        );
-        assert_eq!(page.events[2].body.kind, page.events[2].kind);
-
-        assert_eq!(
-            l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
-                .await
-                .unwrap(),
-            4
-        );
-        // Only the head of each refund's queue is due.
-        let due = l.due_deliveries(2_000, 10).await.unwrap();
-        let heads: Vec<_> = due
-            .iter()
-            .map(|d| (d.refund_id.clone(), d.attempts))
-            .collect();
-        assert_eq!(heads, [(a.id.clone(), 0), (b.id.clone(), 0)]);
-        let a_first = due[0].event_seq;
-        let attempt = |then| Attempt {
-            at_ms: 2_000,
-            http_status: Some(503),
-            error: Some("down".into()),
-            latency_ms: 1.0,
-            then,
-        };
-        l.record_attempt(a_first, "http://e/", attempt(Next::RetryAt(5_000)))
-            .await
-            .unwrap();
-        // A's first event waits for its retry, and A's later events wait behind it.
-        let due = l.due_deliveries(4_999, 10).await.unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].refund_id, b.id);
-        let due = l.due_deliveries(5_000, 10).await.unwrap();
-        let a_head = due.iter().find(|d| d.refund_id == a.id).unwrap();
-        assert_eq!((a_head.event_seq, a_head.attempts), (a_first, 1));
-        l.record_attempt(a_first, "http://e/", attempt(Next::Delivered))
-            .await
-            .unwrap();
-        let due = l.due_deliveries(5_000, 10).await.unwrap();
-        assert!(
-            due.iter()
-                .any(|d| d.refund_id == a.id && d.event_seq > a_first)
-        );
-        // An abandoned event lets the next one go.
-        let second = due.iter().find(|d| d.refund_id == a.id).unwrap().event_seq;
-        l.record_attempt(second, "http://e/", attempt(Next::Abandon))
-            .await
-            .unwrap();
-        let due = l.due_deliveries(5_000, 10).await.unwrap();
-        assert!(
-            due.iter()
-                .any(|d| d.refund_id == a.id && d.event_seq > second)
-        );
-
-        let page = l.events(query(&a.id)).await.unwrap();
-        let first = &page.events[0].deliveries[0];
-        assert_eq!(first.state, DeliveryState::Delivered);
-        assert_eq!(first.attempts.len(), 2);
-        assert_eq!(first.attempts[0].http_status, Some(503));
-        assert_eq!(page.events[1].deliveries[0].state, DeliveryState::Abandoned);
-        assert_eq!(page.events[2].deliveries[0].state, DeliveryState::Pending);
-        let all = l
-            .events(EventQuery {
-                limit: 50,
-                ..EventQuery::default()
-            })
-            .await
-            .unwrap();
-        let pending = all
-            .events
-            .iter()
-            .flat_map(|e| &e.deliveries)
-            .filter(|d| d.state == DeliveryState::Pending)
-            .count();
-        assert_eq!(pending, 2);
     }
 
     #[test]
@@ -916,363 +888,466 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_key_is_written_once_and_replays_or_conflicts() {
-        let l = ledger();
-        let Begin::New(first) = l.begin(row("e1", 100, None), None).await.unwrap() else {
-            panic!("a new key is written");
-        };
-        assert_eq!(first.status, Status::Unknown);
-        match l.begin(row("e1", 100, None), None).await.unwrap() {
-            Begin::Existing(r, None) => assert_eq!(r.id, first.id),
-            other => panic!("same parameters replay, got {other:?}"),
+    both_backends! {
+        async fn every_status_entered_writes_one_event_delivered_in_order_per_refund(l) {
+            // An endpoint gets the events written after it was first seen.
+            assert_eq!(
+                l.enqueue_deliveries(vec!["http://e/".into()], 0)
+                    .await
+                    .unwrap(),
+                0
+            );
+            let (a, b) = (row("a", 100, None), row("b", 100, None));
+            l.begin(a.clone(), None).await.unwrap();
+            l.begin(b.clone(), None).await.unwrap();
+            let stamp = Stamp::new(Source::Api, "t", 1_500);
+            l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
+                .await
+                .unwrap();
+            // Not a move: no event.
+            l.apply(&a.id, report(Status::Pending), stamp.clone(), None, None)
+                .await
+                .unwrap();
+            l.apply(&a.id, report(Status::Processed), stamp.clone(), None, None)
+                .await
+                .unwrap();
+            let kinds = |page: EventPage| page.events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+            let query = |id: &str| EventQuery {
+                refund_id: Some(id.into()),
+                after_seq: None,
+                limit: 50,
+            };
+            assert_eq!(
+                kinds(l.events(query(&a.id)).await.unwrap()),
+                ["refund.unknown", "refund.pending", "refund.processed"]
+            );
+            let page = l.events(query(&a.id)).await.unwrap();
+            assert_eq!(
+                page.events[2].body.refund().unwrap().status,
+                Status::Processed
+            );
+            assert_eq!(page.events[2].body.kind, page.events[2].kind);
+
+            assert_eq!(
+                l.enqueue_deliveries(vec!["http://e/".into()], 2_000)
+                    .await
+                    .unwrap(),
+                4
+            );
+            // Only the head of each refund's queue is due.
+            let due = l.due_deliveries(2_000, 10).await.unwrap();
+            let heads: Vec<_> = due
+                .iter()
+                .map(|d| (d.refund_id.clone(), d.attempts))
+                .collect();
+            assert_eq!(heads, [(a.id.clone(), 0), (b.id.clone(), 0)]);
+            let a_first = due[0].event_seq;
+            let attempt = |then| Attempt {
+                at_ms: 2_000,
+                http_status: Some(503),
+                error: Some("down".into()),
+                latency_ms: 1.0,
+                then,
+            };
+            l.record_attempt(a_first, "http://e/", attempt(Next::RetryAt(5_000)))
+                .await
+                .unwrap();
+            // A's first event waits for its retry, and A's later events wait behind it.
+            let due = l.due_deliveries(4_999, 10).await.unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].refund_id, b.id);
+            let due = l.due_deliveries(5_000, 10).await.unwrap();
+            let a_head = due.iter().find(|d| d.refund_id == a.id).unwrap();
+            assert_eq!((a_head.event_seq, a_head.attempts), (a_first, 1));
+            l.record_attempt(a_first, "http://e/", attempt(Next::Delivered))
+                .await
+                .unwrap();
+            let due = l.due_deliveries(5_000, 10).await.unwrap();
+            assert!(
+                due.iter()
+                    .any(|d| d.refund_id == a.id && d.event_seq > a_first)
+            );
+            // An abandoned event lets the next one go.
+            let second = due.iter().find(|d| d.refund_id == a.id).unwrap().event_seq;
+            l.record_attempt(second, "http://e/", attempt(Next::Abandon))
+                .await
+                .unwrap();
+            let due = l.due_deliveries(5_000, 10).await.unwrap();
+            assert!(
+                due.iter()
+                    .any(|d| d.refund_id == a.id && d.event_seq > second)
+            );
+
+            let page = l.events(query(&a.id)).await.unwrap();
+            let first = &page.events[0].deliveries[0];
+            assert_eq!(first.state, DeliveryState::Delivered);
+            assert_eq!(first.attempts.len(), 2);
+            assert_eq!(first.attempts[0].http_status, Some(503));
+            assert_eq!(page.events[1].deliveries[0].state, DeliveryState::Abandoned);
+            assert_eq!(page.events[2].deliveries[0].state, DeliveryState::Pending);
+            let all = l
+                .events(EventQuery {
+                    limit: 50,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap();
+            let pending = all
+                .events
+                .iter()
+                .flat_map(|e| &e.deliveries)
+                .filter(|d| d.state == DeliveryState::Pending)
+                .count();
+            assert_eq!(pending, 2);
         }
-        match l.begin(row("e1", 101, None), None).await.unwrap() {
-            Begin::Conflict(id) => assert_eq!(id, first.id),
-            other => panic!("other parameters conflict, got {other:?}"),
+
+        async fn a_key_is_written_once_and_replays_or_conflicts(l) {
+            let Begin::New(first) = l.begin(row("e1", 100, None), None).await.unwrap() else {
+                panic!("a new key is written");
+            };
+            assert_eq!(first.status, Status::Unknown);
+            match l.begin(row("e1", 100, None), None).await.unwrap() {
+                Begin::Existing(r, None) => assert_eq!(r.id, first.id),
+                other => panic!("same parameters replay, got {other:?}"),
+            }
+            match l.begin(row("e1", 101, None), None).await.unwrap() {
+                Begin::Conflict(id) => assert_eq!(id, first.id),
+                other => panic!("other parameters conflict, got {other:?}"),
+            }
         }
-    }
 
-    #[tokio::test]
-    async fn refunds_not_failed_never_exceed_the_original() {
-        let l = ledger();
-        assert!(matches!(
-            l.begin(row("a", 600, Some(1000)), None).await.unwrap(),
-            Begin::New(_)
-        ));
-        let Begin::Refused(r) = l.begin(row("b", 500, Some(1000)), None).await.unwrap() else {
-            panic!("600 in flight + 500 > 1000 is refused");
-        };
-        assert_eq!(r.status, Status::Failed);
-        assert_eq!(r.failure.unwrap().code, "amount_exceeded");
-        // A failed refund gives its amount back.
-        let Begin::New(c) = l.begin(row("c", 400, Some(1000)), None).await.unwrap() else {
-            panic!("600 + 400 fits");
-        };
-        let stamp = Stamp::new(Source::Api, "provider refused", 3_000);
-        l.apply(
-            &c.id,
-            report(Status::Failed),
-            stamp,
-            Some(Outcome::Refused),
-            None,
-        )
-        .await
-        .unwrap();
-        assert!(matches!(
-            l.begin(row("d", 400, Some(1000)), None).await.unwrap(),
-            Begin::New(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_sum_past_i64_is_refused_not_wrapped() {
-        let l = ledger();
-        // Written before amounts were bounded at the API, or by a caller that does not bound.
-        assert!(matches!(
-            l.begin(row("huge", 9_223_372_036_854_775_000, None), None)
-                .await
-                .unwrap(),
-            Begin::New(_)
-        ));
-        let Begin::Refused(r) = l.begin(row("small", 5_000, Some(100)), None).await.unwrap() else {
-            panic!("a total past i64 exceeds any original");
-        };
-        let failure = r.failure.unwrap();
-        assert_eq!(failure.code, "amount_exceeded");
-        assert!(
-            failure.message.contains("more than 2^63"),
-            "{}",
-            failure.message
-        );
-        // Two refunds whose sum alone overflows.
-        assert!(matches!(
-            l.begin(row("huge-2", 9_223_372_036_854_775_000, None), None)
-                .await
-                .unwrap(),
-            Begin::New(_)
-        ));
-        assert!(matches!(
-            l.begin(row("small-2", 1, Some(i64::MAX)), None)
-                .await
-                .unwrap(),
-            Begin::Refused(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn backwards_reports_are_recorded_not_applied() {
-        let l = ledger();
-        let Begin::New(r) = l.begin(row("e", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        let apply = |s| {
-            let stamp = Stamp::new(Source::Webhook, "event", 5_000);
-            l.apply(&r.id, report(s), stamp, None, Some(9_000))
-        };
-        assert!(apply(Status::Pending).await.unwrap().moved);
-        assert!(apply(Status::Processed).await.unwrap().moved);
-        let late = apply(Status::Pending).await.unwrap();
-        assert!(!late.moved);
-        assert_eq!(late.refund.status, Status::Processed);
-        let history = l.get(&r.id).await.unwrap().unwrap().history;
-        let applied: Vec<_> = history.iter().map(|h| (h.to, h.applied)).collect();
-        assert_eq!(
-            applied,
-            [
-                (Status::Unknown, true),
-                (Status::Pending, true),
-                (Status::Processed, true),
-                (Status::Pending, false)
-            ]
-        );
-        // Processed at 5,000: watched for a reversal while its window is open (from 5,000 on),
-        // out of the queue for good once it has closed.
-        let due = l.due(i64::MAX, 5_000, 10).await.unwrap();
-        assert_eq!(
-            due.len(),
-            1,
-            "a processed refund is watched for its reversal window"
-        );
-        assert!(l.due(i64::MAX, 5_001, 10).await.unwrap().is_empty());
-        assert!(
-            l.due(i64::MAX, 0, 10).await.unwrap().is_empty(),
-            "left the queue"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_provider_may_watch_processed_refunds_for_a_window_of_its_own() {
-        let l = ledger();
-        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
-        let Begin::New(r) = l.begin(row("own-window", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+        async fn refunds_not_failed_never_exceed_the_original(l) {
+            assert!(matches!(
+                l.begin(row("a", 600, Some(1000)), None).await.unwrap(),
+                Begin::New(_)
+            ));
+            let Begin::Refused(r) = l.begin(row("b", 500, Some(1000)), None).await.unwrap() else {
+                panic!("600 in flight + 500 > 1000 is refused");
+            };
+            assert_eq!(r.status, Status::Failed);
+            assert_eq!(r.failure.unwrap().code, "amount_exceeded");
+            // A failed refund gives its amount back.
+            let Begin::New(c) = l.begin(row("c", 400, Some(1000)), None).await.unwrap() else {
+                panic!("600 + 400 fits");
+            };
+            let stamp = Stamp::new(Source::Api, "provider refused", 3_000);
+            l.apply(
+                &c.id,
+                report(Status::Failed),
+                stamp,
+                Some(Outcome::Refused),
+                None,
+            )
             .await
             .unwrap();
-        // Processed at 5,000. The default window has closed (watched from 6,000 on), but this
-        // provider's own is open (from 4,000 on).
-        let own = vec![(r.provider.clone(), 4_000)];
-        let due = l
-            .due_by_provider(i64::MAX, 6_000, own.clone(), 10)
-            .await
-            .unwrap();
-        assert_eq!(due.len(), 1, "watched for its provider's own window");
-        // Another provider's window does not count for it.
-        let other = vec![("another".to_owned(), 4_000)];
-        assert!(
-            l.due_by_provider(i64::MAX, 6_000, other, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "the default window applies"
-        );
-        assert!(
-            l.due_by_provider(i64::MAX, 6_000, own, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "left the queue for good"
-        );
-    }
+            assert!(matches!(
+                l.begin(row("d", 400, Some(1000)), None).await.unwrap(),
+                Begin::New(_)
+            ));
+        }
 
-    #[tokio::test]
-    async fn a_reversed_or_failed_refund_leaves_the_janitors_queue() {
-        let l = ledger();
-        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
-        for (ext, end) in [("rv-end", Status::Reversed), ("f-end", Status::Failed)] {
-            let Begin::New(r) = l.begin(row(ext, 100, None), None).await.unwrap() else {
+        async fn a_sum_past_i64_is_refused_not_wrapped(l) {
+            // Written before amounts were bounded at the API, or by a caller that does not bound.
+            assert!(matches!(
+                l.begin(row("huge", 9_223_372_036_854_775_000, None), None)
+                    .await
+                    .unwrap(),
+                Begin::New(_)
+            ));
+            let Begin::Refused(r) = l.begin(row("small", 5_000, Some(100)), None).await.unwrap() else {
+                panic!("a total past i64 exceeds any original");
+            };
+            let failure = r.failure.unwrap();
+            assert_eq!(failure.code, "amount_exceeded");
+            assert!(
+                failure.message.contains("more than 2^63"),
+                "{}",
+                failure.message
+            );
+            // Two refunds whose sum alone overflows.
+            assert!(matches!(
+                l.begin(row("huge-2", 9_223_372_036_854_775_000, None), None)
+                    .await
+                    .unwrap(),
+                Begin::New(_)
+            ));
+            assert!(matches!(
+                l.begin(row("small-2", 1, Some(i64::MAX)), None)
+                    .await
+                    .unwrap(),
+                Begin::Refused(_)
+            ));
+        }
+
+        async fn backwards_reports_are_recorded_not_applied(l) {
+            let Begin::New(r) = l.begin(row("e", 100, None), None).await.unwrap() else {
                 panic!()
             };
-            if end == Status::Reversed {
-                l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+            let apply = |s| {
+                let stamp = Stamp::new(Source::Webhook, "event", 5_000);
+                l.apply(&r.id, report(s), stamp, None, Some(9_000))
+            };
+            assert!(apply(Status::Pending).await.unwrap().moved);
+            assert!(apply(Status::Processed).await.unwrap().moved);
+            let late = apply(Status::Pending).await.unwrap();
+            assert!(!late.moved);
+            assert_eq!(late.refund.status, Status::Processed);
+            let history = l.get(&r.id).await.unwrap().unwrap().history;
+            let applied: Vec<_> = history.iter().map(|h| (h.to, h.applied)).collect();
+            assert_eq!(
+                applied,
+                [
+                    (Status::Unknown, true),
+                    (Status::Pending, true),
+                    (Status::Processed, true),
+                    (Status::Pending, false)
+                ]
+            );
+            // Processed at 5,000: watched for a reversal while its window is open (from 5,000 on),
+            // out of the queue for good once it has closed.
+            let due = l.due(i64::MAX, 5_000, 10).await.unwrap();
+            assert_eq!(
+                due.len(),
+                1,
+                "a processed refund is watched for its reversal window"
+            );
+            assert!(l.due(i64::MAX, 5_001, 10).await.unwrap().is_empty());
+            assert!(
+                l.due(i64::MAX, 0, 10).await.unwrap().is_empty(),
+                "left the queue"
+            );
+        }
+
+        async fn a_provider_may_watch_processed_refunds_for_a_window_of_its_own(l) {
+            let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+            let Begin::New(r) = l.begin(row("own-window", 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+                .await
+                .unwrap();
+            // Processed at 5,000. The default window has closed (watched from 6,000 on), but this
+            // provider's own is open (from 4,000 on).
+            let own = vec![(r.provider.clone(), 4_000)];
+            let due = l
+                .due_by_provider(i64::MAX, 6_000, own.clone(), 10)
+                .await
+                .unwrap();
+            assert_eq!(due.len(), 1, "watched for its provider's own window");
+            // Another provider's window does not count for it.
+            let other = vec![("another".to_owned(), 4_000)];
+            assert!(
+                l.due_by_provider(i64::MAX, 6_000, other, 10)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "the default window applies"
+            );
+            assert!(
+                l.due_by_provider(i64::MAX, 6_000, own, 10)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "left the queue for good"
+            );
+        }
+
+        async fn a_reversed_or_failed_refund_leaves_the_janitors_queue(l) {
+            let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+            for (ext, end) in [("rv-end", Status::Reversed), ("f-end", Status::Failed)] {
+                let Begin::New(r) = l.begin(row(ext, 100, None), None).await.unwrap() else {
+                    panic!()
+                };
+                if end == Status::Reversed {
+                    l.apply(&r.id, report(Status::Processed), stamp(), None, Some(9_000))
+                        .await
+                        .unwrap();
+                }
+                let a = l
+                    .apply(&r.id, report(end), stamp(), None, Some(9_000))
                     .await
                     .unwrap();
+                assert!(a.moved);
             }
+            assert!(l.due(i64::MAX, 0, 10).await.unwrap().is_empty());
+        }
+
+        async fn a_reversal_of_a_pending_refund_records_the_processed_step_it_implies(l) {
+            let Begin::New(r) = l.begin(row("rv", 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
+            l.apply(&r.id, report(Status::Pending), stamp(), None, Some(9_000))
+                .await
+                .unwrap();
             let a = l
-                .apply(&r.id, report(end), stamp(), None, Some(9_000))
+                .apply(&r.id, report(Status::Reversed), stamp(), None, Some(9_000))
                 .await
                 .unwrap();
             assert!(a.moved);
+            assert_eq!(a.refund.status, Status::Reversed);
+            let history = l.get(&r.id).await.unwrap().unwrap().history;
+            let steps: Vec<_> = history.iter().map(|h| (h.from, h.to, h.applied)).collect();
+            assert_eq!(
+                steps[2..],
+                [
+                    (Some(Status::Pending), Status::Processed, true),
+                    (Some(Status::Processed), Status::Reversed, true)
+                ]
+            );
         }
-        assert!(l.due(i64::MAX, 0, 10).await.unwrap().is_empty());
-    }
 
-    #[tokio::test]
-    async fn a_reversal_of_a_pending_refund_records_the_processed_step_it_implies() {
-        let l = ledger();
-        let Begin::New(r) = l.begin(row("rv", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        let stamp = || Stamp::new(Source::Janitor, "check", 5_000);
-        l.apply(&r.id, report(Status::Pending), stamp(), None, Some(9_000))
-            .await
-            .unwrap();
-        let a = l
-            .apply(&r.id, report(Status::Reversed), stamp(), None, Some(9_000))
-            .await
-            .unwrap();
-        assert!(a.moved);
-        assert_eq!(a.refund.status, Status::Reversed);
-        let history = l.get(&r.id).await.unwrap().unwrap().history;
-        let steps: Vec<_> = history.iter().map(|h| (h.from, h.to, h.applied)).collect();
-        assert_eq!(
-            steps[2..],
-            [
-                (Some(Status::Pending), Status::Processed, true),
-                (Some(Status::Processed), Status::Reversed, true)
-            ]
-        );
-    }
+        async fn a_refund_a_webhook_moves_to_pending_stays_in_the_janitors_queue(l) {
+            let Begin::New(r) = l.begin(row("q", 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            let event = InboxEvent {
+                provider: "p".into(),
+                event_id: "ev-pending".into(),
+                event_type: "refund.pending".into(),
+                body: b"{}".to_vec(),
+                report: report(Status::Pending),
+                external_refund_id: Some("q".into()),
+                now_ms: 1_500,
+                plugin_version: "0.1.0".into(),
+            };
+            assert!(matches!(l.receive_webhook(event).await.unwrap(), Inboxed::Matched(a) if a.moved));
+            let due = l.due(i64::MAX, 0, 10).await.unwrap();
+            assert_eq!(due.len(), 1, "still checked by the janitor");
+            assert_eq!(due[0].0.id, r.id);
+        }
 
-    #[tokio::test]
-    async fn a_refund_a_webhook_moves_to_pending_stays_in_the_janitors_queue() {
-        let l = ledger();
-        let Begin::New(r) = l.begin(row("q", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        let event = InboxEvent {
-            provider: "p".into(),
-            event_id: "ev-pending".into(),
-            event_type: "refund.pending".into(),
-            body: b"{}".to_vec(),
-            report: report(Status::Pending),
-            external_refund_id: Some("q".into()),
-            now_ms: 1_500,
-            plugin_version: "0.1.0".into(),
-        };
-        assert!(matches!(l.receive_webhook(event).await.unwrap(), Inboxed::Matched(a) if a.moved));
-        let due = l.due(i64::MAX, 0, 10).await.unwrap();
-        assert_eq!(due.len(), 1, "still checked by the janitor");
-        assert_eq!(due[0].0.id, r.id);
-    }
-
-    #[tokio::test]
-    async fn an_event_that_beat_its_refunds_answer_is_applied_once_the_id_is_known() {
-        let l = ledger();
-        let Begin::New(r) = l.begin(row("early", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        // The provider's webhook names only its own id, which the ledger does not know yet.
-        let early = InboxEvent {
-            provider: "p".into(),
-            event_id: "ev-early".into(),
-            event_type: "refund.processed".into(),
-            body: b"{}".to_vec(),
-            report: Report {
+        async fn an_event_that_beat_its_refunds_answer_is_applied_once_the_id_is_known(l) {
+            let Begin::New(r) = l.begin(row("early", 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            // The provider's webhook names only its own id, which the ledger does not know yet.
+            let early = InboxEvent {
+                provider: "p".into(),
+                event_id: "ev-early".into(),
+                event_type: "refund.processed".into(),
+                body: b"{}".to_vec(),
+                report: Report {
+                    provider_refund_id: Some("pr-early".into()),
+                    ..report(Status::Processed)
+                },
+                external_refund_id: None,
+                now_ms: 1_100,
+                plugin_version: "0.1.0".into(),
+            };
+            assert_eq!(l.receive_webhook(early).await.unwrap(), Inboxed::Unmatched);
+            // Then the answer to the create request arrives: pending, with that id.
+            let answer = Report {
                 provider_refund_id: Some("pr-early".into()),
-                ..report(Status::Processed)
-            },
-            external_refund_id: None,
-            now_ms: 1_100,
-            plugin_version: "0.1.0".into(),
-        };
-        assert_eq!(l.receive_webhook(early).await.unwrap(), Inboxed::Unmatched);
-        // Then the answer to the create request arrives: pending, with that id.
-        let answer = Report {
-            provider_refund_id: Some("pr-early".into()),
-            ..report(Status::Pending)
-        };
-        let stamp = Stamp::new(Source::Api, "provider answered", 1_200);
-        let a = l
-            .apply(&r.id, answer, stamp, None, Some(9_000))
-            .await
-            .unwrap();
-        assert_eq!(
-            a.refund.status,
-            Status::Processed,
-            "the held event moved it on"
-        );
-        assert!(l.unmatched_webhooks().await.unwrap().is_empty());
-        let history = l.get(&r.id).await.unwrap().unwrap().history;
-        let last = history.last().unwrap();
-        assert_eq!(
-            (last.source, last.to, last.applied),
-            (Source::Webhook, Status::Processed, true)
-        );
-    }
-
-    #[tokio::test]
-    async fn history_is_append_only() {
-        let l = ledger();
-        l.begin(row("h", 100, None), None).await.unwrap();
-        let err =
-            l.db.run(|c| c.execute("UPDATE refund_history SET applied = 0", []))
-                .await
-                .unwrap_err();
-        assert!(err.to_string().contains("append-only"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn webhooks_are_deduplicated_and_kept_when_unmatched() {
-        let l = ledger();
-        let Begin::New(r) = l.begin(row("w", 100, None), None).await.unwrap() else {
-            panic!()
-        };
-        let event = |id: &str, prid: &str| InboxEvent {
-            provider: "p".into(),
-            event_id: id.into(),
-            event_type: "refund.processed".into(),
-            body: b"{}".to_vec(),
-            report: Report {
-                provider_refund_id: Some(prid.into()),
-                ..report(Status::Processed)
-            },
-            external_refund_id: Some("w".into()),
-            now_ms: 7_000,
-            plugin_version: "0.1.0".into(),
-        };
-        assert!(
-            matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id)
-        );
-        assert_eq!(
-            l.receive_webhook(event("ev1", "pr-w")).await.unwrap(),
-            Inboxed::Duplicate
-        );
-        let mut stray = event("ev2", "pr-other");
-        stray.external_refund_id = Some("nobody".into());
-        assert_eq!(l.receive_webhook(stray).await.unwrap(), Inboxed::Unmatched);
-        assert_eq!(
-            l.unmatched_webhooks().await.unwrap(),
-            [("p".to_owned(), "ev2".to_owned())]
-        );
-    }
-
-    #[tokio::test]
-    async fn pages_follow_the_cursor() {
-        let l = ledger();
-        for i in 0..5 {
-            l.begin(row(&format!("k{i}"), 100, None), None)
+                ..report(Status::Pending)
+            };
+            let stamp = Stamp::new(Source::Api, "provider answered", 1_200);
+            let a = l
+                .apply(&r.id, answer, stamp, None, Some(9_000))
                 .await
                 .unwrap();
+            assert_eq!(
+                a.refund.status,
+                Status::Processed,
+                "the held event moved it on"
+            );
+            assert!(l.unmatched_webhooks().await.unwrap().is_empty());
+            let history = l.get(&r.id).await.unwrap().unwrap().history;
+            let last = history.last().unwrap();
+            assert_eq!(
+                (last.source, last.to, last.applied),
+                (Source::Webhook, Status::Processed, true)
+            );
         }
-        let mut seen = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = l
+
+        async fn history_is_append_only(l) {
+            l.begin(row("h", 100, None), None).await.unwrap();
+            let err = match l.db.pg() {
+                Some(pg) => {
+                    let client = pg.client().await.unwrap();
+                    let err = client
+                        .execute("UPDATE refund_history SET applied = false", &[])
+                        .await
+                        .unwrap_err();
+                    // The server's message is in the error's source, which Display leaves out.
+                    format!("{err:?}")
+                }
+                None => l
+                    .db
+                    .run(|c| c.execute("UPDATE refund_history SET applied = 0", []))
+                    .await
+                    .unwrap_err()
+                    .to_string(),
+            };
+            assert!(err.contains("append-only"), "{err}");
+        }
+
+        async fn webhooks_are_deduplicated_and_kept_when_unmatched(l) {
+            let Begin::New(r) = l.begin(row("w", 100, None), None).await.unwrap() else {
+                panic!()
+            };
+            let event = |id: &str, prid: &str| InboxEvent {
+                provider: "p".into(),
+                event_id: id.into(),
+                event_type: "refund.processed".into(),
+                body: b"{}".to_vec(),
+                report: Report {
+                    provider_refund_id: Some(prid.into()),
+                    ..report(Status::Processed)
+                },
+                external_refund_id: Some("w".into()),
+                now_ms: 7_000,
+                plugin_version: "0.1.0".into(),
+            };
+            assert!(
+                matches!(l.receive_webhook(event("ev1", "pr-w")).await.unwrap(), Inboxed::Matched(a) if a.moved && a.refund.id == r.id)
+            );
+            assert_eq!(
+                l.receive_webhook(event("ev1", "pr-w")).await.unwrap(),
+                Inboxed::Duplicate
+            );
+            let mut stray = event("ev2", "pr-other");
+            stray.external_refund_id = Some("nobody".into());
+            assert_eq!(l.receive_webhook(stray).await.unwrap(), Inboxed::Unmatched);
+            assert_eq!(
+                l.unmatched_webhooks().await.unwrap(),
+                [("p".to_owned(), "ev2".to_owned())]
+            );
+        }
+
+        async fn pages_follow_the_cursor(l) {
+            for i in 0..5 {
+                l.begin(row(&format!("k{i}"), 100, None), None)
+                    .await
+                    .unwrap();
+            }
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = l
+                    .list(ListQuery {
+                        limit: 2,
+                        cursor,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                seen.extend(page.refunds.iter().map(|r| r.external_refund_id.clone()));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
+            let failed = l
                 .list(ListQuery {
-                    limit: 2,
-                    cursor,
+                    status: Some(Status::Failed),
+                    limit: 10,
                     ..Default::default()
                 })
                 .await
                 .unwrap();
-            seen.extend(page.refunds.iter().map(|r| r.external_refund_id.clone()));
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
+            assert!(failed.refunds.is_empty());
         }
-        assert_eq!(seen, ["k0", "k1", "k2", "k3", "k4"]);
-        let failed = l
-            .list(ListQuery {
-                status: Some(Status::Failed),
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert!(failed.refunds.is_empty());
     }
 }

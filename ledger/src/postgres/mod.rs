@@ -14,10 +14,12 @@
 //!   with `NOTIFY`; [`Pg::listen`] gives a host the announcements.
 
 pub(crate) mod exchanges;
+pub(crate) mod inbox;
 pub(crate) mod outbox;
 pub(crate) mod plugin_versions;
 pub(crate) mod reconciliations;
 pub(crate) mod recordings;
+pub(crate) mod refunds;
 mod schema;
 pub(crate) mod stats;
 pub(crate) mod storage;

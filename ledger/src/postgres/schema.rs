@@ -50,11 +50,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE status IN ('pending', 'unknown');
     CREATE INDEX refunds_by_provider_created ON refunds (provider, created_at);
 
+    -- The key row decides idempotency: `begin` inserts it first (a second host inserting the
+    -- same key waits for the first one's transaction, then finds its row), before the refund it
+    -- names, so the reference is checked when the transaction commits.
     CREATE TABLE idempotency_keys (
         provider           TEXT NOT NULL,
         external_refund_id TEXT NOT NULL,
         fingerprint        TEXT NOT NULL,
-        refund_id          TEXT NOT NULL REFERENCES refunds (id),
+        refund_id          TEXT NOT NULL REFERENCES refunds (id) DEFERRABLE INITIALLY DEFERRED,
         created_at         BIGINT NOT NULL,
         PRIMARY KEY (provider, external_refund_id)
     );
@@ -91,8 +94,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         received_at        BIGINT NOT NULL,
         result             TEXT NOT NULL,
         refund_id          TEXT,
+        -- Arrival order within a millisecond (SQLite's rowid): held events apply in it.
+        seq                BIGINT GENERATED ALWAYS AS IDENTITY,
         PRIMARY KEY (provider, event_id)
     );
+    CREATE INDEX webhook_inbox_unmatched ON webhook_inbox (provider, provider_refund_id)
+        WHERE result = 'unmatched';
 
     CREATE TABLE http_exchanges (
         seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
