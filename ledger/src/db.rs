@@ -349,7 +349,7 @@ pub struct Database {
 #[derive(Clone)]
 enum Backend {
     Sqlite(Arc<Mutex<Connection>>),
-    Postgres(crate::postgres::Pg),
+    Postgres(Arc<crate::postgres::Pg>),
 }
 
 impl Database {
@@ -380,7 +380,7 @@ impl Database {
     /// database's own, so several hosts may start together).
     pub async fn connect(url: &str, options: crate::postgres::PgOptions) -> Result<Self, DbError> {
         Ok(Self {
-            backend: Backend::Postgres(crate::postgres::Pg::connect(url, options).await?),
+            backend: Backend::Postgres(Arc::new(crate::postgres::Pg::connect(url, options).await?)),
         })
     }
 

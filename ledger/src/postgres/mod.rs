@@ -156,16 +156,6 @@ impl Pg {
         result
     }
 
-    /// Announces `payload` on `channel` to every host listening (delivered when the
-    /// announcing transaction commits; here, at once).
-    pub(crate) async fn notify(&self, channel: &str, payload: &str) -> Result<(), DbError> {
-        self.client()
-            .await?
-            .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
-            .await?;
-        Ok(())
-    }
-
     /// The payloads announced on `channel`, on a connection of its own (outside the pool:
     /// LISTEN belongs to one session). They end when that connection is lost; the caller then
     /// listens again and rereads what it caches, since announcements made meanwhile are lost.
@@ -360,7 +350,13 @@ mod cluster_tests {
         let db = pg_database("notify").await;
         let pg = db.pg().unwrap();
         let mut heard = pg.listen(super::REGISTRY_CHANNEL).await.unwrap();
-        pg.notify(super::REGISTRY_CHANNEL, "mfs-africa")
+        pg.client()
+            .await
+            .unwrap()
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::REGISTRY_CHANNEL, &"mfs-africa"],
+            )
             .await
             .unwrap();
         assert_eq!(heard.recv().await.as_deref(), Some("mfs-africa"));
