@@ -6,6 +6,12 @@ use crate::Ledger;
 use crate::db::DbError;
 
 impl Ledger {
+    /// Whether other hosts may share this ledger (PostgreSQL): then a refund not in flight in
+    /// this process may be in flight in another.
+    pub fn is_shared(&self) -> bool {
+        self.db.is_shared()
+    }
+
     /// Claims the scheduled work `name` at `now_ms`: true when this host is to do it now (no
     /// other host holds it, and it is due). Give it back with [`Ledger::release`].
     pub async fn claim(&self, name: &str, now_ms: i64) -> Result<bool, DbError> {

@@ -64,6 +64,8 @@ pub struct Options {
     pub open_files_limit: Option<u64>,
     /// `[database] url`: a PostgreSQL ledger instead of the SQLite file (default none).
     pub database_url: Option<String>,
+    /// `[janitor] reversal_window_days` (default: the host's).
+    pub reversal_window_days: Option<u32>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
             tls: None,
             open_files_limit: None,
             database_url: None,
+            reversal_window_days: None,
         }
     }
 }
@@ -540,6 +543,7 @@ backoff_ms = [{retry_backoff}]
 interval_ms = {interval}
 backoff_ms = [{janitor_backoff}]
 concurrency = 16
+{reversal}
 
 {mfs}
 {pe}
@@ -551,6 +555,10 @@ concurrency = 16
             retry_backoff = list(&o.retry_backoff_ms),
             interval = o.janitor_interval_ms,
             janitor_backoff = list(&o.janitor_backoff_ms),
+            reversal = o
+                .reversal_window_days
+                .map(|d| format!("reversal_window_days = {d}"))
+                .unwrap_or_default(),
             mfs = MfsSandbox::provider_toml(&self.mfs.creds, &mfs_base_url),
             pe = self.pe.provider_toml(&self.pe.creds),
             extra = o.extra_toml,

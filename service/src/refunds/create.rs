@@ -54,6 +54,7 @@ impl RefundService {
             // Time enough for every attempt; after that an unanswered refund is the janitor's.
             first_check_ms: now + self.create_budget().as_millis() as i64,
         };
+        let again = (row.clone(), refusal.clone());
         let begun = self
             .inner
             .ledger
@@ -70,6 +71,9 @@ impl RefundService {
             Begin::Existing(refund, None)
                 if refund.status == Status::Unknown && !self.is_in_flight(&refund.id) =>
             {
+                if let Some(created) = self.answered_elsewhere(&refund, again).await? {
+                    return Ok(created);
+                }
                 tracing::info!(
                     refund_id = %refund.id, provider = %refund.provider,
                     "resuming a refund whose request was never answered"
@@ -137,6 +141,53 @@ impl RefundService {
             replayed,
             not_sent,
         })
+    }
+
+    /// On a ledger shared by several hosts, a refund never answered and not in flight here may
+    /// be in flight on another host (the same key sent to two hosts at once): waits, while its
+    /// create budget runs, for that host to record the answer, and returns it; `None` when the
+    /// budget has run out (that host died: the caller resumes the refund) or on SQLite.
+    async fn answered_elsewhere(
+        &self,
+        refund: &RefundRecord,
+        (row, refusal): (NewRow, Option<Failure>),
+    ) -> Result<Option<Created>, CreateError> {
+        if !self.inner.ledger.is_shared() {
+            return Ok(None);
+        }
+        let budget_ms = self.create_budget().as_millis() as i64;
+        let left_ms = refund.created_at.timestamp_millis() + budget_ms - self.now_ms();
+        // Real time bounds the wait, whatever the service's clock does.
+        let deadline =
+            std::time::Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        let mut pause = Duration::from_millis(5);
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+            let seen = self
+                .inner
+                .ledger
+                .begin(row.clone(), refusal.clone())
+                .await
+                .map_err(internal)?;
+            match seen {
+                Begin::Existing(r, None) if r.status == Status::Unknown => continue,
+                Begin::Existing(refund, outcome) => {
+                    return Ok(Some(Created {
+                        refund,
+                        outcome: outcome.unwrap_or(Outcome::Unknown),
+                        replayed: true,
+                        not_sent: None,
+                    }));
+                }
+                Begin::Conflict(refund_id) => {
+                    return Err(CreateError::IdempotencyConflict { refund_id });
+                }
+                // The key holds a refund, so it cannot be written anew.
+                Begin::New(_) | Begin::Refused(_) => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The longest a create request can take, every attempt and wait included.
