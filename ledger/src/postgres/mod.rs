@@ -109,6 +109,19 @@ impl Pg {
         Ok(self.pool.get().await?)
     }
 
+    /// A read-only transaction on `client` that reads one snapshot (`REPEATABLE READ`): what
+    /// SQLite's single connection gives a method that reads several statements.
+    pub(crate) async fn snapshot(
+        client: &mut deadpool_postgres::Object,
+    ) -> Result<deadpool_postgres::Transaction<'_>, DbError> {
+        Ok(client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?)
+    }
+
     /// How long a claim lasts (ms).
     pub(crate) fn lease_ms(&self) -> i64 {
         i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX)

@@ -213,12 +213,7 @@ pub(crate) async fn record_attempt(
 pub(crate) async fn events(pg: &Pg, query: EventQuery) -> Result<EventPage, DbError> {
     let limit = query.limit.max(1);
     let mut client = pg.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = Pg::snapshot(&mut client).await?;
     let rows = tx
         .query(
             &tx.prepare_cached(

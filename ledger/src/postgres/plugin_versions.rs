@@ -34,12 +34,7 @@ pub(crate) async fn artifact_key(pg: &Pg, fresh: [u8; 32]) -> Result<[u8; 32], D
 /// See [`crate::plugin_versions::stored`]: the three reads see one snapshot.
 pub(crate) async fn stored(pg: &Pg, provider: &str) -> Result<StoredProvider, DbError> {
     let mut client = pg.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = Pg::snapshot(&mut client).await?;
     let versions = tx
         .query(
             "SELECT version, sha256, component, loaded_at FROM plugin_versions

@@ -334,24 +334,7 @@ fn side(
 
 /// A refund read with [`REFUND_COLUMNS`].
 fn refund_row(r: &Row) -> Result<RefundRecord, DbError> {
-    Ok(RefundRecord {
-        id: r.try_get(0)?,
-        provider: r.try_get(1)?,
-        plugin_version: r.try_get(2)?,
-        plugin_sha256: r.try_get(3)?,
-        external_refund_id: r.try_get(4)?,
-        original_transaction_id: r.try_get(5)?,
-        amount: r.try_get(6)?,
-        currency: r.try_get(7)?,
-        reason: r.try_get(8)?,
-        order_id: r.try_get(9)?,
-        status: status(r.try_get(10)?),
-        provider_refund_id: r.try_get(11)?,
-        provider_status: r.try_get(12)?,
-        failure: r.try_get::<_, Option<&str>>(13)?.map(from_json),
-        created_at: time(r.try_get(14)?),
-        updated_at: time(r.try_get(15)?),
-    })
+    Ok(super::refunds::refund(r)?)
 }
 
 /// A stored word column and its parser.

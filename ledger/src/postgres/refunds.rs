@@ -338,12 +338,7 @@ pub(crate) async fn backlog(pg: &Pg) -> Result<i64, DbError> {
 /// [`crate::Ledger::get`]: the refund and its history read from one snapshot.
 pub(crate) async fn get(pg: &Pg, id: &str) -> Result<Option<RefundDetail>, DbError> {
     let mut client = pg.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = Pg::snapshot(&mut client).await?;
     let Some(refund) = get_refund(&tx, id).await? else {
         return Ok(None);
     };

@@ -9,18 +9,13 @@ use tokio_postgres::{IsolationLevel, Row};
 use super::Pg;
 use crate::db::DbError;
 use crate::stats::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
-use crate::{REFUND_COLUMNS, RefundRecord, from_json, status, time};
+use crate::{REFUND_COLUMNS, status};
 
 /// Refunds by provider, plugin version and status, and per provider the refunds not final and
 /// the oldest of them.
 pub(crate) async fn stats(pg: &Pg) -> Result<LedgerStats, DbError> {
     let mut client = pg.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = Pg::snapshot(&mut client).await?;
     let by_status = tx
         .query(
             &tx.prepare_cached(
@@ -73,12 +68,7 @@ pub(crate) async fn stuck(
     limit: usize,
 ) -> Result<Stuck, DbError> {
     let mut client = pg.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = Pg::snapshot(&mut client).await?;
     let total = count(
         tx.query_one(
             &tx.prepare_cached(
@@ -107,13 +97,13 @@ pub(crate) async fn stuck(
         .await?
         .iter()
         .map(|r| {
-            let refund = refund(r);
-            StuckRefund {
+            let refund = super::refunds::refund(r)?;
+            Ok(StuckRefund {
                 age_ms: now_ms - refund.created_at.timestamp_millis(),
                 refund,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, DbError>>()?;
     tx.commit().await?;
     Ok(Stuck { refunds, total })
 }
@@ -121,28 +111,6 @@ pub(crate) async fn stuck(
 /// A `COUNT(*)`, never negative.
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
-}
-
-/// A refund read with [`REFUND_COLUMNS`], as SQLite's `crate::refund` reads it.
-fn refund(r: &Row) -> RefundRecord {
-    RefundRecord {
-        id: r.get(0),
-        provider: r.get(1),
-        plugin_version: r.get(2),
-        plugin_sha256: r.get(3),
-        external_refund_id: r.get(4),
-        original_transaction_id: r.get(5),
-        amount: r.get(6),
-        currency: r.get(7),
-        reason: r.get(8),
-        order_id: r.get(9),
-        status: status(r.get(10)),
-        provider_refund_id: r.get(11),
-        provider_status: r.get(12),
-        failure: r.get::<_, Option<&str>>(13).map(from_json),
-        created_at: time(r.get(14)),
-        updated_at: time(r.get(15)),
-    }
 }
 
 #[cfg(test)]
