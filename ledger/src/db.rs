@@ -8,34 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-/// Why the database could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// SQLite failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed.
-    #[error("database error: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// No connection could be taken from the PostgreSQL pool.
-    #[error("database unavailable: {0}")]
-    Pool(String),
-    /// The database's address or settings are unusable.
-    #[error("database configuration: {0}")]
-    Config(String),
-    /// A blocking database task was cancelled or panicked.
-    #[error("database task failed: {0}")]
-    Task(String),
-}
-
-impl From<deadpool_postgres::PoolError> for DbError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => DbError::Postgres(e),
-            other => DbError::Pool(other.to_string()),
-        }
-    }
-}
+pub use crate::error::DbError;
 
 /// Schema migrations, applied in order; the database's `user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[

@@ -69,6 +69,7 @@ macro_rules! both_databases {
 }
 
 pub mod db;
+mod error;
 pub mod exchange;
 mod exchanges;
 mod findings;

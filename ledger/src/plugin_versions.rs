@@ -5,6 +5,10 @@
 //! [`remove`]) is announced on [`crate::postgres::REGISTRY_CHANNEL`] (payload: the provider)
 //! when it commits, so that the other hosts reload the provider's versions.
 
+pub mod model;
+
+pub use model::*;
+
 use rusqlite::{OptionalExtension, params};
 
 use crate::db::{Database, DbError};
@@ -33,28 +37,6 @@ pub async fn artifact_key(db: &Database, fresh: [u8; 32]) -> Result<[u8; 32], Db
         })
     })
     .await
-}
-
-/// A version as the ledger keeps it.
-pub struct StoredVersion {
-    /// The plugin's version (from its `describe()`).
-    pub version: String,
-    /// SHA-256 of the component.
-    pub sha256: String,
-    /// The component.
-    pub component: Vec<u8>,
-    /// When it was first loaded (ms).
-    pub loaded_at: i64,
-}
-
-/// What the ledger holds for one provider.
-pub struct StoredProvider {
-    /// Its versions, oldest first.
-    pub versions: Vec<StoredVersion>,
-    /// The active version.
-    pub active: Option<String>,
-    /// SHA-256 of the configured component a start last applied.
-    pub configured: Option<String>,
 }
 
 /// A provider's stored versions, its active one, and the configured component last applied.

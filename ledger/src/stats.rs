@@ -7,64 +7,14 @@
 //! migration 5 in [`crate::db`]; on PostgreSQL, the same statements read one snapshot
 //! (`crate::postgres::stats`).
 
+pub mod model;
+
+pub use model::*;
+
 use rusqlite::params;
-use serde::Serialize;
 
-use super::{Ledger, REFUND_COLUMNS, RefundRecord, Status, refund, status};
+use super::{Ledger, REFUND_COLUMNS, refund, status};
 use crate::db::DbError;
-
-/// How many refunds of one provider and plugin version are in one status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusCount {
-    /// Provider id.
-    pub provider: String,
-    /// Version of the plugin that created the refunds.
-    pub plugin_version: String,
-    /// Their current status.
-    pub status: Status,
-    /// How many.
-    pub count: u64,
-}
-
-/// One provider's refunds that are not final yet (`pending` or `unknown`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
-    /// Provider id.
-    pub provider: String,
-    /// How many refunds of this provider are not final.
-    pub count: u64,
-    /// When the oldest of them was created (ms since the Unix epoch).
-    pub oldest_created_ms: i64,
-}
-
-/// The ledger as `GET /metrics` reports it, read in one go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LedgerStats {
-    /// Refunds by provider, plugin version and status (only combinations that exist).
-    pub by_status: Vec<StatusCount>,
-    /// Per provider with refunds not final, how many and the oldest (providers with none are
-    /// not listed).
-    pub waiting: Vec<Waiting>,
-}
-
-/// A refund not final after longer than asked, with its age.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StuckRefund {
-    /// The refund.
-    #[serde(flatten)]
-    pub refund: RefundRecord,
-    /// Milliseconds since it was created, at the time of the query.
-    pub age_ms: i64,
-}
-
-/// What [`Ledger::stuck`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Stuck {
-    /// The oldest ones first, at most the limit asked for.
-    pub refunds: Vec<StuckRefund>,
-    /// How many refunds match in all (can be more than `refunds.len()`).
-    pub total: u64,
-}
 
 impl Ledger {
     /// Refunds by provider, plugin version and status, and per provider the refunds not final
@@ -155,7 +105,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Failure, NewRow, Report, Source, Stamp};
+    use crate::{Failure, NewRow, Report, Source, Stamp, Status};
 
     fn row(id: &str, provider: &str, version: &str, at_ms: i64) -> NewRow {
         NewRow {

@@ -1,7 +1,7 @@
 //! The redacted log of provider HTTP exchanges ([`crate::exchanges`]) on PostgreSQL.
 
 use super::Pg;
-use crate::db::DbError;
+use crate::error::DbError;
 use crate::exchange::Exchange;
 use crate::{ExchangeRecord, from_json, to_json};
 

@@ -5,10 +5,8 @@
 
 use super::Pg;
 use super::refunds::{apply_report, lock_provider_refund_id};
-use crate::db::DbError;
-use crate::inbox::{InboxEvent, Inboxed, applied_word, held_report};
-
-type Transaction<'a> = deadpool_postgres::Transaction<'a>;
+use crate::error::DbError;
+use crate::inbox::model::{InboxEvent, Inboxed};
 
 /// [`crate::Ledger::receive_webhook`]. An event naming a provider's refund id takes that id's
 /// lock before it looks the refund up: a report that makes the id known on another host either
@@ -157,48 +155,4 @@ pub(crate) async fn find_refund_id(
         )
         .await?;
     Ok(found.map(|row| row.try_get(0)).transpose()?)
-}
-
-/// Applies, oldest first, the unmatched events of `provider` that named `provider_refund_id`,
-/// now that it is known to be `refund_id`'s, inside the caller's transaction (which holds the
-/// refund's row and the id's lock, so no other transaction applies them meanwhile).
-pub(crate) async fn apply_held(
-    tx: &Transaction<'_>,
-    provider: &str,
-    provider_refund_id: &str,
-    refund_id: &str,
-    now_ms: i64,
-) -> Result<(), DbError> {
-    let held = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT event_id, event_type, status FROM webhook_inbox
-                 WHERE provider = $1 AND provider_refund_id = $2 AND result = 'unmatched'
-                 ORDER BY received_at, seq",
-            )
-            .await?,
-            &[&provider, &provider_refund_id],
-        )
-        .await?;
-    for row in held {
-        let (event_id, event_type, status): (&str, &str, &str) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        let (report, stamp) = held_report(provider_refund_id, event_id, event_type, status, now_ms);
-        let applied = apply_report(tx, refund_id, &report, &stamp, None).await?;
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE webhook_inbox SET result = $3, refund_id = $4
-                 WHERE provider = $1 AND event_id = $2",
-            )
-            .await?,
-            &[
-                &provider,
-                &event_id,
-                &applied_word(applied.moved),
-                &refund_id,
-            ],
-        )
-        .await?;
-    }
-    Ok(())
 }

@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use crate::db::DbError;
+use crate::error::DbError;
 
 /// A PostgreSQL connection's settings, as parsed from its URL.
 pub use tokio_postgres::Config as ConnectConfig;

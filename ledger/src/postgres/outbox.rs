@@ -9,12 +9,11 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::Pg;
-use crate::db::DbError;
-use crate::outbox::{
+use crate::error::DbError;
+use crate::outbox::model::{
     Attempt, AttemptRecord, DISCREPANCY_EVENT, DeliveryRecord, DeliveryState, DiscrepancyData,
     DueDelivery, EventBody, EventData, EventPage, EventQuery, EventRecord, Next, new_event_id,
 };
@@ -341,7 +340,7 @@ mod tests {
     use std::collections::HashSet;
     use std::time::Duration;
 
-    use crate::outbox::{Attempt, DueDelivery, Next};
+    use crate::outbox::model::{Attempt, DueDelivery, Next};
     use crate::postgres::PgOptions;
     use crate::{Ledger, Status};
 

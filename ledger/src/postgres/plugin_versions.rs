@@ -9,8 +9,8 @@
 use deadpool_postgres::GenericClient;
 
 use super::{Pg, REGISTRY_CHANNEL};
-use crate::db::DbError;
-use crate::plugin_versions::{StoredProvider, StoredVersion};
+use crate::error::DbError;
+use crate::plugin_versions::model::{StoredProvider, StoredVersion};
 
 /// See [`crate::plugin_versions::artifact_key`].
 pub(crate) async fn artifact_key(pg: &Pg, fresh: [u8; 32]) -> Result<[u8; 32], DbError> {

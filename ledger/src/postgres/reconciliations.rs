@@ -13,13 +13,14 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
 use super::Pg;
-use crate::db::DbError;
-use crate::outbox::DiscrepancyData;
-use crate::reconciliations::{
-    Finding, FindingKind, FindingSide, NewReconciliation, ReconciliationPage, ReconciliationQuery,
-    ReconciliationRecord, RunOutcome, Trigger,
+use crate::error::DbError;
+use crate::findings::{Finding, FindingKind, FindingSide};
+use crate::outbox::model::DiscrepancyData;
+use crate::reconciliations::model::{
+    NewReconciliation, ReconciliationPage, ReconciliationQuery, ReconciliationRecord, RunOutcome,
+    Trigger,
 };
-use crate::{REFUND_COLUMNS, RefundRecord, from_json, status, time};
+use crate::{REFUND_COLUMNS, RefundRecord, time};
 
 const RUN_COLUMNS: &str = "id, provider, range_from, range_to, trigger, started_at, finished_at, \
     outcome, error, provider_refunds, ledger_refunds";

@@ -6,8 +6,8 @@
 //! SQLite's single writer does in memory).
 
 use super::Pg;
-use crate::db::DbError;
-use crate::recordings::{NewRecording, RecordedBy, RecordingRow};
+use crate::error::DbError;
+use crate::recordings::model::{NewRecording, RecordedBy, RecordingRow};
 
 /// See [`crate::recordings::RecordingTable::insert`]: the next operation of its refund, then
 /// the oldest recordings deleted while all of them pass `cap` (never the one just written).

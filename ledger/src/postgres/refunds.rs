@@ -22,7 +22,8 @@ use tokio_postgres::types::ToSql;
 
 use super::Pg;
 use super::outbox;
-use crate::db::DbError;
+use crate::error::DbError;
+use crate::inbox::model::{applied_word, held_report};
 use crate::{
     Applied, Begin, HistoryEntry, ListQuery, NewRow, Outcome, Page, REFUND_COLUMNS, RefundDetail,
     RefundRecord, Report, Source, Stamp, Status, begun, from_json, implied_processed,
@@ -529,7 +530,7 @@ pub(crate) fn apply_report<'a>(
             // (a webhook can beat the answer to the create request) are applied now, in order.
             // The lock on the id (taken above) keeps a webhook naming it from being kept
             // unmatched meanwhile by another host that cannot see the id yet.
-            super::inbox::apply_held(tx, &before.provider, prid, refund_id, stamp.now_ms).await?;
+            apply_held(tx, &before.provider, prid, refund_id, stamp.now_ms).await?;
             // They may have moved it further.
             after = None;
         }
@@ -663,6 +664,51 @@ pub(crate) fn refund(r: &Row) -> Result<RefundRecord, tokio_postgres::Error> {
         created_at: time(r.try_get(14)?),
         updated_at: time(r.try_get(15)?),
     })
+}
+
+/// Applies (a step of applying a report: the webhook inbox's events held for want of the
+/// provider's id), oldest first, the unmatched events of `provider` that named `provider_refund_id`,
+/// now that it is known to be `refund_id`'s, inside the caller's transaction (which holds the
+/// refund's row and the id's lock, so no other transaction applies them meanwhile).
+pub(crate) async fn apply_held(
+    tx: &Transaction<'_>,
+    provider: &str,
+    provider_refund_id: &str,
+    refund_id: &str,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    let held = tx
+        .query(
+            &tx.prepare_cached(
+                "SELECT event_id, event_type, status FROM webhook_inbox
+                 WHERE provider = $1 AND provider_refund_id = $2 AND result = 'unmatched'
+                 ORDER BY received_at, seq",
+            )
+            .await?,
+            &[&provider, &provider_refund_id],
+        )
+        .await?;
+    for row in held {
+        let (event_id, event_type, status): (&str, &str, &str) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (report, stamp) = held_report(provider_refund_id, event_id, event_type, status, now_ms);
+        let applied = apply_report(tx, refund_id, &report, &stamp, None).await?;
+        tx.execute(
+            &tx.prepare_cached(
+                "UPDATE webhook_inbox SET result = $3, refund_id = $4
+                 WHERE provider = $1 AND event_id = $2",
+            )
+            .await?,
+            &[
+                &provider,
+                &event_id,
+                &applied_word(applied.moved),
+                &refund_id,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

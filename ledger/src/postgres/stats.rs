@@ -4,11 +4,9 @@
 //! collation; the two statements of each view read one snapshot, as SQLite's single connection
 //! gives them.
 
-use tokio_postgres::{IsolationLevel, Row};
-
 use super::Pg;
-use crate::db::DbError;
-use crate::stats::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
+use crate::error::DbError;
+use crate::stats::model::{LedgerStats, StatusCount, Stuck, StuckRefund, Waiting};
 use crate::{REFUND_COLUMNS, status};
 
 /// Refunds by provider, plugin version and status, and per provider the refunds not final and
@@ -115,7 +113,7 @@ fn count(n: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::stats::{StatusCount, StuckRefund, Waiting};
+    use crate::stats::model::{StatusCount, StuckRefund, Waiting};
     use crate::{Failure, Ledger, RefundRecord, Status, time};
 
     /// Writes a refund row as the ledger does.

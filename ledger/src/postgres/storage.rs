@@ -11,7 +11,7 @@ use refundry_runtime::caps::storage::over_quota;
 use refundry_runtime::limits::PluginQuotas;
 
 use super::{Pg, STORAGE_CHANNEL};
-use crate::db::DbError;
+use crate::error::DbError;
 
 /// The announcement of a change to `provider`'s `key`.
 pub(crate) fn payload(provider: &str, key: &str) -> String {
