@@ -24,6 +24,7 @@ use crate::bench_service::{
     release_binary, run_once, send_all, send_prepared, start, summarize,
 };
 use crate::build;
+use crate::cpu;
 
 /// What one row of the table measured.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,9 +170,9 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
     let one = summary(&Setup::Postgres(1)).throughput;
     let ceiling = summary(&Setup::Sandbox).throughput;
     println!(
-        "\n| setup | runs | requests | errors | refunds/s | per run | p50 ms | p99 ms | vs 1 PostgreSQL host | of the sandbox's ceiling |"
+        "\n| setup | runs | requests | errors | refunds/s | per run | p50 ms | p99 ms | vs 1 PostgreSQL host | of the sandbox's ceiling | cores busy | CPU ms per refund: hosts / PostgreSQL / sandbox / load generator |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut errors = 0;
     for setup in setups {
         let s = summary(setup);
@@ -186,8 +187,24 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
             _ if ceiling > 0.0 => format!("{:.0}%", 100.0 * s.throughput / ceiling),
             _ => "-".to_owned(),
         };
+        let of_setup: Vec<&Run> = runs
+            .iter()
+            .filter(|(s, _)| s == setup)
+            .map(|(_, r)| r)
+            .collect();
+        let busy = of_setup.iter().map(|r| r.cpu.busy).sum::<f64>() / of_setup.len().max(1) as f64;
+        let per_refund = |kind: &str| {
+            let total: Duration = of_setup
+                .iter()
+                .filter_map(|r| r.cpu.by_kind.get(kind))
+                .sum();
+            total.as_secs_f64() * 1e3 / s.requests.max(1) as f64
+        };
+        let split = ["refundry serve", "postgres", "sandbox", "load generator"]
+            .map(|k| format!("{:.2}", per_refund(k)))
+            .join(" / ");
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {versus} | {share} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {versus} | {share} | {:.0}% | {split} |",
             setup.label(),
             s.runs,
             s.requests,
@@ -197,6 +214,7 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
             s.throughput_max,
             ms(s.p50),
             ms(s.p99),
+            busy * 100.0,
         );
     }
     errors
@@ -270,13 +288,16 @@ async fn ceiling(
             warm.examples.join("; ")
         );
     }
+    let before = cpu::Snapshot::take();
     let sent = send_prepared(&client, &urls, measured, args.concurrency).await;
+    let cpu = before.until(&cpu::Snapshot::take());
     Ok(Run {
         provider: profile.id,
         mode: Mode::Wasm,
         latencies: sent.latencies,
         errors: sent.errors,
         elapsed: sent.elapsed,
+        cpu,
     })
 }
 

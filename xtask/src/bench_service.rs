@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::build;
+use crate::cpu;
 use crate::demo::cli::random_hex;
 use crate::process::{Guard, spawn_announcing};
 
@@ -273,6 +274,8 @@ pub(crate) struct Run {
     pub(crate) errors: usize,
     /// From the first request sent to the last answer read.
     pub(crate) elapsed: Duration,
+    /// Where the CPU went meanwhile.
+    pub(crate) cpu: cpu::Usage,
 }
 
 impl Run {
@@ -587,7 +590,9 @@ pub(crate) async fn run_once(
             warm.examples.join("; ")
         );
     }
+    let before = cpu::Snapshot::take();
     let sent = send_all(&client, &urls, auth.as_deref(), measured, args.concurrency).await;
+    let cpu = before.until(&cpu::Snapshot::take());
     if sent.errors > 0 {
         eprintln!(
             "  {} {mode}: {} error(s), e.g. {}",
@@ -602,6 +607,7 @@ pub(crate) async fn run_once(
         latencies: sent.latencies,
         errors: sent.errors,
         elapsed: sent.elapsed,
+        cpu,
     })
 }
 
@@ -745,6 +751,7 @@ mod tests {
     #[test]
     fn summary_pools_latencies_and_time() {
         let run = |latencies: &[u64], errors, elapsed_ms| Run {
+            cpu: Default::default(),
             provider: "p",
             mode: Mode::Wasm,
             latencies: ms_list(latencies),

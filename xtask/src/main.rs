@@ -25,6 +25,7 @@ mod api_check;
 mod bench_hosts;
 mod bench_service;
 mod build;
+mod cpu;
 mod demo;
 mod fuzz;
 mod layering;
