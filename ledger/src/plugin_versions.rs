@@ -70,6 +70,32 @@ pub async fn stored(db: &Database, provider: &str) -> Result<StoredProvider, DbE
     .await
 }
 
+/// A provider's stored versions (version and hash, by version) and its active one, without the
+/// components: what a host compares its registry with.
+pub async fn summary(db: &Database, provider: &str) -> Result<StoredSummary, DbError> {
+    if let Some(pg) = db.pg() {
+        return crate::postgres::plugin_versions::summary(pg, provider).await;
+    }
+    let provider = provider.to_owned();
+    db.run(move |c| {
+        let versions = c
+            .prepare(
+                "SELECT version, sha256 FROM plugin_versions WHERE provider = ?1 ORDER BY version",
+            )?
+            .query_map([&provider], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let active = c
+            .query_row(
+                "SELECT version FROM plugin_active WHERE provider = ?1",
+                [&provider],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(StoredSummary { versions, active })
+    })
+    .await
+}
+
 /// Keeps a newly loaded version. On PostgreSQL, announced to every host on
 /// [`crate::postgres::REGISTRY_CHANNEL`] when it commits.
 pub async fn insert(db: &Database, provider: &str, version: &StoredVersion) -> Result<(), DbError> {
@@ -228,6 +254,18 @@ mod tests {
             remove(&db, "p", "1.0.0").await.unwrap();
             assert_eq!(names(&stored(&db, "p").await.unwrap()), ["1.0.0-rc", "1.1.0"]);
             assert_eq!(component(&db, "p", "sha-a").await.unwrap(), None);
+            // The summary: the same versions and active one, without the components.
+            assert_eq!(
+                summary(&db, "p").await.unwrap(),
+                StoredSummary {
+                    versions: vec![
+                        ("1.0.0-rc".into(), "sha-r".into()),
+                        ("1.1.0".into(), "sha-b".into())
+                    ],
+                    active: Some("1.1.0".into()),
+                }
+            );
+            assert_eq!(summary(&db, "none").await.unwrap(), StoredSummary::default());
         }
     }
 

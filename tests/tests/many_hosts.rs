@@ -612,3 +612,49 @@ async fn pagoefectivo_authorizes_once_for_all_hosts() {
     assert_eq!(service.pe_refunds().await.len(), 9);
     drop((b, c));
 }
+
+/// The registry's fallback when an announcement is lost: a host compares what the ledger holds
+/// (versions and hashes, no components) with what it has, and a refresh brings it level. In
+/// process: two hosts' `Providers` on one database, no announcement followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_missed_an_announcement_sees_it_is_behind_and_catches_up() {
+    use refundry_runtime::caps::SystemClock;
+    use refundry_service::{Config, Providers, StartOptions};
+
+    let (_cluster, url) = cluster();
+    let sandbox = refundry_tests::MfsSandbox::start(None).await;
+    let toml = format!(
+        "[database]\nurl = {url:?}\n\n{}",
+        refundry_tests::MfsSandbox::provider_toml(&sandbox.creds, &sandbox.base_url())
+    );
+    let config = Config::parse(&toml, "test.toml".as_ref(), "/".as_ref(), |_| None).unwrap();
+    let start = || Providers::start_with(&config, StartOptions::with_clock(Arc::new(SystemClock)));
+    let a = start().await.expect("host a starts");
+    let b = start().await.expect("host b starts");
+    let (ra, rb) = (a.registry(), b.registry());
+    assert!(!rb.is_behind(MFS).await.unwrap());
+
+    let next = std::fs::read(plugin_path("mfs-africa-next")).unwrap();
+    ra.load(Some(MFS), next).await.unwrap();
+    ra.activate(MFS, NEXT).await.unwrap();
+    assert!(rb.is_behind(MFS).await.unwrap(), "b has not heard");
+    assert_eq!(rb.active(MFS).unwrap().version(), "0.2.0");
+    let caught = rb.refresh(MFS).await.unwrap();
+    assert_eq!(caught.added, [NEXT]);
+    assert_eq!(caught.activated.as_deref(), Some(NEXT));
+    assert_eq!(rb.active(MFS).unwrap().version(), NEXT);
+    assert!(!rb.is_behind(MFS).await.unwrap());
+
+    ra.activate(MFS, "0.2.0").await.unwrap();
+    ra.remove(MFS, NEXT).await.unwrap();
+    assert!(rb.is_behind(MFS).await.unwrap());
+    let caught = rb.refresh(MFS).await.unwrap();
+    assert_eq!(caught.removed, [NEXT]);
+    assert_eq!(rb.active(MFS).unwrap().version(), "0.2.0");
+    assert!(!rb.is_behind(MFS).await.unwrap());
+    assert_eq!(
+        rb.refresh(MFS).await.unwrap(),
+        Default::default(),
+        "nothing left to do"
+    );
+}

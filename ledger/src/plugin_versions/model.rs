@@ -21,3 +21,13 @@ pub struct StoredProvider {
     /// SHA-256 of the configured component a start last applied.
     pub configured: Option<String>,
 }
+
+/// What the ledger holds for one provider, without the components: enough to tell whether a
+/// host's registry is behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredSummary {
+    /// (version, SHA-256) of each stored version, by version.
+    pub versions: Vec<(String, String)>,
+    /// The active version.
+    pub active: Option<String>,
+}

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 
 use super::{Pg, REGISTRY_CHANNEL};
 use crate::error::DbError;
-use crate::plugin_versions::model::{StoredProvider, StoredVersion};
+use crate::plugin_versions::model::{StoredProvider, StoredSummary, StoredVersion};
 
 /// See [`crate::plugin_versions::artifact_key`].
 pub(crate) async fn artifact_key(pg: &Pg, fresh: [u8; 32]) -> Result<[u8; 32], DbError> {
@@ -70,6 +70,30 @@ pub(crate) async fn stored(pg: &Pg, provider: &str) -> Result<StoredProvider, Db
         active,
         configured,
     })
+}
+
+/// See [`crate::plugin_versions::summary`]: one snapshot, no components read.
+pub(crate) async fn summary(pg: &Pg, provider: &str) -> Result<StoredSummary, DbError> {
+    let mut client = pg.client().await?;
+    let tx = Pg::snapshot(&mut client).await?;
+    let versions = tx
+        .query(
+            "SELECT version, sha256 FROM plugin_versions
+             WHERE provider = $1 ORDER BY version COLLATE \"C\"",
+            &[&provider],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let active = one(
+        &tx,
+        "SELECT version FROM plugin_active WHERE provider = $1",
+        provider,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StoredSummary { versions, active })
 }
 
 async fn one(c: &impl GenericClient, sql: &str, provider: &str) -> Result<Option<String>, DbError> {

@@ -2,8 +2,8 @@
 //! live in the database, and a change made through any host is announced (`NOTIFY` on
 //! [`REGISTRY_CHANNEL`], sent by the ledger when the change commits). Each host follows the
 //! announcements and brings its own slots in line ([`Registry::refresh`]), compiling new versions
-//! through its own artifact cache. A periodic look at every provider is the fallback for an
-//! announcement lost with a dropped connection.
+//! through its own artifact cache. A periodic look at every provider (versions and hashes only,
+//! no components) is the fallback for an announcement lost with a dropped connection.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -99,6 +99,37 @@ impl Registry {
         }
     }
 
+    /// Whether the ledger holds other versions of `provider`, or another active one, than this
+    /// host has: read without the components, so it is cheap to ask often.
+    pub async fn is_behind(&self, provider: &str) -> Result<bool, RegistryError> {
+        let slot = self.slot(provider)?;
+        if slot.native {
+            return Ok(false);
+        }
+        let stored = store::summary(&self.db, provider).await?;
+        let state = slot.read();
+        let here: Vec<(String, String)> = state
+            .versions
+            .iter()
+            .map(|(version, v)| (version.clone(), v.sha256().to_owned()))
+            .collect();
+        let mut there = stored.versions;
+        there.sort();
+        Ok(here != there || stored.active.as_deref() != Some(state.active.version()))
+    }
+
+    /// The periodic look: [`Registry::refresh`] for each provider this host is behind on.
+    async fn catch_up(&self) {
+        let providers: Vec<String> = self.providers().map(str::to_owned).collect();
+        for provider in providers {
+            match self.is_behind(&provider).await {
+                Ok(true) => self.refresh_logged(&provider).await,
+                Ok(false) => {}
+                Err(e) => tracing::error!(provider, error = %e, "plugin versions not compared"),
+            }
+        }
+    }
+
     async fn refresh_logged(&self, provider: &str) {
         if let Err(e) = self.refresh(provider).await {
             tracing::error!(provider, error = %e, "plugin versions could not be refreshed");
@@ -136,7 +167,7 @@ pub fn spawn(registry: Arc<Registry>, fallback: Duration) -> Option<JoinHandle<(
                         Some(provider) => registry.refresh_logged(&provider).await,
                         None => break,
                     },
-                    _ = tick.tick() => registry.refresh_all().await,
+                    _ = tick.tick() => registry.catch_up().await,
                 }
             }
             tracing::warn!("plugin version announcements lost: listening again");
