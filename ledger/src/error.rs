@@ -6,8 +6,8 @@ pub enum DbError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed.
-    #[error("database error: {0}")]
+    /// PostgreSQL failed (its message and what caused it, e.g. the connection's I/O error).
+    #[error("database error: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be taken from the PostgreSQL pool.
     #[error("database unavailable: {0}")]
@@ -27,4 +27,19 @@ impl From<deadpool_postgres::PoolError> for DbError {
             other => DbError::Pool(other.to_string()),
         }
     }
+}
+
+/// An error's message followed by those of its causes (`a: b: c`).
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -100,7 +100,13 @@ impl Pg {
             config,
             options,
         };
-        pg.migrate().await?;
+        pg.migrate().await.map_err(|e| {
+            DbError::Config(format!(
+                "the database at {} cannot be used: {}",
+                redact_url(url),
+                crate::error::with_causes(&e)
+            ))
+        })?;
         Ok(pg)
     }
 
@@ -356,6 +362,36 @@ mod cluster_tests {
                 .unwrap(),
             "due"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_clear_error_without_its_password() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://app:hunter22@127.0.0.1:{port}/refundry");
+        let err = match crate::db::Database::connect(&url, super::PgOptions::default()).await {
+            Ok(_) => panic!("nothing listens there"),
+            Err(e) => e,
+        };
+        let text = format!("{err} {err:?}");
+        assert!(matches!(err, crate::error::DbError::Config(_)), "{text}");
+        // Where, and why.
+        assert!(
+            text.contains(&format!("app:***@127.0.0.1:{port}/refundry")),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("connection refused"), "{text}");
+        assert!(!text.contains("hunter22"), "{text}");
+        let bad = crate::db::Database::connect("postgres://app:pw@/", super::PgOptions::default());
+        let bad = match bad.await {
+            Ok(_) => panic!("no host"),
+            Err(e) => format!("{e}"),
+        };
+        assert!(!bad.contains(":pw@"), "{bad}");
     }
 
     #[tokio::test]
