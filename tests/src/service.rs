@@ -866,6 +866,45 @@ concurrency = 16
         data(self.mfs.inspect("refunds").await)
     }
 
+    /// The MFS Africa sandbox processes every refund it holds pending, again and again, until
+    /// the ledger holds at least `n` MFS Africa refunds and all of them are final (the service
+    /// learns of each by webhook or janitor); returns them. Panics after `timeout`.
+    pub async fn settle_mfs_until_final(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for refund in self.mfs_refunds().await {
+                if refund["status"] == "pending" {
+                    let url = format!(
+                        "{}/_sandbox/refunds/{}/status",
+                        self.mfs.base_url(),
+                        str_of(&refund["refund_id"])
+                    );
+                    // A 409 only means it moved meanwhile.
+                    let _ = self
+                        .client
+                        .post(url)
+                        .json(&json!({"status": "processed"}))
+                        .send()
+                        .await;
+                }
+            }
+            let ledger = self.list_all(&format!("provider={MFS}"), 500).await;
+            let not_final = ledger
+                .iter()
+                .filter(|r| !matches!(str_of(&r["status"]), "processed" | "failed" | "reversed"))
+                .count();
+            if ledger.len() >= n && not_final == 0 {
+                return ledger;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every refund is final: {} in the ledger, {not_final} not final",
+                ledger.len()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// The PagoEfectivo sandbox's refunds, oldest first.
     pub async fn pe_refunds(&self) -> Vec<Value> {
         data(self.pe.control.get("refunds").await)

@@ -4,11 +4,9 @@
 //! none may refund more than was asked.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use refundry_tests::service::{
-    MFS, Options, ProxyMode, Service, mfs_body, str_of as s, with_original,
-};
+use refundry_tests::service::{Options, ProxyMode, Service, mfs_body, str_of as s, with_original};
 use serde_json::{Value, json};
 
 const N: usize = 200;
@@ -176,38 +174,9 @@ async fn kill_9_mid_flight_loses_nothing_and_refunds_nothing_twice() {
     }
 
     // The provider settles whatever is pending; the janitor (and webhooks) bring the news.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let ledger = loop {
-        for refund in service.mfs_refunds().await {
-            if refund["status"] == "pending" {
-                let url = format!(
-                    "{}/_sandbox/refunds/{}/status",
-                    service.mfs.base_url(),
-                    s(&refund["refund_id"])
-                );
-                // A 409 only means it moved meanwhile.
-                let _ = client
-                    .post(url)
-                    .json(&json!({"status": "processed"}))
-                    .send()
-                    .await;
-            }
-        }
-        let ledger = service.list_all(&format!("provider={MFS}"), 100).await;
-        let not_final = ledger
-            .iter()
-            .filter(|r| !matches!(s(&r["status"]), "processed" | "failed" | "reversed"))
-            .count();
-        if ledger.len() >= N && not_final == 0 {
-            break ledger;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every refund is final: {} in the ledger, {not_final} not final",
-            ledger.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ledger = service
+        .settle_mfs_until_final(N, Duration::from_secs(180))
+        .await;
 
     // At the provider: each key exactly once, with exactly the amount asked.
     let at_sandbox = service.mfs_refunds().await;

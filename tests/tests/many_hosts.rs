@@ -303,38 +303,9 @@ async fn three_hosts_share_3000_refunds_through_a_kill_and_an_activation() {
 
     // The provider settles what is pending; every host's janitor brings the news.
     let token = service.ops_token.clone();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let ledger = loop {
-        for refund in service.mfs_refunds().await {
-            if refund["status"] == "pending" {
-                let url = format!(
-                    "{}/_sandbox/refunds/{}/status",
-                    service.mfs.base_url(),
-                    s(&refund["refund_id"])
-                );
-                // A 409 only means it moved meanwhile.
-                let _ = client
-                    .post(url)
-                    .json(&json!({"status": "processed"}))
-                    .send()
-                    .await;
-            }
-        }
-        let ledger = service.list_all(&format!("provider={MFS}"), 500).await;
-        let not_final = ledger
-            .iter()
-            .filter(|r| !matches!(s(&r["status"]), "processed" | "failed" | "reversed"))
-            .count();
-        if ledger.len() >= N && not_final == 0 {
-            break ledger;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every refund is final: {} in the ledger, {not_final} not final",
-            ledger.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let ledger = service
+        .settle_mfs_until_final(N, Duration::from_secs(300))
+        .await;
     assert_eq!(ledger.len(), N, "0 refunds lost, none made up");
 
     // At the provider: each key exactly once, for exactly the amount asked.
