@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bench_service::{
     AMOUNT_MINOR, AMOUNT_TEXT, Args, Ledger, Mode, PROFILES, Prepared, Profile, Run, ms,
-    release_binary, run_once, send_all, send_prepared, start, summarize,
+    release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
 };
 use crate::build;
 use crate::cpu;
@@ -239,29 +239,11 @@ async fn ceiling(
             .with_context(|| format!("{name} is not in the profile's environment"))
     };
     let (api_key, api_secret) = (var("MFS_AFRICA_API_KEY")?, var("MFS_AFRICA_API_SECRET")?);
-    let (_sandbox, base_url) = start(
-        bin,
-        &["sandbox", profile.id, "--port", "0"],
-        &env,
-        &dir.join("sandbox.log"),
-    )?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(Duration::from_secs(60))
-        .build()?;
     let tag = format!("s{}", round + 1);
     let total = args.warmup + args.requests;
     let txn = |i: usize| format!("{tag}-txn-{i:06}");
-    let seeds: Vec<Value> = (0..total).map(|i| (profile.seed)(&txn(i))).collect();
-    let seed_url = format!("{base_url}/_sandbox/{}", profile.seed_path);
-    let seeded = send_all(&client, &[seed_url], None, &seeds, args.concurrency).await;
-    if seeded.errors > 0 {
-        bail!(
-            "seeding: {} failed, e.g. {}",
-            seeded.errors,
-            seeded.examples.join("; ")
-        );
-    }
+    let (_sandbox, base_url, client) =
+        sandbox_with_payments(bin, &dir, profile, &env, &txn, total, args.concurrency).await?;
     // Signed up front with one timestamp (the sandbox accepts 300 s either way), so the clock
     // measures the sandbox and not the signing.
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

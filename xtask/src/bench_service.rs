@@ -522,32 +522,12 @@ pub(crate) async fn run_once(
     let dir = dir.join(format!("{}-{}-{}-{setup}", round + 1, profile.id, mode));
     std::fs::create_dir_all(&dir)?;
     let env = (profile.env)();
-    let (_sandbox, base_url) = start(
-        bin,
-        &["sandbox", profile.id, "--port", "0"],
-        &env,
-        &dir.join("sandbox.log"),
-    )?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(Duration::from_secs(60))
-        .build()?;
-
     // Ids unique per run: `b<round><w|n>-<i>`, within the providers' 64 characters of [A-Za-z0-9_-].
     let tag = format!("b{}{}", round + 1, &mode.name()[..1]);
     let total = args.warmup + args.requests;
     let txn = |i: usize| format!("{tag}-txn-{i:06}");
-    let seeds: Vec<Value> = (0..total).map(|i| (profile.seed)(&txn(i))).collect();
-    let seed_url = format!("{base_url}/_sandbox/{}", profile.seed_path);
-    let seeded = send_all(&client, &[seed_url], None, &seeds, args.concurrency).await;
-    if seeded.errors > 0 {
-        bail!(
-            "seeding {} original payments: {} failed, e.g. {}",
-            total,
-            seeded.errors,
-            seeded.examples.join("; ")
-        );
-    }
+    let (_sandbox, base_url, client) =
+        sandbox_with_payments(bin, &dir, profile, &env, &txn, total, args.concurrency).await?;
 
     let token = random_hex(24);
     let mut services = Vec::new();
@@ -609,6 +589,42 @@ pub(crate) async fn run_once(
         elapsed: sent.elapsed,
         cpu,
     })
+}
+
+/// A fresh sandbox of `profile`'s provider (logging into `dir`), with one original payment
+/// seeded per refund to come (ids `txn(0..total)`), and a client pooling `concurrency`
+/// connections.
+pub(crate) async fn sandbox_with_payments(
+    bin: &Path,
+    dir: &Path,
+    profile: &Profile,
+    env: &[(&str, String)],
+    txn: &dyn Fn(usize) -> String,
+    total: usize,
+    concurrency: usize,
+) -> Result<(Guard, String, reqwest::Client)> {
+    let (sandbox, base_url) = start(
+        bin,
+        &["sandbox", profile.id, "--port", "0"],
+        env,
+        &dir.join("sandbox.log"),
+    )?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let seeds: Vec<Value> = (0..total).map(|i| (profile.seed)(&txn(i))).collect();
+    let seed_url = format!("{base_url}/_sandbox/{}", profile.seed_path);
+    let seeded = send_all(&client, &[seed_url], None, &seeds, concurrency).await;
+    if seeded.errors > 0 {
+        bail!(
+            "seeding {} original payments: {} failed, e.g. {}",
+            total,
+            seeded.errors,
+            seeded.examples.join("; ")
+        );
+    }
+    Ok((sandbox, base_url, client))
 }
 
 /// What [`send_all`] saw.
