@@ -363,14 +363,6 @@ impl Database {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// Which backend, for logs and metrics: `sqlite` or `postgres`.
-    pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
-    }
-
     /// The payloads announced on `channel` by any host of a shared database
     /// ([`crate::postgres::Pg::listen`]); `None` on SQLite, where this process is the only host.
     pub async fn listen(

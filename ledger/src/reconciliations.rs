@@ -319,7 +319,6 @@ fn word<T>(r: &Row<'_>, idx: usize, parse: fn(&str) -> Option<T>) -> Result<T, r
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Database;
     use crate::{
         Begin, DISCREPANCY_EVENT, EventData, EventQuery, NewRow, Report, Source, Stamp, Status,
     };
@@ -904,14 +903,8 @@ mod tests {
     /// becomes visible after the move's, as their sequence numbers say.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_a_finding_waits_for_its_refunds_move() {
-        let url = tokio::task::spawn_blocking(|| crate::testing::test_database("recon_pg_wait"))
-            .await
-            .unwrap();
-        let connect = || Database::connect(&url, crate::postgres::PgOptions::default());
-        let (l, mover) = (
-            Ledger::new(connect().await.unwrap()),
-            connect().await.unwrap(),
-        );
+        let (l, mover) = crate::testing::pg_hosts("recon_pg_wait").await;
+        let l = Ledger::new(l);
         let r = pg_refund(&l, "p", "a", 1_000, None).await;
         let mut client = mover.pg().unwrap().client().await.unwrap();
         let tx = client.transaction().await.unwrap();

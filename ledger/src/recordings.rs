@@ -217,11 +217,7 @@ mod tests {
     /// recordings one after the other.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_hosts_recording_at_once_keep_the_cap() {
-        let url = tokio::task::spawn_blocking(|| crate::testing::test_database("recordings_hosts"))
-            .await
-            .unwrap();
-        let connect = || Database::connect(&url, crate::postgres::PgOptions::default());
-        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        let (a, b) = crate::testing::pg_hosts("recordings_hosts").await;
         let tables = [
             RecordingTable::new(a.clone(), 1_000),
             RecordingTable::new(b, 1_000),

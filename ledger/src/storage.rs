@@ -375,14 +375,7 @@ mod tests {
 
     /// Two hosts on one PostgreSQL database: `a` and `b`, each with its own pool (and listener).
     async fn two_hosts(label: &str) -> (Database, Database) {
-        let url = tokio::task::spawn_blocking({
-            let label = label.to_owned();
-            move || crate::testing::test_database(&label)
-        })
-        .await
-        .unwrap();
-        let connect = || Database::connect(&url, crate::postgres::PgOptions::default());
-        (connect().await.unwrap(), connect().await.unwrap())
+        crate::testing::pg_hosts(label).await
     }
 
     /// Polls `check` until it holds, failing after 5 s.

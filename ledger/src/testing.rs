@@ -41,13 +41,26 @@ pub async fn pg_ledger(label: &str) -> crate::Ledger {
 
 /// A new database of the test process's private PostgreSQL cluster, connected and migrated.
 pub async fn pg_database(label: &str) -> crate::db::Database {
-    let url = tokio::task::spawn_blocking({
-        let label = label.to_owned();
-        move || test_database(&label)
-    })
-    .await
-    .expect("a test database");
-    crate::db::Database::connect(&url, crate::postgres::PgOptions::default())
+    connect(&test_url(label).await).await
+}
+
+/// Two hosts on one new database of the test process's private PostgreSQL cluster: two
+/// connections of the ledger, each with its own pool (and listeners), as two processes have.
+pub async fn pg_hosts(label: &str) -> (crate::db::Database, crate::db::Database) {
+    let url = test_url(label).await;
+    (connect(&url).await, connect(&url).await)
+}
+
+/// [`test_database`], off the async threads (it runs `createdb`).
+async fn test_url(label: &str) -> String {
+    let label = label.to_owned();
+    tokio::task::spawn_blocking(move || test_database(&label))
+        .await
+        .expect("a test database")
+}
+
+async fn connect(url: &str) -> crate::db::Database {
+    crate::db::Database::connect(url, crate::postgres::PgOptions::default())
         .await
         .expect("the test database connects and migrates")
 }

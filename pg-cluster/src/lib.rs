@@ -113,11 +113,6 @@ impl PgCluster {
         Ok(self.url(name))
     }
 
-    /// The server's log (for a failed test's message).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
     fn command(&self, program: &str) -> Command {
         let path = Path::new(BIN).join(program);
         if self.as_postgres {

@@ -341,21 +341,11 @@ mod tests {
     use std::time::Duration;
 
     use crate::outbox::model::{Attempt, DueDelivery, Next};
-    use crate::postgres::PgOptions;
     use crate::{Ledger, Status};
 
     /// Two hosts (two ledgers with pools of their own) on one new database.
     async fn two_hosts(label: &str) -> (Ledger, Ledger) {
-        let label = label.to_owned();
-        let url = tokio::task::spawn_blocking(move || crate::testing::test_database(&label))
-            .await
-            .unwrap();
-        let host = |name: &str| PgOptions {
-            host: name.into(),
-            ..PgOptions::default()
-        };
-        let a = crate::db::Database::connect(&url, host("a")).await.unwrap();
-        let b = crate::db::Database::connect(&url, host("b")).await.unwrap();
+        let (a, b) = crate::testing::pg_hosts(label).await;
         (Ledger::new(a), Ledger::new(b))
     }
 

@@ -717,17 +717,10 @@ mod tests {
 
     use std::collections::HashSet;
 
-    use crate::db::Database;
-    use crate::postgres::PgOptions;
     use crate::{Begin, InboxEvent, Inboxed, Ledger, NewRow, Report, Source, Stamp, Status};
 
     async fn two_hosts(label: &str) -> (Ledger, Ledger) {
-        let label = label.to_owned();
-        let url = tokio::task::spawn_blocking(move || crate::testing::test_database(&label))
-            .await
-            .unwrap();
-        let a = Database::connect(&url, PgOptions::default()).await.unwrap();
-        let b = Database::connect(&url, PgOptions::default()).await.unwrap();
+        let (a, b) = crate::testing::pg_hosts(label).await;
         (Ledger::new(a), Ledger::new(b))
     }
 
