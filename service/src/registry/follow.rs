@@ -91,14 +91,6 @@ impl Registry {
         Ok(out)
     }
 
-    /// [`Registry::refresh`] for every provider, logging what fails.
-    pub async fn refresh_all(&self) {
-        let providers: Vec<String> = self.providers().map(str::to_owned).collect();
-        for provider in providers {
-            self.refresh_logged(&provider).await;
-        }
-    }
-
     /// Whether the ledger holds other versions of `provider`, or another active one, than this
     /// host has: read without the components, so it is cheap to ask often.
     pub async fn is_behind(&self, provider: &str) -> Result<bool, RegistryError> {
@@ -118,7 +110,8 @@ impl Registry {
         Ok(here != there || stored.active.as_deref() != Some(state.active.version()))
     }
 
-    /// The periodic look: [`Registry::refresh`] for each provider this host is behind on.
+    /// [`Registry::refresh`] for each provider this host is behind on (after listening again,
+    /// and at each periodic look).
     async fn catch_up(&self) {
         let providers: Vec<String> = self.providers().map(str::to_owned).collect();
         for provider in providers {
@@ -148,7 +141,7 @@ pub fn spawn(registry: Arc<Registry>, fallback: Duration) -> Option<JoinHandle<(
         loop {
             let listening = registry.db.listen(REGISTRY_CHANNEL).await;
             // Whatever changed while this host was not listening.
-            registry.refresh_all().await;
+            registry.catch_up().await;
             let mut heard = match listening {
                 Ok(Some(heard)) => heard,
                 Ok(None) => return,
