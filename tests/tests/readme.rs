@@ -6,7 +6,9 @@
 //! `cargo` lines (building the plugins and the binary) are what `cargo xtask test` did before the
 //! tests ran, so they are left out, and the example's `cargo run -p embed-gateway --` is the
 //! binary `cargo xtask test` built; every other line runs verbatim, the example's provider file
-//! is written from the README's own TOML block. The environment has none of
+//! is written from the README's own TOML block. "Loading the plugins from JavaScript" follows on
+//! the same sandbox: its `cargo xtask node-gateway` line is what `cargo xtask test` did too, its
+//! `node` line runs as written, and its JavaScript block runs as the file it says it is. The environment has none of
 //! the service's own variables (`REFUNDRY_GATEWAY_TOKEN`, ...): one-shot commands must not need
 //! them. The sandboxes listen on the README's fixed ports 8701 and 8702.
 
@@ -73,6 +75,11 @@ fn the_readme_walk_runs_as_written() {
     let binary = refundry_binary();
     std::os::unix::fs::symlink(plugins, dir.join("target/plugins")).unwrap();
     std::os::unix::fs::symlink(binary.parent().unwrap(), dir.join("target/debug")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("examples/node-gateway"),
+        dir.join("examples/node-gateway"),
+    )
+    .unwrap();
 
     // The embedding example, on the walk's sandbox, with the walk's variables.
     const EMBED: &str = "Embedding the runtime in a gateway";
@@ -80,10 +87,33 @@ fn the_readme_walk_runs_as_written() {
     let embed = self::block(&readme, EMBED, "sh");
     assert!(embed.starts_with("cargo run -p embed-gateway -- --provider-config mfs-africa.toml "));
     let embed = embed.replacen("cargo run -p embed-gateway --", "embed-gateway", 1);
+
+    // The JavaScript gateway, on the same sandbox and provider file.
+    const JS: &str = "Loading the plugins from JavaScript";
+    let node_block = self::block(&readme, JS, "sh");
+    let (node_build, node): (Vec<&str>, Vec<&str>) =
+        node_block.lines().partition(|l| l.starts_with("cargo "));
+    assert_eq!(
+        node_build
+            .iter()
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        ["cargo xtask node-gateway"],
+        "the JavaScript section's build step is what `cargo xtask test` ran"
+    );
+    let script_js = self::block(&readme, JS, "js");
+    let js_file = script_js
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the JavaScript block names its file on its first line");
     let script = format!(
         "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{}\n\
-         cat > mfs-africa.toml <<'TOML'\n{provider_file}\nTOML\n{embed}\n",
-        walk.join("\n")
+         cat > mfs-africa.toml <<'TOML'\n{provider_file}\nTOML\n{embed}\n{}\n\
+         cat > {js_file} <<'JS'\n{script_js}\nJS\nnode {js_file}\n",
+        walk.join("\n"),
+        node.join("\n"),
     );
     let mut command = Command::new("timeout");
     command.arg("300").arg("bash").arg("-c").arg(&script);
@@ -118,6 +148,13 @@ fn the_readme_walk_runs_as_written() {
         stdout.contains("\"external_refund_id\": \"order-1-r2\""),
         "{stdout}"
     );
+    // The JavaScript gateway made the third, answering in the same JSON, and the README's
+    // script the fourth.
+    assert!(
+        stdout.contains("\"external_refund_id\": \"order-1-r3\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("order-1-r4 pending"), "{stdout}");
     assert!(stdout.contains("mfs-africa"), "{stdout}");
     // The one secret the walk set never shows.
     assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));

@@ -111,3 +111,19 @@ for (const [provider, story] of Object.entries(STORIES)) {
     });
   });
 }
+
+test('a component built for contract 0.1.0 still makes, replays and finds refunds', async () => {
+  const sandbox = await startSandbox('mfs-africa');
+  try {
+    const plugin = await loadPlugin(new URL('../../../tests/fixtures/contract-v0.1.0/mfs-africa.wasm', import.meta.url).pathname, sandbox.config, { log: () => {} });
+    await seed('mfs-africa', sandbox.baseUrl, 'txn_old', '100.00', 'KES');
+    const request = { original_transaction_id: 'txn_old', external_refund_id: 'old-1', amount_minor: 2500, currency: 'KES' };
+    const refund = await plugin.createRefund(request);
+    assert.equal((await plugin.createRefund(request)).provider_refund_id, refund.provider_refund_id);
+    assert.equal((await plugin.getRefund({ external_refund_id: 'old-1' })).provider_refund_id, refund.provider_refund_id);
+    assert.equal((await inspect(sandbox.baseUrl, 'stats')).refunds_created, 1);
+    await plugin.close();
+  } finally {
+    sandbox.stop();
+  }
+});
