@@ -5,9 +5,13 @@
 //!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`), finding the
 //!   plugins by the components their `Cargo.toml` declares; `build-plugins NAME...` builds only
 //!   those.
-//! - `test`: `build-plugins`, the `refundry` binary and the embedding example, then every test in
-//!   the workspace (Debian's `postgresql` is installed first when missing: tests start private
-//!   clusters), then `layering` and `api-check`.
+//! - `test`: `build-plugins`, `node-gateway`, the `refundry` binary and the embedding example,
+//!   then every test in the workspace (Debian's `postgresql` is installed first when missing:
+//!   tests start private clusters), then the JavaScript gateway's tests (`npm test`), then
+//!   `layering` and `api-check`.
+//! - `node-gateway`: `build-plugins`, then readies the JavaScript gateway
+//!   (`examples/node-gateway`, Node.js 20): `npm ci` when its packages are missing or stale, and
+//!   every component transpiled for Node.js.
 //! - `layering`: crate arrows point one way (runtime <- ledger <- service <- api <- cli), the
 //!   runtime pulls in no service crate, and no two files of a crate import each other.
 //! - `api-check`: Schemathesis (pinned, in a venv under `target/api-check/`) against
@@ -54,6 +58,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the plugins, then ready the JavaScript gateway: its npm packages and the components
+    /// transpiled for Node.js (needs Node.js 20).
+    NodeGateway,
     /// Build everything, start the sandbox, and walk real refunds through the host.
     Demo,
     /// Check the architecture: crate arrows one way, a lean runtime, no file circles.
@@ -81,11 +88,17 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             build::ensure_postgres()?;
             build::plugins(&[])?;
+            build::node_gateway()?;
             // The end-to-end tests start `refundry serve` as a child process: build it first.
-            build::host_binary()?;
+            let refundry = build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)?;
+            build::node_tests(&refundry)?;
             layering::run()?;
             api_check::run()
+        }
+        Command::NodeGateway => {
+            build::plugins(&[])?;
+            build::node_gateway()
         }
         Command::Demo => demo::run(),
         Command::Layering => layering::run(),
