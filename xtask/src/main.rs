@@ -23,10 +23,15 @@
 //! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively;
 //!   with `--database postgres --hosts 1,2,3`, 1, 2 and 3 hosts on one PostgreSQL next to one host
 //!   on SQLite and the sandbox's own ceiling.
+//! - `bench-node`: `build-plugins`, `node-gateway` and release builds, then the create-refund call
+//!   timed by the `bench` command of the Rust gateway (`embed-gateway`) and of the JavaScript one
+//!   (`examples/node-gateway`), against one sandbox per provider (`--count`, `--rounds`,
+//!   `--gateway`); a markdown table per provider of p50, mean, p99 and node/rust.
 //! - `fuzz`: the cargo-fuzz targets (nightly), each for a while, from seeds the sandboxes answer.
 
 mod api_check;
 mod bench_hosts;
+mod bench_node;
 mod bench_service;
 mod build;
 mod cpu;
@@ -77,6 +82,9 @@ enum Command {
     /// Send refunds at `refundry serve` (release, sandbox on loopback) with each plugin as wasm
     /// and compiled natively into the host; print throughput, p50/p99 and wasm/native.
     BenchService(bench_service::Args),
+    /// Time refunds in the Rust and the JavaScript gateway (release builds, the same component,
+    /// one sandbox per provider); print p50, mean, p99 and node/rust per provider.
+    BenchNode(bench_node::Args),
     /// Fuzz each plugin's webhook and answer parsing and the REST request parsing (cargo-fuzz,
     /// nightly), seeded from the sandboxes; report executions and crashes per target.
     Fuzz(fuzz::Args),
@@ -111,6 +119,7 @@ fn main() -> Result<()> {
         }
         Command::BenchService(args) if args.database == "postgres" => bench_hosts::run(args),
         Command::BenchService(args) => bench_service::run(args),
+        Command::BenchNode(args) => bench_node::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     }
 }
