@@ -216,6 +216,80 @@ async fn mfs_africa_refunds_and_webhooks_through_a_gateway_that_embeds_the_runti
     );
 }
 
+/// `bench`: one warm-up and `--count` timed refunds against the sandbox, the timings as JSON;
+/// a count of 0 is a usage error.
+#[tokio::test]
+async fn bench_times_refunds_after_one_warm_up() {
+    let sandbox = MfsSandbox::start(None).await;
+    // Room for the warm-up and five refunds of 10.00.
+    sandbox.seed("txn_bench", "60.00", "KES", 1, true).await;
+    let dir = folder("bench");
+    let creds = &sandbox.creds;
+    let settings = format!(
+        "base_url = \"{}\"\napi_key = \"{}\"\n",
+        sandbox.base_url(),
+        creds.api_key
+    );
+    let secrets = format!(
+        "api_secret = \"{}\"\nwebhook_secret = \"{}\"\n",
+        creds.api_secret, creds.webhook_secret
+    );
+    let config = provider_config(&dir, "mfs-africa", &settings, &secrets);
+    let bench = |count: &'static str, prefix: &'static str| {
+        let config = config.clone();
+        async move {
+            let args = [
+                "bench",
+                "--original-transaction-id",
+                "txn_bench",
+                "--amount-minor",
+                "1000",
+                "--currency",
+                "KES",
+                "--count",
+                count,
+                "--external-refund-id-prefix",
+                prefix,
+            ];
+            gateway(&config, &[], &args).await
+        }
+    };
+
+    let run = bench("5", "bench").await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let t = &run.stdout;
+    assert_eq!(t["count"], 5, "{t}");
+    let field = |name: &str| {
+        t[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} is a number: {t}"))
+    };
+    let (min, p50, p99, max, mean) = (
+        field("min_us"),
+        field("p50_us"),
+        field("p99_us"),
+        field("max_us"),
+        field("mean_us"),
+    );
+    assert!(0.0 < min && min <= p50 && p50 <= p99 && p99 <= max, "{t}");
+    assert!(min <= mean && mean <= max, "{t}");
+    // Of five timings, the 99th percentile is the slowest.
+    assert_eq!(p99, max, "{t}");
+    // The warm-up and the five timed refunds, each made once.
+    assert_eq!(sandbox.inspect("stats").await["refunds_created"], 6);
+
+    // The payment is used up: the first refund of another run is refused, and that refusal is
+    // the answer, as `create` gives it.
+    let refused = bench("5", "more").await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert_eq!(refused.stdout["refused"]["kind"], "amount-exceeded");
+    assert_eq!(sandbox.inspect("stats").await["refunds_created"], 6);
+
+    let zero = bench("0", "zero").await;
+    assert_eq!(zero.code, 2, "{zero:?}");
+    assert!(zero.stderr.contains("--count"), "{}", zero.stderr);
+}
+
 /// The MFS Africa webhook signature, from the spec.
 fn mfs_sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};

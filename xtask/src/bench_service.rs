@@ -103,16 +103,16 @@ pub(crate) struct Profile {
     /// Environment shared by the sandbox and the service: (variable, value), random per run.
     pub(crate) env: fn() -> Vec<(&'static str, String)>,
     /// Config keys read from the environment: (key, variable, is secret).
-    keys: &'static [(&'static str, &'static str, bool)],
+    pub(crate) keys: &'static [(&'static str, &'static str, bool)],
     /// Control path that seeds an original payment, and the seed body for a transaction id.
     pub(crate) seed_path: &'static str,
     pub(crate) seed: fn(&str) -> Value,
     pub(crate) currency: &'static str,
     /// Whether the provider needs the merchant's order id.
-    order_id: bool,
+    pub(crate) order_id: bool,
 }
 
-/// Every refund is 10.00 of an original payment of 10.00.
+/// Every refund is 10.00; here, of an original payment of 10.00 (`bench-node` seeds larger ones).
 pub(crate) const AMOUNT_MINOR: i64 = 1000;
 pub(crate) const AMOUNT_TEXT: &str = "10.00";
 

@@ -1,7 +1,10 @@
-//! Building: the wasm target, the plugin components, the host binary.
+//! Building: the wasm target, the plugin components, the host binary, and the JavaScript gateway
+//! (`examples/node-gateway`: its npm packages, the components transpiled for Node.js).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
@@ -309,6 +312,104 @@ pub fn host_binary() -> Result<PathBuf> {
     Ok(target_dir().join("debug").join("refundry"))
 }
 
+/// The JavaScript gateway's package.
+pub fn node_gateway_dir() -> PathBuf {
+    root().join("examples").join("node-gateway")
+}
+
+/// Readies the JavaScript gateway: its npm packages (`npm ci`, when `node_modules` is missing or
+/// older than `package-lock.json`), then every component under [`plugins_dir`] transpiled for
+/// Node.js (`npm run transpile`). Needs Node.js 20 or later (`node` and `npm`) on `PATH`.
+pub fn node_gateway() -> Result<()> {
+    ensure_node()?;
+    let dir = node_gateway_dir();
+    let lock = dir.join("package-lock.json");
+    let locked = modified(&lock).with_context(|| format!("{} is missing", lock.display()))?;
+    // npm writes its own copy of the lock into node_modules on every install: older than the
+    // package's lock, it is from before the lock changed.
+    let installed = modified(&dir.join("node_modules").join(".package-lock.json"));
+    if installed.is_none_or(|installed| installed < locked) {
+        eprintln!("installing the node gateway's npm packages (npm ci)");
+        npm(&["ci", "--no-audit", "--no-fund"], &[])?;
+    }
+    // Absolute: npm runs the script in the package's folder.
+    let plugins = std::path::absolute(plugins_dir())?;
+    npm(
+        &[
+            OsStr::new("run"),
+            OsStr::new("--silent"),
+            OsStr::new("transpile"),
+            OsStr::new("--"),
+            plugins.as_os_str(),
+        ],
+        &[],
+    )
+}
+
+/// The JavaScript gateway's tests (`npm test`), which start `refundry` (the binary at
+/// `refundry`) for its sandboxes and load the components under [`plugins_dir`].
+pub fn node_tests(refundry: &Path) -> Result<()> {
+    ensure_node()?;
+    let refundry = std::path::absolute(refundry)?;
+    let plugins = std::path::absolute(plugins_dir())?;
+    npm(
+        &["test"],
+        &[
+            ("REFUNDRY_BIN", refundry.as_os_str()),
+            ("REFUNDRY_PLUGINS_DIR", plugins.as_os_str()),
+        ],
+    )
+}
+
+/// What the JavaScript gateway needs that cargo does not bring.
+const NODE_NEEDED: &str =
+    "the node gateway (examples/node-gateway) needs Node.js 20 or later, with npm, on PATH";
+
+/// Fails, saying what to install, unless `node` (version 20 or later) and `npm` run.
+fn ensure_node() -> Result<()> {
+    let version = match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        _ => bail!("`node --version` did not run: {NODE_NEEDED}"),
+    };
+    if node_major(&version).is_none_or(|major| major < 20) {
+        bail!("`node --version` says {version:?}: {NODE_NEEDED}");
+    }
+    match Command::new("npm").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => bail!("`npm --version` did not run: {NODE_NEEDED}"),
+    }
+}
+
+/// The major version in `node --version`'s answer (`v20.11.1` is 20).
+fn node_major(version: &str) -> Option<u32> {
+    version.strip_prefix('v')?.split('.').next()?.parse().ok()
+}
+
+/// When `path` was last written; `None` when it is not there.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Runs `npm args` in the JavaScript gateway's folder, with `env` added to the environment.
+fn npm<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Result<()> {
+    let dir = node_gateway_dir();
+    let status = Command::new("npm")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .status()
+        .with_context(|| format!("running npm in {}", dir.display()))?;
+    if !status.success() {
+        let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+        bail!(
+            "npm {} in {} failed ({status})",
+            args.join(" "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +454,13 @@ mod tests {
         ]});
         let err = components_of(&clash).unwrap_err().to_string();
         assert!(err.contains("`x` (a and b)"), "{err}");
+    }
+
+    #[test]
+    fn node_major_version() {
+        assert_eq!(node_major("v20.20.2"), Some(20));
+        assert_eq!(node_major("v18.0.0"), Some(18));
+        assert_eq!(node_major("20.1.0"), None);
+        assert_eq!(node_major(""), None);
     }
 }

@@ -5,9 +5,13 @@
 //!   (plus `<id>-<feature>.wasm` for a feature build, e.g. `mfs-africa-next.wasm`), finding the
 //!   plugins by the components their `Cargo.toml` declares; `build-plugins NAME...` builds only
 //!   those.
-//! - `test`: `build-plugins`, the `refundry` binary and the embedding example, then every test in
-//!   the workspace (Debian's `postgresql` is installed first when missing: tests start private
-//!   clusters), then `layering` and `api-check`.
+//! - `test`: `build-plugins`, `node-gateway`, the `refundry` binary and the embedding example,
+//!   then every test in the workspace (Debian's `postgresql` is installed first when missing:
+//!   tests start private clusters), then the JavaScript gateway's tests (`npm test`), then
+//!   `layering` and `api-check`.
+//! - `node-gateway`: `build-plugins`, then readies the JavaScript gateway
+//!   (`examples/node-gateway`, Node.js 20): `npm ci` when its packages are missing or stale, and
+//!   every component transpiled for Node.js.
 //! - `layering`: crate arrows point one way (runtime <- ledger <- service <- api <- cli), the
 //!   runtime pulls in no service crate, and no two files of a crate import each other.
 //! - `api-check`: Schemathesis (pinned, in a venv under `target/api-check/`) against
@@ -19,10 +23,15 @@
 //! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively;
 //!   with `--database postgres --hosts 1,2,3`, 1, 2 and 3 hosts on one PostgreSQL next to one host
 //!   on SQLite and the sandbox's own ceiling.
+//! - `bench-node`: `build-plugins`, `node-gateway` and release builds, then the create-refund call
+//!   timed by the `bench` command of the Rust gateway (`embed-gateway`) and of the JavaScript one
+//!   (`examples/node-gateway`), against one sandbox per provider (`--count`, `--rounds`,
+//!   `--gateway`); a markdown table per provider of p50, mean, p99 and node/rust.
 //! - `fuzz`: the cargo-fuzz targets (nightly), each for a while, from seeds the sandboxes answer.
 
 mod api_check;
 mod bench_hosts;
+mod bench_node;
 mod bench_service;
 mod build;
 mod cpu;
@@ -54,6 +63,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the plugins, then ready the JavaScript gateway: its npm packages and the components
+    /// transpiled for Node.js (needs Node.js 20).
+    NodeGateway,
     /// Build everything, start the sandbox, and walk real refunds through the host.
     Demo,
     /// Check the architecture: crate arrows one way, a lean runtime, no file circles.
@@ -70,6 +82,9 @@ enum Command {
     /// Send refunds at `refundry serve` (release, sandbox on loopback) with each plugin as wasm
     /// and compiled natively into the host; print throughput, p50/p99 and wasm/native.
     BenchService(bench_service::Args),
+    /// Time refunds in the Rust and the JavaScript gateway (release builds, the same component,
+    /// one sandbox per provider); print p50, mean, p99 and node/rust per provider.
+    BenchNode(bench_node::Args),
     /// Fuzz each plugin's webhook and answer parsing and the REST request parsing (cargo-fuzz,
     /// nightly), seeded from the sandboxes; report executions and crashes per target.
     Fuzz(fuzz::Args),
@@ -81,11 +96,17 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             build::ensure_postgres()?;
             build::plugins(&[])?;
+            build::node_gateway()?;
             // The end-to-end tests start `refundry serve` as a child process: build it first.
-            build::host_binary()?;
+            let refundry = build::host_binary()?;
             build::cargo(&["test", "--workspace"], &args)?;
+            build::node_tests(&refundry)?;
             layering::run()?;
             api_check::run()
+        }
+        Command::NodeGateway => {
+            build::plugins(&[])?;
+            build::node_gateway()
         }
         Command::Demo => demo::run(),
         Command::Layering => layering::run(),
@@ -98,6 +119,7 @@ fn main() -> Result<()> {
         }
         Command::BenchService(args) if args.database == "postgres" => bench_hosts::run(args),
         Command::BenchService(args) => bench_service::run(args),
+        Command::BenchNode(args) => bench_node::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     }
 }

@@ -7,17 +7,29 @@
 //!     --currency C --external-refund-id X [--reason R] [--order-id O]
 //! embed-gateway --provider-config FILE get --external-refund-id X
 //! embed-gateway --provider-config FILE webhook --headers-json FILE --body FILE
+//! embed-gateway --provider-config FILE bench --original-transaction-id T --amount-minor N \
+//!     --currency C --count K --external-refund-id-prefix P [--reason R] [--order-id O]
 //! ```
 //! Exit codes: 0 and the refund (or webhook event; a list for a batch, `{"ignored": ..}` for an
 //! event type the plugin does not handle) as JSON on stdout (in the runtime's
 //! [`refundry_runtime::json`] shape: amounts in minor units, times in ms); 1 and the provider's
 //! refusal (or the webhook's rejection) as JSON; 2 on a usage or configuration error; 3 and the
 //! error as JSON when there is no final answer (retryable, outcome unknown, plugin failure).
+//!
+//! `bench` times the create-refund call, as the JavaScript gateway's `bench` does with the same
+//! arguments, so that the two compare: the plugin loads once (not timed), one untimed warm-up
+//! refund `P-0` is made, then `K` refunds `P-1`..`P-K` of `N` minor units each, one after the
+//! other, each timed from before the call to its answer (a fresh plugin instance, the provider's
+//! round trip, the answer). It prints `{"count", "mean_us", "p50_us", "p99_us", "min_us",
+//! "max_us"}` (microseconds; a percentile is the nearest rank, `sorted[ceil(q*K)-1]`) and exits
+//! 0. The first answer that is not a refund stops it, printed with the exit code `create` would
+//! give it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use refundry_runtime::bindings::storage::StorageError;
@@ -70,6 +82,26 @@ enum Command {
         /// The raw body, as received.
         #[arg(long)]
         body: PathBuf,
+    },
+    /// Times `count` refunds of the same payment, made one after the other, after one warm-up.
+    Bench {
+        #[arg(long)]
+        original_transaction_id: String,
+        /// Each refund's amount, in minor units.
+        #[arg(long)]
+        amount_minor: i64,
+        #[arg(long)]
+        currency: String,
+        /// Timed refunds; at least 1.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        count: u32,
+        /// The refunds' ids are `<prefix>-0` (the warm-up) to `<prefix>-<count>`.
+        #[arg(long)]
+        external_refund_id_prefix: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        order_id: Option<String>,
     },
 }
 
@@ -198,6 +230,68 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
                 Err(e) => (3, json!({ "error": e.to_string() })),
             }
         }
+        Command::Bench {
+            original_transaction_id,
+            amount_minor,
+            currency,
+            count,
+            external_refund_id_prefix,
+            reason,
+            order_id,
+        } => {
+            let request = |i: u32| RefundRequest {
+                original_transaction_id: original_transaction_id.clone(),
+                external_refund_id: format!("{external_refund_id_prefix}-{i}"),
+                amount: Money {
+                    amount_minor,
+                    currency: currency.clone(),
+                },
+                reason: reason.clone(),
+                order_id: order_id.clone(),
+            };
+            bench(&plugin, request, count).await
+        }
+    })
+}
+
+/// Refund 0 untimed, then refunds 1..=`count` each timed; the timings as JSON, or the first
+/// answer that is not a refund as `create` gives it.
+async fn bench(plugin: &Plugin, request: impl Fn(u32) -> RefundRequest, count: u32) -> (u8, Value) {
+    // The warm-up pays for what only the first call does: opening the connection to the
+    // provider, which later calls reuse, and, for a provider with a token (PagoEfectivo), the
+    // authorization, whose token the plugin keeps in this gateway's store.
+    match plugin.create_refund(&request(0)).await {
+        Ok(Ok(_)) => {}
+        answer => return refund_answer(answer),
+    }
+    let mut micros = Vec::with_capacity(count as usize);
+    for i in 1..=count {
+        // Built before the clock starts: only the call is timed.
+        let req = request(i);
+        let started = Instant::now();
+        let answer = plugin.create_refund(&req).await;
+        let elapsed = started.elapsed();
+        match answer {
+            Ok(Ok(_)) => micros.push(elapsed.as_secs_f64() * 1e6),
+            answer => return refund_answer(answer),
+        }
+    }
+    (0, timings(micros))
+}
+
+/// `{"count", "mean_us", "p50_us", "p99_us", "min_us", "max_us"}` of at least one timing, in
+/// microseconds; a percentile is the nearest rank, `sorted[ceil(q*K)-1]`.
+fn timings(mut micros: Vec<f64>) -> Value {
+    micros.sort_by(f64::total_cmp);
+    let k = micros.len();
+    let rank = |q: f64| micros[((q * k as f64).ceil() as usize).clamp(1, k) - 1];
+    json!({
+        "count": k,
+        "mean_us": micros.iter().sum::<f64>() / k as f64,
+        "p50_us": rank(0.5),
+        "p99_us": rank(0.99),
+        "min_us": micros[0],
+        "max_us": micros[k - 1],
     })
 }
 
@@ -282,5 +376,29 @@ fn webhook_error_json(e: &WebhookError) -> Value {
         WebhookError::InvalidSignature => json!({ "reason": "invalid_signature" }),
         WebhookError::StaleTimestamp(s) => json!({ "reason": "stale_timestamp", "skew_s": s }),
         WebhookError::Malformed(m) => json!({ "reason": "malformed", "message": m }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_are_nearest_rank() {
+        let hundred: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let t = timings(hundred);
+        assert_eq!(
+            (&t["count"], &t["p50_us"], &t["p99_us"]),
+            (&json!(100), &json!(50.0), &json!(99.0))
+        );
+        assert_eq!(
+            (&t["min_us"], &t["max_us"], &t["mean_us"]),
+            (&json!(1.0), &json!(100.0), &json!(50.5))
+        );
+        // Five timings: the median is the third, the 99th percentile the largest.
+        let t = timings(vec![5.0, 1.0, 4.0, 2.0, 3.0]);
+        assert_eq!((&t["p50_us"], &t["p99_us"]), (&json!(3.0), &json!(5.0)));
+        let t = timings(vec![7.0]);
+        assert_eq!((&t["p50_us"], &t["p99_us"]), (&json!(7.0), &json!(7.0)));
     }
 }
