@@ -38,7 +38,14 @@ export const DEFAULT_LIMITS = Object.freeze({
   maxResponseBytes: 1 << 20,
   /** The most log lines one operation may write. */
   logMaxLines: 200,
+  /** The most linear memory one plugin instance may have, in bytes. */
+  memoryLimitBytes: 16 << 20,
 });
+
+/** How close to its cap a trapped instance's memory must be for the trap to be called the
+ * cap's: an allocation that did not fit was at most this large (a plugin asks in 1 MiB steps at
+ * most; larger requests are rare and then reported as a plain trap). */
+const MEMORY_SLACK = 2 << 20;
 
 const LEVEL_NAMES = { trace: 'Trace', debug: 'Debug', info: 'Info', warn: 'Warn', error: 'Error' };
 
@@ -173,6 +180,11 @@ export class Plugin {
         throw new PluginFailure(`plugin ${this.provider} ran past its ${result.deadline} ms deadline in ${op}`);
       }
       if ('trap' in result) {
+        // A trap with the memory at its cap is the cap's doing: the allocator found no more room.
+        const cap = this.limits.memoryLimitBytes;
+        if (result.memoryBytes !== undefined && result.memoryBytes + MEMORY_SLACK >= cap) {
+          throw new PluginFailure(`plugin ${this.provider} hit its memory cap of ${cap} bytes in ${op}`);
+        }
         throw new PluginFailure(`plugin ${this.provider} trapped in ${op}: ${sanitizer.message(result.trap)}`);
       }
       if (raw) return { result, sanitizer };

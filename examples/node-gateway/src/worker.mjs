@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { HostCaller } from './hostcall.mjs';
+import { capMemory } from './memory.mjs';
 import { check } from './policy.mjs';
 import { MAX_KEY, MAX_VALUE } from './storage.mjs';
 
@@ -23,14 +24,26 @@ const { entry, dir, config, origin, limits, callPort, counter } = workerData;
 const caller = new HostCaller(callPort, counter);
 const { instantiate } = await import(pathToFileURL(entry).href);
 
+/** The linear memories of the running instance, to say how full they were when it trapped. */
+let memories = [];
+
 /** The core modules are compiled already: instantiating them synchronously spares a trip
  * through the event loop per module. */
-const instantiateCore = (module, imports) => new WebAssembly.Instance(module, imports);
+function instantiateCore(module, imports) {
+  const instance = new WebAssembly.Instance(module, imports);
+  for (const value of Object.values(instance.exports)) {
+    if (value instanceof WebAssembly.Memory) memories.push(value);
+  }
+  return instance;
+}
 
 const modules = new Map();
-/** The component's core modules, compiled once for every instance. */
+/** The component's core modules, their memories capped, compiled once for every instance. */
 function getCoreModule(name) {
-  if (!modules.has(name)) modules.set(name, new WebAssembly.Module(readFileSync(join(dir, name))));
+  if (!modules.has(name)) {
+    const bytes = capMemory(readFileSync(join(dir, name)), limits.memoryLimitBytes, name);
+    modules.set(name, new WebAssembly.Module(bytes));
+  }
   return modules.get(name);
 }
 
@@ -118,6 +131,7 @@ const EXPORTS = {
 /** Runs `op` on a fresh instance: `{ok}`, `{err}` (the contract's error), or `{trap}`. */
 async function run(op, args) {
   current = { op, lines: 0 };
+  memories = [];
   try {
     const instance = await instantiate(getCoreModule, imports, instantiateCore);
     try {
@@ -127,7 +141,8 @@ async function run(op, args) {
       throw e;
     }
   } catch (e) {
-    return { trap: String(e?.message ?? e) };
+    const used = memories.reduce((n, m) => n + m.buffer.byteLength, 0);
+    return { trap: String(e?.message ?? e), memoryBytes: used };
   } finally {
     const dropped = current.lines - limits.logMaxLines;
     if (dropped > 0) {

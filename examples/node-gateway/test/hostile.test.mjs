@@ -114,3 +114,26 @@ test('a component whose describe() traps does not load', async () => {
     return true;
   });
 });
+
+test('a plugin that hoards memory hits its cap; the next operation runs', async () => {
+  const plugin = await hostile({}, { memoryLimitBytes: 8 << 20 });
+  await assert.rejects(plugin.createRefund(request('hog')), (e) => {
+    assert.ok(e instanceof PluginFailure, String(e));
+    assert.equal(e.message, `plugin hostile hit its memory cap of ${8 << 20} bytes in create-refund`);
+    return true;
+  });
+  assert.equal((await plugin.createRefund(request(undefined, 'after-hog'))).provider_refund_id, 'hostile-h-after-hog');
+  await plugin.close();
+});
+
+test('a file that is not a plugin component, or no file, is a configuration error', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { ConfigError } = await import('../src/index.mjs');
+  const dir = mkdtempSync(join(tmpdir(), 'refundry-node-bad-'));
+  writeFileSync(join(dir, 'junk.wasm'), 'not wasm at all');
+  await assert.rejects(loadPlugin(join(dir, 'junk.wasm'), {}), (e) => e instanceof ConfigError && /not a valid WebAssembly component/.test(e.message));
+  await assert.rejects(loadPlugin(join(dir, 'missing.wasm'), {}), (e) => e instanceof ConfigError && /cannot read plugin/.test(e.message));
+  await assert.rejects(loadPlugin(pluginPath('hostile'), { settings: { base_url: 'ftp://x' } }), ConfigError);
+});

@@ -168,3 +168,19 @@ test('a host call that gets no answer gives up at its bound', async () => {
   assert.ok(got.wallMs >= 300 && got.wallMs < 3000, JSON.stringify(got));
   assert.ok(got.cpuMs < got.wallMs / 2, JSON.stringify(got));
 });
+
+test('the memory cap is written into the module: memory.grow stops at it', async () => {
+  const { capMemory } = await import('../src/memory.mjs');
+  // (module (memory (export "m") 1) (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))
+  const wasm = Uint8Array.from([
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 6, 1, 96, 1, 127, 1, 127, 3, 2, 1, 0, 5, 3, 1, 0, 1, 7, 12, 2, 1, 109, 2, 0, 4, 103,
+    114, 111, 119, 0, 0, 10, 8, 1, 6, 0, 32, 0, 64, 0, 11,
+  ]);
+  const free = new WebAssembly.Instance(new WebAssembly.Module(wasm)).exports;
+  assert.equal(free.grow(10), 1);
+  const capped = new WebAssembly.Instance(new WebAssembly.Module(capMemory(wasm, 4 * 65536))).exports;
+  assert.equal(capped.grow(3), 1);
+  assert.equal(capped.grow(1), -1);
+  assert.equal(capped.m.buffer.byteLength, 4 * 65536);
+  assert.throws(() => capMemory(wasm, 0), /needs 65536 bytes of memory at start/);
+});
