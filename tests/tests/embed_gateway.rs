@@ -86,6 +86,22 @@ fn webhook_files(
     ["--headers-json".into(), s(h), "--body".into(), s(b)]
 }
 
+/// The `[settings]` and `[secrets]` lines of the MFS Africa sandbox's provider file, its secrets
+/// written in.
+fn mfs_tables(sandbox: &MfsSandbox) -> (String, String) {
+    let creds = &sandbox.creds;
+    let settings = format!(
+        "base_url = \"{}\"\napi_key = \"{}\"\n",
+        sandbox.base_url(),
+        creds.api_key
+    );
+    let secrets = format!(
+        "api_secret = \"{}\"\nwebhook_secret = \"{}\"\n",
+        creds.api_secret, creds.webhook_secret
+    );
+    (settings, secrets)
+}
+
 fn create_args<'a>(txn: &'a str, amount: &'a str, currency: &'a str, id: &'a str) -> Vec<&'a str> {
     vec![
         "create",
@@ -224,16 +240,7 @@ async fn bench_times_refunds_after_one_warm_up() {
     // Room for the warm-up and five refunds of 10.00.
     sandbox.seed("txn_bench", "60.00", "KES", 1, true).await;
     let dir = folder("bench");
-    let creds = &sandbox.creds;
-    let settings = format!(
-        "base_url = \"{}\"\napi_key = \"{}\"\n",
-        sandbox.base_url(),
-        creds.api_key
-    );
-    let secrets = format!(
-        "api_secret = \"{}\"\nwebhook_secret = \"{}\"\n",
-        creds.api_secret, creds.webhook_secret
-    );
+    let (settings, secrets) = mfs_tables(&sandbox);
     let config = provider_config(&dir, "mfs-africa", &settings, &secrets);
     let bench = |count: &'static str, prefix: &'static str| {
         let config = config.clone();
@@ -307,16 +314,7 @@ async fn a_component_built_for_contract_0_1_0_still_runs_in_the_gateway() {
     let sandbox = MfsSandbox::start(None).await;
     sandbox.seed("txn_old", "100.00", "KES", 1, true).await;
     let dir = folder("mfs-v0.1.0");
-    let creds = &sandbox.creds;
-    let settings = format!(
-        "base_url = \"{}\"\napi_key = \"{}\"\n",
-        sandbox.base_url(),
-        creds.api_key
-    );
-    let secrets = format!(
-        "api_secret = \"{}\"\nwebhook_secret = \"{}\"\n",
-        creds.api_secret, creds.webhook_secret
-    );
+    let (settings, secrets) = mfs_tables(&sandbox);
     let config = provider_config_of(
         &dir,
         &released_contract_component("0.1.0", "mfs-africa"),

@@ -52,22 +52,46 @@ struct Cli {
     command: Command,
 }
 
+/// What every refund asked for on the command line carries, but its id.
+#[derive(clap::Args)]
+struct RefundArgs {
+    #[arg(long)]
+    original_transaction_id: String,
+    /// The amount, in minor units.
+    #[arg(long)]
+    amount_minor: i64,
+    #[arg(long)]
+    currency: String,
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    order_id: Option<String>,
+}
+
+impl RefundArgs {
+    /// The refund with the gateway's id `external_refund_id`.
+    fn request(&self, external_refund_id: String) -> RefundRequest {
+        RefundRequest {
+            original_transaction_id: self.original_transaction_id.clone(),
+            external_refund_id,
+            amount: Money {
+                amount_minor: self.amount_minor,
+                currency: self.currency.clone(),
+            },
+            reason: self.reason.clone(),
+            order_id: self.order_id.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Asks the provider to refund.
     Create {
-        #[arg(long)]
-        original_transaction_id: String,
-        #[arg(long)]
-        amount_minor: i64,
-        #[arg(long)]
-        currency: String,
+        #[command(flatten)]
+        refund: RefundArgs,
         #[arg(long)]
         external_refund_id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long)]
-        order_id: Option<String>,
     },
     /// Looks a refund up by the gateway's id for it.
     Get {
@@ -85,23 +109,14 @@ enum Command {
     },
     /// Times `count` refunds of the same payment, made one after the other, after one warm-up.
     Bench {
-        #[arg(long)]
-        original_transaction_id: String,
-        /// Each refund's amount, in minor units.
-        #[arg(long)]
-        amount_minor: i64,
-        #[arg(long)]
-        currency: String,
+        #[command(flatten)]
+        refund: RefundArgs,
         /// Timed refunds; at least 1.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         count: u32,
         /// The refunds' ids are `<prefix>-0` (the warm-up) to `<prefix>-<count>`.
         #[arg(long)]
         external_refund_id_prefix: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[arg(long)]
-        order_id: Option<String>,
     },
 }
 
@@ -179,25 +194,13 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
     let plugin = load(&cli.provider_config).await?;
     Ok(match cli.command {
         Command::Create {
-            original_transaction_id,
-            amount_minor,
-            currency,
+            refund,
             external_refund_id,
-            reason,
-            order_id,
-        } => {
-            let req = RefundRequest {
-                original_transaction_id,
-                external_refund_id,
-                amount: Money {
-                    amount_minor,
-                    currency,
-                },
-                reason,
-                order_id,
-            };
-            refund_answer(plugin.create_refund(&req).await)
-        }
+        } => refund_answer(
+            plugin
+                .create_refund(&refund.request(external_refund_id))
+                .await,
+        ),
         Command::Get { external_refund_id } => {
             let lookup = RefundLookup::ExternalRefundId(external_refund_id);
             refund_answer(plugin.get_refund(&lookup, None).await)
@@ -231,24 +234,11 @@ async fn run(cli: Cli) -> Result<(u8, Value), Usage> {
             }
         }
         Command::Bench {
-            original_transaction_id,
-            amount_minor,
-            currency,
+            refund,
             count,
             external_refund_id_prefix,
-            reason,
-            order_id,
         } => {
-            let request = |i: u32| RefundRequest {
-                original_transaction_id: original_transaction_id.clone(),
-                external_refund_id: format!("{external_refund_id_prefix}-{i}"),
-                amount: Money {
-                    amount_minor,
-                    currency: currency.clone(),
-                },
-                reason: reason.clone(),
-                order_id: order_id.clone(),
-            };
+            let request = |i: u32| refund.request(format!("{external_refund_id_prefix}-{i}"));
             bench(&plugin, request, count).await
         }
     })
