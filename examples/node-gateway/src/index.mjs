@@ -75,9 +75,9 @@ export async function loadPlugin(file, providerConfig = {}, options = {}) {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const store = options.storage ?? new MemoryStore({ ...DEFAULT_QUOTAS, ...options.quotas });
   const plugin = new Plugin(component, config, origin, limits, store, options.log ?? stderrLog, file);
-  const info = await plugin.run('describe', [], (v, s) => wire.providerInfo(v, s));
-  plugin.provider = info.id;
-  plugin.info = info;
+  const { result, sanitizer } = await plugin.call('describe', []);
+  plugin.info = wire.providerInfo(result.ok, sanitizer);
+  plugin.provider = plugin.info.id;
   return plugin;
 }
 
@@ -133,14 +133,14 @@ export class Plugin {
    * `{refunds, next_cursor}`. */
   async listRefunds(range, cursor) {
     if (cursor !== undefined && cursor !== null && typeof cursor !== 'string') throw new ConfigError('cursor must be a string');
-    const answer = await this.run('list-refunds', [wire.timeRange(range), cursor ?? undefined], (v, s) => v, true);
+    const answer = await this.call('list-refunds', [wire.timeRange(range), cursor ?? undefined]);
     return this.#answer(answer, wire.page, wire.refundError, RefundError);
   }
 
   /** Verifies and parses a webhook delivery: `{events: [...]}` or `{ignored: "why"}`; throws
    * WebhookRejected for one that is not genuine. */
   async parseWebhook(delivery) {
-    const answer = await this.run('parse-webhook', [wire.webhookRequest(delivery)], (v) => v, true);
+    const answer = await this.call('parse-webhook', [wire.webhookRequest(delivery)]);
     return this.#answer(
       answer,
       (v, s) => (v.tag === 'events' ? { events: v.val.map((e) => wire.webhookEvent(e, s)) } : { ignored: s.message(v.val) }),
@@ -155,8 +155,7 @@ export class Plugin {
   }
 
   async #refund(op, args) {
-    const answer = await this.run(op, args, (v) => v, true);
-    return this.#answer(answer, wire.refund, wire.refundError, RefundError);
+    return this.#answer(await this.call(op, args), wire.refund, wire.refundError, RefundError);
   }
 
   /** An operation's answer as JSON, cleaned: the refund (or page, or events), or the error. */
@@ -165,9 +164,11 @@ export class Plugin {
     throw new ErrorClass(error(result.err, sanitizer));
   }
 
-  /** Runs `op` on the plugin's thread; `ok` makes the answer JSON (`raw`: the answer and its
-   * sanitizer are returned instead). A trap or a deadline is a PluginFailure. */
-  async run(op, args, ok, raw = false) {
+  /** Runs the contract operation `op` (`describe`, `create-refund`, ...) on the plugin's thread,
+   * after the operations before it: `{result, sanitizer}`, the answer as contract values
+   * (`{ok}`, or `{err}` for an operation that has an error type) and what makes it JSON. A
+   * trap, the memory cap or the deadline is a PluginFailure. The methods above are the API. */
+  async call(op, args) {
     const turn = this.#queue.then(async () => {
       this.#issued = [];
       const result = await this.#thread.run(op, args);
@@ -187,9 +188,7 @@ export class Plugin {
         }
         throw new PluginFailure(`plugin ${this.provider} trapped in ${op}: ${sanitizer.message(result.trap)}`);
       }
-      if (raw) return { result, sanitizer };
-      if ('err' in result) throw new PluginFailure(`plugin ${this.provider} answered ${op} with an error`);
-      return ok(result.ok, sanitizer);
+      return { result, sanitizer };
     });
     this.#queue = turn.catch(() => {});
     return turn;
