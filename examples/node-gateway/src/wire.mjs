@@ -53,13 +53,22 @@ export class Sanitizer {
 
 const number = (v) => (v === undefined ? null : Number(v));
 
+/** An amount as a JS number, which holds integers exactly only up to 2^53: past that the
+ * answer is refused rather than rounded (money is never shown other than it is). */
+function amount(v, s) {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw new PluginFailure(`plugin ${s.provider} answered ${s.op} with amount_minor ${v}, beyond the integers JavaScript holds exactly`);
+  }
+  return Number(v);
+}
+
 /** A refund, as JSON. */
 export function refund(r, s) {
   return {
     provider_refund_id: s.id('provider_refund_id', r.providerRefundId),
     external_refund_id: s.id('external_refund_id', r.externalRefundId),
     original_transaction_id: s.id('original_transaction_id', r.originalTransactionId),
-    amount_minor: Number(r.amount.amountMinor),
+    amount_minor: amount(r.amount.amountMinor, s),
     currency: s.id('currency', r.amount.currency),
     status: r.status,
     provider_status: s.id('provider_status', r.providerStatus),

@@ -80,6 +80,9 @@ test('answers lose secrets, ids over the cap fail, long messages are cut', () =>
   assert.equal(json.external_refund_id, null);
   assert.equal(json.created_at, null);
   assert.throws(() => refund({ ...base, providerRefundId: 'x'.repeat(MAX_ID + 1) }, s), PluginFailure);
+  // An amount a JS number cannot hold exactly is refused, never rounded.
+  assert.equal(refund({ ...base, amount: { amountMinor: 2n ** 53n - 1n, currency: 'KES' } }, s).amount_minor, 2 ** 53 - 1);
+  assert.throws(() => refund({ ...base, amount: { amountMinor: 2n ** 53n + 1n, currency: 'KES' } }, s), /beyond the integers JavaScript holds exactly/);
   const long = refund({ ...base, failureReason: 'é'.repeat(MAX_MESSAGE) }, s).failure_reason;
   assert.ok(Buffer.byteLength(long) <= MAX_MESSAGE && long.endsWith(TRUNCATED), long.length);
   assert.ok(!long.includes('\uFFFD'));
