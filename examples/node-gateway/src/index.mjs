@@ -228,6 +228,11 @@ export class Plugin {
   }
 }
 
+/** How long a plugin's thread may take to load the component's code. */
+const STARTUP_MS = 60_000;
+/** The `seq` of a thread's start, which no operation has. */
+const STARTING = 0;
+
 /** The worker thread a plugin runs on, started on first use and again after a deadline. */
 class PluginThread {
   #spec;
@@ -245,6 +250,9 @@ class PluginThread {
     this.#onLog = onLog;
   }
 
+  /** Starts the thread and waits until it has loaded the component's code: `{ready}` or
+   * `{trap}`. Loading and compiling are not part of any operation's deadline (nor are they in
+   * the Rust runtime, which compiles when a plugin is loaded). */
   #start() {
     const { port1, port2 } = new MessageChannel();
     const counter = new SharedArrayBuffer(4);
@@ -255,6 +263,7 @@ class PluginThread {
     });
     worker.on('message', (msg) => {
       if (msg.type === 'log') this.#onLog(msg);
+      else if (msg.type === 'ready' && this.#pending?.seq === STARTING) this.#settle({ ready: true });
       else if (msg.type === 'done' && this.#pending?.seq === msg.seq) this.#settle(msg.result);
     });
     // A thread stopped at a deadline is no longer this.#worker: its end concerns no operation.
@@ -270,6 +279,13 @@ class PluginThread {
     worker.unref();
     this.#worker = worker;
     this.#port = port2;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#settle({ trap: `the plugin's thread did not start within ${STARTUP_MS} ms` });
+        this.#stop();
+      }, STARTUP_MS);
+      this.#pending = { seq: STARTING, resolve, timer };
+    });
   }
 
   #settle(result) {
@@ -281,8 +297,11 @@ class PluginThread {
   }
 
   /** Runs one operation: `{ok}`, `{err}`, `{trap}` or `{deadline}`. */
-  run(op, args) {
-    if (this.#worker === null) this.#start();
+  async run(op, args) {
+    if (this.#worker === null) {
+      const started = await this.#start();
+      if (!started.ready) return started;
+    }
     return new Promise((resolve) => {
       const seq = ++this.#seq;
       const deadline = this.#spec.limits.deadlineMs;

@@ -3,7 +3,7 @@
 // gateway's thread (see hostcall.mjs), the others are answered here.
 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -151,6 +151,10 @@ async function run(op, args) {
     }
   }
 }
+
+// Every core module compiled before the first operation, whose deadline it is not part of.
+for (const name of readdirSync(dir).filter((n) => n.endsWith('.wasm'))) getCoreModule(name);
+parentPort.postMessage({ type: 'ready' });
 
 parentPort.on('message', async ({ seq, op, args }) => {
   parentPort.postMessage({ type: 'done', seq, result: await run(op, args) });
