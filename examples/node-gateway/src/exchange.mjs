@@ -14,9 +14,6 @@ const agents = {
 
 const err = (tag, val) => ({ tag: 'err', val: val === undefined ? { tag } : { tag, val } });
 
-/** Error codes meaning no connection was made, so nothing was sent. */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
-
 /**
  * Sends `req` (already checked by the policy; `url` is its parsed URL) once. Resolves to the
  * contract's `result<response, http-error>`: `{tag: 'ok', val: {status, headers, body}}` or
@@ -27,6 +24,7 @@ export function exchange(req, url, { timeoutMs, maxResponseBytes }) {
   return new Promise((resolve) => {
     let settled = false;
     let connected = false;
+    let timer;
     const finish = (result) => {
       if (settled) return;
       settled = true;
@@ -45,23 +43,19 @@ export function exchange(req, url, { timeoutMs, maxResponseBytes }) {
       finish(err('invalid-request', e.message));
       return;
     }
-    const timer = setTimeout(() => {
+    timer = setTimeout(() => {
       finish(err('timeout'));
       request.destroy();
     }, timeoutMs);
+    // The request is written once the connection is up (after the TLS handshake for https): a
+    // failure before that (DNS, refused, unreachable, handshake) sent nothing.
+    const ready = url.protocol === 'https:' ? 'secureConnect' : 'connect';
     request.on('socket', (socket) => {
       // A socket from the pool is connected already.
       if (!socket.connecting) connected = true;
-      else socket.once('connect', () => (connected = true));
+      else socket.once(ready, () => (connected = true));
     });
-    request.on('error', (e) => {
-      const code = e.code ?? '';
-      if (!connected && (CONNECT_CODES.has(code) || code === 'ECONNRESET' || code === 'ETIMEDOUT')) {
-        finish(err('connect-failed', describe(e)));
-      } else {
-        finish(err('transport', describe(e)));
-      }
-    });
+    request.on('error', (e) => finish(err(connected ? 'transport' : 'connect-failed', describe(e))));
     request.on('response', (response) => {
       const declared = Number(response.headers['content-length']);
       if (Number.isFinite(declared) && declared > maxResponseBytes) {

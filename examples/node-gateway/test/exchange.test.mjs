@@ -87,3 +87,10 @@ test('nobody listening is a connect failure; a reset after sending is a transpor
   assert.equal(cut.val.tag, 'transport', JSON.stringify(cut));
   reset.close();
 });
+
+test('a request node:http refuses to build is invalid, answered and not thrown', async () => {
+  // The policy refuses such a header first; the exchange still answers in the contract's terms.
+  const url = new URL('http://127.0.0.1:9/');
+  const answer = await exchange(request(url, [['bad name', 'x']]), url, LIMITS);
+  assert.equal(answer.val.tag, 'invalid-request', JSON.stringify(answer));
+});
