@@ -52,12 +52,7 @@ pub(crate) async fn stored(pg: &Pg, provider: &str) -> Result<StoredProvider, Db
             })
         })
         .collect::<Result<Vec<_>, DbError>>()?;
-    let active = one(
-        &tx,
-        "SELECT version FROM plugin_active WHERE provider = $1",
-        provider,
-    )
-    .await?;
+    let active = active(&tx, provider).await?;
     let configured = one(
         &tx,
         "SELECT sha256 FROM plugin_configured WHERE provider = $1",
@@ -86,14 +81,19 @@ pub(crate) async fn summary(pg: &Pg, provider: &str) -> Result<StoredSummary, Db
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<Vec<_>, DbError>>()?;
-    let active = one(
-        &tx,
+    let active = active(&tx, provider).await?;
+    tx.commit().await?;
+    Ok(StoredSummary { versions, active })
+}
+
+/// The provider's active version, if one is set.
+async fn active(c: &impl GenericClient, provider: &str) -> Result<Option<String>, DbError> {
+    one(
+        c,
         "SELECT version FROM plugin_active WHERE provider = $1",
         provider,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(StoredSummary { versions, active })
+    .await
 }
 
 async fn one(c: &impl GenericClient, sql: &str, provider: &str) -> Result<Option<String>, DbError> {
