@@ -61,7 +61,7 @@ export function stderrLog({ provider, op, level, text }) {
  *   the environment now. `settings.base_url` is the only origin the plugin may reach (without
  *   it, no network at all).
  * - `options`: `{limits}` (see DEFAULT_LIMITS), `storage` (`get`/`set`/`delete`, may be async;
- *   default a MemoryStore), `log` (a function of `{provider, op, level, text}`; default stderr),
+ *   default a MemoryStore with `quotas`, `{maxKeys, maxBytes}`, default DEFAULT_QUOTAS), `log` (a function of `{provider, op, level, text}`; default stderr),
  *   `env` (default `process.env`).
  *
  * Throws ConfigError for an unusable configuration or component, PluginFailure when the plugin

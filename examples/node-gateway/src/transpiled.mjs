@@ -40,7 +40,7 @@ export async function transpiled(file) {
 
 /** Transpiles the component `bytes` (read from `file`) into `dir`, checking it is a plugin of a
  * contract version this gateway implements. */
-export async function transpileInto(bytes, dir, file) {
+async function transpileInto(bytes, dir, file) {
   let jco;
   try {
     jco = await import('@bytecodealliance/jco');
