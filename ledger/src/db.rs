@@ -4,11 +4,12 @@
 //! and calls the ledger's functions, which run the backend's own SQL.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
 pub use crate::error::DbError;
+use crate::writer::Writer;
 
 /// Schema migrations, applied in order; the database's `user_version` says how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -312,8 +313,8 @@ impl Synchronous {
     }
 }
 
-/// The ledger's database: a shared SQLite connection (the ledger crate runs each statement on
-/// tokio's blocking pool), or a pool of PostgreSQL connections.
+/// The ledger's database: one SQLite connection owned by the writer thread ([`crate::writer`],
+/// group commit), or a pool of PostgreSQL connections.
 #[derive(Clone)]
 pub struct Database {
     backend: Backend,
@@ -321,7 +322,7 @@ pub struct Database {
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite(Arc<Mutex<Connection>>),
+    Sqlite(Writer),
     Postgres(Arc<crate::postgres::Pg>),
 }
 
@@ -344,7 +345,7 @@ impl Database {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn)?;
         Ok(Self {
-            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
+            backend: Backend::Sqlite(Writer::start(conn)?),
         })
     }
 
@@ -383,28 +384,34 @@ impl Database {
         }
     }
 
-    /// Runs `f` with the SQLite connection on the blocking pool. Every caller has taken the
-    /// PostgreSQL branch first (see [`Database::pg`]).
+    /// Runs `f` alone with the SQLite connection, on the writer thread: it opens its own
+    /// transaction when it needs one. Every caller has taken the PostgreSQL branch first (see
+    /// [`Database::pg`]).
     pub(crate) async fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
-        let Backend::Sqlite(conn) = &self.backend else {
-            return Err(DbError::Task(
-                "a SQLite statement was sent to the PostgreSQL ledger".into(),
-            ));
-        };
-        let conn = conn.clone();
-        tokio::task::spawn_blocking(move || f(&lock(&conn)).map_err(DbError::from))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
+        self.sqlite()?.run(f).await
     }
-}
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic while holding the lock leaves the connection usable: SQLite rolls back any open
-    // transaction itself, so the poison flag carries no information here.
-    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs the writes `f` makes as one atomic unit, committed with the other writes waiting
+    /// at the same time (group commit, [`crate::writer`]); answers once they are durable. `f`
+    /// must not begin or commit a transaction itself.
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<R, DbError> {
+        self.sqlite()?.write(f).await
+    }
+
+    fn sqlite(&self) -> Result<&Writer, DbError> {
+        match &self.backend {
+            Backend::Sqlite(writer) => Ok(writer),
+            Backend::Postgres(_) => Err(DbError::Task(
+                "a SQLite statement was sent to the PostgreSQL ledger".into(),
+            )),
+        }
+    }
 }
 
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
@@ -458,17 +465,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sync.db");
         // SQLite's numbers: 1 NORMAL, 2 FULL.
-        let sync = |db: &Database| {
-            let Backend::Sqlite(conn) = &db.backend else {
-                unreachable!()
-            };
-            let c = lock(conn);
-            c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))
+        let sync = async |db: &Database| {
+            db.run(|c| c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)))
+                .await
                 .unwrap()
         };
-        assert_eq!(sync(&Database::open(Some(&path)).unwrap()), 2);
+        assert_eq!(sync(&Database::open(Some(&path)).unwrap()).await, 2);
         let normal = Database::open_with(Some(&path), Synchronous::Normal).unwrap();
-        assert_eq!(sync(&normal), 1);
+        assert_eq!(sync(&normal).await, 1);
         drop(normal);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -30,10 +30,9 @@ impl Ledger {
             operation.to_owned(),
         );
         self.db
-            .run(move |c| {
-                let tx = c.unchecked_transaction()?;
+            .write(move |c| {
                 {
-                    let mut stmt = tx.prepare_cached(
+                    let mut stmt = c.prepare_cached(
                         "INSERT INTO http_exchanges (refund_id, provider, operation, method, url,
                             request_headers, request_body, status, response_headers,
                             response_body, error, latency_ms, sent_at)
@@ -57,7 +56,7 @@ impl Ledger {
                         ])?;
                     }
                 }
-                tx.commit()
+                Ok(())
             })
             .await
     }

@@ -84,6 +84,7 @@ mod stats;
 pub mod storage;
 pub mod testing;
 mod types;
+mod writer;
 
 pub use inbox::{InboxEvent, Inboxed};
 pub use outbox::{
@@ -230,9 +231,8 @@ impl Ledger {
             return crate::postgres::refunds::begin(pg, row, refusal).await;
         }
         self.db
-            .run(move |c| {
-                let tx = c.unchecked_transaction()?;
-                let found: Option<(String, String)> = tx
+            .write(move |c| {
+                let found: Option<(String, String)> = c
                     .query_row(
                         "SELECT refund_id, fingerprint FROM idempotency_keys
                          WHERE provider = ?1 AND external_refund_id = ?2",
@@ -244,8 +244,8 @@ impl Ledger {
                     if fingerprint != row.fingerprint {
                         return Ok(Begin::Conflict(refund_id));
                     }
-                    let refund = get_refund(&tx, &refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                    let outcome: Option<String> = tx.query_row(
+                    let refund = get_refund(c, &refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    let outcome: Option<String> = c.query_row(
                         "SELECT outcome FROM refunds WHERE id = ?1",
                         [&refund_id],
                         |r| r.get(0),
@@ -256,7 +256,7 @@ impl Ledger {
                     Some(original) => {
                         // Summed here with checked additions, not by SQLite's SUM (which
                         // fails on overflow): a total past i64 is past any original too.
-                        let taken = tx
+                        let taken = c
                             .prepare_cached(
                                 "SELECT amount FROM refunds
                                  WHERE provider = ?1 AND original_transaction_id = ?2
@@ -278,7 +278,7 @@ impl Ledger {
                     None => (Status::Unknown, None, Some(row.first_check_ms)),
                 };
                 let failure = refusal.as_ref().map(to_json);
-                tx.execute(
+                c.execute(
                     "INSERT INTO refunds (id, provider, plugin_version, plugin_sha256,
                         external_refund_id, original_transaction_id, amount, currency, reason,
                         order_id, status, failure, outcome, fingerprint, checks, next_check_at,
@@ -291,16 +291,15 @@ impl Ledger {
                         outcome, row.fingerprint, next_check, row.now_ms
                     ],
                 )?;
-                tx.execute(
+                c.execute(
                     "INSERT INTO idempotency_keys (provider, external_refund_id, fingerprint, refund_id, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms],
                 )?;
                 let stamp = begun(&row, refusal.as_ref());
-                add_history(&tx, &row.id, &stamp, None, status, true, None)?;
-                let refund = get_refund(&tx, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                outbox::record(&tx, &refund)?;
-                tx.commit()?;
+                add_history(c, &row.id, &stamp, None, status, true, None)?;
+                let refund = get_refund(c, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                outbox::record(c, &refund)?;
                 Ok(match refusal {
                     Some(_) => Begin::Refused(refund),
                     None => Begin::New(refund),
@@ -333,11 +332,9 @@ impl Ledger {
         }
         let refund_id = refund_id.to_owned();
         self.db
-            .run(move |c| {
-                let tx = c.unchecked_transaction()?;
-                let applied = apply_report(&tx, &refund_id, &report, &stamp, next_check_ms)?;
-                set_first_outcome(&tx, &refund_id, outcome)?;
-                tx.commit()?;
+            .write(move |c| {
+                let applied = apply_report(c, &refund_id, &report, &stamp, next_check_ms)?;
+                set_first_outcome(c, &refund_id, outcome)?;
                 Ok(applied)
             })
             .await
@@ -367,18 +364,17 @@ impl Ledger {
         }
         let refund_id = refund_id.to_owned();
         self.db
-            .run(move |c| {
-                let tx = c.unchecked_transaction()?;
-                let status: String = tx.query_row(
+            .write(move |c| {
+                let status: String = c.query_row(
                     "SELECT status FROM refunds WHERE id = ?1",
                     [&refund_id],
                     |r| r.get(0),
                 )?;
                 let status = Status::parse(&status).unwrap_or(Status::Unknown);
-                set_first_outcome(&tx, &refund_id, outcome)?;
-                schedule(&tx, &refund_id, checks, next_check_ms)?;
-                add_history(&tx, &refund_id, &stamp, Some(status), status, false, None)?;
-                tx.commit()
+                set_first_outcome(c, &refund_id, outcome)?;
+                schedule(c, &refund_id, checks, next_check_ms)?;
+                add_history(c, &refund_id, &stamp, Some(status), status, false, None)?;
+                Ok(())
             })
             .await
     }

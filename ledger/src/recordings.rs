@@ -48,10 +48,11 @@ impl RecordingTable {
         }
         let size = new.json.len() as i64;
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
-        self.db
-            .run(move |c| {
-                let tx = c.unchecked_transaction()?;
-                tx.execute(
+        let kept = total.clone();
+        let written = self
+            .db
+            .write(move |c| {
+                c.execute(
                     "INSERT INTO recordings (refund_id, seq, operation, provider, plugin_version,
                         plugin_sha256, recorded_at, truncated, size, recording)
                      VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recordings
@@ -68,18 +69,18 @@ impl RecordingTable {
                         new.json
                     ],
                 )?;
-                let newest = tx.last_insert_rowid();
+                let newest = c.last_insert_rowid();
                 let mut sum = total.load(Ordering::SeqCst);
                 if sum < 0 {
                     sum =
-                        tx.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
+                        c.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
                             r.get(0)
                         })?;
                 } else {
                     sum += size;
                 }
                 while sum > cap {
-                    let oldest: Option<(i64, i64)> = tx
+                    let oldest: Option<(i64, i64)> = c
                         .query_row(
                             "SELECT id, size FROM recordings WHERE id < ?1 ORDER BY id LIMIT 1",
                             [newest],
@@ -87,14 +88,18 @@ impl RecordingTable {
                         )
                         .optional()?;
                     let Some((id, bytes)) = oldest else { break };
-                    tx.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
+                    c.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
                     sum -= bytes;
                 }
-                tx.commit()?;
                 total.store(sum, Ordering::SeqCst);
                 Ok(())
             })
-            .await
+            .await;
+        if written.is_err() {
+            // The sum counted a write its batch did not commit: unknown until counted again.
+            kept.store(-1, Ordering::SeqCst);
+        }
+        written
     }
 
     /// Bytes of every recording in the table.

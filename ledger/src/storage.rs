@@ -190,7 +190,7 @@ impl SqliteStore {
         let (k, v) = (key.to_owned(), value.to_vec());
         let quotas = self.quotas;
         self.db
-            .run(move |c| {
+            .write(move |c| {
                 let (keys, bytes): (u64, u64) = c.query_row(
                     "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0)
                      FROM plugin_kv WHERE provider = ?1 AND key != ?2",
@@ -226,7 +226,7 @@ impl SqliteStore {
         }
         let (provider, k) = (self.provider.clone(), key.to_owned());
         self.db
-            .run(move |c| {
+            .write(move |c| {
                 c.execute(
                     "DELETE FROM plugin_kv WHERE provider = ?1 AND key = ?2",
                     (&provider, &k),
