@@ -313,6 +313,15 @@ impl Synchronous {
     }
 }
 
+/// The writes one SQLite ledger has committed, and in how many transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Writes committed (a refund's creation, an answer, its exchanges, ...).
+    pub writes: u64,
+    /// Transactions that committed them.
+    pub commits: u64,
+}
+
 /// The ledger's database: one SQLite connection owned by the writer thread ([`crate::writer`],
 /// group commit), or a pool of PostgreSQL connections.
 #[derive(Clone)]
@@ -402,6 +411,18 @@ impl Database {
         f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
         self.sqlite()?.write(f).await
+    }
+
+    /// On SQLite, the writes committed by this process so far and the transactions they took
+    /// (fewer under load: group commit); `None` on PostgreSQL.
+    pub fn write_counts(&self) -> Option<WriteCounts> {
+        match &self.backend {
+            Backend::Sqlite(writer) => {
+                let (writes, commits) = writer.counts();
+                Some(WriteCounts { writes, commits })
+            }
+            Backend::Postgres(_) => None,
+        }
     }
 
     fn sqlite(&self) -> Result<&Writer, DbError> {

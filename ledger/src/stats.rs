@@ -54,9 +54,14 @@ impl Ledger {
                         })
                     })?
                     .collect::<Result<_, _>>()?;
-                Ok(LedgerStats { by_status, waiting })
+                Ok((by_status, waiting))
             })
             .await
+            .map(|(by_status, waiting)| LedgerStats {
+                by_status,
+                waiting,
+                writes: self.db.write_counts(),
+            })
     }
 
     /// Refunds not final (`pending` or `unknown`) created at or before `created_before_ms`,

@@ -35,8 +35,16 @@ const MAX_BATCH: usize = 128;
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
-    /// Batches committed so far.
-    commits: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+}
+
+/// What the writer has committed since it started.
+#[derive(Default)]
+struct Counts {
+    /// Batched writes committed.
+    writes: AtomicU64,
+    /// Transactions that committed them.
+    commits: AtomicU64,
 }
 
 /// Sends a batched write's answer once its batch is over: `Ok` when the batch committed.
@@ -53,18 +61,27 @@ impl Writer {
     /// Starts the writer thread with `conn`.
     pub(crate) fn start(conn: Connection) -> Result<Self, DbError> {
         let (jobs, queue) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
+        let counts = Arc::new(Counts::default());
+        let counted = counts.clone();
         std::thread::Builder::new()
             .name("refundry-ledger-writer".into())
             .spawn(move || serve(&conn, &queue, &counted))
             .map_err(|e| DbError::Task(format!("cannot start the ledger's writer: {e}")))?;
-        Ok(Self { jobs, commits })
+        Ok(Self { jobs, counts })
     }
 
-    /// How many batches of writes have committed.
-    pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+    /// The writes committed since the writer started, and the transactions they took.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let c = &self.counts;
+        (
+            c.writes.load(Ordering::Relaxed),
+            c.commits.load(Ordering::Relaxed),
+        )
+    }
+
+    #[cfg(test)]
+    fn commits(&self) -> u64 {
+        self.counts().1
     }
 
     /// Runs `f` alone with the connection; it opens its own transaction when it needs one.
@@ -117,7 +134,7 @@ async fn receive<R>(answered: oneshot::Receiver<Result<R, DbError>>) -> Result<R
 }
 
 /// The writer thread: each job in turn, batched writes together, until every handle is gone.
-fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>, commits: &AtomicU64) {
+fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>, counts: &Counts) {
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -131,7 +148,7 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>, commits: &AtomicU64) {
             Job::Alone(f) => {
                 guarded(conn, || f(conn));
             }
-            Job::Batched(first) => next = batch(conn, first, queue, commits),
+            Job::Batched(first) => next = batch(conn, first, queue, counts),
         }
     }
 }
@@ -142,7 +159,7 @@ fn batch(
     conn: &Connection,
     first: Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Completion + Send>,
     queue: &mpsc::Receiver<Job>,
-    commits: &AtomicU64,
+    counts: &Counts,
 ) -> Option<Job> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         first(Err(&e))(Ok(()));
@@ -181,7 +198,10 @@ fn batch(
     };
     match &committed {
         Ok(()) => {
-            commits.fetch_add(1, Ordering::Relaxed);
+            counts
+                .writes
+                .fetch_add(done.len() as u64, Ordering::Relaxed);
+            counts.commits.fetch_add(1, Ordering::Relaxed);
         }
         Err(_) if !conn.is_autocommit() => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -315,12 +335,12 @@ mod tests {
         let w = writer();
         let answers = queued(&w, (1..=10).map(insert).collect()).await;
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        assert_eq!(w.commits(), 1, "ten writes, one commit");
+        assert_eq!(w.counts(), (10, 1), "ten writes, one commit");
         assert_eq!(rows(&w).await, (1..=10).collect::<Vec<_>>());
 
         // Alone, a write is its own batch.
         w.write(insert(11)).await.unwrap();
-        assert_eq!(w.commits(), 2);
+        assert_eq!(w.counts(), (11, 2));
     }
 
     #[tokio::test]
@@ -336,7 +356,11 @@ mod tests {
         assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
         let err = answers[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("NOT NULL"), "{err}");
-        assert_eq!(rows(&w).await, [1, 2], "the failing write's first row is undone");
+        assert_eq!(
+            rows(&w).await,
+            [1, 2],
+            "the failing write's first row is undone"
+        );
         assert_eq!(w.commits(), 1);
     }
 
@@ -369,8 +393,17 @@ mod tests {
         let writes: Vec<Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>> =
             vec![Box::new(insert(1)), Box::new(panics), Box::new(insert(2))];
         let answers = queued(&w, writes).await;
-        assert!(answers[0].is_err(), "written before the panic, in its batch: {answers:?}");
-        assert!(answers[1].as_ref().unwrap_err().to_string().contains("panicked"));
+        assert!(
+            answers[0].is_err(),
+            "written before the panic, in its batch: {answers:?}"
+        );
+        assert!(
+            answers[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("panicked")
+        );
         // The write after the panic was not in the rolled-back batch: it commits on its own.
         assert!(answers[2].is_ok(), "{answers:?}");
         assert_eq!(rows(&w).await, [2]);

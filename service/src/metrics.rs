@@ -394,6 +394,23 @@ impl Metrics {
              amount_mismatch, currency_mismatch), since this process started",
             self.discrepancies.clone(),
         );
+        if let Some(counts) = stats.writes {
+            let (writes, commits) = (Counter::<u64>::default(), Counter::<u64>::default());
+            writes.inc_by(counts.writes);
+            commits.inc_by(counts.commits);
+            registry.register(
+                "refundry_ledger_writes",
+                "Writes this process committed to its SQLite ledger (a refund's creation, an \
+                 answer, its exchanges, a recording, plugin storage)",
+                writes,
+            );
+            registry.register(
+                "refundry_ledger_commits",
+                "Transactions that committed those writes: writes waiting together commit \
+                 together (group commit), so under load there are fewer commits than writes",
+                commits,
+            );
+        }
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
             .expect("writing to a String cannot fail");
@@ -479,6 +496,10 @@ mod tests {
                 count: 2,
                 oldest_created_ms: 1_000,
             }],
+            writes: Some(refundry_ledger::db::WriteCounts {
+                writes: 40,
+                commits: 12,
+            }),
         };
         let providers = [
             ("mfs-africa".to_owned(), "0.2.0".to_owned()),
@@ -503,6 +524,8 @@ mod tests {
             "refundry_oldest_nonfinal_refund_age_seconds{provider=\"pagoefectivo\"} 0.0".into(),
             "# TYPE refundry_refunds_finalized_total counter".into(),
             "# TYPE refundry_oldest_nonfinal_refund_age_seconds gauge".into(),
+            "refundry_ledger_writes_total 40".into(),
+            "refundry_ledger_commits_total 12".into(),
         ] {
             assert!(has(&text, &line), "{line} missing from:\n{text}");
         }
@@ -559,6 +582,8 @@ mod tests {
         metrics.webhook_rejected("mfs-africa", &WebhookError::InvalidSignature);
         metrics.webhook_rejected("mfs-africa", &WebhookError::MissingHeader("x".into()));
         let text = metrics.render(&LedgerStats::default(), &[], 0);
+        // No write counts (PostgreSQL): no ledger write series.
+        assert!(!text.contains("refundry_ledger_"), "{text}");
         let d = "refundry_provider_request_duration_seconds";
         let ok2 = "provider=\"mfs-africa\",outcome=\"2xx\"";
         for line in [

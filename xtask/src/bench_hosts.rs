@@ -12,7 +12,6 @@
 //! load generator, the hosts, PostgreSQL and the sandbox; the table says what limits what.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
@@ -20,8 +19,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::bench_service::{
-    AMOUNT_MINOR, AMOUNT_TEXT, Args, Ledger, Mode, PROFILES, Prepared, Profile, Run, ms,
-    release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
+    AMOUNT_MINOR, AMOUNT_TEXT, Args, Ledger, Mode, PROFILES, Prepared, Profile, Run, busy,
+    cpu_per_refund, ms, release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
 };
 use crate::build;
 use crate::cpu;
@@ -192,19 +191,13 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
             .filter(|(s, _)| s == setup)
             .map(|(_, r)| r)
             .collect();
-        let busy = of_setup.iter().map(|r| r.cpu.busy).sum::<f64>() / of_setup.len().max(1) as f64;
-        let per_refund = |kind: &str| {
-            let total: Duration = of_setup
-                .iter()
-                .filter_map(|r| r.cpu.by_kind.get(kind))
-                .sum();
-            total.as_secs_f64() * 1e3 / s.requests.max(1) as f64
-        };
-        let split = ["refundry serve", "postgres", "sandbox", "load generator"]
-            .map(|k| format!("{:.2}", per_refund(k)))
-            .join(" / ");
+        let split = cpu_per_refund(
+            &of_setup,
+            s.requests,
+            &["refundry serve", "postgres", "sandbox", "load generator"],
+        );
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {versus} | {share} | {:.0}% | {split} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {versus} | {share} | {} | {split} |",
             setup.label(),
             s.runs,
             s.requests,
@@ -214,7 +207,7 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
             s.throughput_max,
             ms(s.p50),
             ms(s.p99),
-            busy * 100.0,
+            busy(&of_setup),
         );
     }
     errors
@@ -222,7 +215,7 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
 
 /// The sandbox's own ceiling: the same refunds (one seeded payment each), signed here as the
 /// spec says, sent straight at the sandbox at the same concurrency.
-async fn ceiling(
+pub(crate) async fn ceiling(
     bin: &Path,
     dir: &Path,
     profile: &Profile,
@@ -280,6 +273,7 @@ async fn ceiling(
         errors: sent.errors,
         elapsed: sent.elapsed,
         cpu,
+        ledger: None,
     })
 }
 

@@ -194,8 +194,42 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     let ledger = Ledger::Sqlite(args.synchronous.clone());
+    // The limits, measured in this run: the commit rate first, on an idle machine.
+    let commit_rate = crate::commit_rate::measure(&dir, &args.synchronous, Duration::from_secs(3))
+        .context("measuring the SQLite commit rate")?;
+    println!(
+        "  SQLite commit rate (WAL, synchronous = {}, one row per commit): {commit_rate:.0} commits/s",
+        args.synchronous
+    );
+    // The sandbox's own ceiling is measured for MFS Africa (its requests are signed here).
+    let ceiling_of = profiles.iter().find(|p| p.id == "mfs-africa").copied();
     let mut runs: Vec<Run> = Vec::new();
+    let mut ceilings: Vec<Run> = Vec::new();
     for round in 0..args.rounds {
+        let ceiling = |ceilings: &mut Vec<Run>| -> Result<()> {
+            if let Some(profile) = ceiling_of {
+                let run = runtime
+                    .block_on(crate::bench_hosts::ceiling(
+                        &bin, &dir, profile, round, &args,
+                    ))
+                    .with_context(|| format!("round {} sandbox ceiling", round + 1))?;
+                println!(
+                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                    round + 1,
+                    profile.id,
+                    "alone",
+                    run.throughput(),
+                    ms(percentile(&sorted(&run.latencies), 50.0)),
+                    ms(percentile(&sorted(&run.latencies), 99.0)),
+                    run.errors
+                );
+                ceilings.push(run);
+            }
+            Ok(())
+        };
+        if round.is_multiple_of(2) {
+            ceiling(&mut ceilings)?;
+        }
         for profile in &profiles {
             for mode in Mode::order(round) {
                 let run = runtime
@@ -221,8 +255,13 @@ pub fn run(args: Args) -> Result<()> {
                 runs.push(run);
             }
         }
+        if !round.is_multiple_of(2) {
+            ceiling(&mut ceilings)?;
+        }
     }
     let errors = report(&profiles, &runs);
+    limits(&args, commit_rate, &runs, &ceilings);
+    let errors = errors + ceilings.iter().map(|r| r.errors).sum::<usize>();
     if errors > 0 {
         bail!(
             "{errors} request(s) did not answer 201: the figures above are not valid (logs under {})",
@@ -276,6 +315,16 @@ pub(crate) struct Run {
     pub(crate) elapsed: Duration,
     /// Where the CPU went meanwhile.
     pub(crate) cpu: cpu::Usage,
+    /// The SQLite ledger's writes and commits meanwhile (from `GET /metrics`); `None` where the
+    /// ledger does not count them (PostgreSQL, the sandbox alone).
+    pub(crate) ledger: Option<WriteCounts>,
+}
+
+/// Writes committed to a SQLite ledger and the transactions that took them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct WriteCounts {
+    pub(crate) writes: u64,
+    pub(crate) commits: u64,
 }
 
 impl Run {
@@ -359,38 +408,37 @@ pub(crate) fn summarize<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Summary 
 /// Prints the table and the wasm/native ratios; returns the number of errors.
 fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
     println!(
-        "\n{:<12} | {:<6} | {:>4} | {:>8} | {:>6} | {:>8} | {:>17} | {:>8} | {:>8}",
-        "provider",
-        "mode",
-        "runs",
-        "requests",
-        "errors",
-        "req/s",
-        "req/s per run",
-        "p50 ms",
-        "p99 ms"
+        "\n| provider | mode | runs | requests | errors | refunds/s | per run | p50 ms | p99 ms | cores busy | CPU ms per refund: serve / sandbox / load generator | ledger writes / commits per refund |"
     );
-    println!("{}", "-".repeat(103));
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut errors = 0;
     let mut ratios = Vec::new();
     for profile in profiles {
         let mut by_mode = Vec::new();
         for mode in [Mode::Wasm, Mode::Native] {
-            let s = summarize(
-                runs.iter()
-                    .filter(|r| r.provider == profile.id && r.mode == mode),
-            );
+            let of: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.provider == profile.id && r.mode == mode)
+                .collect();
+            let s = summarize(of.iter().copied());
             println!(
-                "{:<12} | {:<6} | {:>4} | {:>8} | {:>6} | {:>8.0} | {:>17} | {:>8.2} | {:>8.2}",
+                "| {} | {mode} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {} | {} | {} |",
                 profile.id,
-                mode,
                 s.runs,
                 s.requests,
                 s.errors,
                 s.throughput,
-                format!("{:.0}-{:.0}", s.throughput_min, s.throughput_max),
+                s.throughput_min,
+                s.throughput_max,
                 ms(s.p50),
-                ms(s.p99)
+                ms(s.p99),
+                busy(&of),
+                cpu_per_refund(
+                    &of,
+                    s.requests,
+                    &["refundry serve", "sandbox", "load generator"]
+                ),
+                ledger_per_refund(&of, s.requests),
             );
             errors += s.errors;
             by_mode.push(s);
@@ -400,11 +448,102 @@ fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
     println!();
     for (id, ratio) in ratios {
         println!(
-            "{id}: wasm/native throughput {ratio:.3} ({} the goal of 0.9)",
-            if ratio >= 0.9 { "meets" } else { "below" }
+            "{id}: wasm/native throughput {ratio:.3} ({} the goal of {RATIO_GOAL})",
+            if ratio >= RATIO_GOAL {
+                "meets"
+            } else {
+                "below"
+            }
         );
     }
     errors
+}
+
+/// The share of native throughput the wasm plugins must reach.
+const RATIO_GOAL: f64 = 0.95;
+
+/// How busy the machine's cores were, averaged over `runs`.
+pub(crate) fn busy(runs: &[&Run]) -> String {
+    let busy = runs.iter().map(|r| r.cpu.busy).sum::<f64>() / runs.len().max(1) as f64;
+    format!("{:.0}%", busy * 100.0)
+}
+
+/// CPU milliseconds per refund of each process kind in `kinds`, over `runs` (`a / b / c`).
+pub(crate) fn cpu_per_refund(runs: &[&Run], requests: usize, kinds: &[&str]) -> String {
+    kinds
+        .iter()
+        .map(|kind| {
+            let total: Duration = runs.iter().filter_map(|r| r.cpu.by_kind.get(kind)).sum();
+            format!("{:.2}", total.as_secs_f64() * 1e3 / requests.max(1) as f64)
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The ledger's writes and commits per refund over `runs` (`-` where not counted).
+fn ledger_per_refund(runs: &[&Run], requests: usize) -> String {
+    let counts: Option<Vec<WriteCounts>> = runs.iter().map(|r| r.ledger).collect();
+    match counts {
+        Some(c) if !c.is_empty() => {
+            let per = |n: u64| n as f64 / requests.max(1) as f64;
+            let (writes, commits) = c
+                .iter()
+                .fold((0, 0), |(w, k), x| (w + x.writes, k + x.commits));
+            format!("{:.2} / {:.2}", per(writes), per(commits))
+        }
+        _ => "-".into(),
+    }
+}
+
+/// Prints what this machine allows, measured in the same run: the SQLite commit rate (and what
+/// committing each write alone would cap the service at), and the sandbox's own ceiling.
+fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
+    println!("\nLimits of this machine, measured in this run:");
+    let counted: Vec<WriteCounts> = runs.iter().filter_map(|r| r.ledger).collect();
+    let requests: usize = runs
+        .iter()
+        .filter(|r| r.ledger.is_some())
+        .map(Run::requests)
+        .sum();
+    let writes: u64 = counted.iter().map(|c| c.writes).sum();
+    let commits: u64 = counted.iter().map(|c| c.commits).sum();
+    println!(
+        "- SQLite: {commit_rate:.0} commits/s with the ledger's settings (WAL, synchronous = {})",
+        args.synchronous
+    );
+    if requests > 0 && writes > 0 {
+        let per_refund = writes as f64 / requests as f64;
+        println!(
+            "  the service wrote {per_refund:.2} times per refund, in {:.2} commits (group commit: {:.1} writes per commit); \
+             one commit per write would cap it at {:.0} refunds/s",
+            commits as f64 / requests as f64,
+            writes as f64 / commits.max(1) as f64,
+            commit_rate / per_refund
+        );
+    }
+    if !ceilings.is_empty() {
+        let s = summarize(ceilings);
+        let service = summarize(
+            runs.iter()
+                .filter(|r| r.provider == "mfs-africa" && r.mode == Mode::Wasm),
+        );
+        let of: Vec<&Run> = ceilings.iter().collect();
+        println!(
+            "- the MFS Africa sandbox alone (the load generator straight at it, same refunds, same concurrency): \
+             {:.0} refunds/s, p50 {:.2} ms, p99 {:.2} ms, cores busy {}, CPU ms per refund: sandbox / load generator {}",
+            s.throughput,
+            ms(s.p50),
+            ms(s.p99),
+            busy(&of),
+            cpu_per_refund(&of, s.requests, &["sandbox", "load generator"]),
+        );
+        if s.throughput > 0.0 && service.requests > 0 {
+            println!(
+                "  refundry serve (wasm) in front of it reached {:.0}% of that",
+                100.0 * service.throughput / s.throughput
+            );
+        }
+    }
 }
 
 /// Starts `bin args` with `env`, stderr to `log`, and reads the URL it prints.
@@ -493,7 +632,7 @@ pub(crate) fn write_config(
     };
     let toml = format!(
         "[database]\n{database}\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
-         [server.tokens.bench]\ntoken = {token}\nscopes = [\"refunds\"]\n\n\
+         [server.tokens.bench]\ntoken = {token}\nscopes = [\"refunds\", \"metrics\"]\n\n\
          [providers.{id}]\nplugin = {plugin}\n\n[providers.{id}.settings]\n{settings}\n\
          [providers.{id}.secrets]\n{secrets}",
         token = toml_string(token),
@@ -531,6 +670,7 @@ pub(crate) async fn run_once(
 
     let token = random_hex(24);
     let mut services = Vec::new();
+    let mut bases = Vec::new();
     let mut urls = Vec::new();
     for host in 0..hosts.max(1) {
         let config = write_config(&dir, profile, mode, &base_url, &token, ledger, host)?;
@@ -543,6 +683,7 @@ pub(crate) async fn run_once(
         )?;
         services.push(service);
         urls.push(format!("{url}/v1/refunds"));
+        bases.push(url);
     }
     let refunds: Vec<Value> = (0..total)
         .map(|i| {
@@ -570,9 +711,15 @@ pub(crate) async fn run_once(
             warm.examples.join("; ")
         );
     }
+    let ledger_before = write_counts(&client, &bases, auth.as_deref()).await?;
     let before = cpu::Snapshot::take();
     let sent = send_all(&client, &urls, auth.as_deref(), measured, args.concurrency).await;
     let cpu = before.until(&cpu::Snapshot::take());
+    let ledger_after = write_counts(&client, &bases, auth.as_deref()).await?;
+    let ledger = ledger_before.zip(ledger_after).map(|(b, a)| WriteCounts {
+        writes: a.writes.saturating_sub(b.writes),
+        commits: a.commits.saturating_sub(b.commits),
+    });
     if sent.errors > 0 {
         eprintln!(
             "  {} {mode}: {} error(s), e.g. {}",
@@ -588,7 +735,48 @@ pub(crate) async fn run_once(
         errors: sent.errors,
         elapsed: sent.elapsed,
         cpu,
+        ledger,
     })
+}
+
+/// The SQLite ledger's write counts, summed over the hosts' `GET /metrics`; `None` when a host
+/// does not report them (a PostgreSQL ledger).
+async fn write_counts(
+    client: &reqwest::Client,
+    bases: &[String],
+    authorization: Option<&str>,
+) -> Result<Option<WriteCounts>> {
+    let mut sum = WriteCounts::default();
+    for base in bases {
+        let mut req = client.get(format!("{base}/metrics"));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let text = req
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("GET {base}/metrics"))?
+            .text()
+            .await?;
+        let (Some(writes), Some(commits)) = (
+            sample(&text, "refundry_ledger_writes_total"),
+            sample(&text, "refundry_ledger_commits_total"),
+        ) else {
+            return Ok(None);
+        };
+        sum.writes += writes;
+        sum.commits += commits;
+    }
+    Ok(Some(sum))
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+pub(crate) fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 /// A fresh sandbox of `profile`'s provider (logging into `dir`), with one original payment
@@ -768,6 +956,7 @@ mod tests {
     fn summary_pools_latencies_and_time() {
         let run = |latencies: &[u64], errors, elapsed_ms| Run {
             cpu: Default::default(),
+            ledger: None,
             provider: "p",
             mode: Mode::Wasm,
             latencies: ms_list(latencies),
@@ -785,6 +974,17 @@ mod tests {
         assert_eq!(s.p99, Some(Duration::from_millis(80)));
         assert_eq!(summarize(std::iter::empty()).p50, None);
         assert_eq!(throughput(10, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn metrics_samples_are_read_by_their_whole_name() {
+        let text = "# TYPE refundry_ledger_writes_total counter\n\
+                    refundry_ledger_writes_total 40\n\
+                    refundry_ledger_commits_total 12\n";
+        assert_eq!(sample(text, "refundry_ledger_writes_total"), Some(40));
+        assert_eq!(sample(text, "refundry_ledger_commits_total"), Some(12));
+        assert_eq!(sample(text, "refundry_ledger"), None);
+        assert_eq!(sample(text, "refundry_ledger_reads_total"), None);
     }
 
     #[test]

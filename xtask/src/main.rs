@@ -34,6 +34,7 @@ mod bench_hosts;
 mod bench_node;
 mod bench_service;
 mod build;
+mod commit_rate;
 mod cpu;
 mod demo;
 mod fuzz;

@@ -53,7 +53,11 @@ pub(crate) async fn stats(pg: &Pg) -> Result<LedgerStats, DbError> {
         })
         .collect();
     tx.commit().await?;
-    Ok(LedgerStats { by_status, waiting })
+    Ok(LedgerStats {
+        by_status,
+        waiting,
+        writes: None,
+    })
 }
 
 /// Refunds not final created at or before `created_before_ms`, oldest first, at most `limit`, of

@@ -35,6 +35,8 @@ pub struct LedgerStats {
     /// Per provider with refunds not final, how many and the oldest (providers with none are
     /// not listed).
     pub waiting: Vec<Waiting>,
+    /// On SQLite, the writes this process committed and the transactions they took.
+    pub writes: Option<crate::db::WriteCounts>,
 }
 
 /// A refund not final after longer than asked, with its age.
