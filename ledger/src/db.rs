@@ -352,6 +352,9 @@ impl Database {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous.pragma())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement of the refund path (rusqlite keeps 16 by default), so that
+        // none is parsed again per refund.
+        conn.set_prepared_statement_cache_capacity(64);
         migrate(&conn)?;
         Ok(Self {
             backend: Backend::Sqlite(Writer::start(conn)?),

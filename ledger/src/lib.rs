@@ -233,23 +233,22 @@ impl Ledger {
         self.db
             .write(move |c| {
                 let found: Option<(String, String)> = c
-                    .query_row(
+                    .prepare_cached(
                         "SELECT refund_id, fingerprint FROM idempotency_keys
                          WHERE provider = ?1 AND external_refund_id = ?2",
-                        params![row.provider, row.external_refund_id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    )?
+                    .query_row(params![row.provider, row.external_refund_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()?;
                 if let Some((refund_id, fingerprint)) = found {
                     if fingerprint != row.fingerprint {
                         return Ok(Begin::Conflict(refund_id));
                     }
                     let refund = get_refund(c, &refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                    let outcome: Option<String> = c.query_row(
-                        "SELECT outcome FROM refunds WHERE id = ?1",
-                        [&refund_id],
-                        |r| r.get(0),
-                    )?;
+                    let outcome: Option<String> = c
+                        .prepare_cached("SELECT outcome FROM refunds WHERE id = ?1")?
+                        .query_row([&refund_id], |r| r.get(0))?;
                     return Ok(Begin::Existing(refund, outcome.as_deref().and_then(Outcome::parse)));
                 }
                 let refusal = refusal.or(match row.original_amount {
@@ -278,24 +277,26 @@ impl Ledger {
                     None => (Status::Unknown, None, Some(row.first_check_ms)),
                 };
                 let failure = refusal.as_ref().map(to_json);
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO refunds (id, provider, plugin_version, plugin_sha256,
                         external_refund_id, original_transaction_id, amount, currency, reason,
                         order_id, status, failure, outcome, fingerprint, checks, next_check_at,
                         created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?16, ?16)",
-                    params![
-                        row.id, row.provider, row.plugin_version, row.plugin_sha256,
-                        row.external_refund_id, row.original_transaction_id, row.amount,
-                        row.currency, row.reason, row.order_id, status.as_str(), failure,
-                        outcome, row.fingerprint, next_check, row.now_ms
-                    ],
-                )?;
-                c.execute(
+                )?
+                .execute(params![
+                    row.id, row.provider, row.plugin_version, row.plugin_sha256,
+                    row.external_refund_id, row.original_transaction_id, row.amount,
+                    row.currency, row.reason, row.order_id, status.as_str(), failure,
+                    outcome, row.fingerprint, next_check, row.now_ms
+                ])?;
+                c.prepare_cached(
                     "INSERT INTO idempotency_keys (provider, external_refund_id, fingerprint, refund_id, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms],
-                )?;
+                )?
+                .execute(params![
+                    row.provider, row.external_refund_id, row.fingerprint, row.id, row.now_ms
+                ])?;
                 let stamp = begun(&row, refusal.as_ref());
                 add_history(c, &row.id, &stamp, None, status, true, None)?;
                 let refund = get_refund(c, &row.id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
@@ -365,11 +366,9 @@ impl Ledger {
         let refund_id = refund_id.to_owned();
         self.db
             .write(move |c| {
-                let status: String = c.query_row(
-                    "SELECT status FROM refunds WHERE id = ?1",
-                    [&refund_id],
-                    |r| r.get(0),
-                )?;
+                let status: String = c
+                    .prepare_cached("SELECT status FROM refunds WHERE id = ?1")?
+                    .query_row([&refund_id], |r| r.get(0))?;
                 let status = Status::parse(&status).unwrap_or(Status::Unknown);
                 set_first_outcome(c, &refund_id, outcome)?;
                 schedule(c, &refund_id, checks, next_check_ms)?;
@@ -636,7 +635,7 @@ fn apply_report(
         // A refund the janitor no longer watches leaves its queue; one still watched (pending,
         // or processed inside its reversal window) keeps its place in it (a webhook gives no
         // next check) unless the caller sets a new one.
-        c.execute(
+        c.prepare_cached(
             "UPDATE refunds SET status = ?2,
                 provider_refund_id = COALESCE(?3, provider_refund_id),
                 provider_status = COALESCE(?4, provider_status),
@@ -645,17 +644,17 @@ fn apply_report(
                 checks = CASE WHEN ?7 IS NULL THEN checks ELSE 0 END,
                 processed_at = CASE WHEN ?2 = 'processed' THEN ?6 ELSE processed_at END
              WHERE id = ?1",
-            params![
-                refund_id,
-                report.status.as_str(),
-                report.provider_refund_id,
-                report.provider_status,
-                report.failure.as_ref().map(to_json),
-                stamp.now_ms,
-                next_check_ms,
-                report.status.is_watched()
-            ],
-        )?;
+        )?
+        .execute(params![
+            refund_id,
+            report.status.as_str(),
+            report.provider_refund_id,
+            report.provider_status,
+            report.failure.as_ref().map(to_json),
+            stamp.now_ms,
+            next_check_ms,
+            report.status.is_watched()
+        ])?;
         // The event carries the refund as this move left it (held webhook events applied
         // below write their own, later, events).
         let moved_to = get_refund(c, refund_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
@@ -663,10 +662,8 @@ fn apply_report(
         after = Some(moved_to);
     } else if before.provider_refund_id.is_none() && report.provider_refund_id.is_some() {
         // Not a move, but the provider's id is worth keeping (lookups by it are cheaper).
-        c.execute(
-            "UPDATE refunds SET provider_refund_id = ?2 WHERE id = ?1",
-            params![refund_id, report.provider_refund_id],
-        )?;
+        c.prepare_cached("UPDATE refunds SET provider_refund_id = ?2 WHERE id = ?1")?
+            .execute(params![refund_id, report.provider_refund_id])?;
     }
     add_history(
         c,
@@ -729,10 +726,8 @@ fn set_first_outcome(
     outcome: Option<Outcome>,
 ) -> Result<(), rusqlite::Error> {
     if let Some(o) = outcome {
-        c.execute(
-            "UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL",
-            params![refund_id, o.as_str()],
-        )?;
+        c.prepare_cached("UPDATE refunds SET outcome = ?2 WHERE id = ?1 AND outcome IS NULL")?
+            .execute(params![refund_id, o.as_str()])?;
     }
     Ok(())
 }
@@ -746,13 +741,13 @@ fn schedule(
     checks: Option<i64>,
     next_check_ms: i64,
 ) -> Result<(), rusqlite::Error> {
-    c.execute(
+    c.prepare_cached(
         "UPDATE refunds SET next_check_at = ?2, checks = COALESCE(?3, checks)
          WHERE id = ?1
            AND (status IN ('pending', 'unknown')
                 OR (status = 'processed' AND next_check_at IS NOT NULL))",
-        params![refund_id, next_check_ms, checks],
-    )?;
+    )?
+    .execute(params![refund_id, next_check_ms, checks])?;
     Ok(())
 }
 

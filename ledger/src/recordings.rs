@@ -52,23 +52,23 @@ impl RecordingTable {
         let written = self
             .db
             .write(move |c| {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO recordings (refund_id, seq, operation, provider, plugin_version,
                         plugin_sha256, recorded_at, truncated, size, recording)
                      VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recordings
                                   WHERE refund_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        new.refund_id,
-                        new.operation,
-                        new.by.provider,
-                        new.by.plugin_version,
-                        new.by.plugin_sha256,
-                        new.now_ms,
-                        new.truncated,
-                        size,
-                        new.json
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    new.refund_id,
+                    new.operation,
+                    new.by.provider,
+                    new.by.plugin_version,
+                    new.by.plugin_sha256,
+                    new.now_ms,
+                    new.truncated,
+                    size,
+                    new.json
+                ])?;
                 let newest = c.last_insert_rowid();
                 let mut sum = total.load(Ordering::SeqCst);
                 if sum < 0 {
