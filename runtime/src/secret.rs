@@ -71,21 +71,50 @@ pub const MIN_TOKEN: usize = 16;
 /// `secret`, `password`, `key`, `authorization` or `credential(s)` (`access_token`, `authToken`,
 /// `X-Api-Key`), not merely contains one (`tokenExpires` is a date the plugin reads).
 pub fn names_a_credential(name: &str) -> bool {
-    let mut last = String::new();
+    // Where the last word starts: after the last separator, or at an upper-case letter that
+    // follows a lower-case one (`authToken`). Found without allocating: this runs for every
+    // header and JSON field name of every answer.
+    let mut start = 0;
     let mut prev_lower = false;
-    for c in name.chars() {
-        if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && prev_lower) {
-            last.clear();
-        }
-        if c.is_alphanumeric() {
-            last.push(c.to_ascii_lowercase());
+    for (i, c) in name.char_indices() {
+        if c == '_' || c == '-' || c == '.' {
+            start = i + c.len_utf8();
+        } else if c.is_uppercase() && prev_lower {
+            start = i;
         }
         prev_lower = c.is_lowercase();
     }
-    matches!(
-        last.as_str(),
-        "token" | "secret" | "password" | "key" | "authorization" | "credential" | "credentials"
-    )
+    let last = || {
+        name[start..]
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .map(|c| c.to_ascii_lowercase())
+    };
+    CREDENTIAL_WORDS
+        .iter()
+        .any(|word| last().eq(word.chars()))
+}
+
+/// The last words that make a name a credential's.
+const CREDENTIAL_WORDS: [&str; 7] = [
+    "token",
+    "secret",
+    "password",
+    "key",
+    "authorization",
+    "credential",
+    "credentials",
+];
+
+/// Whether `body` may hold a credential-named JSON field: it has one of the credential words
+/// (ASCII case aside) or a `\u` escape (which could spell one). Most answers have neither, and
+/// need not be parsed to know they carry no credential.
+fn may_name_a_credential(body: &[u8]) -> bool {
+    body.windows(2).any(|w| w == b"\\u")
+        || CREDENTIAL_WORDS[..6].iter().any(|word| {
+            body.windows(word.len())
+                .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+        })
 }
 
 /// Credentials a provider issues at run time (an auth token: no configured secret, but a secret
@@ -111,6 +140,9 @@ pub fn credentials_in(body: &[u8]) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
+    if !may_name_a_credential(body) {
+        return out;
+    }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         walk(&v, &mut out);
     }
@@ -129,6 +161,59 @@ pub fn credential_headers(headers: &[(String, String)]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_is_named_by_its_last_word() {
+        for name in [
+            "token",
+            "access_token",
+            "authToken",
+            "X-Api-Key",
+            "client.secret",
+            "Authorization",
+            "PASSWORD",
+            "db_credentials",
+            "api-Credential",
+        ] {
+            assert!(names_a_credential(name), "{name}");
+        }
+        for name in [
+            "tokenExpires",
+            "keyId",
+            "monkey",
+            "secretary",
+            "token_type",
+            "",
+            "_",
+            "Ключ",
+            "x-tokén",
+        ] {
+            assert!(!names_a_credential(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_credential_words_is_not_parsed_for_credentials_and_escapes_are() {
+        let token = "tok_0123456789abcdef";
+        // Found: plain, nested, and with the key spelled through an escape.
+        for body in [
+            format!(r#"{{"access_token": "{token}"}}"#),
+            format!(r#"{{"data": [{{"authToken": "{token}"}}]}}"#),
+            format!(r#"{{"access_t\u006fken": "{token}"}}"#),
+            format!(r#"{{"API_KEY": "{token}"}}"#),
+        ] {
+            assert!(may_name_a_credential(body.as_bytes()), "{body}");
+            assert_eq!(credentials_in(body.as_bytes()), [token], "{body}");
+        }
+        // The spec's refund answer: no credential word, no escape.
+        let refund = br#"{"refund_id": "rfnd_abc123", "status": "pending", "refund_amount": "1500.00"}"#;
+        assert!(!may_name_a_credential(refund));
+        assert!(credentials_in(refund).is_empty());
+        // A word alone is not a credential field.
+        let word = br#"{"message": "the token expired, ask for another one"}"#;
+        assert!(may_name_a_credential(word));
+        assert!(credentials_in(word).is_empty());
+    }
 
     #[test]
     fn debug_does_not_print_the_value() {
