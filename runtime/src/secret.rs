@@ -90,9 +90,7 @@ pub fn names_a_credential(name: &str) -> bool {
             .filter(|c| c.is_alphanumeric())
             .map(|c| c.to_ascii_lowercase())
     };
-    CREDENTIAL_WORDS
-        .iter()
-        .any(|word| last().eq(word.chars()))
+    CREDENTIAL_WORDS.iter().any(|word| last().eq(word.chars()))
 }
 
 /// The last words that make a name a credential's.
@@ -206,7 +204,8 @@ mod tests {
             assert_eq!(credentials_in(body.as_bytes()), [token], "{body}");
         }
         // The spec's refund answer: no credential word, no escape.
-        let refund = br#"{"refund_id": "rfnd_abc123", "status": "pending", "refund_amount": "1500.00"}"#;
+        let refund =
+            br#"{"refund_id": "rfnd_abc123", "status": "pending", "refund_amount": "1500.00"}"#;
         assert!(!may_name_a_credential(refund));
         assert!(credentials_in(refund).is_empty());
         // A word alone is not a credential field.

@@ -33,6 +33,7 @@ mod api_check;
 mod bench_hosts;
 mod bench_node;
 mod bench_service;
+mod bench_sqlite;
 mod build;
 mod commit_rate;
 mod cpu;
@@ -119,7 +120,7 @@ fn main() -> Result<()> {
             build::cargo(&benches, &args)
         }
         Command::BenchService(args) if args.database == "postgres" => bench_hosts::run(args),
-        Command::BenchService(args) => bench_service::run(args),
+        Command::BenchService(args) => bench_sqlite::run(args),
         Command::BenchNode(args) => bench_node::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     }

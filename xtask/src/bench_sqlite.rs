@@ -1,0 +1,247 @@
+//! `cargo xtask bench-service` (the SQLite ledger): the rounds of wasm against native per
+//! provider ([`crate::bench_service`] runs each), and in the same run the limits of this
+//! machine: the SQLite commit rate with the ledger's settings, and the MFS Africa sandbox's own
+//! ceiling ([`crate::bench_hosts::ceiling`]).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench_hosts::ceiling;
+use crate::bench_service::{
+    Args, Ledger, Mode, PROFILES, Profile, Run, WriteCounts, busy, cpu_per_refund, ms, percentile,
+    release_binary, run_once, sorted, summarize,
+};
+
+pub fn run(args: Args) -> Result<()> {
+    if args.requests == 0 || args.concurrency == 0 || args.rounds == 0 {
+        bail!("--requests, --concurrency and --rounds must be at least 1");
+    }
+    let profiles: Vec<&Profile> = if args.providers.is_empty() {
+        PROFILES.iter().collect()
+    } else {
+        args.providers
+            .iter()
+            .map(|p| {
+                PROFILES.iter().find(|x| x.id == p).with_context(|| {
+                    format!("unknown provider {p:?} (known: mfs-africa, pagoefectivo)")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let bin = release_binary(args.no_build)?;
+    let dir = std::env::temp_dir().join(format!("refundry-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!(
+        "bench-service: {} measured refunds per run after {} warm-up, concurrency {}, {} round(s), synchronous = {}, {} core(s)",
+        args.requests,
+        args.warmup,
+        args.concurrency,
+        args.rounds,
+        args.synchronous,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    // One thread for the load generator: it needs far less than the service, and leaves the
+    // other core(s) to the service and the sandbox.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ledger = Ledger::Sqlite(args.synchronous.clone());
+    // The limits, measured in this run: the commit rate first, on an idle machine.
+    let commit_rate = crate::commit_rate::measure(&dir, &args.synchronous, Duration::from_secs(3))
+        .context("measuring the SQLite commit rate")?;
+    println!(
+        "  SQLite commit rate (WAL, synchronous = {}, one row per commit): {commit_rate:.0} commits/s",
+        args.synchronous
+    );
+    // The sandbox's own ceiling is measured for MFS Africa (its requests are signed here).
+    let ceiling_of = profiles.iter().find(|p| p.id == "mfs-africa").copied();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut ceilings: Vec<Run> = Vec::new();
+    for round in 0..args.rounds {
+        let ceiling = |ceilings: &mut Vec<Run>| -> Result<()> {
+            if let Some(profile) = ceiling_of {
+                let run = runtime
+                    .block_on(ceiling(&bin, &dir, profile, round, &args))
+                    .with_context(|| format!("round {} sandbox ceiling", round + 1))?;
+                println!(
+                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                    round + 1,
+                    profile.id,
+                    "alone",
+                    run.throughput(),
+                    ms(percentile(&sorted(&run.latencies), 50.0)),
+                    ms(percentile(&sorted(&run.latencies), 99.0)),
+                    run.errors
+                );
+                ceilings.push(run);
+            }
+            Ok(())
+        };
+        if round.is_multiple_of(2) {
+            ceiling(&mut ceilings)?;
+        }
+        for profile in &profiles {
+            for mode in Mode::order(round) {
+                let run = runtime
+                    .block_on(run_once(&bin, &dir, profile, mode, round, &args, &ledger))
+                    .with_context(|| {
+                        format!(
+                            "round {} {} {mode} (logs under {})",
+                            round + 1,
+                            profile.id,
+                            dir.display()
+                        )
+                    })?;
+                println!(
+                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+                    round + 1,
+                    profile.id,
+                    mode,
+                    run.throughput(),
+                    ms(percentile(&sorted(&run.latencies), 50.0)),
+                    ms(percentile(&sorted(&run.latencies), 99.0)),
+                    run.errors
+                );
+                runs.push(run);
+            }
+        }
+        if !round.is_multiple_of(2) {
+            ceiling(&mut ceilings)?;
+        }
+    }
+    let errors = report(&profiles, &runs);
+    limits(&args, commit_rate, &runs, &ceilings);
+    let errors = errors + ceilings.iter().map(|r| r.errors).sum::<usize>();
+    if errors > 0 {
+        bail!(
+            "{errors} request(s) did not answer 201: the figures above are not valid (logs under {})",
+            dir.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Prints the table and the wasm/native ratios; returns the number of errors.
+fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
+    println!(
+        "\n| provider | mode | runs | requests | errors | refunds/s | per run | p50 ms | p99 ms | cores busy | CPU ms per refund: serve / sandbox / load generator | ledger writes / commits per refund |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut errors = 0;
+    let mut ratios = Vec::new();
+    for profile in profiles {
+        let mut by_mode = Vec::new();
+        for mode in [Mode::Wasm, Mode::Native] {
+            let of: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.provider == profile.id && r.mode == mode)
+                .collect();
+            let s = summarize(of.iter().copied());
+            println!(
+                "| {} | {mode} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {} | {} | {} |",
+                profile.id,
+                s.runs,
+                s.requests,
+                s.errors,
+                s.throughput,
+                s.throughput_min,
+                s.throughput_max,
+                ms(s.p50),
+                ms(s.p99),
+                busy(&of),
+                cpu_per_refund(
+                    &of,
+                    s.requests,
+                    &["refundry serve", "sandbox", "load generator"]
+                ),
+                ledger_per_refund(&of, s.requests),
+            );
+            errors += s.errors;
+            by_mode.push(s);
+        }
+        ratios.push((profile.id, by_mode[0].throughput / by_mode[1].throughput));
+    }
+    println!();
+    for (id, ratio) in ratios {
+        println!(
+            "{id}: wasm/native throughput {ratio:.3} ({} the goal of {RATIO_GOAL})",
+            if ratio >= RATIO_GOAL {
+                "meets"
+            } else {
+                "below"
+            }
+        );
+    }
+    errors
+}
+
+/// The share of native throughput the wasm plugins must reach.
+const RATIO_GOAL: f64 = 0.95;
+
+/// The ledger's writes and commits per refund over `runs` (`-` where not counted).
+fn ledger_per_refund(runs: &[&Run], requests: usize) -> String {
+    let counts: Option<Vec<WriteCounts>> = runs.iter().map(|r| r.ledger).collect();
+    match counts {
+        Some(c) if !c.is_empty() => {
+            let per = |n: u64| n as f64 / requests.max(1) as f64;
+            let (writes, commits) = c
+                .iter()
+                .fold((0, 0), |(w, k), x| (w + x.writes, k + x.commits));
+            format!("{:.2} / {:.2}", per(writes), per(commits))
+        }
+        _ => "-".into(),
+    }
+}
+
+/// Prints what this machine allows, measured in the same run: the SQLite commit rate (and what
+/// committing each write alone would cap the service at), and the sandbox's own ceiling.
+fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
+    println!("\nLimits of this machine, measured in this run:");
+    let counted: Vec<WriteCounts> = runs.iter().filter_map(|r| r.ledger).collect();
+    let requests: usize = runs
+        .iter()
+        .filter(|r| r.ledger.is_some())
+        .map(Run::requests)
+        .sum();
+    let writes: u64 = counted.iter().map(|c| c.writes).sum();
+    let commits: u64 = counted.iter().map(|c| c.commits).sum();
+    println!(
+        "- SQLite: {commit_rate:.0} commits/s with the ledger's settings (WAL, synchronous = {})",
+        args.synchronous
+    );
+    if requests > 0 && writes > 0 {
+        let per_refund = writes as f64 / requests as f64;
+        println!(
+            "  the service wrote {per_refund:.2} times per refund, in {:.2} commits (group commit: {:.1} writes per commit); \
+             one commit per write would cap it at {:.0} refunds/s",
+            commits as f64 / requests as f64,
+            writes as f64 / commits.max(1) as f64,
+            commit_rate / per_refund
+        );
+    }
+    if !ceilings.is_empty() {
+        let s = summarize(ceilings);
+        let service = summarize(
+            runs.iter()
+                .filter(|r| r.provider == "mfs-africa" && r.mode == Mode::Wasm),
+        );
+        let of: Vec<&Run> = ceilings.iter().collect();
+        println!(
+            "- the MFS Africa sandbox alone (the load generator straight at it, same refunds, same concurrency): \
+             {:.0} refunds/s, p50 {:.2} ms, p99 {:.2} ms, cores busy {}, CPU ms per refund: sandbox / load generator {}",
+            s.throughput,
+            ms(s.p50),
+            ms(s.p99),
+            busy(&of),
+            cpu_per_refund(&of, s.requests, &["sandbox", "load generator"]),
+        );
+        if s.throughput > 0.0 && service.requests > 0 {
+            println!(
+                "  refundry serve (wasm) in front of it reached {:.0}% of that",
+                100.0 * service.throughput / s.throughput
+            );
+        }
+    }
+}
