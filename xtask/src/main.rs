@@ -20,6 +20,8 @@
 //! - `demo`: builds plugins and host, starts the sandboxes and walks real refunds through them,
 //!   by the CLI and then through `refundry serve`.
 //! - `bench`: `build-plugins`, then the criterion benchmarks.
+//! - `bench-extism`: the components, the same providers built as an Extism plugin
+//!   (`bench/extism/`, a workspace of its own), then one criterion run of both side by side.
 //! - `bench-service`: load on `refundry serve` with each plugin as wasm and linked natively;
 //!   with `--database postgres --hosts 1,2,3`, 1, 2 and 3 hosts on one PostgreSQL next to one host
 //!   on SQLite and the sandbox's own ceiling.
@@ -30,6 +32,7 @@
 //! - `fuzz`: the cargo-fuzz targets (nightly), each for a while, from seeds the sandboxes answer.
 
 mod api_check;
+mod bench_extism;
 mod bench_hosts;
 mod bench_node;
 mod bench_service;
@@ -81,6 +84,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the components and the same providers as an Extism plugin, then time both in one
+    /// criterion run (`bench/extism/`; extra args go to criterion).
+    BenchExtism {
+        /// Arguments passed to criterion.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Send refunds at `refundry serve` (release, sandbox on loopback) with each plugin as wasm
     /// and compiled natively into the host; print throughput, p50/p99 and wasm/native.
     BenchService(bench_service::Args),
@@ -119,6 +129,7 @@ fn main() -> Result<()> {
             let benches = ["bench", "-p", "refundry-native", "-p", "refundry-service"];
             build::cargo(&benches, &args)
         }
+        Command::BenchExtism { args } => bench_extism::run(&args),
         Command::BenchService(args) if args.database == "postgres" => bench_hosts::run(args),
         Command::BenchService(args) => bench_sqlite::run(args),
         Command::BenchNode(args) => bench_node::run(args),

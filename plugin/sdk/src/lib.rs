@@ -103,6 +103,7 @@ pub trait Provider {
 /// the plugin crate is a plain library, so several plugins can be linked into one binary (the
 /// host's benchmark) without their export symbols clashing. On wasm, each export first installs (once per instance) a panic hook
 /// that writes the panic message and location to the host log at error level before the trap.
+/// With the SDK's `no-component-exports` feature there are no export functions on wasm either.
 #[macro_export]
 macro_rules! export_provider {
     ($ty:ty) => {
@@ -112,6 +113,16 @@ macro_rules! export_provider {
             fn assert_provider<P: $crate::Provider>() {}
             assert_provider::<$ty>();
         };
+        $crate::__export_component!($ty);
+    };
+}
+
+/// The wasm side of [`export_provider!`]: `$ty` as the contract's `provider` exports.
+#[cfg(not(feature = "no-component-exports"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ($ty:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             // wit-bindgen's export macro takes an identifier, not a type: name the adapter.
@@ -121,6 +132,16 @@ macro_rules! export_provider {
             );
         };
     };
+}
+
+/// With `no-component-exports`, no exports on wasm either: a wasm module linking several plugin
+/// crates would export the contract's functions once per crate (a duplicate symbol), and every
+/// export would pull in the contract's imports, which only a component host provides.
+#[cfg(feature = "no-component-exports")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_component {
+    ($ty:ty) => {};
 }
 
 /// Implementation details of [`export_provider!`]; not part of the API.
