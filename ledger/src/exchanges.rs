@@ -6,6 +6,40 @@ use super::{ExchangeRecord, Ledger, from_json, to_json};
 use crate::db::DbError;
 use crate::exchange::Exchange;
 
+/// Inserts the exchanges of one plugin operation (SQLite), inside the caller's write.
+pub(crate) fn insert_exchanges(
+    c: &rusqlite::Connection,
+    refund_id: Option<&str>,
+    provider: &str,
+    operation: &str,
+    exchanges: &[Exchange],
+) -> Result<(), rusqlite::Error> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO http_exchanges (refund_id, provider, operation, method, url,
+            request_headers, request_body, status, response_headers,
+            response_body, error, latency_ms, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for e in exchanges {
+        stmt.execute(params![
+            refund_id,
+            provider,
+            operation,
+            e.method,
+            e.url,
+            to_json(&e.request_headers),
+            e.request_body,
+            e.status,
+            to_json(&e.response_headers),
+            e.response_body,
+            e.error,
+            e.latency_ms,
+            e.sent_at_ms
+        ])?;
+    }
+    Ok(())
+}
+
 impl Ledger {
     /// Keeps the redacted exchanges of one plugin operation, linked to its refund.
     pub async fn log_exchanges(
@@ -31,32 +65,7 @@ impl Ledger {
         );
         self.db
             .write(move |c| {
-                {
-                    let mut stmt = c.prepare_cached(
-                        "INSERT INTO http_exchanges (refund_id, provider, operation, method, url,
-                            request_headers, request_body, status, response_headers,
-                            response_body, error, latency_ms, sent_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    )?;
-                    for e in &exchanges {
-                        stmt.execute(params![
-                            refund_id,
-                            provider,
-                            operation,
-                            e.method,
-                            e.url,
-                            to_json(&e.request_headers),
-                            e.request_body,
-                            e.status,
-                            to_json(&e.response_headers),
-                            e.response_body,
-                            e.error,
-                            e.latency_ms,
-                            e.sent_at_ms
-                        ])?;
-                    }
-                }
-                Ok(())
+                insert_exchanges(c, refund_id.as_deref(), &provider, &operation, &exchanges)
             })
             .await
     }

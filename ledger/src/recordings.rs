@@ -46,60 +46,82 @@ impl RecordingTable {
             let cap = self.max_total_bytes as i64;
             return crate::postgres::recordings::insert(pg, &new, cap).await;
         }
-        let size = new.json.len() as i64;
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
-        let kept = total.clone();
+        let written = self
+            .db
+            .write(move |c| insert_row(c, &new, &total, cap))
+            .await;
+        self.forget_total_unless(written.is_ok());
+        written
+    }
+
+    /// Logs the exchanges of one plugin operation (as [`crate::Ledger::log_exchanges`]) and
+    /// writes its recording, if any (as [`RecordingTable::insert`]), in one write of the ledger:
+    /// one wait for a commit instead of two. A recording that cannot be written does not take
+    /// the exchanges with it: its error comes back beside them (`Ok(Some(error))`).
+    pub async fn log_operation(
+        &self,
+        log: OperationLog,
+        recording: Option<NewRecording>,
+    ) -> Result<Option<DbError>, DbError> {
+        if let Some(pg) = self.db.pg() {
+            let OperationLog {
+                refund_id,
+                provider,
+                operation,
+                exchanges,
+            } = log;
+            crate::postgres::exchanges::log_exchanges(
+                pg,
+                refund_id.as_deref(),
+                &provider,
+                &operation,
+                exchanges,
+            )
+            .await?;
+            return Ok(match recording {
+                Some(new) => self.insert(new).await.err(),
+                None => None,
+            });
+        }
+        let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
         let written = self
             .db
             .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO recordings (refund_id, seq, operation, provider, plugin_version,
-                        plugin_sha256, recorded_at, truncated, size, recording)
-                     VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recordings
-                                  WHERE refund_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    new.refund_id,
-                    new.operation,
-                    new.by.provider,
-                    new.by.plugin_version,
-                    new.by.plugin_sha256,
-                    new.now_ms,
-                    new.truncated,
-                    size,
-                    new.json
-                ])?;
-                let newest = c.last_insert_rowid();
-                let mut sum = total.load(Ordering::SeqCst);
-                if sum < 0 {
-                    sum =
-                        c.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
-                            r.get(0)
-                        })?;
-                } else {
-                    sum += size;
+                crate::exchanges::insert_exchanges(
+                    c,
+                    log.refund_id.as_deref(),
+                    &log.provider,
+                    &log.operation,
+                    &log.exchanges,
+                )?;
+                let Some(new) = recording else {
+                    return Ok(None);
+                };
+                // Under a savepoint of its own, so that its failure leaves the exchanges in.
+                c.execute_batch("SAVEPOINT recording")?;
+                match insert_row(c, &new, &total, cap) {
+                    Ok(()) => {
+                        c.execute_batch("RELEASE recording")?;
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        c.execute_batch("ROLLBACK TO recording; RELEASE recording")?;
+                        Ok(Some(e))
+                    }
                 }
-                while sum > cap {
-                    let oldest: Option<(i64, i64)> = c
-                        .query_row(
-                            "SELECT id, size FROM recordings WHERE id < ?1 ORDER BY id LIMIT 1",
-                            [newest],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    let Some((id, bytes)) = oldest else { break };
-                    c.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
-                    sum -= bytes;
-                }
-                total.store(sum, Ordering::SeqCst);
-                Ok(())
             })
             .await;
-        if written.is_err() {
-            // The sum counted a write its batch did not commit: unknown until counted again.
-            kept.store(-1, Ordering::SeqCst);
+        self.forget_total_unless(matches!(written, Ok(None)));
+        Ok(written?.map(DbError::from))
+    }
+
+    /// After a write that may have counted a recording its batch did not commit: the total is
+    /// unknown until counted again.
+    fn forget_total_unless(&self, written: bool) {
+        if !written {
+            self.total.store(-1, Ordering::SeqCst);
         }
-        written
     }
 
     /// Bytes of every recording in the table.
@@ -150,6 +172,57 @@ pub async fn load(db: &Database, refund_id: &str) -> Result<Vec<RecordingRow>, D
     .await
 }
 
+/// Inserts `new` as the next operation of its refund and trims the oldest recordings past
+/// `cap` (SQLite), inside the caller's write; keeps `total` up to date.
+fn insert_row(
+    c: &rusqlite::Connection,
+    new: &NewRecording,
+    total: &AtomicI64,
+    cap: i64,
+) -> Result<(), rusqlite::Error> {
+    let size = new.json.len() as i64;
+    c.prepare_cached(
+        "INSERT INTO recordings (refund_id, seq, operation, provider, plugin_version,
+            plugin_sha256, recorded_at, truncated, size, recording)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recordings
+                      WHERE refund_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        new.refund_id,
+        new.operation,
+        new.by.provider,
+        new.by.plugin_version,
+        new.by.plugin_sha256,
+        new.now_ms,
+        new.truncated,
+        size,
+        new.json
+    ])?;
+    let newest = c.last_insert_rowid();
+    let mut sum = total.load(Ordering::SeqCst);
+    if sum < 0 {
+        sum = c.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
+            r.get(0)
+        })?;
+    } else {
+        sum += size;
+    }
+    while sum > cap {
+        let oldest: Option<(i64, i64)> = c
+            .query_row(
+                "SELECT id, size FROM recordings WHERE id < ?1 ORDER BY id LIMIT 1",
+                [newest],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, bytes)) = oldest else { break };
+        c.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
+        sum -= bytes;
+    }
+    total.store(sum, Ordering::SeqCst);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +248,71 @@ mod tests {
 
     fn seqs(rows: &[RecordingRow]) -> Vec<i64> {
         rows.iter().map(|r| r.seq).collect()
+    }
+
+    fn exchange(url: &str) -> crate::exchange::Exchange {
+        crate::exchange::Exchange {
+            method: "POST".into(),
+            url: url.into(),
+            request_headers: vec![],
+            request_body: Some("{}".into()),
+            status: Some(201),
+            response_headers: vec![],
+            response_body: Some("{}".into()),
+            error: None,
+            latency_ms: 1.0,
+            sent_at_ms: 5,
+        }
+    }
+
+    fn log(refund_id: &str) -> OperationLog {
+        OperationLog {
+            refund_id: Some(refund_id.into()),
+            provider: "p".into(),
+            operation: "create-refund".into(),
+            exchanges: vec![exchange("http://p/1"), exchange("http://p/2")],
+        }
+    }
+
+    #[tokio::test]
+    async fn an_operations_exchanges_and_recording_are_one_write_and_a_failed_recording_keeps_the_exchanges()
+     {
+        let db = Database::open(None).unwrap();
+        let ledger = crate::Ledger::new(db.clone());
+        let table = RecordingTable::new(db.clone(), 10_000);
+        let writes = |db: &Database| db.write_counts().unwrap().writes;
+        let before = writes(&db);
+        let failed = table
+            .log_operation(log("a"), Some(recording("a", 40, 1)))
+            .await
+            .unwrap();
+        assert!(failed.is_none(), "{failed:?}");
+        assert_eq!(writes(&db), before + 1, "one write for both");
+        assert_eq!(ledger.exchanges("a").await.unwrap().len(), 2);
+        assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1]);
+
+        // A recording the database refuses: the exchanges are kept all the same.
+        db.run(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER no_b BEFORE INSERT ON recordings WHEN NEW.refund_id = 'b'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+        })
+        .await
+        .unwrap();
+        let failed = table
+            .log_operation(log("b"), Some(recording("b", 40, 2)))
+            .await
+            .unwrap();
+        assert!(failed.unwrap().to_string().contains("refused"));
+        assert_eq!(ledger.exchanges("b").await.unwrap().len(), 2);
+        assert!(load(&db, "b").await.unwrap().is_empty());
+        // And the next recording is counted and numbered as if nothing happened.
+        table
+            .log_operation(log("a"), Some(recording("a", 40, 3)))
+            .await
+            .unwrap();
+        assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1, 2]);
     }
 
     both_databases! {

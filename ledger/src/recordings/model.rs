@@ -28,6 +28,20 @@ pub struct NewRecording {
     pub now_ms: i64,
 }
 
+/// The exchanges of one plugin operation, logged with its recording
+/// ([`super::RecordingTable::log_operation`]).
+#[derive(Debug, Clone)]
+pub struct OperationLog {
+    /// The refund they were made for, if any.
+    pub refund_id: Option<String>,
+    /// The provider.
+    pub provider: String,
+    /// The operation's name in the contract.
+    pub operation: String,
+    /// The redacted exchanges, in the order they were made.
+    pub exchanges: Vec<crate::exchange::Exchange>,
+}
+
 /// A recording as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingRow {

@@ -8,6 +8,7 @@ use super::types::{CreateError, Created, NewRefund, NotSent, internal, validate}
 use crate::config::RetryPolicy;
 use crate::exchange::Exchanges;
 use crate::registry::PluginVersion;
+use refundry_ledger::recordings::OperationLog;
 use refundry_ledger::{
     Begin, Failure, NewRow, Outcome, RefundRecord, Report, Source, Stamp, Status,
 };
@@ -259,21 +260,28 @@ impl RefundService {
         Ok((result, sent))
     }
 
-    /// Logs the exchanges one plugin operation made for `refund`; says whether any request
-    /// reached the wire.
+    /// Logs the exchanges one plugin operation made for `refund`, and its recording, in one
+    /// write of the ledger; says whether any request reached the wire. A recording that could
+    /// not be kept is logged and the operation goes on.
     pub(crate) async fn keep_exchanges(
         &self,
         refund: &RefundRecord,
         operation: &str,
         exchanges: &Exchanges,
     ) -> Result<bool, refundry_ledger::db::DbError> {
-        let (id, provider) = (Some(refund.id.as_str()), &refund.provider);
-        let log = self
-            .inner
-            .ledger
-            .log_exchanges(id, provider, operation, exchanges.take());
-        log.await?;
-        self.keep_recording(&refund.id, exchanges).await;
+        let log = OperationLog {
+            refund_id: Some(refund.id.clone()),
+            provider: refund.provider.clone(),
+            operation: operation.to_owned(),
+            exchanges: exchanges.take(),
+        };
+        let recording = self.recording_of(&refund.id, exchanges);
+        if !log.exchanges.is_empty() || recording.is_some() {
+            let recordings = &self.inner.recordings;
+            if let Some(e) = recordings.log_operation(log, recording).await? {
+                tracing::warn!(refund_id = %refund.id, error = %e, "could not keep the operation's recording");
+            }
+        }
         Ok(exchanges.sent() > 0)
     }
 

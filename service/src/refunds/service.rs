@@ -228,4 +228,25 @@ impl RefundService {
             tracing::warn!(refund_id, error = %e, "could not keep the operation's recording");
         }
     }
+
+    /// The recording `exchanges` collected for `refund_id`, ready to write (`None` when there is
+    /// none, or when it cannot be serialized, which is logged).
+    pub(crate) fn recording_of(
+        &self,
+        refund_id: &str,
+        exchanges: &Exchanges,
+    ) -> Option<refundry_ledger::recordings::NewRecording> {
+        let recorder = exchanges.recorder()?;
+        match self
+            .inner
+            .recordings
+            .prepare(refund_id, recorder, self.now_ms())
+        {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::warn!(refund_id, error = %e, "could not keep the operation's recording");
+                None
+            }
+        }
+    }
 }

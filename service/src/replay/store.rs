@@ -3,7 +3,7 @@
 //! [`refundry_ledger::recordings`]); this is where it becomes a [`Recording`] again.
 
 use refundry_ledger::db::{Database, DbError};
-use refundry_ledger::recordings::{self, NewRecording, RecordingTable};
+use refundry_ledger::recordings::{self, NewRecording, OperationLog, RecordingTable};
 
 use crate::config::RecordingConfig;
 use std::sync::Arc;
@@ -58,20 +58,42 @@ impl Recordings {
         recorder: &Recorder,
         now_ms: i64,
     ) -> Result<(), DbError> {
+        match self.prepare(refund_id, recorder, now_ms)? {
+            Some(new) => self.table.insert(new).await,
+            None => Ok(()),
+        }
+    }
+
+    /// What [`Recordings::save`] writes: the recorder's recording as a row, if it made one.
+    pub fn prepare(
+        &self,
+        refund_id: &str,
+        recorder: &Recorder,
+        now_ms: i64,
+    ) -> Result<Option<NewRecording>, DbError> {
         let Some(recording) = recorder.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let json = serde_json::to_string(&recording).map_err(|e| DbError::Task(e.to_string()))?;
-        self.table
-            .insert(NewRecording {
-                refund_id: refund_id.to_owned(),
-                operation: recording.input.operation(),
-                by: recorder.by(),
-                truncated: recording.truncated,
-                json,
-                now_ms,
-            })
-            .await
+        Ok(Some(NewRecording {
+            refund_id: refund_id.to_owned(),
+            operation: recording.input.operation(),
+            by: recorder.by(),
+            truncated: recording.truncated,
+            json,
+            now_ms,
+        }))
+    }
+
+    /// Logs one operation's exchanges and writes its recording in one write of the ledger
+    /// ([`RecordingTable::log_operation`]); a recording that could not be written comes back
+    /// as `Ok(Some(error))`.
+    pub async fn log_operation(
+        &self,
+        log: OperationLog,
+        recording: Option<NewRecording>,
+    ) -> Result<Option<DbError>, DbError> {
+        self.table.log_operation(log, recording).await
     }
 
     /// Bytes of every recording in the table.
