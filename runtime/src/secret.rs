@@ -108,11 +108,18 @@ const CREDENTIAL_WORDS: [&str; 7] = [
 /// (ASCII case aside) or a `\u` escape (which could spell one). Most answers have neither, and
 /// need not be parsed to know they carry no credential.
 fn may_name_a_credential(body: &[u8]) -> bool {
-    body.windows(2).any(|w| w == b"\\u")
-        || CREDENTIAL_WORDS[..6].iter().any(|word| {
-            body.windows(word.len())
-                .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
-        })
+    // One pass: only a byte that can start a word (or an escape) is looked at further.
+    body.iter().enumerate().any(|(i, b)| {
+        let rest = &body[i..];
+        match b.to_ascii_lowercase() {
+            b'\\' => rest.get(1) == Some(&b'u'),
+            b't' | b's' | b'p' | b'k' | b'a' | b'c' => CREDENTIAL_WORDS[..6].iter().any(|word| {
+                rest.get(..word.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+            }),
+            _ => false,
+        }
+    })
 }
 
 /// Credentials a provider issues at run time (an auth token: no configured secret, but a secret
