@@ -71,55 +71,21 @@ pub const MIN_TOKEN: usize = 16;
 /// `secret`, `password`, `key`, `authorization` or `credential(s)` (`access_token`, `authToken`,
 /// `X-Api-Key`), not merely contains one (`tokenExpires` is a date the plugin reads).
 pub fn names_a_credential(name: &str) -> bool {
-    // Where the last word starts: after the last separator, or at an upper-case letter that
-    // follows a lower-case one (`authToken`). Found without allocating: this runs for every
-    // header and JSON field name of every answer.
-    let mut start = 0;
+    let mut last = String::new();
     let mut prev_lower = false;
-    for (i, c) in name.char_indices() {
-        if c == '_' || c == '-' || c == '.' {
-            start = i + c.len_utf8();
-        } else if c.is_uppercase() && prev_lower {
-            start = i;
+    for c in name.chars() {
+        if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && prev_lower) {
+            last.clear();
+        }
+        if c.is_alphanumeric() {
+            last.push(c.to_ascii_lowercase());
         }
         prev_lower = c.is_lowercase();
     }
-    let last = || {
-        name[start..]
-            .chars()
-            .filter(|c| c.is_alphanumeric())
-            .map(|c| c.to_ascii_lowercase())
-    };
-    CREDENTIAL_WORDS.iter().any(|word| last().eq(word.chars()))
-}
-
-/// The last words that make a name a credential's.
-const CREDENTIAL_WORDS: [&str; 7] = [
-    "token",
-    "secret",
-    "password",
-    "key",
-    "authorization",
-    "credential",
-    "credentials",
-];
-
-/// Whether `body` may hold a credential-named JSON field: it has one of the credential words
-/// (ASCII case aside) or a `\u` escape (which could spell one). Most answers have neither, and
-/// need not be parsed to know they carry no credential.
-fn may_name_a_credential(body: &[u8]) -> bool {
-    // One pass: only a byte that can start a word (or an escape) is looked at further.
-    body.iter().enumerate().any(|(i, b)| {
-        let rest = &body[i..];
-        match b.to_ascii_lowercase() {
-            b'\\' => rest.get(1) == Some(&b'u'),
-            b't' | b's' | b'p' | b'k' | b'a' | b'c' => CREDENTIAL_WORDS[..6].iter().any(|word| {
-                rest.get(..word.len())
-                    .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
-            }),
-            _ => false,
-        }
-    })
+    matches!(
+        last.as_str(),
+        "token" | "secret" | "password" | "key" | "authorization" | "credential" | "credentials"
+    )
 }
 
 /// Credentials a provider issues at run time (an auth token: no configured secret, but a secret
@@ -145,9 +111,6 @@ pub fn credentials_in(body: &[u8]) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    if !may_name_a_credential(body) {
-        return out;
-    }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         walk(&v, &mut out);
     }
@@ -198,27 +161,24 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_without_credential_words_is_not_parsed_for_credentials_and_escapes_are() {
+    fn credentials_are_found_by_field_name_wherever_they_are() {
         let token = "tok_0123456789abcdef";
-        // Found: plain, nested, and with the key spelled through an escape.
         for body in [
             format!(r#"{{"access_token": "{token}"}}"#),
             format!(r#"{{"data": [{{"authToken": "{token}"}}]}}"#),
             format!(r#"{{"access_t\u006fken": "{token}"}}"#),
             format!(r#"{{"API_KEY": "{token}"}}"#),
         ] {
-            assert!(may_name_a_credential(body.as_bytes()), "{body}");
             assert_eq!(credentials_in(body.as_bytes()), [token], "{body}");
         }
-        // The spec's refund answer: no credential word, no escape.
-        let refund =
-            br#"{"refund_id": "rfnd_abc123", "status": "pending", "refund_amount": "1500.00"}"#;
-        assert!(!may_name_a_credential(refund));
-        assert!(credentials_in(refund).is_empty());
-        // A word alone is not a credential field.
-        let word = br#"{"message": "the token expired, ask for another one"}"#;
-        assert!(may_name_a_credential(word));
-        assert!(credentials_in(word).is_empty());
+        for body in [
+            r#"{"refund_id": "rfnd_abc123456789abcdef", "status": "pending"}"#,
+            r#"{"message": "the token expired, ask for another one"}"#,
+            r#"{"token": "short"}"#,
+            "not json",
+        ] {
+            assert!(credentials_in(body.as_bytes()).is_empty(), "{body}");
+        }
     }
 
     #[test]
