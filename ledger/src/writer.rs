@@ -50,11 +50,15 @@ struct Counts {
 /// Sends a batched write's answer once its batch is over: `Ok` when the batch committed.
 type Completion = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
 
+/// A write to run in a batch: given the connection (or why the batch could not begin), it runs
+/// and returns how to answer once the batch is over.
+type BatchedWrite = Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Completion + Send>;
+
 enum Job {
     /// Runs alone with the connection, outside any transaction of the writer's.
     Alone(Box<dyn FnOnce(&Connection) + Send>),
     /// Runs inside the batch's transaction; `Err` when the batch could not begin.
-    Batched(Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Completion + Send>),
+    Batched(BatchedWrite),
 }
 
 impl Writer {
@@ -157,7 +161,7 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>, counts: &Counts) {
 /// answers them; returns the job that ended the batch without being part of it.
 fn batch(
     conn: &Connection,
-    first: Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Completion + Send>,
+    first: BatchedWrite,
     queue: &mpsc::Receiver<Job>,
     counts: &Counts,
 ) -> Option<Job> {
@@ -287,6 +291,9 @@ mod tests {
         Writer::start(conn).unwrap()
     }
 
+    /// Any write, for lists of different ones.
+    type AnyWrite = Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>;
+
     fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static {
         move |c| c.execute("INSERT INTO t (n) VALUES (?1)", [n]).map(|_| ())
     }
@@ -350,7 +357,7 @@ mod tests {
             c.execute("INSERT INTO t (n) VALUES (100)", [])?;
             c.execute("INSERT INTO t (n) VALUES (NULL)", []).map(|_| ())
         };
-        let writes: Vec<Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>> =
+        let writes: Vec<AnyWrite> =
             vec![Box::new(insert(1)), Box::new(failing), Box::new(insert(2))];
         let answers = queued(&w, writes).await;
         assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
@@ -371,7 +378,7 @@ mod tests {
             c.execute("INSERT INTO child (parent) VALUES (7)", [])
                 .map(|_| ())
         };
-        let writes: Vec<Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>> =
+        let writes: Vec<AnyWrite> =
             vec![Box::new(insert(1)), Box::new(dangling), Box::new(insert(2))];
         let answers = queued(&w, writes).await;
         for answer in &answers {
@@ -390,7 +397,7 @@ mod tests {
     async fn a_panicking_write_fails_its_batch_and_the_writer_goes_on() {
         let w = writer();
         let panics = |_: &Connection| -> Result<(), rusqlite::Error> { panic!("a bug") };
-        let writes: Vec<Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>> =
+        let writes: Vec<AnyWrite> =
             vec![Box::new(insert(1)), Box::new(panics), Box::new(insert(2))];
         let answers = queued(&w, writes).await;
         assert!(

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::bench_service::{
     AMOUNT_MINOR, AMOUNT_TEXT, Args, Ledger, Mode, PROFILES, Prepared, Profile, Run, busy,
     cpu_per_refund, ms, release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
+    summary_cells,
 };
 use crate::build;
 use crate::cpu;
@@ -197,16 +198,9 @@ fn report(setups: &[Setup], runs: &[(Setup, Run)]) -> usize {
             &["refundry serve", "postgres", "sandbox", "load generator"],
         );
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {versus} | {share} | {} | {split} |",
+            "| {} | {} | {versus} | {share} | {} | {split} |",
             setup.label(),
-            s.runs,
-            s.requests,
-            s.errors,
-            s.throughput,
-            s.throughput_min,
-            s.throughput_max,
-            ms(s.p50),
-            ms(s.p99),
+            summary_cells(&s),
             busy(&of_setup),
         );
     }

@@ -295,6 +295,22 @@ pub(crate) fn summarize<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Summary 
     }
 }
 
+/// The cells every table of the benches shares: runs, requests, errors, refunds/s, the per-run
+/// range, p50 and p99 (ms).
+pub(crate) fn summary_cells(s: &Summary) -> String {
+    format!(
+        "{} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2}",
+        s.runs,
+        s.requests,
+        s.errors,
+        s.throughput,
+        s.throughput_min,
+        s.throughput_max,
+        ms(s.p50),
+        ms(s.p99)
+    )
+}
+
 /// How busy the machine's cores were, averaged over `runs`.
 pub(crate) fn busy(runs: &[&Run]) -> String {
     let busy = runs.iter().map(|r| r.cpu.busy).sum::<f64>() / runs.len().max(1) as f64;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::bench_hosts::ceiling;
 use crate::bench_service::{
     Args, Ledger, Mode, PROFILES, Profile, Run, WriteCounts, busy, cpu_per_refund, ms, percentile,
-    release_binary, run_once, sorted, summarize,
+    release_binary, run_once, sorted, summarize, summary_cells,
 };
 
 pub fn run(args: Args) -> Result<()> {
@@ -140,16 +140,9 @@ fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
                 .collect();
             let s = summarize(of.iter().copied());
             println!(
-                "| {} | {mode} | {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {mode} | {} | {} | {} | {} |",
                 profile.id,
-                s.runs,
-                s.requests,
-                s.errors,
-                s.throughput,
-                s.throughput_min,
-                s.throughput_max,
-                ms(s.p50),
-                ms(s.p99),
+                summary_cells(&s),
                 busy(&of),
                 cpu_per_refund(
                     &of,
