@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bench_service::{
     AMOUNT_MINOR, AMOUNT_TEXT, Args, Ledger, Mode, PROFILES, Prepared, Profile, Run, busy,
-    cpu_per_refund, ms, release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
+    cpu_per_refund, release_binary, run_once, sandbox_with_payments, send_prepared, summarize,
     summary_cells,
 };
 use crate::build;
@@ -132,21 +132,7 @@ pub fn run(args: Args) -> Result<()> {
                     dir.display()
                 )
             })?;
-            println!(
-                "  round {} {:<26} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                round + 1,
-                setup.label(),
-                run.throughput(),
-                ms(crate::bench_service::percentile(
-                    &crate::bench_service::sorted(&run.latencies),
-                    50.0
-                )),
-                ms(crate::bench_service::percentile(
-                    &crate::bench_service::sorted(&run.latencies),
-                    99.0
-                )),
-                run.errors
-            );
+            run.print_progress(round, &format!("{:<26}", setup.label()));
             runs.push((setup, run));
         }
     }

@@ -218,6 +218,20 @@ pub(crate) struct WriteCounts {
 }
 
 impl Run {
+    /// Prints this run's line of the progress: round (from 0), `label`, throughput, p50, p99
+    /// and errors.
+    pub(crate) fn print_progress(&self, round: usize, label: &str) {
+        let latencies = sorted(&self.latencies);
+        println!(
+            "  round {} {label} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            round + 1,
+            self.throughput(),
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 99.0)),
+            self.errors
+        );
+    }
+
     pub(crate) fn requests(&self) -> usize {
         self.latencies.len() + self.errors
     }

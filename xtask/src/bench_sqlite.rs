@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::bench_hosts::ceiling;
 use crate::bench_service::{
-    Args, Ledger, Mode, PROFILES, Profile, Run, WriteCounts, busy, cpu_per_refund, ms, percentile,
-    release_binary, run_once, sorted, summarize, summary_cells,
+    Args, Ledger, Mode, PROFILES, Profile, Run, WriteCounts, busy, cpu_per_refund, ms,
+    release_binary, run_once, summarize, summary_cells,
 };
 
 pub fn run(args: Args) -> Result<()> {
@@ -59,27 +59,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut runs: Vec<Run> = Vec::new();
     let mut ceilings: Vec<Run> = Vec::new();
     for round in 0..args.rounds {
-        let ceiling = |ceilings: &mut Vec<Run>| -> Result<()> {
+        let measure_ceiling = |ceilings: &mut Vec<Run>| -> Result<()> {
             if let Some(profile) = ceiling_of {
                 let run = runtime
                     .block_on(ceiling(&bin, &dir, profile, round, &args))
                     .with_context(|| format!("round {} sandbox ceiling", round + 1))?;
-                println!(
-                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                    round + 1,
-                    profile.id,
-                    "alone",
-                    run.throughput(),
-                    ms(percentile(&sorted(&run.latencies), 50.0)),
-                    ms(percentile(&sorted(&run.latencies), 99.0)),
-                    run.errors
-                );
+                run.print_progress(round, &format!("{:<12} {:<6}", profile.id, "alone"));
                 ceilings.push(run);
             }
             Ok(())
         };
         if round.is_multiple_of(2) {
-            ceiling(&mut ceilings)?;
+            measure_ceiling(&mut ceilings)?;
         }
         for profile in &profiles {
             for mode in Mode::order(round) {
@@ -93,21 +84,12 @@ pub fn run(args: Args) -> Result<()> {
                             dir.display()
                         )
                     })?;
-                println!(
-                    "  round {} {:<12} {:<6} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                    round + 1,
-                    profile.id,
-                    mode,
-                    run.throughput(),
-                    ms(percentile(&sorted(&run.latencies), 50.0)),
-                    ms(percentile(&sorted(&run.latencies), 99.0)),
-                    run.errors
-                );
+                run.print_progress(round, &format!("{:<12} {mode:<6}", profile.id));
                 runs.push(run);
             }
         }
         if !round.is_multiple_of(2) {
-            ceiling(&mut ceilings)?;
+            measure_ceiling(&mut ceilings)?;
         }
     }
     let errors = report(&profiles, &runs);
