@@ -99,17 +99,7 @@ impl RecordingTable {
                     return Ok(None);
                 };
                 // Under a savepoint of its own, so that its failure leaves the exchanges in.
-                c.execute_batch("SAVEPOINT recording")?;
-                match insert_row(c, &new, &total, cap) {
-                    Ok(()) => {
-                        c.execute_batch("RELEASE recording")?;
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        c.execute_batch("ROLLBACK TO recording; RELEASE recording")?;
-                        Ok(Some(e))
-                    }
-                }
+                Ok(crate::writer::in_savepoint(c, |c| insert_row(c, &new, &total, cap)).err())
             })
             .await;
         self.forget_total_unless(matches!(written, Ok(None)));

@@ -220,8 +220,8 @@ fn batch(
 
 /// Runs `f` under a savepoint, released when it succeeds and rolled back when it fails. Should
 /// the savepoint itself fail, the whole transaction is rolled back, so that the batch fails
-/// rather than commit part of a write.
-fn in_savepoint<R>(
+/// rather than commit part of a write. Savepoints nest: a write may use it for a part of itself.
+pub(crate) fn in_savepoint<R>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
 ) -> Result<R, rusqlite::Error> {

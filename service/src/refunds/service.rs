@@ -220,11 +220,10 @@ impl RefundService {
     /// Writes the recording `exchanges` carries (if any) as the next operation of `refund_id`.
     /// A failure is logged, not returned: a lost recording must not fail a refund.
     pub(crate) async fn keep_recording(&self, refund_id: &str, exchanges: &Exchanges) {
-        let Some(recorder) = exchanges.recorder() else {
+        let Some(new) = self.recording_of(refund_id, exchanges) else {
             return;
         };
-        let now = self.now_ms();
-        if let Err(e) = self.inner.recordings.save(refund_id, recorder, now).await {
+        if let Err(e) = self.inner.recordings.insert(new).await {
             tracing::warn!(refund_id, error = %e, "could not keep the operation's recording");
         }
     }

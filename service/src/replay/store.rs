@@ -59,9 +59,15 @@ impl Recordings {
         now_ms: i64,
     ) -> Result<(), DbError> {
         match self.prepare(refund_id, recorder, now_ms)? {
-            Some(new) => self.table.insert(new).await,
+            Some(new) => self.insert(new).await,
             None => Ok(()),
         }
+    }
+
+    /// Writes `new` (made by [`Recordings::prepare`]) as the next operation of its refund, then
+    /// deletes the oldest recordings while all of them pass the cap.
+    pub async fn insert(&self, new: NewRecording) -> Result<(), DbError> {
+        self.table.insert(new).await
     }
 
     /// What [`Recordings::save`] writes: the recorder's recording as a row, if it made one.
