@@ -416,6 +416,16 @@ impl Database {
         self.sqlite()?.write(f).await
     }
 
+    /// Sends the writes `f` makes to run as [`Database::write`] runs them, now, and returns
+    /// their answer to await later ([`crate::writer::Writer::queue`]): it is in once any write
+    /// sent after it is answered.
+    pub(crate) fn queue_write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<crate::writer::Queued<R>, DbError> {
+        self.sqlite()?.queue(f)
+    }
+
     /// On SQLite, the writes committed by this process so far and the transactions they took
     /// (fewer under load: group commit); `None` on PostgreSQL.
     pub fn write_counts(&self) -> Option<WriteCounts> {

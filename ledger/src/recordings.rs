@@ -64,6 +64,20 @@ impl RecordingTable {
         log: OperationLog,
         recording: Option<NewRecording>,
     ) -> Result<Option<DbError>, DbError> {
+        self.queue_operation(log, recording).await?.written().await
+    }
+
+    /// Sends [`RecordingTable::log_operation`]'s write without waiting for it: on SQLite the
+    /// write is queued now and its answer is in once any write sent after it is answered (the
+    /// ledger writes in the order it is sent and answers after each commit), so a caller that
+    /// goes on to record the operation's outcome waits for one commit instead of two. On
+    /// PostgreSQL, whose connections commit independently, the write is made before this
+    /// returns.
+    pub async fn queue_operation(
+        &self,
+        log: OperationLog,
+        recording: Option<NewRecording>,
+    ) -> Result<PendingLog, DbError> {
         if let Some(pg) = self.db.pg() {
             let OperationLog {
                 refund_id,
@@ -79,44 +93,77 @@ impl RecordingTable {
                 exchanges,
             )
             .await?;
-            return Ok(match recording {
+            let recording_failed = match recording {
                 Some(new) => self.insert(new).await.err(),
                 None => None,
-            });
+            };
+            return Ok(PendingLog(Pending::Written(recording_failed)));
         }
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
-        let written = self
-            .db
-            .write(move |c| {
-                crate::exchanges::insert_exchanges(
-                    c,
-                    log.refund_id.as_deref(),
-                    &log.provider,
-                    &log.operation,
-                    &log.exchanges,
-                )?;
-                let Some(new) = recording else {
-                    return Ok(None);
-                };
-                // Under a savepoint of its own, so that its failure leaves the exchanges in.
-                Ok(crate::writer::in_savepoint(c, |c| insert_row(c, &new, &total, cap)).err())
-            })
-            .await;
-        self.forget_total_unless(matches!(written, Ok(None)));
-        Ok(written?.map(DbError::from))
+        let answer = self.db.queue_write(move |c| {
+            crate::exchanges::insert_exchanges(
+                c,
+                log.refund_id.as_deref(),
+                &log.provider,
+                &log.operation,
+                &log.exchanges,
+            )?;
+            let Some(new) = recording else {
+                return Ok(None);
+            };
+            // Under a savepoint of its own, so that its failure leaves the exchanges in.
+            Ok(crate::writer::in_savepoint(c, |c| insert_row(c, &new, &total, cap)).err())
+        })?;
+        Ok(PendingLog(Pending::Queued {
+            answer,
+            total: self.total.clone(),
+        }))
     }
 
     /// After a write that may have counted a recording its batch did not commit: the total is
     /// unknown until counted again.
     fn forget_total_unless(&self, written: bool) {
-        if !written {
-            self.total.store(-1, Ordering::SeqCst);
-        }
+        forget_total_unless(&self.total, written);
     }
 
     /// Bytes of every recording in the table.
     pub async fn total_bytes(&self) -> Result<i64, DbError> {
         total_bytes(&self.db).await
+    }
+}
+
+/// One operation's log sent by [`RecordingTable::queue_operation`], its answer to come.
+#[must_use = "a queued log's answer says whether it was written"]
+pub struct PendingLog(Pending);
+
+enum Pending {
+    /// Written already (PostgreSQL); a recording that could not be written.
+    Written(Option<DbError>),
+    /// Queued on SQLite's writer.
+    Queued {
+        answer: crate::writer::Queued<Option<rusqlite::Error>>,
+        total: Arc<AtomicI64>,
+    },
+}
+
+impl PendingLog {
+    /// Whether the log was written: as [`RecordingTable::log_operation`] answers.
+    pub async fn written(self) -> Result<Option<DbError>, DbError> {
+        match self.0 {
+            Pending::Written(recording_failed) => Ok(recording_failed),
+            Pending::Queued { answer, total } => {
+                let written = answer.answer().await;
+                forget_total_unless(&total, matches!(written, Ok(None)));
+                Ok(written?.map(DbError::from))
+            }
+        }
+    }
+}
+
+/// Forgets the counted `total` unless a write that may have counted a recording was `written`.
+fn forget_total_unless(total: &AtomicI64, written: bool) {
+    if !written {
+        total.store(-1, Ordering::SeqCst);
     }
 }
 
@@ -303,6 +350,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_queued_operation_log_is_written_by_the_time_a_later_write_is_answered_and_its_failure_is_kept()
+     {
+        let db = Database::open(None).unwrap();
+        let ledger = crate::Ledger::new(db.clone());
+        let table = RecordingTable::new(db.clone(), 10_000);
+        let pending = table
+            .queue_operation(log("a"), Some(recording("a", 40, 1)))
+            .await
+            .unwrap();
+        // A later write of the ledger's: once it is answered, the log is in.
+        table.insert(recording("b", 10, 2)).await.unwrap();
+        let read = db
+            .run(|c| {
+                c.query_row("SELECT COUNT(*) FROM http_exchanges", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            read, 2,
+            "the queued exchanges were written before the later write's answer"
+        );
+        assert!(pending.written().await.unwrap().is_none());
+        assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1]);
+
+        // Exchanges the database refuses: the failure comes back when the log is confirmed,
+        // after a later write went through.
+        db.run(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER no_c BEFORE INSERT ON http_exchanges WHEN NEW.refund_id = 'c'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+        })
+        .await
+        .unwrap();
+        let pending = table
+            .queue_operation(log("c"), Some(recording("c", 40, 3)))
+            .await
+            .unwrap();
+        table.insert(recording("b", 10, 4)).await.unwrap();
+        let err = pending.written().await.unwrap_err().to_string();
+        assert!(err.contains("refused"), "{err}");
+        assert!(ledger.exchanges("c").await.unwrap().is_empty());
+        assert!(
+            load(&db, "c").await.unwrap().is_empty(),
+            "nor its recording"
+        );
+        // The table holds what was written: a (40 bytes) and b twice (10 each).
+        assert_eq!(table.total_bytes().await.unwrap(), 60);
     }
 
     both_databases! {

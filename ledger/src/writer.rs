@@ -106,6 +106,18 @@ impl Writer {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
+        self.queue(f)?.answer().await
+    }
+
+    /// Sends `f` to run as [`Writer::write`] runs it, now, and returns its answer to await
+    /// later. The writer takes its work in the order sent and answers a write only once its
+    /// batch has committed, so once any write sent after this one is answered, this one's
+    /// answer is in: a caller that queues a write and then awaits a later one waits for one
+    /// commit, not two.
+    pub(crate) fn queue<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<Queued<R>, DbError> {
         let (answer, answered) = oneshot::channel();
         self.send(Job::Batched(Box::new(move |conn| {
             let result = match conn {
@@ -121,13 +133,24 @@ impl Writer {
                 let _ = answer.send(result);
             })
         })))?;
-        receive(answered).await
+        Ok(Queued(answered))
     }
 
     fn send(&self, job: Job) -> Result<(), DbError> {
         self.jobs
             .send(job)
             .map_err(|_| DbError::Task("the ledger's writer has stopped".into()))
+    }
+}
+
+/// A write sent to the writer ([`Writer::queue`]), its answer to come.
+#[must_use = "a queued write's answer says whether it was written"]
+pub(crate) struct Queued<R>(oneshot::Receiver<Result<R, DbError>>);
+
+impl<R> Queued<R> {
+    /// The write's answer, once its batch is over.
+    pub(crate) async fn answer(self) -> Result<R, DbError> {
+        receive(self.0).await
     }
 }
 
@@ -273,6 +296,7 @@ mod tests {
     use std::future::Future;
     use std::task::{Context, Waker};
 
+    use futures_util::FutureExt;
     use futures_util::future::join_all;
 
     use super::*;
@@ -348,6 +372,26 @@ mod tests {
         // Alone, a write is its own batch.
         w.write(insert(11)).await.unwrap();
         assert_eq!(w.counts(), (11, 2));
+    }
+
+    #[tokio::test]
+    async fn a_queued_write_is_answered_once_a_later_write_is() {
+        let w = writer();
+        let release = hold(&w);
+        let first = w.queue(insert(1)).unwrap();
+        // Work run alone between them puts the two writes in different batches.
+        w.send(Job::Alone(Box::new(|_| {}))).unwrap();
+        let mut second = pin!(w.write(insert(2)));
+        assert!(pending(second.as_mut()), "the writer is held");
+        drop(release);
+        second.await.unwrap();
+        let answer = first.answer().now_or_never();
+        assert!(
+            matches!(answer, Some(Ok(()))),
+            "answered with the later write: {answer:?}"
+        );
+        assert_eq!(w.counts(), (2, 2), "two batches");
+        assert_eq!(rows(&w).await, [1, 2]);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use super::types::{CreateError, Created, NewRefund, NotSent, internal, validate}
 use crate::config::RetryPolicy;
 use crate::exchange::Exchanges;
 use crate::registry::PluginVersion;
-use refundry_ledger::recordings::OperationLog;
+use refundry_ledger::recordings::{OperationLog, PendingLog};
 use refundry_ledger::{
     Begin, Failure, NewRow, Outcome, RefundRecord, Report, Source, Stamp, Status,
 };
@@ -213,8 +213,12 @@ impl RefundService {
         // any attempt sent something is already unknown: `classify` is told `sent_before`.)
         let mut may_have_acted = false;
         let mut attempt = 1;
+        // Each attempt's log, confirmed once the answer is recorded: one wait for the ledger
+        // covers both.
+        let mut logs = Vec::new();
         let answer = loop {
-            let (result, sent) = self.call_create(plugin, refund, &req).await?;
+            let (result, sent, log) = self.call_create(plugin, refund, &req).await?;
+            logs.push(log);
             sent_before |= sent;
             let classified = classify(result, sent_before);
             if let Classified::Retry(retryable) = &classified {
@@ -237,27 +241,35 @@ impl RefundService {
                 Classified::Final(answer) => break answer,
             }
         };
-        self.record(refund, answer, Sender::Gateway, plugin.version())
-            .await
+        let recorded = self
+            .record(refund, answer, Sender::Gateway, plugin.version())
+            .await;
+        SentLog::confirm_all(logs).await?;
+        recorded
     }
 
-    /// One `create-refund` call, its exchanges logged against the refund; also says whether a
-    /// request reached the wire.
+    /// One `create-refund` call, its exchanges sent to the ledger's log against the refund
+    /// ([`RefundService::queue_exchanges`]: confirm it once the answer is recorded); also says
+    /// whether a request reached the wire.
     pub(crate) async fn call_create(
         &self,
         plugin: &PluginVersion,
         refund: &RefundRecord,
         req: &RefundRequest,
     ) -> Result<
-        (Result<Result<Refund, RefundError>, PluginError>, bool),
+        (
+            Result<Result<Refund, RefundError>, PluginError>,
+            bool,
+            SentLog,
+        ),
         refundry_ledger::db::DbError,
     > {
         let exchanges = self.operation_exchanges(plugin);
         let result = plugin.logic.create_refund(req, exchanges.observer()).await;
-        let sent = self
-            .keep_exchanges(refund, "create-refund", &exchanges)
+        let log = self
+            .queue_exchanges(refund, "create-refund", &exchanges)
             .await?;
-        Ok((result, sent))
+        Ok((result, exchanges.sent() > 0, log))
     }
 
     /// Logs the exchanges one plugin operation made for `refund`, and its recording, in one
@@ -269,6 +281,23 @@ impl RefundService {
         operation: &str,
         exchanges: &Exchanges,
     ) -> Result<bool, refundry_ledger::db::DbError> {
+        self.queue_exchanges(refund, operation, exchanges)
+            .await?
+            .confirmed()
+            .await?;
+        Ok(exchanges.sent() > 0)
+    }
+
+    /// Sends what [`RefundService::keep_exchanges`] writes without waiting for its commit.
+    /// Writes the caller sends after it commit with it or after it, so a caller that records
+    /// the operation's outcome next and then confirms the log waits for one commit, not two;
+    /// and the log is durable before the outcome is answered.
+    pub(crate) async fn queue_exchanges(
+        &self,
+        refund: &RefundRecord,
+        operation: &str,
+        exchanges: &Exchanges,
+    ) -> Result<SentLog, refundry_ledger::db::DbError> {
         let log = OperationLog {
             refund_id: Some(refund.id.clone()),
             provider: refund.provider.clone(),
@@ -276,13 +305,16 @@ impl RefundService {
             exchanges: exchanges.take(),
         };
         let recording = self.recording_of(&refund.id, exchanges);
-        if !log.exchanges.is_empty() || recording.is_some() {
+        let pending = if !log.exchanges.is_empty() || recording.is_some() {
             let recordings = &self.inner.recordings;
-            if let Some(e) = recordings.log_operation(log, recording).await? {
-                tracing::warn!(refund_id = %refund.id, error = %e, "could not keep the operation's recording");
-            }
-        }
-        Ok(exchanges.sent() > 0)
+            Some(recordings.queue_operation(log, recording).await?)
+        } else {
+            None
+        };
+        Ok(SentLog {
+            refund_id: refund.id.clone(),
+            pending,
+        })
     }
 
     /// Records a provider answer to a create request (the gateway's, or the janitor's re-send);
@@ -613,6 +645,41 @@ impl Drop for InFlight {
         let inner = &self.service.inner;
         let mut set = inner.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         set.remove(&self.id);
+    }
+}
+
+/// One plugin operation's log, sent to the ledger ([`RefundService::queue_exchanges`]) and not
+/// yet known to be written.
+#[must_use = "a log sent to the ledger must be confirmed: its write may have failed"]
+pub(crate) struct SentLog {
+    refund_id: String,
+    pending: Option<PendingLog>,
+}
+
+impl SentLog {
+    /// Waits for the log's write: an error when its exchanges were not written; a recording
+    /// that could not be kept is logged, as a lost recording must not fail a refund.
+    pub(crate) async fn confirmed(self) -> Result<(), refundry_ledger::db::DbError> {
+        let Some(pending) = self.pending else {
+            return Ok(());
+        };
+        if let Some(e) = pending.written().await? {
+            tracing::warn!(refund_id = %self.refund_id, error = %e, "could not keep the operation's recording");
+        }
+        Ok(())
+    }
+
+    /// Confirms every log of `logs`; the first error, after all were awaited.
+    pub(crate) async fn confirm_all(
+        logs: Vec<SentLog>,
+    ) -> Result<(), refundry_ledger::db::DbError> {
+        let mut first_error = None;
+        for log in logs {
+            if let Err(e) = log.confirmed().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

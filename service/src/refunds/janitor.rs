@@ -175,7 +175,7 @@ impl RefundService {
         refund: &RefundRecord,
         checks: i64,
     ) -> Result<(), refundry_ledger::db::DbError> {
-        let (result, sent) = self
+        let (result, sent, log) = self
             .call_create(plugin, refund, &request_of(refund))
             .await?;
         let answer = match classify(result, sent) {
@@ -183,8 +183,10 @@ impl RefundService {
             // Not final: leave it unknown; the next check looks again.
             Classified::Retry(r) => super::create::ProviderAnswer::Unknown(r.failure.message),
         };
-        self.record(refund, answer, Sender::Janitor { checks }, plugin.version())
-            .await
-            .map(drop)
+        let recorded = self
+            .record(refund, answer, Sender::Janitor { checks }, plugin.version())
+            .await;
+        log.confirmed().await?;
+        recorded.map(drop)
     }
 }

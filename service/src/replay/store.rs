@@ -3,7 +3,7 @@
 //! [`refundry_ledger::recordings`]); this is where it becomes a [`Recording`] again.
 
 use refundry_ledger::db::{Database, DbError};
-use refundry_ledger::recordings::{self, NewRecording, OperationLog, RecordingTable};
+use refundry_ledger::recordings::{self, NewRecording, OperationLog, PendingLog, RecordingTable};
 
 use crate::config::RecordingConfig;
 use std::sync::Arc;
@@ -91,15 +91,15 @@ impl Recordings {
         }))
     }
 
-    /// Logs one operation's exchanges and writes its recording in one write of the ledger
-    /// ([`RecordingTable::log_operation`]); a recording that could not be written comes back
-    /// as `Ok(Some(error))`.
-    pub async fn log_operation(
+    /// Logs one operation's exchanges and writes its recording in one write of the ledger,
+    /// sent now, its answer to await later ([`RecordingTable::queue_operation`]): a recording
+    /// that could not be written comes back as `Ok(Some(error))`.
+    pub async fn queue_operation(
         &self,
         log: OperationLog,
         recording: Option<NewRecording>,
-    ) -> Result<Option<DbError>, DbError> {
-        self.table.log_operation(log, recording).await
+    ) -> Result<PendingLog, DbError> {
+        self.table.queue_operation(log, recording).await
     }
 
     /// Bytes of every recording in the table.
