@@ -1189,3 +1189,36 @@ async fn janitor_moves_refunds_without_webhooks() {
         "{done}"
     );
 }
+
+/// `refundry serve` writing its text log to a file, as a service manager collects it, writes
+/// plain text: no terminal colour codes.
+#[tokio::test]
+async fn text_logs_written_to_a_file_carry_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut service = Service::start().await;
+    service.stop().await;
+    let log = service.dir().join("text-log.stderr.log");
+    let mut child = tokio::process::Command::new(refundry_tests::service::refundry_binary())
+        .args(["--log-format", "text", "serve", "--config"])
+        .arg(service.config_path())
+        .args(["--listen", "127.0.0.1:0"])
+        // The service's own default level (info), and colour not turned off from outside.
+        .env_remove("REFUNDRY_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(T, lines.next_line()).await;
+    let first = first.expect("a first stdout line").unwrap().unwrap_or_default();
+    assert!(first.starts_with("refundry listening on "), "{first:?}");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("plugin version loaded"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+}
