@@ -1214,11 +1214,17 @@ async fn text_logs_written_to_a_file_carry_no_colour_codes() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(T, lines.next_line()).await;
-    let first = first.expect("a first stdout line").unwrap().unwrap_or_default();
+    let first = first
+        .expect("a first stdout line")
+        .unwrap()
+        .unwrap_or_default();
     assert!(first.starts_with("refundry listening on "), "{first:?}");
     child.start_kill().unwrap();
     let _ = child.wait().await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("plugin version loaded"), "{text}");
-    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
 }
