@@ -311,6 +311,18 @@ mod tests {
         }
     }
 
+    /// Makes `db` refuse (`refused`) every row of `table` for `refund_id`.
+    async fn refuse_rows(db: &Database, table: &'static str, refund_id: &'static str) {
+        db.run(move |c| {
+            c.execute_batch(&format!(
+                "CREATE TRIGGER no_{table}_{refund_id} BEFORE INSERT ON {table}
+                 WHEN NEW.refund_id = '{refund_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            ))
+        })
+        .await
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn an_operations_exchanges_and_recording_are_one_write_and_a_failed_recording_keeps_the_exchanges()
      {
@@ -329,14 +341,7 @@ mod tests {
         assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1]);
 
         // A recording the database refuses: the exchanges are kept all the same.
-        db.run(|c| {
-            c.execute_batch(
-                "CREATE TRIGGER no_b BEFORE INSERT ON recordings WHEN NEW.refund_id = 'b'
-                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
-            )
-        })
-        .await
-        .unwrap();
+        refuse_rows(&db, "recordings", "b").await;
         let failed = table
             .log_operation(log("b"), Some(recording("b", 40, 2)))
             .await
@@ -381,14 +386,7 @@ mod tests {
 
         // Exchanges the database refuses: the failure comes back when the log is confirmed,
         // after a later write went through.
-        db.run(|c| {
-            c.execute_batch(
-                "CREATE TRIGGER no_c BEFORE INSERT ON http_exchanges WHEN NEW.refund_id = 'c'
-                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
-            )
-        })
-        .await
-        .unwrap();
+        refuse_rows(&db, "http_exchanges", "c").await;
         let pending = table
             .queue_operation(log("c"), Some(recording("c", 40, 3)))
             .await
