@@ -51,7 +51,7 @@ impl RecordingTable {
             .db
             .write(move |c| insert_row(c, &new, &total, cap))
             .await;
-        self.forget_total_unless(written.is_ok());
+        forget_total_unless(&self.total, written.is_ok());
         written
     }
 
@@ -120,12 +120,6 @@ impl RecordingTable {
         }))
     }
 
-    /// After a write that may have counted a recording its batch did not commit: the total is
-    /// unknown until counted again.
-    fn forget_total_unless(&self, written: bool) {
-        forget_total_unless(&self.total, written);
-    }
-
     /// Bytes of every recording in the table.
     pub async fn total_bytes(&self) -> Result<i64, DbError> {
         total_bytes(&self.db).await
@@ -160,7 +154,8 @@ impl PendingLog {
     }
 }
 
-/// Forgets the counted `total` unless a write that may have counted a recording was `written`.
+/// After a write that may have counted a recording its batch did not commit (`written` false):
+/// the `total` is unknown until counted again.
 fn forget_total_unless(total: &AtomicI64, written: bool) {
     if !written {
         total.store(-1, Ordering::SeqCst);
