@@ -50,27 +50,13 @@ impl Recordings {
             .then(|| Recorder::new(by, self.config.max_operation_bytes, masks))
     }
 
-    /// Writes what `recorder` collected as the next operation of `refund_id` (nothing when it
-    /// collected nothing), then deletes the oldest recordings while all of them pass the cap.
-    pub async fn save(
-        &self,
-        refund_id: &str,
-        recorder: &Recorder,
-        now_ms: i64,
-    ) -> Result<(), DbError> {
-        match self.prepare(refund_id, recorder, now_ms)? {
-            Some(new) => self.insert(new).await,
-            None => Ok(()),
-        }
-    }
-
     /// Writes `new` (made by [`Recordings::prepare`]) as the next operation of its refund, then
     /// deletes the oldest recordings while all of them pass the cap.
     pub async fn insert(&self, new: NewRecording) -> Result<(), DbError> {
         self.table.insert(new).await
     }
 
-    /// What [`Recordings::save`] writes: the recorder's recording as a row, if it made one.
+    /// The recorder's recording as a row to write ([`Recordings::insert`]), if it made one.
     pub fn prepare(
         &self,
         refund_id: &str,
@@ -157,6 +143,23 @@ pub async fn load(
 mod tests {
     use super::*;
     use crate::replay::record::{Input, RecordedAnswer, RecordedCall};
+
+    impl Recordings {
+        /// Writes what `recorder` collected as the next operation of `refund_id` (nothing when
+        /// it collected nothing), as the service does: [`Recordings::prepare`], then
+        /// [`Recordings::insert`].
+        async fn save(
+            &self,
+            refund_id: &str,
+            recorder: &Recorder,
+            now_ms: i64,
+        ) -> Result<(), DbError> {
+            match self.prepare(refund_id, recorder, now_ms)? {
+                Some(new) => self.insert(new).await,
+                None => Ok(()),
+            }
+        }
+    }
 
     fn by() -> RecordedBy {
         RecordedBy {
