@@ -351,6 +351,9 @@ impl Database {
         // WAL lets readers run beside the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous.pragma())?;
+        // Each write of a group commit runs under its own savepoint, whose journal SQLite keeps
+        // in a temporary file once it outgrows a small buffer: in memory instead.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Room for every statement of the refund path (rusqlite keeps 16 by default), so that
         // none is parsed again per refund.
@@ -508,6 +511,21 @@ mod tests {
         let normal = Database::open_with(Some(&path), Synchronous::Normal).unwrap();
         assert_eq!(sync(&normal).await, 1);
         drop(normal);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn savepoint_journals_are_kept_in_memory() {
+        let dir = std::env::temp_dir().join(format!("refundry-db-temp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::open(Some(&dir.join("temp.db"))).unwrap();
+        // SQLite's numbers: 0 DEFAULT (a file), 1 FILE, 2 MEMORY.
+        let temp_store = db
+            .run(|c| c.pragma_query_value(None, "temp_store", |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap();
+        assert_eq!(temp_store, 2);
+        drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
