@@ -4,7 +4,8 @@
 //!
 //! Included as a module by `native/benches/create_refund.rs` and by the Extism comparison
 //! (`bench/extism/bench/benches/versus_extism.rs`, a workspace of its own), so both measure the
-//! same requests against the same answers.
+//! same requests against the same answers; `native/tests/initial_memory.rs` runs the same
+//! operations to check that they never grow the plugin's memory.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -180,7 +181,7 @@ pub fn plugins_dir(repository: &Path) -> PathBuf {
 
 /// The case's plugin (the component `file` in `plugins`) bound to its capabilities, with the
 /// fake transport and a frozen clock.
-async fn bind_plugin(case: &'static Case, plugins: &Path, file: &str) -> Plugin {
+pub async fn bind_plugin(case: &'static Case, plugins: &Path, file: &str) -> Plugin {
     let config = case.config(plugins);
     let provider = &config.providers[case.provider];
     let path = plugins.join(file);

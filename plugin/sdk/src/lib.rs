@@ -44,6 +44,17 @@ pub mod token;
 pub mod validate;
 pub mod webhook;
 
+/// The plugin's heap. Rust's own wasm allocator takes every heap page by growing linear memory,
+/// and a memory that grew costs the host an `mprotect` to shrink the pool slot back before its
+/// next instance, whose TLB shootdown interrupts every core the host runs on. This release of
+/// dlmalloc starts the heap in the free part of the initial memory (between `__heap_base` and
+/// `__heap_end`), which the workspace links at 256 KiB (`.cargo/config.toml`): an operation then
+/// grows memory only when it needs more than that. A plugin is one thread, so the allocator's
+/// lock is a no-op. Not in the core module of the Extism comparison, which keeps its own.
+#[cfg(all(target_arch = "wasm32", not(feature = "no-component-exports")))]
+#[global_allocator]
+static HEAP: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 pub use host::Host;
 #[cfg(any(target_arch = "wasm32", doc))]
 pub use host::WasmHost;
