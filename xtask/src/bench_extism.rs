@@ -36,18 +36,24 @@ pub fn run(args: &[String]) -> Result<()> {
     let manifest = manifest
         .to_str()
         .context("the repository's path is not UTF-8")?;
-    extism_cargo(&[
-        "build",
-        "--quiet",
-        "--manifest-path",
-        manifest,
-        "--package",
-        "refundry-extism-plugin",
-        "--target",
-        build::WASM_TARGET,
-        "--profile",
-        "plugin",
-    ])?;
+    // The workspace's wasm flags without its 256 KiB initial memory, which only the SDK's
+    // allocator (off in this core module) puts to use: the Extism plugin stays as measured.
+    let flags = [("RUSTFLAGS", "-C link-arg=-zstack-size=65536")];
+    extism_cargo(
+        &[
+            "build",
+            "--quiet",
+            "--manifest-path",
+            manifest,
+            "--package",
+            "refundry-extism-plugin",
+            "--target",
+            build::WASM_TARGET,
+            "--profile",
+            "plugin",
+        ],
+        &flags,
+    )?;
     // Criterion's arguments go after cargo's `--`, whether or not the caller's `--` reached here.
     let criterion = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
     let mut bench = vec![
@@ -61,12 +67,12 @@ pub fn run(args: &[String]) -> Result<()> {
         bench.push("--");
         bench.extend(criterion.iter().map(String::as_str));
     }
-    extism_cargo(&bench)
+    extism_cargo(&bench, &[])
 }
 
 /// Runs cargo in the repository's root on the Extism workspace: its own target folder, and the
-/// components' folder in `REFUNDRY_PLUGINS_DIR`.
-fn extism_cargo(args: &[&str]) -> Result<()> {
+/// components' folder in `REFUNDRY_PLUGINS_DIR`, and `envs`.
+fn extism_cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let plugins = std::path::absolute(build::plugins_dir())?;
     let status = Command::new(&cargo)
@@ -74,6 +80,7 @@ fn extism_cargo(args: &[&str]) -> Result<()> {
         .current_dir(build::root())
         .env_remove("CARGO_TARGET_DIR")
         .env("REFUNDRY_PLUGINS_DIR", &plugins)
+        .envs(envs.iter().copied())
         .status()
         .with_context(|| format!("running {cargo}"))?;
     if !status.success() {
