@@ -411,10 +411,11 @@ impl Database {
 
     /// Runs the writes `f` makes as one atomic unit, committed with the other writes waiting
     /// at the same time (group commit, [`crate::writer`]); answers once they are durable. `f`
-    /// must not begin or commit a transaction itself.
+    /// must not begin or commit a transaction itself, and may run more than once: it must do
+    /// nothing but its SQL.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
         self.sqlite()?.write(f).await
     }
@@ -424,7 +425,7 @@ impl Database {
     /// sent after it is answered.
     pub(crate) fn queue_write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<crate::writer::Queued<R>, DbError> {
         self.sqlite()?.queue(f)
     }
@@ -439,6 +440,11 @@ impl Database {
             }
             Backend::Postgres(_) => None,
         }
+    }
+
+    /// How many times the SQLite writer has rolled back a batch ([`crate::writer::Rollbacks`]).
+    pub(crate) fn rollbacks(&self) -> Result<crate::writer::Rollbacks, DbError> {
+        Ok(self.sqlite()?.rollbacks())
     }
 
     fn sqlite(&self) -> Result<&Writer, DbError> {

@@ -251,7 +251,7 @@ impl Ledger {
                         .query_row([&refund_id], |r| r.get(0))?;
                     return Ok(Begin::Existing(refund, outcome.as_deref().and_then(Outcome::parse)));
                 }
-                let refusal = refusal.or(match row.original_amount {
+                let refusal = refusal.clone().or(match row.original_amount {
                     Some(original) => {
                         // Summed here with checked additions, not by SQLite's SUM (which
                         // fails on overflow): a total past i64 is past any original too.

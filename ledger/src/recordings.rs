@@ -12,21 +12,33 @@ pub mod model;
 pub use model::*;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rusqlite::{OptionalExtension, params};
 
 use crate::db::{Database, DbError};
+use crate::writer::Rollbacks;
 
 /// The recordings table, holding at most `max_total_bytes`. Cheap to clone.
 #[derive(Clone)]
 pub struct RecordingTable {
     db: Database,
     max_total_bytes: u64,
-    /// Bytes of every recording in the table; -1 until first counted. The count is kept here
-    /// (this process being the table's only writer) so that a write does not sum the table.
-    /// Unused on PostgreSQL, where other hosts write too: the database keeps the total there.
-    total: Arc<AtomicI64>,
+    /// Bytes of every recording in the table. The count is kept here (this process being the
+    /// table's only writer) so that a write does not sum the table. Unused on PostgreSQL, where
+    /// other hosts write too: the database keeps the total there.
+    total: Arc<Total>,
+}
+
+/// Bytes of every recording in the table, as a write on the writer thread last counted them.
+#[derive(Default)]
+struct Total {
+    /// The bytes; -1 until first counted, and after a write that may have counted a recording
+    /// its batch did not keep.
+    bytes: AtomicI64,
+    /// The writer's rollbacks when they were counted: a batch rolled back since may have taken
+    /// the recording that was counted (and run its write again).
+    rollbacks: AtomicU64,
 }
 
 impl RecordingTable {
@@ -35,7 +47,10 @@ impl RecordingTable {
         Self {
             db,
             max_total_bytes,
-            total: Arc::new(AtomicI64::new(-1)),
+            total: Arc::new(Total {
+                bytes: AtomicI64::new(-1),
+                rollbacks: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -47,9 +62,10 @@ impl RecordingTable {
             return crate::postgres::recordings::insert(pg, &new, cap).await;
         }
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
+        let rollbacks = self.db.rollbacks()?;
         let written = self
             .db
-            .write(move |c| insert_row(c, &new, &total, cap))
+            .write(move |c| insert_row(c, &new, &total, &rollbacks, cap))
             .await;
         forget_total_unless(&self.total, written.is_ok());
         written
@@ -100,6 +116,7 @@ impl RecordingTable {
             return Ok(PendingLog(Pending::Written(recording_failed)));
         }
         let (total, cap) = (self.total.clone(), self.max_total_bytes as i64);
+        let rollbacks = self.db.rollbacks()?;
         let answer = self.db.queue_write(move |c| {
             crate::exchanges::insert_exchanges(
                 c,
@@ -108,11 +125,12 @@ impl RecordingTable {
                 &log.operation,
                 &log.exchanges,
             )?;
-            let Some(new) = recording else {
+            let Some(new) = &recording else {
                 return Ok(None);
             };
             // Under a savepoint of its own, so that its failure leaves the exchanges in.
-            Ok(crate::writer::in_savepoint(c, |c| insert_row(c, &new, &total, cap)).err())
+            let insert = |c: &rusqlite::Connection| insert_row(c, new, &total, &rollbacks, cap);
+            Ok(crate::writer::in_savepoint(c, insert).err())
         })?;
         Ok(PendingLog(Pending::Queued {
             answer,
@@ -136,7 +154,7 @@ enum Pending {
     /// Queued on SQLite's writer.
     Queued {
         answer: crate::writer::Queued<Option<rusqlite::Error>>,
-        total: Arc<AtomicI64>,
+        total: Arc<Total>,
     },
 }
 
@@ -156,9 +174,9 @@ impl PendingLog {
 
 /// After a write that may have counted a recording its batch did not commit (`written` false):
 /// the `total` is unknown until counted again.
-fn forget_total_unless(total: &AtomicI64, written: bool) {
+fn forget_total_unless(total: &Total, written: bool) {
     if !written {
-        total.store(-1, Ordering::SeqCst);
+        total.bytes.store(-1, Ordering::SeqCst);
     }
 }
 
@@ -205,11 +223,13 @@ pub async fn load(db: &Database, refund_id: &str) -> Result<Vec<RecordingRow>, D
 }
 
 /// Inserts `new` as the next operation of its refund and trims the oldest recordings past
-/// `cap` (SQLite), inside the caller's write; keeps `total` up to date.
+/// `cap` (SQLite), inside the caller's write; keeps `total` up to date, counting the table again
+/// when it is unknown or the writer has rolled a batch back since it was counted.
 fn insert_row(
     c: &rusqlite::Connection,
     new: &NewRecording,
-    total: &AtomicI64,
+    total: &Total,
+    rollbacks: &Rollbacks,
     cap: i64,
 ) -> Result<(), rusqlite::Error> {
     let size = new.json.len() as i64;
@@ -231,8 +251,9 @@ fn insert_row(
         new.json
     ])?;
     let newest = c.last_insert_rowid();
-    let mut sum = total.load(Ordering::SeqCst);
-    if sum < 0 {
+    let seen = rollbacks.count();
+    let mut sum = total.bytes.load(Ordering::SeqCst);
+    if sum < 0 || total.rollbacks.load(Ordering::SeqCst) != seen {
         sum = c.query_row("SELECT COALESCE(SUM(size), 0) FROM recordings", [], |r| {
             r.get(0)
         })?;
@@ -251,7 +272,8 @@ fn insert_row(
         c.execute("DELETE FROM recordings WHERE id = ?1", [id])?;
         sum -= bytes;
     }
-    total.store(sum, Ordering::SeqCst);
+    total.bytes.store(sum, Ordering::SeqCst);
+    total.rollbacks.store(seen, Ordering::SeqCst);
     Ok(())
 }
 
@@ -350,6 +372,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_recording_whose_write_ran_again_after_a_rollback_is_counted_once() {
+        let db = Database::open(None).unwrap();
+        let table = RecordingTable::new(db.clone(), 100);
+        // Hold the writer, so that the two writes below wait together and run in one batch.
+        let (running, started) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.run(move |_| {
+                    let _ = running.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        let pending = table
+            .queue_operation(log("a"), Some(recording("a", 40, 1)))
+            .await
+            .unwrap();
+        // The write after it fails: the batch is rolled back, and the log's write runs again.
+        let failing = db
+            .queue_write(|c| c.execute_batch("INSERT INTO no_such_table VALUES (1)"))
+            .unwrap();
+        drop(release);
+        holder.await.unwrap().unwrap();
+        assert!(pending.written().await.unwrap().is_none());
+        assert!(failing.answer().await.is_err());
+        assert_eq!(db.rollbacks().unwrap().count(), 1);
+
+        // 40 + 40 bytes are under the cap of 100: nothing goes. Had the recording run twice
+        // been counted twice, the total would pass the cap and take `a`.
+        table.insert(recording("b", 40, 2)).await.unwrap();
+        assert_eq!(seqs(&load(&db, "a").await.unwrap()), [1]);
+        assert_eq!(table.total_bytes().await.unwrap(), 80);
     }
 
     #[tokio::test]

@@ -5,10 +5,17 @@
 //! the disk (about 7,400 commits/s on the project's machine). A refund writes several times, so
 //! one transaction per write made the commit rate the service's ceiling. Here, writes sent with
 //! [`Writer::write`] while another batch is running wait in the queue and are then run together
-//! in one transaction, each under a savepoint of its own, and committed once: a write that fails
-//! is rolled back to its savepoint alone, and no write is answered before its batch has
-//! committed (a commit that fails fails every write of the batch, none of which was answered).
+//! in one transaction and committed once. No write is answered before its batch has committed
+//! (a commit that fails fails every write of the batch, none of which was answered).
 //! Under load the commits per refund fall well below one; alone, a write costs what it did.
+//!
+//! A write that fails is undone alone: the others of its batch still commit. The writes run
+//! without savepoints first, because a savepoint copies every page a write changes into its
+//! journal (about a tenth of this thread's time when every write had one). Should a write fail,
+//! the batch's transaction is rolled back and the batch's writes so far run again, each under a
+//! savepoint of its own, so the failed one is rolled back to its savepoint alone; the rest of the
+//! batch runs that way too. A write may therefore run more than once, and must do nothing but
+//! its SQL (a value it keeps outside the database must watch [`Rollbacks`]).
 //!
 //! Work sent with [`Writer::run`] runs alone, outside any batch: it may open its own transaction
 //! (the ledger's less frequent work does), or only read.
@@ -45,19 +52,78 @@ struct Counts {
     writes: AtomicU64,
     /// Transactions that committed them.
     commits: AtomicU64,
+    /// Batch transactions rolled back (by the writer, or by SQLite on an I/O error).
+    rollbacks: AtomicU64,
 }
 
-/// Sends a batched write's answer once its batch is over: `Ok` when the batch committed.
-type Completion = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
+/// How many times the writer has rolled back a batch's transaction. A write that keeps a value
+/// it derived inside its transaction (a running total) must count again once this has changed:
+/// the transaction it counted in may be gone, and the write run again.
+#[derive(Clone)]
+pub(crate) struct Rollbacks(Arc<Counts>);
 
-/// A write to run in a batch: given the connection (or why the batch could not begin), it runs
-/// and returns how to answer once the batch is over.
-type BatchedWrite = Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Completion + Send>;
+impl Rollbacks {
+    /// Rollbacks so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.0.rollbacks.load(Ordering::SeqCst)
+    }
+}
+
+/// A write to run in a batch ([`Write`]), boxed.
+type BatchedWrite = Box<dyn Batched>;
+
+/// A write in a batch: run (perhaps again, after a rollback), then answered once the batch is
+/// over.
+trait Batched: Send {
+    /// Runs the write in the batch's transaction, under a savepoint of its own when
+    /// `savepoint`; whether it succeeded.
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool;
+
+    /// Answers: the result of its last run, when its batch committed (`committed`); the batch's
+    /// error otherwise (it also answers a write that never ran, its batch unable to begin).
+    fn answer(self: Box<Self>, committed: Result<(), &rusqlite::Error>);
+}
+
+/// A write sent with [`Writer::queue`]: its function, its last result, where to answer.
+struct Write<F, R> {
+    f: F,
+    result: Option<Result<R, rusqlite::Error>>,
+    answer: oneshot::Sender<Result<R, DbError>>,
+}
+
+impl<F, R> Batched for Write<F, R>
+where
+    F: Fn(&Connection) -> Result<R, rusqlite::Error> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection, savepoint: bool) -> bool {
+        let result = if savepoint {
+            in_savepoint(conn, &self.f)
+        } else {
+            (self.f)(conn)
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &rusqlite::Error>) {
+        let result = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(DbError::Sqlite(e)),
+            (_, Err(e)) => Err(DbError::Sqlite(copy(e))),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(DbError::Task(
+                "the ledger's writer committed a batch without running a write of it".into(),
+            )),
+        };
+        let _ = self.answer.send(result);
+    }
+}
 
 enum Job {
     /// Runs alone with the connection, outside any transaction of the writer's.
     Alone(Box<dyn FnOnce(&Connection) + Send>),
-    /// Runs inside the batch's transaction; `Err` when the batch could not begin.
+    /// Runs inside a batch's transaction.
     Batched(BatchedWrite),
 }
 
@@ -83,6 +149,11 @@ impl Writer {
         )
     }
 
+    /// How many times this writer has rolled back a batch's transaction.
+    pub(crate) fn rollbacks(&self) -> Rollbacks {
+        Rollbacks(self.counts.clone())
+    }
+
     #[cfg(test)]
     fn commits(&self) -> u64 {
         self.counts().1
@@ -100,11 +171,12 @@ impl Writer {
         receive(answered).await
     }
 
-    /// Runs `f` inside a transaction of the writer's, under a savepoint of its own, and answers
-    /// once that transaction has committed. `f` must not begin or commit a transaction itself.
+    /// Runs `f` inside a transaction of the writer's, as one atomic unit, and answers once that
+    /// transaction has committed. `f` must not begin or commit a transaction itself, and may run
+    /// more than once (see the module's documentation): it must do nothing but its SQL.
     pub(crate) async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, DbError> {
         self.queue(f)?.answer().await
     }
@@ -116,22 +188,13 @@ impl Writer {
     /// commit, not two.
     pub(crate) fn queue<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<Queued<R>, DbError> {
         let (answer, answered) = oneshot::channel();
-        self.send(Job::Batched(Box::new(move |conn| {
-            let result = match conn {
-                Ok(c) => in_savepoint(c, f),
-                Err(e) => Err(copy(e)),
-            };
-            Box::new(move |committed| {
-                let result = match (result, committed) {
-                    (Ok(value), Ok(())) => Ok(value),
-                    (Ok(_), Err(e)) => Err(DbError::Sqlite(copy(e))),
-                    (Err(e), _) => Err(DbError::Sqlite(e)),
-                };
-                let _ = answer.send(result);
-            })
+        self.send(Job::Batched(Box::new(Write {
+            f,
+            result: None,
+            answer,
         })))?;
         Ok(Queued(answered))
     }
@@ -173,7 +236,7 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>, counts: &Counts) {
         };
         match job {
             Job::Alone(f) => {
-                guarded(conn, || f(conn));
+                guarded(conn, counts, || f(conn));
             }
             Job::Batched(first) => next = batch(conn, first, queue, counts),
         }
@@ -189,21 +252,32 @@ fn batch(
     counts: &Counts,
 ) -> Option<Job> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        first(Err(&e))(Ok(()));
+        first.answer(Err(&e));
         return None;
     }
-    let mut done = Vec::new();
+    let mut done: Vec<BatchedWrite> = Vec::new();
     let mut next = None;
+    let mut savepoints = false;
     let mut job = Some(first);
-    while let Some(write) = job.take() {
-        let Some(complete) = guarded(conn, || write(Ok(conn))) else {
-            // It panicked (its answer went with it) and the batch was rolled back.
+    while let Some(mut write) = job.take() {
+        let Some(ok) = guarded(conn, counts, || write.run(conn, savepoints)) else {
+            // It panicked (its answer goes with it) and the batch was rolled back.
             break;
         };
-        done.push(complete);
+        if rolled_back_by_sqlite(conn, counts) {
+            // On a full disk or an I/O error: nothing of this batch is written.
+            done.push(write);
+            break;
+        }
+        if !ok && !savepoints {
+            // It may have failed after some of its statements, and only the whole transaction
+            // can undo those: the batch runs again, each write under a savepoint.
+            savepoints = true;
+            again_with_savepoints(conn, counts, &mut done, &mut write);
+        }
+        done.push(write);
         if conn.is_autocommit() {
-            // The whole transaction was rolled back (by SQLite on a full disk or an I/O error,
-            // or above): nothing of this batch is written.
+            // The batch could not run again: nothing of it is written.
             break;
         }
         if done.len() >= MAX_BATCH {
@@ -230,15 +304,50 @@ fn batch(
                 .fetch_add(done.len() as u64, Ordering::Relaxed);
             counts.commits.fetch_add(1, Ordering::Relaxed);
         }
-        Err(_) if !conn.is_autocommit() => {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        Err(_) if !conn.is_autocommit() => rollback(conn, counts),
         Err(_) => {}
     }
-    for complete in done {
-        complete(committed.as_ref().map(|_| ()));
+    for write in done {
+        write.answer(committed.as_ref().map(|_| ()));
     }
     next
+}
+
+/// Rolls the batch's transaction back, and runs the writes of `done` and then `failed` again in
+/// a new one, each under a savepoint of its own. Leaves the connection in autocommit (every
+/// write of the batch fails) when the new transaction cannot begin or a write rolls it back.
+fn again_with_savepoints(
+    conn: &Connection,
+    counts: &Counts,
+    done: &mut [BatchedWrite],
+    failed: &mut BatchedWrite,
+) {
+    rollback(conn, counts);
+    if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+        return;
+    }
+    for write in done.iter_mut().chain(std::iter::once(failed)) {
+        let ran = guarded(conn, counts, || write.run(conn, true)).is_some();
+        if !ran || rolled_back_by_sqlite(conn, counts) {
+            return;
+        }
+    }
+}
+
+/// Whether the batch's transaction is gone after a write ran without panicking: SQLite rolls
+/// the whole transaction back on some errors (a full disk, an I/O error). Counted.
+fn rolled_back_by_sqlite(conn: &Connection, counts: &Counts) -> bool {
+    let gone = conn.is_autocommit();
+    if gone {
+        counts.rollbacks.fetch_add(1, Ordering::SeqCst);
+    }
+    gone
+}
+
+/// Rolls back the open transaction, and counts it.
+fn rollback(conn: &Connection, counts: &Counts) {
+    let _ = conn.execute_batch("ROLLBACK");
+    counts.rollbacks.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Runs `f` under a savepoint, released when it succeeds and rolled back when it fails. Should
@@ -264,12 +373,12 @@ pub(crate) fn in_savepoint<R>(
 
 /// Runs `f`, surviving its panic: a transaction left open is rolled back (a batch's whole
 /// transaction: none of its writes has been answered yet).
-fn guarded<R>(conn: &Connection, f: impl FnOnce() -> R) -> Option<R> {
+fn guarded<R>(conn: &Connection, counts: &Counts, f: impl FnOnce() -> R) -> Option<R> {
     let value = catch_unwind(AssertUnwindSafe(f)).ok();
     if value.is_none() {
         tracing::error!("a ledger task panicked; its transaction is rolled back");
         if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
+            rollback(conn, counts);
         }
     }
     value
@@ -316,9 +425,9 @@ mod tests {
     }
 
     /// Any write, for lists of different ones.
-    type AnyWrite = Box<dyn FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send>;
+    type AnyWrite = Box<dyn Fn(&Connection) -> Result<(), rusqlite::Error> + Send>;
 
-    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static {
+    fn insert(n: i64) -> impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static {
         move |c| c.execute("INSERT INTO t (n) VALUES (?1)", [n]).map(|_| ())
     }
 
@@ -352,7 +461,7 @@ mod tests {
     /// writer, and returns their answers.
     async fn queued<F>(w: &Writer, writes: Vec<F>) -> Vec<Result<(), DbError>>
     where
-        F: FnOnce(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
+        F: Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static,
     {
         let release = hold(w);
         let mut all = pin!(join_all(writes.into_iter().map(|f| w.write(f))));
@@ -415,6 +524,82 @@ mod tests {
         assert_eq!(w.commits(), 1);
     }
 
+    /// `insert(n)`, counting its runs in `runs`.
+    fn counted(
+        n: i64,
+        runs: &Arc<AtomicU64>,
+    ) -> impl Fn(&Connection) -> Result<(), rusqlite::Error> + Send + 'static {
+        let runs = runs.clone();
+        move |c| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            insert(n)(c)
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_run_once_and_without_savepoints_until_one_fails_then_again_under_savepoints() {
+        let w = writer();
+        let runs: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::default()).collect();
+        let ran = |runs: &[Arc<AtomicU64>]| -> Vec<u64> {
+            runs.iter().map(|r| r.load(Ordering::SeqCst)).collect()
+        };
+        // No write fails: each runs once, outside any savepoint (rolling back to the savepoint
+        // a write would have is an error).
+        let outside = |c: &Connection| match c.execute_batch("ROLLBACK TO write") {
+            Err(e) if e.to_string().contains("no such savepoint") => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => Err(rusqlite::Error::InvalidQuery),
+        };
+        let writes: Vec<AnyWrite> = vec![
+            Box::new(counted(1, &runs[0])),
+            Box::new(outside),
+            Box::new(counted(2, &runs[1])),
+        ];
+        let answers = queued(&w, writes).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(ran(&runs), [1, 1, 0, 0]);
+        assert_eq!(w.rollbacks().count(), 0);
+
+        // The third write fails after its first statement: the batch is rolled back once, and
+        // the writes so far run again, each under its savepoint; the failed one is undone
+        // alone, and the writes after it run once, under savepoints too.
+        let fails_late = {
+            let runs = runs[2].clone();
+            move |c: &Connection| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                c.execute("INSERT INTO t (n) VALUES (100)", [])?;
+                c.execute("INSERT INTO t (n) VALUES (NULL)", []).map(|_| ())
+            }
+        };
+        let writes: Vec<AnyWrite> = vec![
+            Box::new(counted(3, &runs[0])),
+            Box::new(counted(4, &runs[1])),
+            Box::new(fails_late),
+            Box::new(counted(5, &runs[3])),
+            // Under its savepoint, or this fails.
+            Box::new(|c: &Connection| c.execute_batch("ROLLBACK TO write")),
+        ];
+        let answers = queued(&w, writes).await;
+        assert!(
+            answers[2]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("NOT NULL")
+        );
+        for i in [0, 1, 3, 4] {
+            assert!(answers[i].is_ok(), "{answers:?}");
+        }
+        assert_eq!(ran(&runs), [3, 3, 2, 1], "3 and 4 ran twice, 5 once");
+        assert_eq!(w.rollbacks().count(), 1);
+        assert_eq!(w.commits(), 2);
+        assert_eq!(
+            rows(&w).await,
+            [1, 2, 3, 4, 5],
+            "no row of the failed write"
+        );
+    }
+
     #[tokio::test]
     async fn a_commit_that_fails_fails_every_write_of_its_batch_and_writes_nothing() {
         let w = writer();
@@ -431,6 +616,7 @@ mod tests {
         }
         assert_eq!(rows(&w).await, Vec::<i64>::new());
         assert_eq!(w.commits(), 0);
+        assert_eq!(w.rollbacks().count(), 1);
 
         // The writer goes on.
         w.write(insert(3)).await.unwrap();
@@ -458,6 +644,7 @@ mod tests {
         // The write after the panic was not in the rolled-back batch: it commits on its own.
         assert!(answers[2].is_ok(), "{answers:?}");
         assert_eq!(rows(&w).await, [2]);
+        assert_eq!(w.rollbacks().count(), 1);
 
         let alone = w.run(|_| -> Result<(), rusqlite::Error> { panic!("a bug") });
         assert!(alone.await.unwrap_err().to_string().contains("panicked"));
