@@ -6,7 +6,10 @@
 //! exports, and runs an older component through its adapter onto the newest operations
 //! ([`v0_1`]), so the rest of the host speaks only the newest contract's types.
 
+mod exports;
 pub(crate) mod v0_1;
+
+use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
@@ -15,6 +18,7 @@ use crate::bindings;
 use crate::caps::PluginState;
 use crate::error::LoadError;
 use crate::observe::{Operation, OperationAnswer};
+use exports::Exports;
 
 /// A released version of the `refundry:provider` contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,8 +130,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
 pub(crate) enum Prepared {
     /// Built against 0.1.0: runs through [`v0_1`]'s adapter.
     V0_1(v0_1::RefundPluginPre<PluginState>),
-    /// Built against the newest contract.
-    V0_2(bindings::RefundPluginPre<PluginState>),
+    /// Built against the newest contract: its operations found once ([`exports`]).
+    V0_2(bindings::RefundPluginPre<PluginState>, Arc<Exports>),
 }
 
 impl Prepared {
@@ -146,7 +150,11 @@ impl Prepared {
                 Prepared::V0_1(v0_1::RefundPluginPre::new(pre).map_err(fit)?)
             }
             ContractVersion::V0_2_0 => {
-                Prepared::V0_2(bindings::RefundPluginPre::new(pre).map_err(fit)?)
+                let pre = bindings::RefundPluginPre::new(pre).map_err(fit)?;
+                let exports = Exports::find(pre.instance_pre()).ok_or_else(|| {
+                    LoadError::Contract("the provider interface lacks an operation".into())
+                })?;
+                Prepared::V0_2(pre, exports)
             }
         })
     }
@@ -155,7 +163,7 @@ impl Prepared {
     pub(crate) fn version(&self) -> ContractVersion {
         match self {
             Prepared::V0_1(_) => ContractVersion::V0_1_0,
-            Prepared::V0_2(_) => ContractVersion::V0_2_0,
+            Prepared::V0_2(..) => ContractVersion::V0_2_0,
         }
     }
 
@@ -163,7 +171,7 @@ impl Prepared {
     pub(crate) fn component(&self) -> &Component {
         match self {
             Prepared::V0_1(pre) => pre.instance_pre().component(),
-            Prepared::V0_2(pre) => pre.instance_pre().component(),
+            Prepared::V0_2(pre, _) => pre.instance_pre().component(),
         }
     }
 
@@ -174,7 +182,10 @@ impl Prepared {
     ) -> wasmtime::Result<Instance> {
         Ok(match self {
             Prepared::V0_1(pre) => Instance::V0_1(pre.instantiate_async(store).await?),
-            Prepared::V0_2(pre) => Instance::V0_2(pre.instantiate_async(store).await?),
+            Prepared::V0_2(pre, exports) => Instance::V0_2(
+                pre.instance_pre().instantiate_async(store).await?,
+                exports.clone(),
+            ),
         })
     }
 }
@@ -184,7 +195,7 @@ pub(crate) enum Instance {
     /// Built against 0.1.0.
     V0_1(v0_1::RefundPlugin),
     /// Built against the newest contract.
-    V0_2(bindings::RefundPlugin),
+    V0_2(wasmtime::component::Instance, Arc<Exports>),
 }
 
 impl Instance {
@@ -194,25 +205,10 @@ impl Instance {
         store: &mut Store<PluginState>,
         op: Operation<'_>,
     ) -> wasmtime::Result<OperationAnswer> {
-        let guest = match self {
-            Instance::V0_1(instance) => return v0_1::call(instance, store, op).await,
-            Instance::V0_2(instance) => instance.refundry_provider_provider(),
-        };
-        Ok(match op {
-            Operation::Describe => OperationAnswer::Info(guest.call_describe(store).await?),
-            Operation::CreateRefund(req) => {
-                OperationAnswer::Refund(guest.call_create_refund(store, req).await?)
-            }
-            Operation::GetRefund(lookup, original) => {
-                OperationAnswer::Refund(guest.call_get_refund(store, lookup, original).await?)
-            }
-            Operation::ListRefunds(range, cursor) => {
-                OperationAnswer::Page(guest.call_list_refunds(store, *range, cursor).await?)
-            }
-            Operation::ParseWebhook(req) => {
-                OperationAnswer::Webhook(guest.call_parse_webhook(store, req).await?)
-            }
-        })
+        match self {
+            Instance::V0_1(instance) => v0_1::call(instance, store, op).await,
+            Instance::V0_2(instance, exports) => exports.call(instance, store, op).await,
+        }
     }
 }
 
