@@ -351,8 +351,9 @@ impl Database {
         // WAL lets readers run beside the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous.pragma())?;
-        // Each write of a group commit runs under its own savepoint, whose journal SQLite keeps
-        // in a temporary file once it outgrows a small buffer: in memory instead.
+        // A savepoint's journal (the recording's own, and each write's when a batch runs again
+        // after a failure) goes to a temporary file once it outgrows a small buffer: in memory
+        // instead.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Room for every statement of the refund path (rusqlite keeps 16 by default), so that
