@@ -31,7 +31,6 @@ pub struct RecordingTable {
 }
 
 /// Bytes of every recording in the table, as a write on the writer thread last counted them.
-#[derive(Default)]
 struct Total {
     /// The bytes; -1 until first counted, and after a write that may have counted a recording
     /// its batch did not keep.
