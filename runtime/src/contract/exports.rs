@@ -22,9 +22,6 @@ use crate::bindings::types::{
 use crate::caps::PluginState;
 use crate::observe::{Operation, OperationAnswer};
 
-/// The newest contract's provider interface, as a component exports it.
-const INTERFACE: &str = "refundry:provider/provider@0.2.0";
-
 /// The operations, in the order of [`Exports::funcs`].
 const OPERATIONS: [&str; 5] = [
     "describe",
@@ -46,11 +43,12 @@ struct Export {
 }
 
 impl Exports {
-    /// Finds the operations in the component of `pre`; `None` if one is missing (the generated
-    /// bindings, built first, report which).
-    pub(crate) fn find(pre: &InstancePre<PluginState>) -> Option<Arc<Self>> {
+    /// Finds the operations in the provider interface `interface` (the newest contract's name
+    /// for it) of the component of `pre`; `None` if one is missing (the generated bindings, built
+    /// first, report which).
+    pub(crate) fn find(pre: &InstancePre<PluginState>, interface: &str) -> Option<Arc<Self>> {
         let component = pre.component();
-        let interface = component.get_export_index(None, INTERFACE)?;
+        let interface = component.get_export_index(None, interface)?;
         let mut funcs = Vec::with_capacity(OPERATIONS.len());
         for name in OPERATIONS {
             funcs.push(Export {

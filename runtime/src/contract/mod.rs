@@ -151,9 +151,10 @@ impl Prepared {
             }
             ContractVersion::V0_2_0 => {
                 let pre = bindings::RefundPluginPre::new(pre).map_err(fit)?;
-                let exports = Exports::find(pre.instance_pre()).ok_or_else(|| {
-                    LoadError::Contract("the provider interface lacks an operation".into())
-                })?;
+                let exports =
+                    Exports::find(pre.instance_pre(), version.export()).ok_or_else(|| {
+                        LoadError::Contract("the provider interface lacks an operation".into())
+                    })?;
                 Prepared::V0_2(pre, exports)
             }
         })
