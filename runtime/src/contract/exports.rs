@@ -22,7 +22,8 @@ use crate::bindings::types::{
 use crate::caps::PluginState;
 use crate::observe::{Operation, OperationAnswer};
 
-/// The operations, in the order of [`Exports::funcs`].
+/// The operations as the contract names them ([`Operation::name`]), in the order of
+/// [`Exports::funcs`].
 const OPERATIONS: [&str; 5] = [
     "describe",
     "create-refund",
@@ -71,44 +72,43 @@ impl Exports {
         Ok(match op {
             Operation::Describe => {
                 let (info,) = self
-                    .func::<(), (ProviderInfo,)>(0, instance, store)?
+                    .func::<(), (ProviderInfo,)>(op, instance, store)?
                     .call_async(&mut *store, ())
                     .await?;
                 OperationAnswer::Info(info)
             }
             Operation::CreateRefund(req) => {
                 type F<'a> = TypedFunc<(&'a RefundRequest,), (Result<Refund, RefundError>,)>;
-                let f: F<'_> = self.func(1, instance, store)?;
+                let f: F<'_> = self.func(op, instance, store)?;
                 OperationAnswer::Refund(f.call_async(&mut *store, (req,)).await?.0)
             }
             Operation::GetRefund(lookup, original) => {
                 type F<'a> =
                     TypedFunc<(&'a RefundLookup, Option<&'a str>), (Result<Refund, RefundError>,)>;
-                let f: F<'_> = self.func(2, instance, store)?;
+                let f: F<'_> = self.func(op, instance, store)?;
                 let args = (lookup, original);
                 OperationAnswer::Refund(f.call_async(&mut *store, args).await?.0)
             }
             Operation::ListRefunds(range, cursor) => {
                 type F<'a> =
                     TypedFunc<(TimeRange, Option<&'a str>), (Result<RefundPage, RefundError>,)>;
-                let f: F<'_> = self.func(3, instance, store)?;
+                let f: F<'_> = self.func(op, instance, store)?;
                 let args = (*range, cursor);
                 OperationAnswer::Page(f.call_async(&mut *store, args).await?.0)
             }
             Operation::ParseWebhook(req) => {
                 type F<'a> =
                     TypedFunc<(&'a WebhookRequest,), (Result<WebhookOutcome, WebhookError>,)>;
-                let f: F<'_> = self.func(4, instance, store)?;
+                let f: F<'_> = self.func(op, instance, store)?;
                 OperationAnswer::Webhook(f.call_async(&mut *store, (req,)).await?.0)
             }
         })
     }
 
-    /// Operation `n`'s function on `instance`, typed: checked the first time, then taken as
-    /// checked.
+    /// The function of `op` on `instance`, typed: checked the first time, then taken as checked.
     fn func<P, R>(
         &self,
-        n: usize,
+        op: Operation<'_>,
         instance: &Instance,
         store: &mut Store<PluginState>,
     ) -> wasmtime::Result<TypedFunc<P, R>>
@@ -116,7 +116,12 @@ impl Exports {
         P: ComponentNamedList + Lower,
         R: ComponentNamedList + Lift,
     {
-        let export = &self.funcs[n];
+        let name = op.name();
+        let export = OPERATIONS
+            .iter()
+            .position(|&n| n == name)
+            .map(|n| &self.funcs[n])
+            .ok_or_else(|| wasmtime::format_err!("`{name}` is no operation of the contract"))?;
         if !export.checked.load(Ordering::Acquire) {
             let typed = instance.get_typed_func::<P, R>(&mut *store, &export.index)?;
             export.checked.store(true, Ordering::Release);
@@ -124,7 +129,7 @@ impl Exports {
         }
         let func = instance
             .get_func(&mut *store, export.index)
-            .ok_or_else(|| wasmtime::format_err!("`{}` is not a function", OPERATIONS[n]))?;
+            .ok_or_else(|| wasmtime::format_err!("`{name}` is not a function"))?;
         // SAFETY: `P` and `R` are fixed per operation (`call` above), and this operation's
         // function in this component was checked against them by an earlier call
         // (`get_typed_func`). `instance` is an instance of the same compiled component, whose
