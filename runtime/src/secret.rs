@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
 /// A secret value from the configuration. It has no `Display`, and its `Debug` prints
 /// `[redacted]`, so formatting it into a log line cannot leak it.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,51 +72,161 @@ pub const MIN_TOKEN: usize = 16;
 /// Whether a field or header name says its value is a credential: its last word is `token`,
 /// `secret`, `password`, `key`, `authorization` or `credential(s)` (`access_token`, `authToken`,
 /// `X-Api-Key`), not merely contains one (`tokenExpires` is a date the plugin reads).
+///
+/// Runs for every field name of every answer a provider sends, so it does not allocate.
 pub fn names_a_credential(name: &str) -> bool {
-    let mut last = String::new();
+    // The last word's letters and digits, ASCII lower-cased, as far as the longest credential
+    // word; a longer word, or one with a letter outside ASCII, is none of them.
+    const LONGEST: usize = "authorization".len();
+    let mut last = [0u8; LONGEST];
+    let mut len = 0;
+    let mut too_long = false;
     let mut prev_lower = false;
     for c in name.chars() {
         if c == '_' || c == '-' || c == '.' || (c.is_uppercase() && prev_lower) {
-            last.clear();
+            (len, too_long) = (0, false);
         }
         if c.is_alphanumeric() {
-            last.push(c.to_ascii_lowercase());
+            match last.get_mut(len) {
+                Some(slot) if c.is_ascii() && !too_long => {
+                    *slot = c.to_ascii_lowercase() as u8;
+                    len += 1;
+                }
+                _ => too_long = true,
+            }
         }
         prev_lower = c.is_lowercase();
     }
-    matches!(
-        last.as_str(),
-        "token" | "secret" | "password" | "key" | "authorization" | "credential" | "credentials"
-    )
+    !too_long
+        && matches!(
+            &last[..len],
+            b"token"
+                | b"secret"
+                | b"password"
+                | b"key"
+                | b"authorization"
+                | b"credential"
+                | b"credentials"
+        )
 }
 
 /// Credentials a provider issues at run time (an auth token: no configured secret, but a secret
 /// all the same) found in a JSON body: the string values of credential-named fields, at least
-/// [`MIN_TOKEN`] long. Nothing for a body that is not JSON.
+/// [`MIN_TOKEN`] long, wherever they are. Nothing for a body that is not JSON.
+///
+/// Every answer of every operation is scanned, so the body is walked as it is parsed, without
+/// building it as a [`serde_json::Value`]: only the credentials found are allocated.
 pub fn credentials_in(body: &[u8]) -> Vec<String> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    match v {
-                        serde_json::Value::String(s)
-                            if names_a_credential(k) && s.len() >= MIN_TOKEN =>
-                        {
-                            out.push(s.clone());
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        walk(&v, &mut out);
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let walked = Walk::value(&mut out)
+        .deserialize(&mut json)
+        .and_then(|()| json.end());
+    if walked.is_err() {
+        out.clear();
     }
     out
+}
+
+/// One JSON value walked by [`credentials_in`]: a string is kept when it is the value of a
+/// credential-named field (`of_credential`) and long enough; objects and arrays are walked.
+struct Walk<'o> {
+    found: &'o mut Vec<String>,
+    of_credential: bool,
+}
+
+impl<'o> Walk<'o> {
+    fn value(found: &'o mut Vec<String>) -> Self {
+        Walk {
+            found,
+            of_credential: false,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, json: D) -> Result<(), D::Error> {
+        json.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        if self.of_credential && s.len() >= MIN_TOKEN {
+            self.found.push(s.to_owned());
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(of_credential) = fields.next_key_seed(CredentialName)? {
+            fields.next_value_seed(Walk {
+                found: &mut *self.found,
+                of_credential,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items
+            .next_element_seed(Walk::value(&mut *self.found))?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A field name, read as whether it [`names_a_credential`] (escapes already decoded, so
+/// `access_t\u006fken` is one), without keeping it.
+struct CredentialName;
+
+impl<'de> DeserializeSeed<'de> for CredentialName {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, json: D) -> Result<bool, D::Error> {
+        json.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CredentialName {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<bool, E> {
+        Ok(names_a_credential(name))
+    }
 }
 
 /// The values of credential-named headers, at least [`MIN_TOKEN`] long.
@@ -179,6 +291,85 @@ mod tests {
         ] {
             assert!(credentials_in(body.as_bytes()).is_empty(), "{body}");
         }
+    }
+
+    /// What [`credentials_in`] finds, found the plain way: the body parsed into a value, then
+    /// walked.
+    fn parsed_then_walked(body: &[u8]) -> Vec<String> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        match v {
+                            serde_json::Value::String(s)
+                                if names_a_credential(k) && s.len() >= MIN_TOKEN =>
+                            {
+                                out.push(s.clone())
+                            }
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            walk(&v, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn walking_the_body_as_it_is_parsed_finds_what_parsing_it_first_finds() {
+        let t = "tok_0123456789abcdef";
+        let deep = format!(
+            "{}{{\"token\": \"{t}\"}}{}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let bodies = [
+            format!(r#"{{"token": "{t}", "n": 1, "f": -2.5e3, "b": true, "z": null}}"#),
+            format!(r#"{{"a": {{"b": [{{"client_secret": "{t}"}}, "{t}", 7]}}}}"#),
+            // A credential-named field holding an object or an array: walked, its strings
+            // kept only under credential names of their own.
+            format!(r#"{{"token": {{"value": "{t}", "refresh_token": "{t}x"}}}}"#),
+            format!(r#"{{"keys": ["{t}"], "key": ["{t}"]}}"#),
+            // Escapes in the name and in the value.
+            format!(r#"{{"access_t\u006fken": "{t}\n\u00e9"}}"#),
+            // Numbers past 64 bits, and a string as the whole body.
+            format!(r#"{{"big": 123456789012345678901234567890, "password": "{t}"}}"#),
+            format!(r#""{t}""#),
+            // Not JSON, or JSON with something after it: nothing, even after a credential.
+            format!(r#"{{"token": "{t}", "#),
+            format!(r#"{{"token": "{t}"}} trailing"#),
+            format!(r#"{{"token": "{t}"}}  "#),
+            // Deeper than the parser's limit.
+            deep,
+            String::new(),
+        ];
+        for body in &bodies {
+            let mut walked = credentials_in(body.as_bytes());
+            let mut parsed = parsed_then_walked(body.as_bytes());
+            walked.sort();
+            parsed.sort();
+            assert_eq!(walked, parsed, "{body}");
+        }
+        assert_eq!(credentials_in(bodies[0].as_bytes()), [t]);
+        assert_eq!(
+            credentials_in(bodies[4].as_bytes()),
+            [format!("{t}\n\u{e9}")]
+        );
+        assert!(credentials_in(bodies[7].as_bytes()).is_empty());
+        // A repeated field: parsed into a value, the last one wins; walked, both are kept
+        // (each is removed from the plugin's answer).
+        let twice = format!(r#"{{"token": "{t}", "token": "{t}2"}}"#);
+        assert_eq!(
+            credentials_in(twice.as_bytes()),
+            [t.to_owned(), format!("{t}2")]
+        );
+        assert_eq!(parsed_then_walked(twice.as_bytes()), [format!("{t}2")]);
     }
 
     #[test]
