@@ -825,12 +825,32 @@ fn replace_tokens(tokens: &[String], v: &mut Value) {
 }
 
 /// `item` with every run-time credential in its text replaced by its marker.
+///
+/// Most steps after a token was issued do not hold it (a clock reading, a config value): their
+/// JSON text is looked at first, and only one that holds a token goes through a JSON value to
+/// have it replaced. A string that holds a token holds it in its JSON text too, escaped as JSON
+/// escapes it, so the look misses none.
 fn mask_tokens<T: Serialize + serde::de::DeserializeOwned>(tokens: &[String], item: T) -> T {
-    let Ok(mut v) = serde_json::to_value(&item) else {
+    let Ok(text) = serde_json::to_string(&item) else {
+        return item;
+    };
+    if !tokens
+        .iter()
+        .any(|t| text.contains(json_escaped(t).as_str()))
+    {
+        return item;
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
         return item;
     };
     replace_tokens(tokens, &mut v);
     serde_json::from_value(v).unwrap_or(item)
+}
+
+/// `text` as it is written inside a JSON string.
+fn json_escaped(text: &str) -> String {
+    let quoted = Value::from(text).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
@@ -1051,6 +1071,39 @@ mod tests {
             "not credentials: {text}"
         );
         assert_eq!(r.output, json!({"ok": "echo [token:1]"}));
+    }
+
+    #[test]
+    fn a_token_json_escapes_is_masked_and_steps_without_one_are_kept_as_they_are() {
+        let m = masks();
+        let token = r#"tok"0123456789\abcdef"#;
+        let rec = Recorder::new(by(), 1 << 20, Arc::default());
+        rec.input(Input::GetRefund {
+            provider_refund_id: Some("r".into()),
+            external_refund_id: None,
+            original_transaction_id: None,
+        });
+        let issued = Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: serde_json::to_vec(&json!({ "access_token": token })).unwrap(),
+        });
+        rec.step(RecordedCall::ClockNow, RecordedAnswer::http(&m, &issued));
+        let sent = Request {
+            method: refundry_runtime::bindings::http::Method::Post,
+            url: "http://p/v1/refunds".into(),
+            headers: vec![("X-Note".into(), "none here".into())],
+            body: Some(format!("auth={token}").into_bytes()),
+        };
+        rec.step(RecordedCall::http(&m, &sent), RecordedAnswer::Clock(7));
+        let plain = RecordedCall::StorageGet { key: "k".into() };
+        rec.step(plain.clone(), RecordedAnswer::Clock(8));
+        let r = rec.take().unwrap();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains(&json_escaped(token)), "{text}");
+        assert!(text.contains("auth=[token:1]"), "{text}");
+        assert_eq!(r.steps[2].call, plain);
+        assert_eq!(r.steps[2].answer, RecordedAnswer::Clock(8));
     }
 
     #[test]
