@@ -1030,16 +1030,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_token_the_provider_issues_is_masked_from_where_it_is_found() {
-        let m = masks();
-        let token = "tok-0123456789abcdef";
+    /// A recorder of a `get-refund` by provider refund id `r`, its input recorded.
+    fn recording_a_lookup() -> Recorder {
         let rec = Recorder::new(by(), 1 << 20, Arc::default());
         rec.input(Input::GetRefund {
             provider_refund_id: Some("r".into()),
             external_refund_id: None,
             original_transaction_id: None,
         });
+        rec
+    }
+
+    #[test]
+    fn a_token_the_provider_issues_is_masked_from_where_it_is_found() {
+        let m = masks();
+        let token = "tok-0123456789abcdef";
+        let rec = recording_a_lookup();
         let issued = Ok(Response {
             status: 201,
             headers: vec![],
@@ -1077,12 +1083,7 @@ mod tests {
     fn a_token_json_escapes_is_masked_and_steps_without_one_are_kept_as_they_are() {
         let m = masks();
         let token = r#"tok"0123456789\abcdef"#;
-        let rec = Recorder::new(by(), 1 << 20, Arc::default());
-        rec.input(Input::GetRefund {
-            provider_refund_id: Some("r".into()),
-            external_refund_id: None,
-            original_transaction_id: None,
-        });
+        let rec = recording_a_lookup();
         let issued = Ok(Response {
             status: 200,
             headers: vec![],
