@@ -523,7 +523,32 @@ struct Draft {
     output: Value,
     truncated: bool,
     /// Credentials the provider issued at run time (see [`Recorder::step`]), in the order found.
-    tokens: Vec<String>,
+    tokens: Vec<Token>,
+}
+
+/// A credential the provider issued at run time, and the ways a recorded text can hold it.
+struct Token {
+    value: String,
+    /// As is; as written inside a JSON string (a body that is JSON holds it so); and that with
+    /// `/` written `\/`, as some JSON encoders write it. Longest first, none twice.
+    spellings: Vec<String>,
+    /// Each spelling as a step's own JSON text holds it (escaped once more).
+    in_json: Vec<String>,
+}
+
+impl Token {
+    fn new(value: String) -> Self {
+        let escaped = json_escaped(&value);
+        let mut spellings = vec![escaped.replace('/', "\\/"), escaped, value.clone()];
+        spellings.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        spellings.dedup();
+        let in_json = spellings.iter().map(|s| json_escaped(s)).collect();
+        Self {
+            value,
+            spellings,
+            in_json,
+        }
+    }
 }
 
 impl Recorder {
@@ -572,8 +597,8 @@ impl Recorder {
             return;
         }
         for found in issued_credentials(&answer) {
-            if !d.tokens.contains(&found) {
-                d.tokens.push(found);
+            if !d.tokens.iter().any(|t| t.value == found) {
+                d.tokens.push(Token::new(found));
             }
         }
         if !d.tokens.is_empty() {
@@ -809,12 +834,14 @@ fn token_marker(i: usize) -> String {
     format!("[token:{}]", i + 1)
 }
 
-fn replace_tokens(tokens: &[String], v: &mut Value) {
+fn replace_tokens(tokens: &[Token], v: &mut Value) {
     match v {
         Value::String(s) => {
             for (i, t) in tokens.iter().enumerate() {
-                if s.contains(t.as_str()) {
-                    *s = s.replace(t.as_str(), &token_marker(i));
+                for spelling in &t.spellings {
+                    if s.contains(spelling.as_str()) {
+                        *s = s.replace(spelling.as_str(), &token_marker(i));
+                    }
                 }
             }
         }
@@ -828,16 +855,14 @@ fn replace_tokens(tokens: &[String], v: &mut Value) {
 ///
 /// Most steps after a token was issued do not hold it (a clock reading, a config value): their
 /// JSON text is looked at first, and only one that holds a token goes through a JSON value to
-/// have it replaced. A string that holds a token holds it in its JSON text too, escaped as JSON
-/// escapes it, so the look misses none.
-fn mask_tokens<T: Serialize + serde::de::DeserializeOwned>(tokens: &[String], item: T) -> T {
+/// have it replaced. A string that holds a spelling of a token holds it in its JSON text too,
+/// escaped as JSON escapes it, so the look misses none.
+fn mask_tokens<T: Serialize + serde::de::DeserializeOwned>(tokens: &[Token], item: T) -> T {
     let Ok(text) = serde_json::to_string(&item) else {
         return item;
     };
-    if !tokens
-        .iter()
-        .any(|t| text.contains(json_escaped(t).as_str()))
-    {
+    let holds = |t: &Token| t.in_json.iter().any(|s| text.contains(s.as_str()));
+    if !tokens.iter().any(holds) {
         return item;
     }
     let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
@@ -1101,10 +1126,38 @@ mod tests {
         rec.step(plain.clone(), RecordedAnswer::Clock(8));
         let r = rec.take().unwrap();
         let text = serde_json::to_string(&r).unwrap();
-        assert!(!text.contains(&json_escaped(token)), "{text}");
+        // Neither as the plugin sent it nor inside the answer's JSON body, however escaped.
+        assert!(!text.contains("0123456789"), "{text}");
         assert!(text.contains("auth=[token:1]"), "{text}");
         assert_eq!(r.steps[2].call, plain);
         assert_eq!(r.steps[2].answer, RecordedAnswer::Clock(8));
+    }
+
+    #[test]
+    fn a_token_an_encoder_wrote_with_escaped_slashes_is_masked_in_the_body_too() {
+        let m = masks();
+        let token = "tok/0123456789+abcdef==";
+        let rec = recording_a_lookup();
+        // As PHP's json_encode writes it by default.
+        let body = br#"{"code":"100","data":{"token":"tok\/0123456789+abcdef=="}}"#;
+        let issued = Ok(Response {
+            status: 201,
+            headers: vec![],
+            body: body.to_vec(),
+        });
+        rec.step(RecordedCall::ClockNow, RecordedAnswer::http(&m, &issued));
+        let used = Request {
+            method: refundry_runtime::bindings::http::Method::Get,
+            url: "http://p/v1/refunds/r".into(),
+            headers: vec![("Authorization".into(), format!("Bearer {token}"))],
+            body: None,
+        };
+        rec.step(RecordedCall::http(&m, &used), RecordedAnswer::Clock(1));
+        let r = rec.take().unwrap();
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("0123456789+abcdef"), "{text}");
+        assert!(text.contains(r#"\"token\":\"[token:1]\""#), "{text}");
+        assert!(text.contains("Bearer [token:1]"), "{text}");
     }
 
     #[test]
