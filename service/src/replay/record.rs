@@ -1066,18 +1066,14 @@ mod tests {
         rec
     }
 
-    #[test]
-    fn a_token_the_provider_issues_is_masked_from_where_it_is_found() {
+    /// Records a `201` answer of `body`, which issues `token`, then a request that sends it as
+    /// a bearer token.
+    fn issue_then_use(rec: &Recorder, body: &[u8], token: &str) {
         let m = masks();
-        let token = "tok-0123456789abcdef";
-        let rec = recording_a_lookup();
         let issued = Ok(Response {
             status: 201,
             headers: vec![],
-            body: format!(
-                r#"{{"data":{{"token":"{token}","key":"1","tokenExpires":"2026-11-25T17:42:51-05:00"}}}}"#
-            )
-            .into_bytes(),
+            body: body.to_vec(),
         });
         rec.step(RecordedCall::ClockNow, RecordedAnswer::http(&m, &issued));
         let used = Request {
@@ -1087,6 +1083,16 @@ mod tests {
             body: None,
         };
         rec.step(RecordedCall::http(&m, &used), RecordedAnswer::Clock(1));
+    }
+
+    #[test]
+    fn a_token_the_provider_issues_is_masked_from_where_it_is_found() {
+        let token = "tok-0123456789abcdef";
+        let rec = recording_a_lookup();
+        let body = format!(
+            r#"{{"data":{{"token":"{token}","key":"1","tokenExpires":"2026-11-25T17:42:51-05:00"}}}}"#
+        );
+        issue_then_use(&rec, body.as_bytes(), token);
         rec.output(json!({"ok": format!("echo {token}")}));
         let r = rec.take().unwrap();
         let text = serde_json::to_string(&r).unwrap();
@@ -1135,24 +1141,11 @@ mod tests {
 
     #[test]
     fn a_token_an_encoder_wrote_with_escaped_slashes_is_masked_in_the_body_too() {
-        let m = masks();
         let token = "tok/0123456789+abcdef==";
         let rec = recording_a_lookup();
         // As PHP's json_encode writes it by default.
         let body = br#"{"code":"100","data":{"token":"tok\/0123456789+abcdef=="}}"#;
-        let issued = Ok(Response {
-            status: 201,
-            headers: vec![],
-            body: body.to_vec(),
-        });
-        rec.step(RecordedCall::ClockNow, RecordedAnswer::http(&m, &issued));
-        let used = Request {
-            method: refundry_runtime::bindings::http::Method::Get,
-            url: "http://p/v1/refunds/r".into(),
-            headers: vec![("Authorization".into(), format!("Bearer {token}"))],
-            body: None,
-        };
-        rec.step(RecordedCall::http(&m, &used), RecordedAnswer::Clock(1));
+        issue_then_use(&rec, body, token);
         let r = rec.take().unwrap();
         let text = serde_json::to_string(&r).unwrap();
         assert!(!text.contains("0123456789+abcdef"), "{text}");
