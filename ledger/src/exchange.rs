@@ -3,7 +3,8 @@
 //!
 //! Redaction removes every configured secret value (the [`Redactor`]), the values of headers that
 //! carry credentials, and the values of JSON fields named like credentials (a token a provider
-//! issues at run time is no configured secret, but it is one all the same).
+//! issues at run time is no configured secret, but it is one all the same). A body is kept as it
+//! was sent, byte for byte, unless a credential field had to be removed from it.
 
 use std::time::Duration;
 
@@ -109,31 +110,42 @@ fn redact_headers(redactor: &Redactor, headers: &[(String, String)]) -> Vec<(Str
         .collect()
 }
 
+/// A body as the log keeps it: without the configured secrets, and, when it is JSON, without the
+/// values of credential-named fields. A JSON body is written again (compact) only when such a
+/// field was redacted; any other body is kept as it was sent.
 fn redact_body(redactor: &Redactor, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let text = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(mut v) => {
-            redact_json(&mut v);
-            v.to_string()
-        }
-        Err(_) => text.into_owned(),
-    };
-    redactor.redact(&text)
+    // Every body of every exchange passes here. A field name can only hold a credential word
+    // that the text spells, as is or behind an escape: a text that spells none and escapes
+    // nothing has no field to redact, and is not parsed.
+    let may_name_one = text.contains('\\') || is_sensitive_name(&text);
+    let redacted = may_name_one
+        .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .flatten()
+        .and_then(|mut v| redact_json(&mut v).then(|| v.to_string()));
+    match redacted {
+        Some(rewritten) => redactor.redact(&rewritten),
+        None => redactor.redact(&text),
+    }
 }
 
-fn redact_json(v: &mut serde_json::Value) {
+/// Replaces the values of credential-named fields; whether there was one.
+fn redact_json(v: &mut serde_json::Value) -> bool {
     match v {
         serde_json::Value::Object(map) => {
+            let mut redacted = false;
             for (k, v) in map.iter_mut() {
                 if is_sensitive_name(k) && !v.is_object() && !v.is_array() {
                     *v = serde_json::Value::String(REDACTED.to_owned());
+                    redacted = true;
                 } else {
-                    redact_json(v);
+                    redacted |= redact_json(v);
                 }
             }
+            redacted
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
-        _ => {}
+        serde_json::Value::Array(items) => items.iter_mut().fold(false, |r, i| redact_json(i) | r),
+        _ => false,
     }
 }
 
@@ -175,5 +187,42 @@ mod tests {
             assert!(!all.contains(leaked), "{leaked} leaked in {all}");
         }
         assert!(all.contains("10.00") && all.contains("application/json"));
+    }
+
+    fn logged_body(body: &str) -> String {
+        let redactor = Redactor::new([&Secret::new("s3cr3t-value")]);
+        redact_body(&redactor, body.as_bytes())
+    }
+
+    #[test]
+    fn a_body_with_nothing_to_redact_is_kept_as_it_was_sent() {
+        // Key order, spacing, and a credential word that is only a value, not a field's name.
+        for body in [
+            "{ \"zeta\": 1,\n  \"amount\": \"10.00\" }",
+            r#"{"status":"pending","note":"token expired","items":[{"b":2,"a":1}]}"#,
+            "not json, no secret",
+            "",
+        ] {
+            assert_eq!(logged_body(body), body);
+        }
+        // A configured secret is removed all the same.
+        assert_eq!(
+            logged_body(r#"{"note":"s3cr3t-value"}"#),
+            format!(r#"{{"note":"{REDACTED}"}}"#)
+        );
+    }
+
+    #[test]
+    fn a_credential_field_is_redacted_however_its_name_is_spelled() {
+        for body in [
+            r#"{"amount":"10.00","access_token":"abc-123"}"#,
+            r#"{"data":[{"ApiKey":"abc-123"}]}"#,
+            // Spelled with an escape: the text itself never says "token".
+            r#"{"access_t\u006fken":"abc-123"}"#,
+        ] {
+            let logged = logged_body(body);
+            assert!(!logged.contains("abc-123"), "{body} logged as {logged}");
+            assert!(logged.contains(REDACTED), "{logged}");
+        }
     }
 }
