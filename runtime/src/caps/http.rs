@@ -132,6 +132,9 @@ pub struct HttpPolicy {
     transport: Arc<dyn Transport>,
     /// The only origin allowed; `None` allows nothing (a plugin being inspected).
     origin: Option<reqwest::Url>,
+    /// `origin` up to its path (`https://host:port`), when it has no user or password: see
+    /// [`HttpPolicy::within_origin`].
+    origin_prefix: Option<String>,
     limits: HttpLimits,
     redactor: Redactor,
     provider: Arc<str>,
@@ -147,9 +150,17 @@ impl HttpPolicy {
         redactor: Redactor,
         provider: Arc<str>,
     ) -> Self {
+        let origin_prefix = origin
+            .as_ref()
+            .filter(|o| o.username().is_empty() && o.password().is_none())
+            .and_then(|o| {
+                let port = o.port().map(|p| format!(":{p}")).unwrap_or_default();
+                Some(format!("{}://{}{port}", o.scheme(), o.host_str()?))
+            });
         Self {
             transport,
             origin,
+            origin_prefix,
             limits,
             redactor,
             provider,
@@ -158,8 +169,11 @@ impl HttpPolicy {
 
     /// Checks the request against the policy without sending it.
     pub fn check(&self, req: &Request) -> Result<reqwest::Url, HttpError> {
-        let url = reqwest::Url::parse(&req.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("bad url: {e}")))?;
+        let url = match self.within_origin(&req.url) {
+            Some(url) => url,
+            None => reqwest::Url::parse(&req.url)
+                .map_err(|e| HttpError::InvalidRequest(format!("bad url: {e}")))?,
+        };
         let Some(origin) = &self.origin else {
             return Err(HttpError::Denied(
                 "this plugin is granted no network access".into(),
@@ -181,14 +195,36 @@ impl HttpPolicy {
             ));
         }
         for (name, _) in &req.headers {
-            let lower = name.to_ascii_lowercase();
-            if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            if FORBIDDEN_HEADERS
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name))
+            {
                 return Err(HttpError::Denied(format!(
                     "header {name} is set by the host"
                 )));
             }
         }
         Ok(url)
+    }
+
+    /// `url` parsed relative to the origin, when it begins with the origin spelled as the origin
+    /// itself is (`origin_prefix`) and then a path: the URL a plugin builds from its `base_url`.
+    /// The origin's host is then not parsed again (host parsing, IDNA included, was most of a
+    /// request's check). The result is what parsing `url` whole gives; the caller checks it all
+    /// the same. `None` for any other URL, which is parsed whole.
+    fn within_origin(&self, url: &str) -> Option<reqwest::Url> {
+        let origin = self.origin.as_ref()?;
+        let rest = url.strip_prefix(self.origin_prefix.as_deref()?)?;
+        let mut chars = rest.chars();
+        // A `/` ends the authority. Read relative to the origin, `//` or `/\` would begin
+        // another one, and a parser drops tabs and line breaks before reading, wherever they are.
+        if chars.next() != Some('/')
+            || matches!(chars.next(), Some('/' | '\\'))
+            || rest.contains(['\t', '\n', '\r'])
+        {
+            return None;
+        }
+        origin.join(rest).ok()
     }
 
     /// Checks the request and sends it once, within the timeout and size cap.
@@ -218,16 +254,17 @@ impl HttpPolicy {
         result: &Result<Response, HttpError>,
         elapsed: Duration,
     ) {
-        // URLs can carry ids but no secrets by contract; redact anyway, cheaply.
-        let url = self.redactor.redact(url.as_str());
+        // URLs can carry ids but no secrets by contract; redact anyway (only for a line that is
+        // written: a macro's fields are read only when its level is enabled).
+        let redacted_url = || self.redactor.redact(url.as_str());
         let ms = elapsed.as_secs_f64() * 1e3;
         match result {
             Ok(r) => tracing::debug!(
-                target: "refundry::http", provider = %self.provider, %method, %url,
+                target: "refundry::http", provider = %self.provider, %method, url = %redacted_url(),
                 status = r.status, latency_ms = ms, "provider exchange"
             ),
             Err(e) => tracing::warn!(
-                target: "refundry::http", provider = %self.provider, %method, %url,
+                target: "refundry::http", provider = %self.provider, %method, url = %redacted_url(),
                 error = ?e, latency_ms = ms, "provider exchange failed"
             ),
         }
@@ -330,6 +367,60 @@ mod tests {
             c.check(&get("not a url", &[])),
             Err(HttpError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_url_read_relative_to_the_origin_is_the_url_parsed_whole() {
+        for origin in [
+            "http://127.0.0.1:8080",
+            "https://api.example",
+            "https://API.Example:443/base/",
+            "http://[::1]:9000",
+            "https://bücher.example",
+            "http://user:pw@127.0.0.1:8080",
+        ] {
+            let c = cap(origin);
+            let o = reqwest::Url::parse(origin).unwrap();
+            let base = o.as_str().trim_end_matches(o.path());
+            let mut relative = 0;
+            for rest in [
+                "/v1/refunds?x=1&y=%41#f",
+                "/",
+                "/a/../b/./c",
+                "/a\\b",
+                "/ü/ space?q=ü ",
+                "/%2e%2e/x",
+                "//evil.example/v1",
+                "/\\evil.example/v1",
+                "/\t/evil.example/v1",
+                "/\n/evil.example",
+                "/x\r/y",
+                "?q",
+                "#f",
+                ":8081/v1",
+                ".evil.example/v1",
+                "@evil.example/v1",
+                "/v1 ",
+            ] {
+                let url = format!("{base}{rest}");
+                let whole = reqwest::Url::parse(&url).ok();
+                if let Some(read) = c.within_origin(&url) {
+                    relative += 1;
+                    assert_eq!(Some(&read), whole.as_ref(), "{url}");
+                    assert_eq!(Some(read.as_str()), whole.as_ref().map(|w| w.as_str()));
+                }
+                // And the check allows exactly the URLs of the origin, parsed whole.
+                let allowed = whole.filter(|w| {
+                    w.host_str() == o.host_str()
+                        && w.port_or_known_default() == o.port_or_known_default()
+                        && w.username().is_empty()
+                        && o.username().is_empty()
+                });
+                assert_eq!(c.check(&get(&url, &[])).ok(), allowed, "{url}");
+            }
+            // The origin with a path read relative to it, except where the origin has a user.
+            assert_eq!(relative > 0, o.username().is_empty(), "{origin}");
+        }
     }
 
     #[test]
