@@ -1,7 +1,7 @@
 //! What a `create-refund` costs in the sandbox, with the network faked in-process.
 //!
 //! One criterion group per provider (`create_refund/mfs-africa`, `create_refund/pagoefectivo`),
-//! five columns each, measured in the same run on the same request (1500.00, fixed external id)
+//! six columns each, measured in the same run on the same request (1500.00, fixed external id)
 //! and the same canned `201` answer from the spec:
 //!
 //! - `fresh_instance`: [`Plugin::create_refund`], what the service does for every operation:
@@ -10,6 +10,9 @@
 //! - `warm_instance`: one instance kept by [`Plugin::warm`] and called again and again. The same
 //!   wasm code and host capabilities as `fresh_instance`, without instantiation: what the
 //!   plugin's logic costs when compiled to wasm and called across the component boundary.
+//! - `instance_only`: a fresh instance made and dropped, no call: the pool slot, the store, the
+//!   component's instantiation and the slot's reset. The sandbox's own floor per operation,
+//!   whatever the plugin computes; `fresh_instance` is about this plus `warm_instance`.
 //! - `native`: the same plugin crate compiled natively, called directly with the SDK's
 //!   `FakeHost`. No wasm, no canonical ABI, no host policy: the floor.
 //!

@@ -1,6 +1,7 @@
 //! What the create-refund benchmarks share: each provider's case (configuration, canned answers,
-//! request), the faked network, and Refundry's five columns of a criterion group (fresh and warm
-//! instance, with host and with guest crypto, and native), each checked once before measuring.
+//! request), the faked network, and Refundry's six columns of a criterion group (fresh and warm
+//! instance, with host and with guest crypto, an instance made and dropped, and native), each
+//! checked once before measuring.
 //!
 //! Included as a module by `native/benches/create_refund.rs` and by the Extism comparison
 //! (`bench/extism/bench/benches/versus_extism.rs`, a workspace of its own), so both measure the
@@ -248,6 +249,8 @@ pub fn created(column: &str, result: Result<Result<Refund, RefundError>, impl st
 ///
 /// - `fresh_instance`: [`Plugin::create_refund`], what the service does for every operation.
 /// - `warm_instance`: one instance kept by [`Plugin::warm`] and called again and again.
+/// - `instance_only`: [`Plugin::warm`] and the instance dropped, no call: the pool slot, the
+///   store, the instantiation and the slot's reset, which every fresh operation pays.
 /// - `fresh_instance_guest_crypto` and `warm_instance_guest_crypto`: the same two on the
 ///   component built with the SDK's `guest-crypto` feature (`<provider>-guest-crypto.wasm`).
 /// - `native`: the same plugin crate compiled natively, called directly with the SDK's
@@ -310,13 +313,19 @@ impl<P: Provider> RefundryColumns<P> {
         }
     }
 
-    /// Measures the five columns into `group`, in the order of the type's documentation.
+    /// Measures the six columns into `group`, in the order of the type's documentation.
     pub fn bench(&self, group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime) {
         let req = &self.req;
         group.bench_function("fresh_instance", |b| {
             b.to_async(rt).iter(|| self.plugin.create_refund(req));
         });
         group.bench_function("warm_instance", |b| warm_calls(b, rt, &self.warm, req));
+        group.bench_function("instance_only", |b| {
+            b.to_async(rt).iter(|| async {
+                let instance = self.plugin.warm().await.expect("an instance");
+                drop(black_box(instance));
+            });
+        });
         group.bench_function("fresh_instance_guest_crypto", |b| {
             b.to_async(rt).iter(|| self.guest_crypto.create_refund(req));
         });

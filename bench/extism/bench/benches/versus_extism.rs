@@ -3,7 +3,7 @@
 //! `versus_extism/pagoefectivo`), same request, same canned answers, same frozen clock, same
 //! settings and secrets.
 //!
-//! - `fresh_instance`, `warm_instance`, `fresh_instance_guest_crypto`,
+//! - `fresh_instance`, `warm_instance`, `instance_only`, `fresh_instance_guest_crypto`,
 //!   `warm_instance_guest_crypto`, `native`: Refundry's columns, exactly as
 //!   `native/benches/create_refund.rs` measures them (the shared `common` module).
 //! - `extism_fresh`: a new `extism::Plugin` per call, made with `Plugin::new_from_compiled` from
