@@ -170,8 +170,30 @@ fn ledger_per_refund(runs: &[&Run], requests: usize) -> String {
     }
 }
 
+/// The providers and modes of `runs`, each once, in the order they first ran.
+fn groups(runs: &[Run]) -> Vec<(&'static str, Mode)> {
+    let mut groups: Vec<(&'static str, Mode)> = Vec::new();
+    for run in runs {
+        if !groups.contains(&(run.provider, run.mode)) {
+            groups.push((run.provider, run.mode));
+        }
+    }
+    groups
+}
+
+/// The most refunds per second `cores` cores could make if every refund cost `cpu / requests`
+/// of CPU (the service's, the sandbox's and the load generator's together) and nothing else
+/// ran: an upper bound, as the cores are never all busy. `None` with nothing to divide.
+fn cpu_ceiling(cores: usize, cpu: Duration, requests: usize) -> Option<f64> {
+    if cores == 0 || requests == 0 || cpu.is_zero() {
+        return None;
+    }
+    Some(cores as f64 * requests as f64 / cpu.as_secs_f64())
+}
+
 /// Prints what this machine allows, measured in the same run: the SQLite commit rate (and what
-/// committing each write alone would cap the service at), and the sandbox's own ceiling.
+/// committing each write alone would cap the service at), the CPU (what the cores allow at the
+/// CPU each refund cost), and the sandbox's own ceiling.
 fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
     println!("\nLimits of this machine, measured in this run:");
     let counted: Vec<WriteCounts> = runs.iter().filter_map(|r| r.ledger).collect();
@@ -196,6 +218,25 @@ fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
             commit_rate / per_refund
         );
     }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    for (provider, mode) in groups(runs) {
+        let of: Vec<&Run> = runs
+            .iter()
+            .filter(|r| r.provider == provider && r.mode == mode)
+            .collect();
+        let s = summarize(of.iter().copied());
+        let cpu: Duration = of.iter().flat_map(|r| r.cpu.by_kind.values()).sum();
+        if let Some(most) = cpu_ceiling(cores, cpu, s.requests) {
+            println!(
+                "- the CPU, {provider} {mode}: the service, the sandbox and the load generator took {:.2} ms of CPU \
+                 per refund in all; at that cost {cores} core(s) allow at most {most:.0} refunds/s, and the runs made \
+                 {:.0} ({:.0}% of it)",
+                cpu.as_secs_f64() * 1e3 / s.requests as f64,
+                s.throughput,
+                100.0 * s.throughput / most
+            );
+        }
+    }
     if !ceilings.is_empty() {
         let s = summarize(ceilings);
         let service = summarize(
@@ -218,5 +259,26 @@ fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
                 100.0 * service.throughput / s.throughput
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_ceiling_is_the_cores_over_the_cpu_per_refund() {
+        // 0.5 ms of CPU per refund on 2 cores: 4,000 refunds/s at most.
+        let ceiling = cpu_ceiling(2, Duration::from_millis(1_000), 2_000).unwrap();
+        assert!((ceiling - 4_000.0).abs() < 1e-6, "{ceiling}");
+        let one_core = cpu_ceiling(1, Duration::from_millis(1_000), 2_000).unwrap();
+        assert!((one_core - 2_000.0).abs() < 1e-6, "{one_core}");
+    }
+
+    #[test]
+    fn no_cpu_ceiling_without_cores_refunds_or_cpu() {
+        assert_eq!(cpu_ceiling(0, Duration::from_secs(1), 10), None);
+        assert_eq!(cpu_ceiling(2, Duration::from_secs(1), 0), None);
+        assert_eq!(cpu_ceiling(2, Duration::ZERO, 10), None);
     }
 }
