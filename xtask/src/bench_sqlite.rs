@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let errors = report(&profiles, &runs);
-    limits(&args, commit_rate, &runs, &ceilings);
+    limits(&args, &profiles, commit_rate, &runs, &ceilings);
     let errors = errors + ceilings.iter().map(|r| r.errors).sum::<usize>();
     if errors > 0 {
         bail!(
@@ -116,10 +116,7 @@ fn report(profiles: &[&Profile], runs: &[Run]) -> usize {
     for profile in profiles {
         let mut by_mode = Vec::new();
         for mode in [Mode::Wasm, Mode::Native] {
-            let of: Vec<&Run> = runs
-                .iter()
-                .filter(|r| r.provider == profile.id && r.mode == mode)
-                .collect();
+            let of = runs_of(runs, profile.id, mode);
             let s = summarize(of.iter().copied());
             println!(
                 "| {} | {mode} | {} | {} | {} | {} |",
@@ -170,15 +167,11 @@ fn ledger_per_refund(runs: &[&Run], requests: usize) -> String {
     }
 }
 
-/// The providers and modes of `runs`, each once, in the order they first ran.
-fn groups(runs: &[Run]) -> Vec<(&'static str, Mode)> {
-    let mut groups: Vec<(&'static str, Mode)> = Vec::new();
-    for run in runs {
-        if !groups.contains(&(run.provider, run.mode)) {
-            groups.push((run.provider, run.mode));
-        }
-    }
-    groups
+/// The runs of `provider` in `mode`.
+fn runs_of<'a>(runs: &'a [Run], provider: &str, mode: Mode) -> Vec<&'a Run> {
+    runs.iter()
+        .filter(|r| r.provider == provider && r.mode == mode)
+        .collect()
 }
 
 /// The most refunds per second `cores` cores could make if every refund cost `cpu / requests`
@@ -194,7 +187,7 @@ fn cpu_ceiling(cores: usize, cpu: Duration, requests: usize) -> Option<f64> {
 /// Prints what this machine allows, measured in the same run: the SQLite commit rate (and what
 /// committing each write alone would cap the service at), the CPU (what the cores allow at the
 /// CPU each refund cost), and the sandbox's own ceiling.
-fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
+fn limits(args: &Args, profiles: &[&Profile], commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
     println!("\nLimits of this machine, measured in this run:");
     let counted: Vec<WriteCounts> = runs.iter().filter_map(|r| r.ledger).collect();
     let requests: usize = runs
@@ -219,11 +212,11 @@ fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
         );
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    for (provider, mode) in groups(runs) {
-        let of: Vec<&Run> = runs
-            .iter()
-            .filter(|r| r.provider == provider && r.mode == mode)
-            .collect();
+    for (provider, mode) in profiles
+        .iter()
+        .flat_map(|p| [Mode::Wasm, Mode::Native].map(|m| (p.id, m)))
+    {
+        let of = runs_of(runs, provider, mode);
         let s = summarize(of.iter().copied());
         let cpu: Duration = of.iter().flat_map(|r| r.cpu.by_kind.values()).sum();
         if let Some(most) = cpu_ceiling(cores, cpu, s.requests) {
@@ -239,10 +232,7 @@ fn limits(args: &Args, commit_rate: f64, runs: &[Run], ceilings: &[Run]) {
     }
     if !ceilings.is_empty() {
         let s = summarize(ceilings);
-        let service = summarize(
-            runs.iter()
-                .filter(|r| r.provider == "mfs-africa" && r.mode == Mode::Wasm),
-        );
+        let service = summarize(runs_of(runs, "mfs-africa", Mode::Wasm));
         let of: Vec<&Run> = ceilings.iter().collect();
         println!(
             "- the MFS Africa sandbox alone (the load generator straight at it, same refunds, same concurrency): \
