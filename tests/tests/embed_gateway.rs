@@ -39,12 +39,23 @@ async fn gateway(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     }
 }
 
-/// A fresh folder for one test's files.
-fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("refundry-embed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder for one test's files, removed with the test (a `Path` through `Deref`).
+struct Folder(tempfile::TempDir);
+
+impl std::ops::Deref for Folder {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+fn folder(name: &str) -> Folder {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("refundry-embed-{name}-"))
+        .tempdir()
+        .expect("a temporary folder");
+    Folder(dir)
 }
 
 /// Writes a provider-config file naming the component by a path relative to the file.

@@ -303,14 +303,14 @@ fn strongly_connected<'a>(edges: &BTreeMap<&'a Path, BTreeSet<&'a Path>>) -> Vec
 mod tests {
     use super::*;
 
-    fn crate_with(files: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "xtask-layering-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+    /// A crate's source folder holding `files`, removed when dropped.
+    fn crate_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix("xtask-layering-")
+            .tempdir()
+            .expect("a temporary folder");
         for (name, text) in files {
-            let path = dir.join(name);
+            let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
@@ -324,7 +324,7 @@ mod tests {
             ("a.rs", "use crate::b::B;\npub struct A;\n"),
             ("b.rs", "pub struct B;\nfn f() { let _ = crate::a::A; }\n"),
         ]);
-        assert_eq!(circles(&src).unwrap(), [["a.rs", "b.rs"]]);
+        assert_eq!(circles(src.path()).unwrap(), [["a.rs", "b.rs"]]);
     }
 
     #[test]
@@ -334,7 +334,7 @@ mod tests {
             ("x/mod.rs", "mod y;\npub use self::y::Y;\npub struct X;\n"),
             ("x/y.rs", "use super::{X, z::{self}};\npub struct Y;\n"),
         ]);
-        let found = circles(&src).unwrap();
+        let found = circles(src.path()).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         let mut circle = found[0].clone();
         circle.sort();
@@ -351,6 +351,6 @@ mod tests {
                 "pub struct B;\n// crate::a::A in a comment\n#[cfg(test)]\nmod tests { use crate::a::A; }\n",
             ),
         ]);
-        assert!(circles(&src).unwrap().is_empty());
+        assert!(circles(src.path()).unwrap().is_empty());
     }
 }

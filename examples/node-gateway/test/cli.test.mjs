@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -66,6 +66,7 @@ before(async () => {
 after(() => {
   sandbox?.stop();
   receiver?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 const create = (id, amount) => [

@@ -127,13 +127,17 @@ test('a plugin that hoards memory hits its cap; the next operation runs', async 
 });
 
 test('a file that is not a plugin component, or no file, is a configuration error', async () => {
-  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
   const { join } = await import('node:path');
   const { tmpdir } = await import('node:os');
   const { ConfigError } = await import('../src/index.mjs');
   const dir = mkdtempSync(join(tmpdir(), 'refundry-node-bad-'));
-  writeFileSync(join(dir, 'junk.wasm'), 'not wasm at all');
-  await assert.rejects(loadPlugin(join(dir, 'junk.wasm'), {}), (e) => e instanceof ConfigError && /not a valid WebAssembly component/.test(e.message));
-  await assert.rejects(loadPlugin(join(dir, 'missing.wasm'), {}), (e) => e instanceof ConfigError && /cannot read plugin/.test(e.message));
+  try {
+    writeFileSync(join(dir, 'junk.wasm'), 'not wasm at all');
+    await assert.rejects(loadPlugin(join(dir, 'junk.wasm'), {}), (e) => e instanceof ConfigError && /not a valid WebAssembly component/.test(e.message));
+    await assert.rejects(loadPlugin(join(dir, 'missing.wasm'), {}), (e) => e instanceof ConfigError && /cannot read plugin/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   await assert.rejects(loadPlugin(pluginPath('hostile'), { settings: { base_url: 'ftp://x' } }), ConfigError);
 });

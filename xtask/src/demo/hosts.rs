@@ -33,8 +33,11 @@ pub async fn walk(bin: &Path, story: &Story) -> Result<usize> {
     env.extend(story.env.iter().cloned());
     let (_sandbox, base_url) =
         start_sandbox(bin, story.provider, &story.env, "http://127.0.0.1:9/")?;
-    let dir = std::env::temp_dir().join(format!("refundry-demo-{}-hosts", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed at the end, after the hosts (dropped first) have stopped.
+    let folder = tempfile::Builder::new()
+        .prefix("refundry-demo-hosts-")
+        .tempdir()?;
+    let dir = folder.path();
     let mut hosts = Vec::new();
     for name in ["a", "b"] {
         // Each host its own file: the same ledger, its own artifact cache.
