@@ -35,9 +35,10 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts listening on a free loopback port.
+    /// Starts listening on a free loopback port, one the kernel never gives an outbound
+    /// connection (see [`outside_ephemeral_range`]).
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = outside_ephemeral_range().await;
         let addr = listener.local_addr().unwrap();
         let mut r = Self {
             url: format!("http://{addr}/events"),
@@ -107,4 +108,29 @@ impl Drop for Receiver {
             server.abort();
         }
     }
+}
+
+/// A loopback listener on a free port below the kernel's ephemeral range, chosen at random.
+///
+/// A port from `bind(0)` is in that range, and while the receiver is down the kernel may hand
+/// it to any outbound connection on the machine (tests run side by side): `start_again` then
+/// failed with "address in use". A port below the range is only ever taken by an explicit bind.
+/// Where the range starts too low to leave room, a port from `bind(0)` as before.
+async fn outside_ephemeral_range() -> tokio::net::TcpListener {
+    const LOWEST: u16 = 10_000;
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if first_ephemeral > LOWEST {
+        for _ in 0..100 {
+            let port = rand::random_range(LOWEST..first_ephemeral);
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => return listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => panic!("binding the receiver to 127.0.0.1:{port}: {e}"),
+            }
+        }
+    }
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
